@@ -1,0 +1,36 @@
+"""fastcap: CS231n-style image-captioning models, trained fast on a CPU.
+
+The API keeps the CS231n names (``fastcap.rnn_layers``,
+``fastcap.classifiers.rnn``, ``fastcap.captioning_solver``, ``fastcap.optim``,
+``fastcap.coco_utils``, ``fastcap.gradient_check``) and re-exports them here.
+The kernels behind them come from the backend named by ``FASTCAP_BACKEND``
+(numpy, numba, cython or auto; default auto), switchable with
+``set_backend`` / ``use_backend``.
+"""
+from ._backend import (
+    BackendUnavailableError,
+    available_backends,
+    get_backend,
+    init_from_environment as _init_from_environment,
+    set_backend,
+    use_backend,
+)
+from .captioning_solver import CaptioningSolver, TrainingDivergedError
+from .classifiers.rnn import CaptioningRNN
+from .coco_utils import decode_captions, load_coco_data, sample_coco_minibatch
+from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from .optim import adam, rmsprop, sgd, sgd_momentum
+from .rnn_layers import *  # noqa: F401,F403
+from .rnn_layers import __all__ as _layer_names
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "set_backend", "get_backend", "use_backend", "available_backends", "BackendUnavailableError",
+    "CaptioningRNN", "CaptioningSolver", "TrainingDivergedError",
+    "load_coco_data", "sample_coco_minibatch", "decode_captions",
+    "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error",
+    "sgd", "sgd_momentum", "rmsprop", "adam", *_layer_names,
+]  # fmt: skip
+
+_init_from_environment()

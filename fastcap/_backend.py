@@ -1,0 +1,143 @@
+"""Backend registry: which module's kernels the public layers call.
+
+A backend is a module under ``fastcap/_kernels/`` that defines every kernel in
+``fastcap._kernels.KERNELS``. Adding one is one module plus one entry in
+``_BACKENDS`` below. The active backend is chosen from ``FASTCAP_BACKEND`` when
+fastcap is imported (default ``auto``) and can be changed with
+``set_backend`` or, temporarily, ``use_backend``.
+"""
+import contextlib
+import importlib
+import os
+import types
+
+from ._kernels import KERNEL_NAMES
+
+# name -> (module, what to do when it cannot be imported)
+_BACKENDS = {
+    "numpy": ("fastcap._kernels.numpy_backend", "it is part of fastcap and needs only NumPy"),
+    "numba": ("fastcap._kernels.numba_backend", "install Numba: `pip install numba`"),
+    "cython": (
+        "fastcap._kernels.cython_backend",
+        "the compiled extension is not built; build it with `pip install .` "
+        "(or `pip install -e .`) from a source checkout, which needs a C compiler, "
+        "Cython and NumPy",
+    ),
+}
+# `auto` takes the first of these that loads.
+AUTO_ORDER = ("numba", "cython", "numpy")
+VALID_NAMES = tuple(_BACKENDS) + ("auto",)
+ENV_VAR = "FASTCAP_BACKEND"
+
+
+class BackendUnavailableError(ImportError):
+    """A known backend that cannot be loaded on this installation."""
+
+
+_loaded = {}  # name -> SimpleNamespace of kernels
+_why_not = {}  # name -> reason it failed to load
+_active = None
+_active_name = None
+
+
+def _check_name(name):
+    if not isinstance(name, str) or name not in VALID_NAMES:
+        raise ValueError(
+            f"unknown fastcap backend {name!r}; valid names are {', '.join(VALID_NAMES)}"
+        )
+
+
+def load(name):
+    """Import backend `name` and return its kernels as a namespace.
+
+    Raises BackendUnavailableError saying what to install or build when the
+    backend's module cannot be imported, and RuntimeError when it imports but
+    lacks a kernel of the table.
+    """
+    _check_name(name)
+    if name == "auto":
+        raise ValueError("load() takes a concrete backend name, not 'auto'")
+    if name in _loaded:
+        return _loaded[name]
+    module_name, hint = _BACKENDS[name]
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        _why_not[name] = f"{exc}; {hint}"
+        raise BackendUnavailableError(
+            f"fastcap backend {name!r} is not available ({exc}): {hint}"
+        ) from exc
+    missing = [k for k in KERNEL_NAMES if not callable(getattr(module, k, None))]
+    if missing:
+        raise RuntimeError(f"backend {name!r} ({module_name}) lacks kernels: {', '.join(missing)}")
+    kernels = types.SimpleNamespace(name=name, **{k: getattr(module, k) for k in KERNEL_NAMES})
+    _loaded[name] = kernels
+    return kernels
+
+
+def available_backends():
+    """Names of the backends that load here, in `auto` preference order."""
+    names = []
+    for name in AUTO_ORDER:
+        try:
+            load(name)
+        except BackendUnavailableError:
+            continue
+        names.append(name)
+    return names
+
+
+def unavailable_reasons():
+    """{name: why it does not load} for the backends that do not."""
+    available_backends()
+    return dict(_why_not)
+
+
+def _resolve(name):
+    _check_name(name)
+    if name != "auto":
+        return load(name)
+    for candidate in AUTO_ORDER:
+        try:
+            return load(candidate)
+        except BackendUnavailableError:
+            continue
+    raise RuntimeError("no fastcap backend loads, not even numpy")  # pragma: no cover
+
+
+def set_backend(name):
+    """Make `name` ('numpy', 'numba', 'cython' or 'auto') the active backend."""
+    global _active, _active_name
+    kernels = _resolve(name)
+    _active, _active_name = kernels, kernels.name
+
+
+def get_backend():
+    """Name of the active backend (`auto` already resolved to a concrete name)."""
+    return _active_name
+
+
+@contextlib.contextmanager
+def use_backend(name):
+    """Run a block with backend `name` active, restoring the previous one after."""
+    global _active, _active_name
+    previous = (_active, _active_name)
+    set_backend(name)
+    try:
+        yield _active
+    finally:
+        _active, _active_name = previous
+
+
+def kernels():
+    """The active backend's kernel namespace (what the public layers call)."""
+    return _active
+
+
+def init_from_environment():
+    name = os.environ.get(ENV_VAR, "auto").strip() or "auto"
+    try:
+        _check_name(name)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_VAR}={name!r}: {exc}") from None
+    set_backend(name)

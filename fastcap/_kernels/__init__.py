@@ -1,0 +1,76 @@
+"""The kernel table: what every backend must provide.
+
+A backend is one module under ``fastcap/_kernels/`` that defines every name in
+``KERNELS`` with the signature documented here. The public layers in
+``fastcap.rnn_layers`` (and the model, solver and optimizers) validate their
+inputs, allocate outputs, run the sequence loops and the matrix products, and
+call these kernels for the elementwise and scatter/gather work in between.
+Kernels therefore trust their inputs:
+
+* float arrays all share one dtype, float32 or float64;
+* index arrays are int64 (``np.intp``) and every index is in range;
+* every array argument is C-contiguous; ``*_out`` arguments are preallocated
+  and fully overwritten by the kernel (never read first), unless a kernel says
+  it updates in place.
+
+Shapes use N batch, T time, D input, H hidden, V vocabulary, W word vector,
+M = N*T flattened rows. LSTM gates are packed ``i, f, o, g`` along the 4H axis.
+
+Sigmoid is evaluated as ``1/(1+exp(-x))`` for x >= 0 and
+``exp(x)/(1+exp(x))`` for x < 0 by every backend, so no backend overflows and
+float64 results agree to rounding.
+"""
+
+# name -> one-line contract. The order is the order the parity table tests.
+KERNELS = {
+    # --- recurrent cells: one timestep of elementwise work after the GEMMs ---
+    "rnn_cell_forward": "(xw (N,H), hw (N,H), h_out (N,H)): h = tanh(xw + hw)",
+    "rnn_cell_backward": "(dh (N,H), h (N,H), da_out (N,H)): da = dh * (1 - h**2)",
+    "lstm_cell_forward": (
+        "(xw (N,4H), hw (N,4H), c_prev (N,H), ifog_out (N,4H), c_out (N,H), h_out (N,H)): "
+        "a = xw + hw; ifog = sigmoid(a[:, :3H]) | tanh(a[:, 3H:]); "
+        "c = f*c_prev + i*g; h = o*tanh(c)"
+    ),
+    "lstm_cell_backward": (
+        "(dh (N,H), dc (N,H), ifog (N,4H), c_prev (N,H), c (N,H), da_out (N,4H), "
+        "dc_prev_out (N,H)): gradients wrt the gate pre-activations a and c_prev, "
+        "where dc is the gradient arriving at c from the next timestep"
+    ),
+    # --- word embedding ---
+    "embedding_forward": "(idx (M,) int64, W (V,W), out (M,W)): out[m] = W[idx[m]]",
+    "embedding_backward": "(dout (M,W), idx (M,) int64, dW_out (V,W)): dW = scatter-add of dout rows at idx",
+    # --- temporal affine (GEMM plus bias) ---
+    "affine_forward": "(x (M,D), w (D,V), b (V,), out (M,V)): out = x @ w + b",
+    "affine_backward": (
+        "(dout (M,V), x (M,D), w (D,V), dx_out (M,D), dw_out (D,V), db_out (V,)): "
+        "dx = dout @ w.T; dw = x.T @ dout; db = dout.sum(0)"
+    ),
+    # --- masked softmax cross-entropy ---
+    "softmax_loss": (
+        "(x (M,V), y (M,) int64, mask (M,) bool, scale float, dx_out (M,V)) -> float: "
+        "returns scale * sum over rows with mask of -log softmax(x[m])[y[m]]; "
+        "dx_out = scale * (softmax(x) - onehot(y)) on those rows and 0 on masked-out rows"
+    ),
+    # --- greedy decoding: the whole test-time loop ---
+    "greedy_decode": (
+        "(h0 (N,H), W_embed (V,W), Wx (W,GH), Wh (H,GH), b (GH,), W_vocab (H,V), "
+        "b_vocab (V,), lstm bool, start int, end int, null int, captions_out (N,L) int32): "
+        "feeds `start`, takes the argmax word each step (lowest index on ties); once a caption "
+        "has emitted `end` its later positions are `null`; stops early when all have ended. "
+        "GH is H for the RNN and 4H for the LSTM; end = -1 means no end token"
+    ),
+    # --- update rules, in place on w and on the optimizer state ---
+    "sgd_update": "(w, dw, lr): w -= lr * dw",
+    "sgd_momentum_update": "(w, dw, velocity, lr, momentum): v = momentum*v - lr*dw; w += v",
+    "rmsprop_update": (
+        "(w, dw, cache, lr, decay_rate, eps): cache = decay*cache + (1-decay)*dw**2; "
+        "w -= lr * dw / (sqrt(cache) + eps)"
+    ),
+    "adam_update": (
+        "(w, dw, m, v, alpha, beta1, beta2, eps): m = b1*m + (1-b1)*dw; "
+        "v = b2*v + (1-b2)*dw**2; w -= alpha * m / (sqrt(v) + eps); alpha already holds "
+        "the bias correction lr*sqrt(1-b2**t)/(1-b1**t)"
+    ),
+}
+
+KERNEL_NAMES = tuple(KERNELS)

@@ -1,0 +1,166 @@
+"""NumPy reference backend: the semantic ground truth for every other backend.
+
+Vectorized, allocation-light NumPy, written to be read. Every kernel follows
+the contract in ``fastcap/_kernels/__init__.py``; compiled backends are tested
+against these functions.
+"""
+import numpy as np
+
+
+def _sigmoid(a, out):
+    # Stable for any sign of a: exp only ever sees -|a|.
+    e = np.exp(-np.abs(a))
+    np.divide(np.where(a >= 0, 1.0, e), 1.0 + e, out=out)
+    return out
+
+
+# ----------------------------------------------------------------------------
+# recurrent cells
+
+
+def rnn_cell_forward(xw, hw, h_out):
+    # xw, hw, h_out: (N, H)
+    np.add(xw, hw, out=h_out)
+    np.tanh(h_out, out=h_out)
+
+
+def rnn_cell_backward(dh, h, da_out):
+    # dh, h, da_out: (N, H); d tanh(a) / da = 1 - tanh(a)**2
+    np.multiply(h, h, out=da_out)
+    np.subtract(1.0, da_out, out=da_out)
+    da_out *= dh
+
+
+def lstm_cell_forward(xw, hw, c_prev, ifog_out, c_out, h_out):
+    # xw, hw, ifog_out: (N, 4H); c_prev, c_out, h_out: (N, H)
+    H = c_prev.shape[1]
+    np.add(xw, hw, out=ifog_out)
+    _sigmoid(ifog_out[:, : 3 * H], out=ifog_out[:, : 3 * H])
+    np.tanh(ifog_out[:, 3 * H :], out=ifog_out[:, 3 * H :])
+    i, f, o, g = (ifog_out[:, k * H : (k + 1) * H] for k in range(4))
+    np.multiply(f, c_prev, out=c_out)
+    c_out += i * g
+    np.tanh(c_out, out=h_out)
+    h_out *= o
+
+
+def lstm_cell_backward(dh, dc, ifog, c_prev, c, da_out, dc_prev_out):
+    # dh, dc, c_prev, c, dc_prev_out: (N, H); ifog, da_out: (N, 4H)
+    H = c.shape[1]
+    i, f, o, g = (ifog[:, k * H : (k + 1) * H] for k in range(4))
+    tanh_c = np.tanh(c)
+    dc_total = dc + dh * o * (1.0 - tanh_c * tanh_c)
+    np.multiply(dc_total, f, out=dc_prev_out)
+    da_out[:, 0 * H : 1 * H] = dc_total * g * i * (1.0 - i)
+    da_out[:, 1 * H : 2 * H] = dc_total * c_prev * f * (1.0 - f)
+    da_out[:, 2 * H : 3 * H] = dh * tanh_c * o * (1.0 - o)
+    da_out[:, 3 * H : 4 * H] = dc_total * i * (1.0 - g * g)
+
+
+# ----------------------------------------------------------------------------
+# word embedding
+
+
+def embedding_forward(idx, W, out):
+    # idx: (M,) int64; W: (V, W); out: (M, W)
+    np.take(W, idx, axis=0, out=out)
+
+
+def embedding_backward(dout, idx, dW_out):
+    # dout: (M, W); idx: (M,) int64; dW_out: (V, W)
+    dW_out.fill(0)
+    np.add.at(dW_out, idx, dout)
+
+
+# ----------------------------------------------------------------------------
+# temporal affine
+
+
+def affine_forward(x, w, b, out):
+    # x: (M, D); w: (D, V); b: (V,); out: (M, V)
+    np.dot(x, w, out=out)
+    out += b
+
+
+def affine_backward(dout, x, w, dx_out, dw_out, db_out):
+    # dout: (M, V); x: (M, D); w: (D, V)
+    np.dot(dout, w.T, out=dx_out)
+    np.dot(x.T, dout, out=dw_out)
+    np.sum(dout, axis=0, out=db_out)
+
+
+# ----------------------------------------------------------------------------
+# masked softmax cross-entropy
+
+
+def softmax_loss(x, y, mask, scale, dx_out):
+    # x, dx_out: (M, V); y: (M,) int64; mask: (M,) bool. Returns a Python float.
+    M = x.shape[0]
+    rows = np.arange(M)
+    shifted = x - x.max(axis=1, keepdims=True)
+    np.exp(shifted, out=dx_out)
+    sums = dx_out.sum(axis=1, keepdims=True)
+    log_prob_y = shifted[rows, y] - np.log(sums[:, 0])
+    loss = -float(np.sum(log_prob_y[mask], dtype=np.float64)) * scale
+    dx_out /= sums
+    dx_out[rows, y] -= 1.0
+    dx_out *= (mask * scale).astype(dx_out.dtype)[:, None]
+    return loss
+
+
+# ----------------------------------------------------------------------------
+# greedy decoding
+
+
+def greedy_decode(h0, W_embed, Wx, Wh, b, W_vocab, b_vocab, lstm, start, end, null, captions_out):
+    # h0: (N, H); captions_out: (N, L) int32
+    N, L = captions_out.shape
+    H = h0.shape[1]
+    captions_out.fill(null)
+    h = h0.copy()
+    c = np.zeros_like(h0)
+    word = np.full(N, start, dtype=np.intp)
+    running = np.ones(N, dtype=bool)
+    for t in range(L):
+        xw = W_embed[word] @ Wx + b
+        hw = h @ Wh
+        if lstm:
+            ifog = np.empty((N, 4 * H), dtype=h0.dtype)
+            c_next = np.empty_like(c)
+            lstm_cell_forward(xw, hw, c, ifog, c_next, h)
+            c = c_next
+        else:
+            rnn_cell_forward(xw, hw, h)
+        word = np.argmax(h @ W_vocab + b_vocab, axis=1)
+        captions_out[running, t] = word[running]
+        running &= word != end
+        if not running.any():
+            break
+
+
+# ----------------------------------------------------------------------------
+# update rules (in place)
+
+
+def sgd_update(w, dw, lr):
+    w -= lr * dw
+
+
+def sgd_momentum_update(w, dw, velocity, lr, momentum):
+    velocity *= momentum
+    velocity -= lr * dw
+    w += velocity
+
+
+def rmsprop_update(w, dw, cache, lr, decay_rate, eps):
+    cache *= decay_rate
+    cache += (1 - decay_rate) * dw * dw
+    w -= lr * dw / (np.sqrt(cache) + eps)
+
+
+def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
+    m *= beta1
+    m += (1 - beta1) * dw
+    v *= beta2
+    v += (1 - beta2) * (dw * dw)
+    w -= alpha * (m / (np.sqrt(v) + eps))

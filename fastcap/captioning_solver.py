@@ -1,0 +1,100 @@
+"""CaptioningSolver: minibatch training of a captioning model, as in CS231n."""
+import math
+
+import numpy as np
+
+from . import optim
+from .coco_utils import sample_coco_minibatch
+
+__all__ = ["CaptioningSolver", "TrainingDivergedError"]
+
+UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The training loss became NaN or infinite."""
+
+
+class CaptioningSolver:
+    """Trains ``model`` on ``data`` (a dict as returned by ``load_coco_data``).
+
+    Keyword arguments, with the CS231n defaults: update_rule ('sgd'; one of
+    sgd, sgd_momentum, rmsprop, adam), optim_config ({}; e.g. learning_rate),
+    lr_decay (1.0, applied to every learning rate after each epoch),
+    batch_size (100), num_epochs (10), print_every (10), verbose (True), and
+    rng (None: minibatches come from NumPy's global random state, as in
+    CS231n; or a ``np.random.RandomState``/``Generator``).
+
+    ``train()`` runs num_epochs * max(num_train // batch_size, 1) iterations
+    and records every minibatch loss in ``loss_history``. A NaN or infinite
+    loss stops training with ``TrainingDivergedError`` naming the iteration.
+    """
+
+    def __init__(self, model, data, **kwargs):
+        self.model = model
+        self.data = data
+        self.update_rule = kwargs.pop("update_rule", "sgd")
+        self.optim_config = kwargs.pop("optim_config", {})
+        self.lr_decay = kwargs.pop("lr_decay", 1.0)
+        self.batch_size = kwargs.pop("batch_size", 100)
+        self.num_epochs = kwargs.pop("num_epochs", 10)
+        self.print_every = kwargs.pop("print_every", 10)
+        self.verbose = kwargs.pop("verbose", True)
+        self.rng = kwargs.pop("rng", None)
+        if kwargs:
+            raise ValueError(f"Unrecognized arguments {', '.join(repr(k) for k in kwargs)}")
+        if self.update_rule not in UPDATE_RULES:
+            raise ValueError(f"Invalid update_rule {self.update_rule!r}; "
+                             f"expected one of {', '.join(UPDATE_RULES)}")
+        if int(self.batch_size) != self.batch_size or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if "train_captions" not in data or len(data["train_captions"]) == 0:
+            raise ValueError("data['train_captions'] must hold at least one caption")
+        self._update = getattr(optim, self.update_rule)
+        self._reset()
+
+    def _reset(self):
+        self.epoch = 0
+        self.iteration = 0
+        self.loss_history = []
+        self.optim_configs = {p: dict(self.optim_config) for p in self.model.params}
+
+    @property
+    def iterations_per_epoch(self):
+        return max(self.data["train_captions"].shape[0] // self.batch_size, 1)
+
+    def step(self):
+        """One minibatch: loss, gradients, one update of every parameter. Returns the loss."""
+        captions, features, _ = sample_coco_minibatch(
+            self.data, batch_size=self.batch_size, split="train", rng=self.rng
+        )
+        loss, grads = self.model.loss(features, captions)
+        self.iteration += 1
+        if not math.isfinite(loss):
+            raise TrainingDivergedError(
+                f"training loss is {loss} at iteration {self.iteration}; lower the learning "
+                f"rate (currently {self.optim_config.get('learning_rate', 'the default')})"
+            )
+        self.loss_history.append(loss)
+        for p, w in self.model.params.items():
+            next_w, self.optim_configs[p] = self._update(w, grads[p], self.optim_configs[p])
+            self.model.params[p] = next_w
+        return loss
+
+    def end_epoch(self):
+        """Count an epoch and decay every learning rate by lr_decay."""
+        self.epoch += 1
+        for config in self.optim_configs.values():
+            if "learning_rate" in config:
+                config["learning_rate"] *= self.lr_decay
+
+    def train(self):
+        """Run the whole schedule."""
+        per_epoch = self.iterations_per_epoch
+        num_iterations = self.num_epochs * per_epoch
+        for t in range(num_iterations):
+            self.step()
+            if self.verbose and t % self.print_every == 0:
+                print(f"(Iteration {t + 1} / {num_iterations}) loss: {self.loss_history[-1]:f}")
+            if (t + 1) % per_epoch == 0:
+                self.end_epoch()

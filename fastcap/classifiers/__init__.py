@@ -1,0 +1,4 @@
+"""Models (the CS231n ``classifiers`` package name, kept so seed code ports by renaming)."""
+from .rnn import CaptioningRNN
+
+__all__ = ["CaptioningRNN"]

@@ -1,0 +1,154 @@
+"""CaptioningRNN: image feature -> initial hidden state -> RNN/LSTM language model.
+
+The loss runs the layers of ``fastcap.rnn_layers`` time-major end to end (the
+captions are transposed once, the hidden states never), so no (N, T, ...)
+array is copied between layers.
+"""
+import numpy as np
+
+from .. import _backend
+from .. import rnn_layers as L
+from .._validate import Dims, FLOAT_DTYPES, as_float, as_indices
+
+_CELLS = {"rnn": (1, L._rnn_forward_tm, L._rnn_backward_tm),
+          "lstm": (4, L._lstm_forward_tm, L._lstm_backward_tm)}  # fmt: skip
+
+
+class CaptioningRNN:
+    """A captioning model over a vocabulary ``word_to_idx`` (which must map '<NULL>').
+
+    Parameters (``self.params``): W_embed (V, W), W_proj (D, H), b_proj (H,),
+    Wx (W, GH), Wh (H, GH), b (GH,), W_vocab (H, V), b_vocab (V,), where GH is
+    H for cell_type 'rnn' and 4H for 'lstm'. Weights are drawn from ``rng``
+    (default: NumPy's global random state, as in CS231n) and cast to ``dtype``.
+    """
+
+    def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128,
+                 cell_type="rnn", dtype=np.float32, rng=None):
+        if cell_type not in _CELLS:
+            raise ValueError(f"cell_type must be 'rnn' or 'lstm', got {cell_type!r}")
+        if np.dtype(dtype) not in FLOAT_DTYPES:
+            raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
+        if "<NULL>" not in word_to_idx:
+            raise ValueError("word_to_idx must contain the '<NULL>' padding token")
+        for name, n in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim), ("hidden_dim", hidden_dim)):
+            if int(n) != n or n < 1:
+                raise ValueError(f"{name} must be a positive integer, got {n!r}")
+        self.cell_type = cell_type
+        self.dtype = np.dtype(dtype)
+        self.word_to_idx = word_to_idx
+        self.idx_to_word = {i: w for w, i in word_to_idx.items()}
+        self._null = word_to_idx["<NULL>"]
+        self._start = word_to_idx.get("<START>", None)
+        self._end = word_to_idx.get("<END>", None)
+
+        V, D, W, H = len(word_to_idx), input_dim, wordvec_dim, hidden_dim
+        G = _CELLS[cell_type][0] * H
+        randn = (np.random if rng is None else rng).standard_normal
+        # Same draws, in the same order, as CS231n's CaptioningRNN.__init__.
+        p = {}
+        p["W_embed"] = randn((V, W)) / 100
+        p["W_proj"] = randn((D, H)) / np.sqrt(D)
+        p["b_proj"] = np.zeros(H)
+        p["Wx"] = randn((W, G)) / np.sqrt(W)
+        p["Wh"] = randn((H, G)) / np.sqrt(H)
+        p["b"] = np.zeros(G)
+        p["W_vocab"] = randn((H, V)) / np.sqrt(H)
+        p["b_vocab"] = np.zeros(V)
+        self.params = {k: v.astype(self.dtype) for k, v in p.items()}
+
+    def _check_params(self):
+        # Parameters may be replaced by the user (the seeds do); check before kernels see them.
+        dims = Dims()
+        G = _CELLS[self.cell_type][0]
+        spec = {"W_embed": ("V", "W"), "W_proj": ("D", "H"), "b_proj": ("H",),
+                "Wx": ("W", "G"), "Wh": ("H", "G"), "b": ("G",),
+                "W_vocab": ("H", "V"), "b_vocab": ("V",)}  # fmt: skip
+        out = {}
+        for k, s in spec.items():
+            a = as_float(f"params[{k!r}]", self.params[k], len(s))
+            out[k] = dims.match(f"params[{k!r}]", a, s)
+            if a.dtype != self.dtype:
+                raise TypeError(f"params[{k!r}] must have the model dtype {self.dtype}, got {a.dtype}")
+        if dims["G"] != G * dims["H"]:
+            raise ValueError(f"params['Wx'] must have {G}*H = {G * dims['H']} columns for "
+                             f"cell_type {self.cell_type!r}, got {dims['G']}")
+        return out
+
+    def _features(self, features, D):
+        features = np.asarray(features)
+        if features.dtype not in FLOAT_DTYPES and not np.issubdtype(features.dtype, np.integer):
+            raise TypeError(f"features must be a float array, got dtype {features.dtype}")
+        # Features are data, not parameters: cast them to the model's dtype.
+        features = as_float("features", features.astype(self.dtype, copy=False), 2)
+        if features.shape[1] != D:
+            raise ValueError(f"features must have shape (N, D) with D = {D} (the model's "
+                             f"input_dim), got shape {features.shape}")
+        return features
+
+    def loss(self, features, captions):
+        """Training loss and gradients.
+
+        features (N, D) image features; captions (N, T) integer word indices
+        with T >= 2 (the model reads captions[:, :-1] and predicts captions[:, 1:];
+        '<NULL>' targets are not scored). Returns (loss, grads) with grads a
+        dict shaped like self.params. The loss is summed over time and
+        averaged over N; an empty batch has loss 0.0 and zero gradients.
+        """
+        P = self._check_params()
+        V = P["W_embed"].shape[0]
+        features = self._features(features, P["W_proj"].shape[0])
+        captions = as_indices("captions", captions, 2, V)
+        N, T = captions.shape
+        if features.shape[0] != N:
+            raise ValueError(f"captions must have one row per feature row (N = {features.shape[0]}), "
+                             f"got shape {captions.shape}")
+        if T < 2:
+            raise ValueError(f"captions must have at least 2 columns (<START> and a target), got shape {captions.shape}")
+        _, forward_tm, backward_tm = _CELLS[self.cell_type]
+        K = _backend.kernels()
+
+        # Time-major words: column t of captions is row t here.
+        words_tm = np.ascontiguousarray(captions.T)  # (T, N)
+        x_in, y = words_tm[:-1], words_tm[1:].reshape(-1)  # (T-1, N), ((T-1)*N,)
+        mask = y != self._null
+        Tm1, H = T - 1, P["W_proj"].shape[1]
+
+        h0 = features @ P["W_proj"] + P["b_proj"]  # (N, H)
+        x_tm = L._embed(x_in, P["W_embed"])  # (T-1, N, W)
+        h_tm, cache = forward_tm(x_tm, h0, P["Wx"], P["Wh"], P["b"])  # (T-1, N, H)
+        h2d = h_tm.reshape(Tm1 * N, H)
+        scores = L._affine(h2d, P["W_vocab"], P["b_vocab"])  # ((T-1)*N, V)
+        dscores = np.empty_like(scores)
+        loss = K.softmax_loss(scores, y, mask, 1.0 / N if N else 0.0, dscores)
+
+        grads = {}
+        dh2d, grads["W_vocab"], grads["b_vocab"] = L._affine_backward(dscores, h2d, P["W_vocab"])
+        dx_tm, dh0, grads["Wx"], grads["Wh"], grads["b"] = backward_tm(dh2d.reshape(Tm1, N, H), cache)
+        W = P["W_embed"].shape[1]
+        grads["W_embed"] = L._embed_backward(dx_tm.reshape(Tm1 * N, W), x_in.reshape(-1), V)
+        grads["W_proj"] = features.T @ dh0
+        grads["b_proj"] = dh0.sum(axis=0)
+        return loss, grads
+
+    def sample(self, features, max_length=30):
+        """Greedy test-time captions.
+
+        features (N, D) -> captions (N, max_length) int32. The first column is
+        the first generated word (not '<START>'); after a caption's '<END>'
+        every position is '<NULL>'.
+        """
+        if self._start is None:
+            raise ValueError("sampling needs a '<START>' token in word_to_idx")
+        if int(max_length) != max_length or max_length < 0:
+            raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
+        P = self._check_params()
+        features = self._features(features, P["W_proj"].shape[0])
+        h0 = features @ P["W_proj"] + P["b_proj"]
+        captions = np.empty((features.shape[0], int(max_length)), dtype=np.int32)
+        _backend.kernels().greedy_decode(
+            h0, P["W_embed"], P["Wx"], P["Wh"], P["b"], P["W_vocab"], P["b_vocab"],
+            self.cell_type == "lstm", self._start, -1 if self._end is None else self._end,
+            self._null, captions,
+        )
+        return captions

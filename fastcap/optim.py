@@ -1,0 +1,90 @@
+"""First-order update rules with the CS231n signature.
+
+Each rule is ``next_w, config = rule(w, dw, config)``. It updates ``w`` and its
+optimizer state in place through the active backend's kernel (so a training
+step allocates nothing here) and returns ``w`` itself. ``config`` holds the
+hyperparameters and the state (``velocity``, ``cache``, ``m``, ``v``, ``t``);
+missing keys get the CS231n defaults.
+"""
+import numpy as np
+
+from . import _backend
+from ._validate import FLOAT_DTYPES
+
+__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam"]
+
+
+def _prepare(w, dw, config):
+    # Kernels update in place, so w must be a writable C-contiguous float array.
+    if not isinstance(w, np.ndarray) or w.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"w must be a float32 or float64 array, got {type(w).__name__} "
+                        f"{getattr(w, 'dtype', '')}".rstrip())
+    if not (w.flags.c_contiguous and w.flags.writeable):
+        w = np.array(w, order="C")
+    dw = np.asarray(dw)
+    if dw.shape != w.shape:
+        raise ValueError(f"dw must have the shape of w {w.shape}, got {dw.shape}")
+    if dw.dtype != w.dtype:
+        raise TypeError(f"dw must have the dtype of w ({w.dtype}), got {dw.dtype}")
+    return w, np.ascontiguousarray(dw), ({} if config is None else config)
+
+
+def _state(config, key, w):
+    """config[key] as a writable contiguous array like w, created as zeros."""
+    s = config.get(key)
+    if s is None or s.shape != w.shape or s.dtype != w.dtype or not s.flags.c_contiguous:
+        s = np.zeros_like(w) if s is None else np.array(s, dtype=w.dtype, order="C")
+        if s.shape != w.shape:
+            raise ValueError(f"config[{key!r}] must have the shape of w {w.shape}, got {s.shape}")
+        config[key] = s
+    return s
+
+
+def sgd(w, dw, config=None):
+    """Vanilla SGD. config: learning_rate (1e-2)."""
+    w, dw, config = _prepare(w, dw, config)
+    config.setdefault("learning_rate", 1e-2)
+    _backend.kernels().sgd_update(w, dw, config["learning_rate"])
+    return w, config
+
+
+def sgd_momentum(w, dw, config=None):
+    """SGD with momentum. config: learning_rate (1e-2), momentum (0.9), velocity."""
+    w, dw, config = _prepare(w, dw, config)
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("momentum", 0.9)
+    v = _state(config, "velocity", w)
+    _backend.kernels().sgd_momentum_update(w, dw, v, config["learning_rate"], config["momentum"])
+    return w, config
+
+
+def rmsprop(w, dw, config=None):
+    """RMSProp. config: learning_rate (1e-2), decay_rate (0.99), epsilon (1e-8), cache."""
+    w, dw, config = _prepare(w, dw, config)
+    config.setdefault("learning_rate", 1e-2)
+    config.setdefault("decay_rate", 0.99)
+    config.setdefault("epsilon", 1e-8)
+    cache = _state(config, "cache", w)
+    _backend.kernels().rmsprop_update(
+        w, dw, cache, config["learning_rate"], config["decay_rate"], config["epsilon"]
+    )
+    return w, config
+
+
+def adam(w, dw, config=None):
+    """Adam with the captioning assignment's bias correction folded into the step size.
+
+    config: learning_rate (1e-3), beta1 (0.9), beta2 (0.999), epsilon (1e-8), m, v, t.
+    """
+    w, dw, config = _prepare(w, dw, config)
+    config.setdefault("learning_rate", 1e-3)
+    config.setdefault("beta1", 0.9)
+    config.setdefault("beta2", 0.999)
+    config.setdefault("epsilon", 1e-8)
+    config.setdefault("t", 0)
+    m, v = _state(config, "m", w), _state(config, "v", w)
+    config["t"] += 1
+    b1, b2, t = config["beta1"], config["beta2"], config["t"]
+    alpha = config["learning_rate"] * np.sqrt(1 - b2**t) / (1 - b1**t)
+    _backend.kernels().adam_update(w, dw, m, v, float(alpha), b1, b2, config["epsilon"])
+    return w, config

@@ -1,0 +1,391 @@
+"""Recurrent, embedding, affine and loss layers of the CS231n captioning model.
+
+Each public ``<layer>_forward`` validates its inputs, runs the shared
+orchestration below (matrix products in BLAS, sequence loops in Python) and
+calls the active backend's kernels (``fastcap._kernels``) for the per-timestep
+elementwise work. Each ``<layer>_backward`` takes the upstream gradient and the
+cache its forward returned. Caches are NamedTuples of plain arrays, identical
+for every backend, so a forward under one backend feeds a backward under
+another.
+
+Shapes: N batch, T time, D input, H hidden, V vocabulary, W word vector.
+Sequence layers keep their caches time-major, (T, N, ...), so every timestep
+is one contiguous (N, ...) block for the kernels; the public outputs are
+(N, T, ...) views of them.
+"""
+from typing import NamedTuple
+
+import numpy as np
+
+from . import _backend
+from ._validate import Dims, as_float, as_indices, as_mask, cache_of, like, same_dtype
+
+__all__ = [
+    "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
+    "lstm_step_forward", "lstm_step_backward", "lstm_forward", "lstm_backward",
+    "word_embedding_forward", "word_embedding_backward",
+    "temporal_affine_forward", "temporal_affine_backward", "temporal_softmax_loss",
+]  # fmt: skip
+
+
+class RNNStepCache(NamedTuple):
+    x: np.ndarray  # (N, D)
+    prev_h: np.ndarray  # (N, H)
+    Wx: np.ndarray  # (D, H)
+    Wh: np.ndarray  # (H, H)
+    next_h: np.ndarray  # (N, H)
+
+
+class LSTMStepCache(NamedTuple):
+    x: np.ndarray  # (N, D)
+    prev_h: np.ndarray  # (N, H)
+    prev_c: np.ndarray  # (N, H)
+    Wx: np.ndarray  # (D, 4H)
+    Wh: np.ndarray  # (H, 4H)
+    ifog: np.ndarray  # (N, 4H) activated gates
+    next_c: np.ndarray  # (N, H)
+
+
+class RNNCache(NamedTuple):
+    x: np.ndarray  # (T, N, D) time-major input
+    h0: np.ndarray  # (N, H)
+    Wx: np.ndarray  # (D, H)
+    Wh: np.ndarray  # (H, H)
+    h: np.ndarray  # (T, N, H) hidden states
+
+
+class LSTMCache(NamedTuple):
+    x: np.ndarray  # (T, N, D) time-major input
+    h0: np.ndarray  # (N, H)
+    Wx: np.ndarray  # (D, 4H)
+    Wh: np.ndarray  # (H, 4H)
+    ifog: np.ndarray  # (T, N, 4H) activated gates
+    c: np.ndarray  # (T, N, H) cell states
+    h: np.ndarray  # (T, N, H) hidden states
+
+
+class EmbeddingCache(NamedTuple):
+    idx: np.ndarray  # (N*T,) intp word indices, flattened
+    vocab_size: int  # V
+    dtype: np.dtype  # dtype of W
+
+
+class AffineCache(NamedTuple):
+    x: np.ndarray  # (N, T, D)
+    w: np.ndarray  # (D, M)
+    b: np.ndarray  # (M,)
+
+
+def _check_cell_inputs(x, prev_h, Wx, Wh, b, gates, seq):
+    """Validate (x, h, Wx, Wh, b) of an RNN (gates=1) or LSTM (gates=4) layer."""
+    x = as_float("x", x, 3 if seq else 2)
+    prev_h = as_float("h0" if seq else "prev_h", prev_h, 2)
+    Wx, Wh, b = as_float("Wx", Wx, 2), as_float("Wh", Wh, 2), as_float("b", b, 1)
+    dims = Dims()
+    dims.match("x", x, ("N", "T", "D") if seq else ("N", "D"))
+    dims.match("h0" if seq else "prev_h", prev_h, ("N", "H"))
+    G = gates * dims["H"]
+    dims.match("Wx", Wx, ("D", G))
+    dims.match("Wh", Wh, ("H", G))
+    dims.match("b", b, (G,))
+    same_dtype(x=x, **{"h0" if seq else "prev_h": prev_h}, Wx=Wx, Wh=Wh, b=b)
+    return x, prev_h, Wx, Wh, b
+
+
+def _time_major(a):
+    # (N, T, ...) -> contiguous (T, N, ...)
+    return np.ascontiguousarray(a.swapaxes(0, 1))
+
+
+def _input_projection(x_tm, Wx, b):
+    # One GEMM for all timesteps: (T, N, D) @ (D, G) + b -> (T, N, G)
+    T, N, D = x_tm.shape
+    return (x_tm.reshape(T * N, D) @ Wx + b).reshape(T, N, -1)
+
+
+def _weight_grads(x_tm, h0, h_tm, da_tm):
+    """dWx, dWh, db, dx of a recurrent layer from the gate gradients da (T, N, G)."""
+    T, N, G = da_tm.shape
+    D, H = x_tm.shape[2], h0.shape[1]
+    da = da_tm.reshape(T * N, G)
+    dWx = x_tm.reshape(T * N, D).T @ da
+    # h_{t-1} is h0 at t = 0 and h[t-1] after: two GEMMs instead of stacking a copy.
+    dWh = h0.T @ da_tm[0] if T else np.zeros((H, G), h0.dtype)
+    if T > 1:
+        dWh += h_tm[:-1].reshape((T - 1) * N, H).T @ da_tm[1:].reshape((T - 1) * N, G)
+    db = da.sum(axis=0)
+    return dWx, dWh, db
+
+
+# ----------------------------------------------------------------------------
+# vanilla RNN
+
+
+def rnn_step_forward(x, prev_h, Wx, Wh, b):
+    """One vanilla-RNN step, next_h = tanh(x @ Wx + prev_h @ Wh + b).
+
+    x (N, D), prev_h (N, H), Wx (D, H), Wh (H, H), b (H,) -> next_h (N, H), cache.
+    """
+    x, prev_h, Wx, Wh, b = _check_cell_inputs(x, prev_h, Wx, Wh, b, gates=1, seq=False)
+    next_h = np.empty_like(prev_h)
+    _backend.kernels().rnn_cell_forward(x @ Wx + b, prev_h @ Wh, next_h)
+    return next_h, RNNStepCache(x, prev_h, Wx, Wh, next_h)
+
+
+def rnn_step_backward(dnext_h, cache):
+    """dnext_h (N, H), cache -> dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)."""
+    cache = cache_of("cache", cache, RNNStepCache, "rnn_step_forward")
+    dnext_h = like("dnext_h", dnext_h, cache.next_h, "next_h")
+    da = np.empty_like(dnext_h)
+    _backend.kernels().rnn_cell_backward(dnext_h, cache.next_h, da)
+    return da @ cache.Wx.T, da @ cache.Wh.T, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
+
+
+def _rnn_forward_tm(x_tm, h0, Wx, Wh, b):
+    """Validated time-major core: x_tm (T, N, D) -> h (T, N, H), RNNCache."""
+    K = _backend.kernels()
+    T, N, _ = x_tm.shape
+    xw = _input_projection(x_tm, Wx, b)  # (T, N, H)
+    h = np.empty((T, N, h0.shape[1]), dtype=h0.dtype)
+    hw = np.empty_like(h0)
+    prev = h0
+    for t in range(T):
+        np.dot(prev, Wh, out=hw)
+        K.rnn_cell_forward(xw[t], hw, h[t])
+        prev = h[t]
+    return h, RNNCache(x_tm, h0, Wx, Wh, h)
+
+
+def _rnn_backward_tm(dh_tm, cache):
+    """Time-major core: dh_tm (T, N, H) -> dx_tm (T, N, D), dh0, dWx, dWh, db."""
+    K = _backend.kernels()
+    x_tm, h0, Wx, Wh, h = cache
+    T = h.shape[0]
+    da = np.empty_like(h)  # (T, N, H)
+    dh = np.empty_like(h0)
+    dprev = np.zeros_like(h0)  # gradient flowing into h_{t} from step t+1
+    for t in reversed(range(T)):
+        np.add(dh_tm[t], dprev, out=dh)
+        K.rnn_cell_backward(dh, h[t], da[t])
+        np.dot(da[t], Wh.T, out=dprev)
+    dWx, dWh, db = _weight_grads(x_tm, h0, h, da)
+    dx_tm = (da.reshape(-1, da.shape[2]) @ Wx.T).reshape(x_tm.shape)
+    return dx_tm, dprev, dWx, dWh, db
+
+
+def rnn_forward(x, h0, Wx, Wh, b):
+    """Vanilla RNN over a sequence.
+
+    x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) -> h (N, T, H), cache.
+    """
+    x, h0, Wx, Wh, b = _check_cell_inputs(x, h0, Wx, Wh, b, gates=1, seq=True)
+    h_tm, cache = _rnn_forward_tm(_time_major(x), h0, Wx, Wh, b)
+    return h_tm.swapaxes(0, 1), cache
+
+
+def rnn_backward(dh, cache):
+    """dh (N, T, H) upstream gradient of every hidden state, cache ->
+    dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)."""
+    cache = cache_of("cache", cache, RNNCache, "rnn_forward")
+    dh = like("dh", dh, cache.h.swapaxes(0, 1), "h")
+    dx_tm, dh0, dWx, dWh, db = _rnn_backward_tm(_time_major(dh), cache)
+    return dx_tm.swapaxes(0, 1), dh0, dWx, dWh, db
+
+
+# ----------------------------------------------------------------------------
+# LSTM
+
+
+def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
+    """One LSTM step with gates packed i, f, o, g.
+
+    x (N, D), prev_h (N, H), prev_c (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,)
+    -> next_h (N, H), next_c (N, H), cache.
+    """
+    x, prev_h, Wx, Wh, b = _check_cell_inputs(x, prev_h, Wx, Wh, b, gates=4, seq=False)
+    prev_c = as_float("prev_c", prev_c, 2)
+    if prev_c.shape != prev_h.shape:
+        raise ValueError(f"prev_c must have shape {prev_h.shape} (the shape of prev_h), got {prev_c.shape}")
+    same_dtype(prev_h=prev_h, prev_c=prev_c)
+    N, H = prev_h.shape
+    ifog = np.empty((N, 4 * H), dtype=x.dtype)
+    next_c, next_h = np.empty_like(prev_c), np.empty_like(prev_h)
+    _backend.kernels().lstm_cell_forward(x @ Wx + b, prev_h @ Wh, prev_c, ifog, next_c, next_h)
+    return next_h, next_c, LSTMStepCache(x, prev_h, prev_c, Wx, Wh, ifog, next_c)
+
+
+def lstm_step_backward(dnext_h, dnext_c, cache):
+    """dnext_h (N, H), dnext_c (N, H), cache ->
+    dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
+    cache = cache_of("cache", cache, LSTMStepCache, "lstm_step_forward")
+    dnext_h = like("dnext_h", dnext_h, cache.next_c, "next_h")
+    dnext_c = like("dnext_c", dnext_c, cache.next_c, "next_c")
+    da = np.empty_like(cache.ifog)
+    dprev_c = np.empty_like(cache.prev_c)
+    _backend.kernels().lstm_cell_backward(
+        dnext_h, dnext_c, cache.ifog, cache.prev_c, cache.next_c, da, dprev_c
+    )
+    dx, dprev_h = da @ cache.Wx.T, da @ cache.Wh.T
+    return dx, dprev_h, dprev_c, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
+
+
+def _lstm_forward_tm(x_tm, h0, Wx, Wh, b):
+    """Validated time-major core: x_tm (T, N, D) -> h (T, N, H), LSTMCache. c0 = 0."""
+    K = _backend.kernels()
+    T, N, _ = x_tm.shape
+    H = h0.shape[1]
+    xw = _input_projection(x_tm, Wx, b)  # (T, N, 4H)
+    ifog = np.empty((T, N, 4 * H), dtype=h0.dtype)
+    c = np.empty((T, N, H), dtype=h0.dtype)
+    h = np.empty((T, N, H), dtype=h0.dtype)
+    hw = np.empty((N, 4 * H), dtype=h0.dtype)
+    prev_h, prev_c = h0, np.zeros_like(h0)
+    for t in range(T):
+        np.dot(prev_h, Wh, out=hw)
+        K.lstm_cell_forward(xw[t], hw, prev_c, ifog[t], c[t], h[t])
+        prev_h, prev_c = h[t], c[t]
+    return h, LSTMCache(x_tm, h0, Wx, Wh, ifog, c, h)
+
+
+def _lstm_backward_tm(dh_tm, cache):
+    """Time-major core: dh_tm (T, N, H) -> dx_tm (T, N, D), dh0, dWx, dWh, db."""
+    K = _backend.kernels()
+    x_tm, h0, Wx, Wh, ifog, c, h = cache
+    T = h.shape[0]
+    da = np.empty_like(ifog)  # (T, N, 4H)
+    dh = np.empty_like(h0)
+    dprev_h = np.zeros_like(h0)
+    dc_in, dc_out = np.zeros_like(h0), np.empty_like(h0)  # swapped each step, never aliased
+    zeros = np.zeros_like(h0)
+    for t in reversed(range(T)):
+        np.add(dh_tm[t], dprev_h, out=dh)
+        c_prev = c[t - 1] if t > 0 else zeros
+        K.lstm_cell_backward(dh, dc_in, ifog[t], c_prev, c[t], da[t], dc_out)
+        np.dot(da[t], Wh.T, out=dprev_h)
+        dc_in, dc_out = dc_out, dc_in
+    dWx, dWh, db = _weight_grads(x_tm, h0, h, da)
+    dx_tm = (da.reshape(-1, da.shape[2]) @ Wx.T).reshape(x_tm.shape)
+    return dx_tm, dprev_h, dWx, dWh, db
+
+
+def lstm_forward(x, h0, Wx, Wh, b):
+    """LSTM over a sequence, starting from c0 = 0.
+
+    x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,) -> h (N, T, H), cache.
+    """
+    x, h0, Wx, Wh, b = _check_cell_inputs(x, h0, Wx, Wh, b, gates=4, seq=True)
+    h_tm, cache = _lstm_forward_tm(_time_major(x), h0, Wx, Wh, b)
+    return h_tm.swapaxes(0, 1), cache
+
+
+def lstm_backward(dh, cache):
+    """dh (N, T, H), cache -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
+    cache = cache_of("cache", cache, LSTMCache, "lstm_forward")
+    dh = like("dh", dh, cache.h.swapaxes(0, 1), "h")
+    dx_tm, dh0, dWx, dWh, db = _lstm_backward_tm(_time_major(dh), cache)
+    return dx_tm.swapaxes(0, 1), dh0, dWx, dWh, db
+
+
+# ----------------------------------------------------------------------------
+# word embedding
+
+
+def _embed(idx, W):
+    # idx: any-shape intp, W (V, W) -> out idx.shape + (W,)
+    out = np.empty((idx.size, W.shape[1]), dtype=W.dtype)
+    _backend.kernels().embedding_forward(idx.reshape(-1), W, out)
+    return out.reshape(idx.shape + (W.shape[1],))
+
+
+def _embed_backward(dout2d, idx, vocab_size):
+    dW = np.empty((vocab_size, dout2d.shape[1]), dtype=dout2d.dtype)
+    _backend.kernels().embedding_backward(dout2d, idx, dW)
+    return dW
+
+
+def word_embedding_forward(x, W):
+    """x (N, T) integer word indices in [0, V), W (V, D) -> out (N, T, D), cache."""
+    W = as_float("W", W, 2)
+    x = as_indices("x", x, 2, W.shape[0])
+    return _embed(x, W), EmbeddingCache(x.reshape(-1), W.shape[0], W.dtype)
+
+
+def word_embedding_backward(dout, cache):
+    """dout (N, T, D), cache -> dW (V, D), the rows of dout summed per word."""
+    cache = cache_of("cache", cache, EmbeddingCache, "word_embedding_forward")
+    dout = as_float("dout", dout, 3)
+    if dout.shape[0] * dout.shape[1] != cache.idx.size:
+        raise ValueError(
+            f"dout must have shape (N, T, D) with N*T = {cache.idx.size} (the number of words "
+            f"embedded), got shape {dout.shape}"
+        )
+    if dout.dtype != cache.dtype:
+        raise TypeError(f"dout must have dtype {cache.dtype} (the dtype of W), got {dout.dtype}")
+    return _embed_backward(dout.reshape(-1, dout.shape[2]), cache.idx, cache.vocab_size)
+
+
+# ----------------------------------------------------------------------------
+# temporal affine
+
+
+def _affine(x2d, w, b):
+    out = np.empty((x2d.shape[0], w.shape[1]), dtype=w.dtype)
+    _backend.kernels().affine_forward(x2d, w, b, out)
+    return out
+
+
+def _affine_backward(dout2d, x2d, w):
+    dx = np.empty_like(x2d)
+    dw, db = np.empty_like(w), np.empty(w.shape[1], dtype=w.dtype)
+    _backend.kernels().affine_backward(dout2d, x2d, w, dx, dw, db)
+    return dx, dw, db
+
+
+def temporal_affine_forward(x, w, b):
+    """x (N, T, D), w (D, M), b (M,) -> out (N, T, M) = x @ w + b, cache."""
+    x, w, b = as_float("x", x, 3), as_float("w", w, 2), as_float("b", b, 1)
+    dims = Dims()
+    dims.match("x", x, ("N", "T", "D"))
+    dims.match("w", w, ("D", "M"))
+    dims.match("b", b, ("M",))
+    same_dtype(x=x, w=w, b=b)
+    N, T, D = x.shape
+    out = _affine(x.reshape(N * T, D), w, b).reshape(N, T, -1)
+    return out, AffineCache(x, w, b)
+
+
+def temporal_affine_backward(dout, cache):
+    """dout (N, T, M), cache -> dx (N, T, D), dw (D, M), db (M,)."""
+    cache = cache_of("cache", cache, AffineCache, "temporal_affine_forward")
+    x, w, _ = cache
+    N, T, D = x.shape
+    dout = like("dout", dout, np.empty((N, T, w.shape[1]), dtype=w.dtype), "out")
+    dx, dw, db = _affine_backward(dout.reshape(N * T, -1), x.reshape(N * T, D), w)
+    return dx.reshape(N, T, D), dw, db
+
+
+# ----------------------------------------------------------------------------
+# masked temporal softmax loss
+
+
+def temporal_softmax_loss(x, y, mask, verbose=False):
+    """Softmax cross-entropy summed over unmasked timesteps, averaged over N.
+
+    x (N, T, V) scores, y (N, T) integer targets in [0, V), mask (N, T) bool
+    (False where the target is padding) -> loss (float), dx (N, T, V).
+    An empty batch (N = 0) has loss 0.0.
+    """
+    x = as_float("x", x, 3)
+    N, T, V = x.shape
+    y = as_indices("y", y, 2, V)
+    if y.shape != (N, T):
+        raise ValueError(f"y must have shape (N, T) = {(N, T)} (from x.shape), got shape {y.shape}")
+    mask = as_mask("mask", mask, (N, T))
+    dx = np.empty_like(x)
+    scale = 1.0 / N if N else 0.0
+    loss = _backend.kernels().softmax_loss(
+        x.reshape(N * T, V), y.reshape(-1), mask.reshape(-1), scale, dx.reshape(N * T, V)
+    )
+    if verbose:
+        print("dx_flat: ", (N * T, V))
+    return loss, dx

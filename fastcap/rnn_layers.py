@@ -100,7 +100,7 @@ def _time_major(a):
 def _input_projection(x_tm, Wx, b):
     # One GEMM for all timesteps: (T, N, D) @ (D, G) + b -> (T, N, G)
     T, N, D = x_tm.shape
-    return (x_tm.reshape(T * N, D) @ Wx + b).reshape(T, N, -1)
+    return (x_tm.reshape(T * N, D) @ Wx + b).reshape(T, N, Wx.shape[1])
 
 
 def _weight_grads(x_tm, h0, h_tm, da_tm):
@@ -350,7 +350,7 @@ def temporal_affine_forward(x, w, b):
     dims.match("b", b, ("M",))
     same_dtype(x=x, w=w, b=b)
     N, T, D = x.shape
-    out = _affine(x.reshape(N * T, D), w, b).reshape(N, T, -1)
+    out = _affine(x.reshape(N * T, D), w, b).reshape(N, T, w.shape[1])
     return out, AffineCache(x, w, b)
 
 
@@ -360,7 +360,7 @@ def temporal_affine_backward(dout, cache):
     x, w, _ = cache
     N, T, D = x.shape
     dout = like("dout", dout, np.empty((N, T, w.shape[1]), dtype=w.dtype), "out")
-    dx, dw, db = _affine_backward(dout.reshape(N * T, -1), x.reshape(N * T, D), w)
+    dx, dw, db = _affine_backward(dout.reshape(N * T, w.shape[1]), x.reshape(N * T, D), w)
     return dx.reshape(N, T, D), dw, db
 
 

@@ -1,0 +1,88 @@
+"""Beam-search decoding for a trained CaptioningRNN.
+
+Built on the model's parameters and the public step layers
+(``fastcap.rnn_layers.rnn_step_forward`` / ``lstm_step_forward``), so the
+recurrent cell runs the active backend's kernels. All images and all beams of
+an image advance together as one (N*K, H) batch.
+
+A hypothesis's score is the sum of the log-probabilities of its words,
+``<END>`` included, without length normalization. Each step keeps, per image,
+the ``beam_size`` best one-word extensions of the live hypotheses (ties go to
+the lower beam, then the lower word index, as ``np.argmax`` does); a finished
+hypothesis (one that emitted ``<END>``) stays in the beam with its score
+unchanged. Decoding stops when every kept hypothesis has finished or after
+``max_length`` words; each image's best-scoring hypothesis is returned. With
+``beam_size=1`` this is exactly greedy decoding (``CaptioningRNN.sample``).
+"""
+import numpy as np
+
+from . import rnn_layers
+
+__all__ = ["beam_search"]
+
+
+def _log_softmax(scores):
+    # float64, so distinct scores stay distinct and the ranking is the scores' ranking
+    s = scores.astype(np.float64)
+    s -= s.max(axis=1, keepdims=True)
+    s -= np.log(np.exp(s).sum(axis=1, keepdims=True))
+    return s
+
+
+def beam_search(model, features, beam_size=3, max_length=30):
+    """Captions of ``features`` (N, D) by beam search; int32 (N, max_length).
+
+    The output has the layout of ``model.sample``: the first column is the
+    first generated word, ``<END>`` is kept, and later positions are ``<NULL>``.
+    """
+    beam_size = int(beam_size)
+    if beam_size < 1:
+        raise ValueError(f"beam_size must be a positive integer, got {beam_size}")
+    if int(max_length) != max_length or max_length < 0:
+        raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
+    if model._start is None:
+        raise ValueError("beam search needs a '<START>' token in word_to_idx")
+    P = model._check_params()
+    features = model._features(features, P["W_proj"].shape[0])
+    N, K, L = features.shape[0], beam_size, int(max_length)
+    V = P["W_embed"].shape[0]
+    start, null = model._start, model._null
+    end = -1 if model._end is None else model._end
+    lstm = model.cell_type == "lstm"
+
+    h0 = features @ P["W_proj"] + P["b_proj"]  # (N, H), as model.sample computes it
+    h = np.repeat(h0, K, axis=0)  # (N*K, H): image n's beams are rows n*K .. n*K+K-1
+    c = np.zeros_like(h)
+    words = np.full(N * K, start, dtype=np.intp)
+    scores = np.full((N, K), -np.inf)
+    scores[:, 0] = 0.0  # one live hypothesis per image to begin with
+    finished = np.zeros((N, K), dtype=bool)
+    seqs = np.full((N, K, L), null, dtype=np.int32)
+    base = (np.arange(N) * K)[:, None]  # (N, 1) first row of each image
+
+    for t in range(L):
+        if finished.all():
+            break
+        x = P["W_embed"][words]
+        if lstm:
+            h, c, _ = rnn_layers.lstm_step_forward(x, h, c, P["Wx"], P["Wh"], P["b"])
+        else:
+            h, _ = rnn_layers.rnn_step_forward(x, h, P["Wx"], P["Wh"], P["b"])
+        logp = _log_softmax(h @ P["W_vocab"] + P["b_vocab"]).reshape(N, K, V)
+        cand = scores[:, :, None] + logp  # (N, K, V)
+        # A finished hypothesis has one continuation, <NULL>, that costs nothing.
+        cand[finished] = -np.inf
+        cand[finished, null] = scores[finished]
+        flat = cand.reshape(N, K * V)
+        best = np.argsort(-flat, axis=1, kind="stable")[:, :K]  # (N, K)
+        beam, word = np.divmod(best, V)
+        scores = np.take_along_axis(flat, best, axis=1)
+        rows = (base + beam).reshape(-1)
+        h, c = h[rows], c[rows]
+        seqs = seqs[np.arange(N)[:, None], beam]
+        was_finished = finished[np.arange(N)[:, None], beam]
+        seqs[:, :, t] = np.where(was_finished, null, word)
+        finished = was_finished | (word == end)
+        words = word.reshape(-1)
+    # Beams are kept sorted best first.
+    return np.ascontiguousarray(seqs[:, 0, :])

@@ -1,0 +1,345 @@
+"""Training checkpoints: one ``.npz`` file holding everything a run needs to continue.
+
+Layout (``np.savez``; every member is a plain array, so ``np.load(path,
+allow_pickle=False)`` reads it and a checkpoint can never run code):
+
+=====================  =====================================================
+``meta``               JSON string: format name and version, fastcap version,
+                       ``iteration``, ``epoch``, ``config`` (model: cell_type,
+                       input_dim, wordvec_dim, hidden_dim, dtype; training:
+                       update_rule, learning_rate, lr_decay, batch_size,
+                       num_epochs, seed, max_train; data: where the data came
+                       from, enough to load or regenerate it), ``epochs`` (the
+                       per-epoch validation history), the non-array entries of
+                       every optimizer config (learning_rate, beta1, t, ...)
+                       and the scalar part of the minibatch RNG state
+``vocab``              JSON string: the ``idx_to_word`` list
+``param/<name>``       the model's parameters, in the model dtype
+``optim/<name>/<key>`` the array entries of each parameter's optimizer config
+                       (``m``, ``v`` for adam, ``velocity``, ``cache``)
+``rng/keys``           uint32 (624,): the MT19937 key of the minibatch RNG
+``loss_history``       float64: every training minibatch loss so far
+=====================  =====================================================
+
+Files are written atomically: a temporary file in the same directory is
+written, flushed and fsync'ed, then renamed over the target with
+``os.replace``, so a crash or Ctrl-C while saving leaves the previous
+checkpoint as it was.
+"""
+import dataclasses
+import json
+import os
+import tempfile
+
+import numpy as np
+
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
+           "atomic_write", "FORMAT", "FORMAT_VERSION"]
+
+FORMAT = "fastcap-checkpoint"
+FORMAT_VERSION = 1
+PARAM_NAMES = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab")
+MODEL_KEYS = ("cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be read, or that does not fit the data or model."""
+
+
+def _fsync(fd):
+    os.fsync(fd)
+
+
+def _fsync_dir(directory):
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - e.g. platforms without directory fds
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path, write):
+    """Write ``path`` atomically: ``write(f)`` fills a binary temporary file in
+    the same directory, which is flushed, fsync'ed and renamed over ``path``.
+
+    On any exception (including KeyboardInterrupt) the temporary file is
+    removed and an existing ``path`` is left untouched.
+    """
+    path = os.path.abspath(os.fspath(path))
+    directory = os.path.dirname(path)
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            _fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    _fsync_dir(directory)
+    return path
+
+
+def _json_default(obj):
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    raise TypeError(f"cannot store {type(obj).__name__} in a checkpoint")
+
+
+def _dumps(obj):
+    return json.dumps(obj, default=_json_default, allow_nan=True)
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    """A loaded checkpoint (see the module docstring for what each part holds)."""
+
+    path: str
+    config: dict
+    iteration: int
+    epoch: int
+    epochs: list
+    params: dict
+    optim_configs: dict
+    rng_state: tuple
+    loss_history: list
+    idx_to_word: list
+    meta: dict
+
+    @property
+    def model_config(self):
+        return self.config["model"]
+
+    @property
+    def word_to_idx(self):
+        return {w: i for i, w in enumerate(self.idx_to_word)}
+
+    # ------------------------------------------------------------ checks
+    def check_vocab(self, idx_to_word, source):
+        """Raise CheckpointError unless ``idx_to_word`` is the checkpoint's vocabulary."""
+        mine, theirs = list(self.idx_to_word), list(idx_to_word)
+        if mine == theirs:
+            return
+        if len(mine) != len(theirs):
+            detail = f"{len(mine)} words in the checkpoint, {len(theirs)} in the data"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(mine, theirs)) if a != b)
+            detail = f"word {i} is {mine[i]!r} in the checkpoint and {theirs[i]!r} in the data"
+        raise CheckpointError(f"checkpoint {self.path} was trained on another vocabulary than "
+                              f"{source} ({detail})")
+
+    def check_input_dim(self, input_dim, source):
+        expected = self.model_config["input_dim"]
+        if int(input_dim) != expected:
+            raise CheckpointError(
+                f"checkpoint {self.path} expects {expected}-dimensional image features but "
+                f"{source} has {int(input_dim)}-dimensional ones (PCA features are 512-d, "
+                f"full fc7 features 4096-d: check --pca/--no-pca)")
+
+    def build_model(self):
+        """A CaptioningRNN with this checkpoint's vocabulary, sizes and parameters."""
+        from .classifiers.rnn import CaptioningRNN
+
+        m = self.model_config
+        model = CaptioningRNN(self.word_to_idx, input_dim=m["input_dim"],
+                              wordvec_dim=m["wordvec_dim"], hidden_dim=m["hidden_dim"],
+                              cell_type=m["cell_type"], dtype=np.dtype(m["dtype"]),
+                              rng=np.random.default_rng(0))
+        self.load_params_into(model)
+        return model
+
+    def load_params_into(self, model):
+        """Copy the parameters into ``model`` after checking every name, shape and dtype."""
+        for name, value in model.params.items():
+            saved = self.params.get(name)
+            if saved is None:
+                raise CheckpointError(f"checkpoint {self.path} has no parameter {name!r}")
+            if saved.shape != value.shape:
+                raise CheckpointError(
+                    f"checkpoint {self.path} does not fit this model: parameter {name} has shape "
+                    f"{saved.shape} in the checkpoint and {value.shape} in the model "
+                    f"({_describe(self.model_config)} vs {_describe_model(model)})")
+        extra = set(self.params) - set(model.params)
+        if extra:
+            raise CheckpointError(f"checkpoint {self.path} has unknown parameters {sorted(extra)}")
+        for name in model.params:
+            model.params[name] = np.array(self.params[name], dtype=model.dtype, order="C")
+        return model
+
+    def restore_solver(self, solver):
+        """Put the optimizer state, counters, loss history and RNG state into ``solver``."""
+        if set(self.optim_configs) != set(solver.model.params):
+            raise CheckpointError(f"checkpoint {self.path} has optimizer state for "
+                                  f"{sorted(self.optim_configs)}, not for the model's parameters")
+        configs = {}
+        for name, config in self.optim_configs.items():
+            config = dict(config)
+            for key, value in config.items():
+                if isinstance(value, np.ndarray):
+                    w = solver.model.params[name]
+                    if value.shape != w.shape:
+                        raise CheckpointError(f"checkpoint {self.path}: optimizer state {name}.{key} "
+                                              f"has shape {value.shape}, the parameter {w.shape}")
+                    config[key] = np.array(value, dtype=w.dtype, order="C")
+            configs[name] = config
+        solver.optim_configs = configs
+        solver.iteration = self.iteration
+        solver.epoch = self.epoch
+        solver.loss_history = list(self.loss_history)
+        if solver.rng is not None:
+            solver.rng.set_state(self.rng_state)
+        return solver
+
+
+def _describe(m):
+    return (f"{m['cell_type']} with wordvec_dim {m['wordvec_dim']}, hidden_dim {m['hidden_dim']}, "
+            f"input_dim {m['input_dim']}")
+
+
+def _describe_model(model):
+    p = model.params
+    return (f"{model.cell_type} with wordvec_dim {p['W_embed'].shape[1]}, hidden_dim "
+            f"{p['Wh'].shape[0]}, input_dim {p['W_proj'].shape[0]}")
+
+
+def save_checkpoint(path, *, model, solver, config, epochs, idx_to_word, extra_meta=None):
+    """Write a checkpoint of ``model`` and ``solver`` to ``path`` atomically.
+
+    config: JSON-able dict with a ``model`` entry (see MODEL_KEYS) and the
+    training and data settings; epochs: the per-epoch history (list of dicts);
+    idx_to_word: the vocabulary. The solver's ``rng`` must be a
+    ``np.random.RandomState`` (its MT19937 state is saved). Returns the path.
+    """
+    arrays = {}
+    for name, value in model.params.items():
+        arrays[f"param/{name}"] = np.ascontiguousarray(value)
+    optim_scalars = {}
+    for name, cfg in solver.optim_configs.items():
+        scalars = {}
+        for key, value in cfg.items():
+            if isinstance(value, np.ndarray):
+                arrays[f"optim/{name}/{key}"] = np.ascontiguousarray(value)
+            elif isinstance(value, (bool, int, float, str, np.integer, np.floating, np.bool_)) or value is None:
+                scalars[key] = value
+            else:
+                raise TypeError(f"optimizer config {name}.{key} is a {type(value).__name__}; "
+                                "checkpoints store arrays and numbers only")
+        optim_scalars[name] = scalars
+    if not isinstance(solver.rng, np.random.RandomState):
+        raise TypeError("checkpoints need the solver's rng to be a np.random.RandomState")
+    kind, keys, pos, has_gauss, cached_gaussian = solver.rng.get_state()
+    arrays["rng/keys"] = np.asarray(keys, dtype=np.uint32)
+    arrays["loss_history"] = np.asarray(solver.loss_history, dtype=np.float64)
+    from . import __version__
+
+    meta = {
+        "format": FORMAT,
+        "version": FORMAT_VERSION,
+        "fastcap_version": __version__,
+        "iteration": int(solver.iteration),
+        "epoch": int(solver.epoch),
+        "config": config,
+        "epochs": epochs,
+        "optim_scalars": optim_scalars,
+        "optim_arrays": {name: sorted(k for k, v in cfg.items() if isinstance(v, np.ndarray))
+                         for name, cfg in solver.optim_configs.items()},
+        "rng": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss),
+                "cached_gaussian": float(cached_gaussian)},
+        **(extra_meta or {}),
+    }
+    arrays["meta"] = np.array(_dumps(meta))
+    arrays["vocab"] = np.array(json.dumps(list(idx_to_word)))
+    return atomic_write(path, lambda f: np.savez(f, **arrays))
+
+
+def _not_a_checkpoint(path, why):
+    return CheckpointError(f"{path} is not a fastcap checkpoint ({why})")
+
+
+def load_checkpoint(path):
+    """Read and check a checkpoint written by ``save_checkpoint``. Raises CheckpointError."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise CheckpointError(f"no checkpoint at {path}")
+    if os.path.isdir(path):
+        candidate = os.path.join(path, "checkpoint.npz")
+        if not os.path.isfile(candidate):
+            raise CheckpointError(f"{path} is a directory without a checkpoint.npz")
+        path = candidate
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            files = {k: z[k] for k in z.files}
+    except Exception as exc:  # np.load raises many types for a file that is not an .npz
+        raise _not_a_checkpoint(path, f"{type(exc).__name__}: {exc}") from exc
+    if "meta" not in files or "vocab" not in files:
+        raise _not_a_checkpoint(path, "no 'meta' or 'vocab' entry")
+    try:
+        meta = json.loads(str(files["meta"]))
+        idx_to_word = json.loads(str(files["vocab"]))
+    except ValueError as exc:
+        raise _not_a_checkpoint(path, f"unreadable metadata: {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _not_a_checkpoint(path, "its metadata does not name the fastcap checkpoint format")
+    if meta.get("version", 0) > FORMAT_VERSION:
+        raise CheckpointError(f"{path} was written by a newer fastcap (checkpoint format "
+                              f"{meta['version']}; this fastcap reads up to {FORMAT_VERSION})")
+    try:
+        config = meta["config"]
+        model_cfg = config["model"]
+        missing = [k for k in MODEL_KEYS if k not in model_cfg]
+        if missing:
+            raise KeyError(", ".join(missing))
+        params = {name: files[f"param/{name}"] for name in PARAM_NAMES}
+        optim_configs = {}
+        for name, scalars in meta["optim_scalars"].items():
+            cfg = dict(scalars)
+            for key in meta["optim_arrays"].get(name, []):
+                cfg[key] = files[f"optim/{name}/{key}"]
+            optim_configs[name] = cfg
+        rng = meta["rng"]
+        rng_state = (rng["kind"], files["rng/keys"], rng["pos"], rng["has_gauss"],
+                     rng["cached_gaussian"])
+        loss_history = files["loss_history"].tolist()
+    except KeyError as exc:
+        raise CheckpointError(f"checkpoint {path} is incomplete: missing {exc}") from exc
+    if not isinstance(idx_to_word, list) or not all(isinstance(w, str) for w in idx_to_word):
+        raise CheckpointError(f"checkpoint {path}: the vocabulary is not a list of words")
+    ckpt = Checkpoint(path=path, config=config, iteration=int(meta["iteration"]),
+                      epoch=int(meta["epoch"]), epochs=list(meta.get("epochs", [])),
+                      params=params, optim_configs=optim_configs, rng_state=rng_state,
+                      loss_history=loss_history, idx_to_word=idx_to_word, meta=meta)
+    _check_shapes(ckpt)
+    return ckpt
+
+
+def _check_shapes(ckpt):
+    m = ckpt.model_config
+    V, D, W, H = len(ckpt.idx_to_word), m["input_dim"], m["wordvec_dim"], m["hidden_dim"]
+    if m["cell_type"] not in ("rnn", "lstm"):
+        raise CheckpointError(f"checkpoint {ckpt.path}: unknown cell_type {m['cell_type']!r}")
+    G = H * (4 if m["cell_type"] == "lstm" else 1)
+    expected = {"W_embed": (V, W), "W_proj": (D, H), "b_proj": (H,), "Wx": (W, G),
+                "Wh": (H, G), "b": (G,), "W_vocab": (H, V), "b_vocab": (V,)}
+    for name, shape in expected.items():
+        got = ckpt.params[name].shape
+        if got != shape:
+            raise CheckpointError(
+                f"checkpoint {ckpt.path} is inconsistent: parameter {name} has shape {got}, but its "
+                f"config ({_describe(m)}, {V} words) needs {shape}")
+        if ckpt.params[name].dtype.kind != "f":
+            raise CheckpointError(f"checkpoint {ckpt.path}: parameter {name} is not a float array")

@@ -1,0 +1,84 @@
+"""FASTCAP_BACKEND, set_backend, use_backend, unknown and unavailable backends."""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastcap
+from fastcap import _backend
+
+
+def _run(code, **env):
+    full = {**os.environ, **env}
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=full)
+
+
+@pytest.mark.parametrize("name", ["numpy", "auto"])
+def test_environment_variable_picks_backend(name):
+    r = _run("import fastcap; print(fastcap.get_backend())", FASTCAP_BACKEND=name)
+    assert r.returncode == 0, r.stderr
+    expected = name if name != "auto" else fastcap.available_backends()[0]
+    assert r.stdout.strip() == expected
+
+
+def test_environment_variable_unknown_name_fails_at_import_listing_valid_names():
+    r = _run("import fastcap", FASTCAP_BACKEND="tensorflow")
+    assert r.returncode != 0
+    assert "FASTCAP_BACKEND='tensorflow'" in r.stderr and "numpy, numba, cython, auto" in r.stderr
+
+
+def test_set_get_and_context_manager():
+    before = fastcap.get_backend()
+    fastcap.set_backend("numpy")
+    assert fastcap.get_backend() == "numpy"
+    with fastcap.use_backend("numpy") as kernels:
+        assert kernels.name == "numpy"
+    with pytest.raises(ValueError):
+        with fastcap.use_backend("numpy"):
+            raise ValueError("inside")
+    assert fastcap.get_backend() == "numpy"  # restored after an exception too
+    fastcap.set_backend(before)
+
+
+def test_auto_takes_first_loadable_in_preference_order():
+    with fastcap.use_backend("auto"):
+        assert fastcap.get_backend() == fastcap.available_backends()[0]
+    assert "numpy" in fastcap.available_backends()
+
+
+def test_unavailable_backend_says_what_to_install(monkeypatch):
+    # A registered backend whose module cannot be imported.
+    monkeypatch.setitem(_backend._BACKENDS, "numba", ("fastcap._kernels.no_such_module", "install Numba: `pip install numba`"))
+    monkeypatch.setattr(_backend, "_loaded", {k: v for k, v in _backend._loaded.items() if k != "numba"})
+    with pytest.raises(fastcap.BackendUnavailableError, match="pip install numba"):
+        fastcap.set_backend("numba")
+    assert "numba" not in fastcap.available_backends()
+    with fastcap.use_backend("auto"):
+        assert fastcap.get_backend() != "numba"
+
+
+def test_backend_missing_a_kernel_is_rejected(monkeypatch, tmp_path):
+    (tmp_path / "half_backend.py").write_text("def sgd_update(w, dw, lr):\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setitem(_backend._BACKENDS, "numba", ("half_backend", ""))
+    monkeypatch.setattr(_backend, "_loaded", {})
+    with pytest.raises(RuntimeError, match="lacks kernels: rnn_cell_forward"):
+        _backend.load("numba")
+
+
+def test_forward_of_one_backend_feeds_backward_of_another():
+    rng = np.random.default_rng(0)
+    x, h0 = rng.standard_normal((3, 4, 5)), rng.standard_normal((3, 6))
+    Wx, Wh, b = rng.standard_normal((5, 24)), rng.standard_normal((6, 24)), rng.standard_normal(24)
+    names = fastcap.available_backends()
+    dout = rng.standard_normal((3, 4, 6))
+    with fastcap.use_backend("numpy"):
+        _, cache = fastcap.lstm_forward(x, h0, Wx, Wh, b)
+        want = fastcap.lstm_backward(dout, cache)
+    for name in names:
+        with fastcap.use_backend(name):
+            got = fastcap.lstm_backward(dout, cache)
+        for g, w in zip(got, want):
+            assert fastcap.rel_error(g, w) < 1e-10

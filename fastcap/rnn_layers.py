@@ -9,9 +9,10 @@ for every backend, so a forward under one backend feeds a backward under
 another.
 
 Shapes: N batch, T time, D input, H hidden, V vocabulary, W word vector.
-Sequence layers keep their caches time-major, (T, N, ...), so every timestep
-is one contiguous (N, ...) block for the kernels; the public outputs are
-(N, T, ...) views of them.
+Sequence layers work on a packed time-major layout (``Packing``): every
+timestep is one contiguous block of rows for the kernels, and the model runs
+each caption only up to its last scored word. The public outputs are (N, T, ...)
+views of the packed arrays.
 """
 from typing import NamedTuple
 
@@ -46,22 +47,44 @@ class LSTMStepCache(NamedTuple):
     next_c: np.ndarray  # (N, H)
 
 
+class Packing(NamedTuple):
+    """Time-major packed layout of a batch of sequences, as in PyTorch's PackedSequence.
+
+    Sequences are sorted longest first, so at step t the ones still running
+    are the first batch_sizes[t]; their rows are offsets[t] : offsets[t] +
+    batch_sizes[t] of a packed (P, ...) array, P = offsets[-1]. A full batch
+    (every sequence T steps) is plain time-major (T*N, ...).
+    """
+
+    batch_sizes: tuple  # (T,) non-increasing
+    offsets: tuple  # (T + 1,)
+
+
+def _packing(batch_sizes):
+    offsets = [0]
+    for n in batch_sizes:
+        offsets.append(offsets[-1] + int(n))
+    return Packing(tuple(int(n) for n in batch_sizes), tuple(offsets))
+
+
 class RNNCache(NamedTuple):
-    x: np.ndarray  # (T, N, D) time-major input
+    x: np.ndarray  # (P, D) packed inputs
     h0: np.ndarray  # (N, H)
     Wx: np.ndarray  # (D, H)
     Wh: np.ndarray  # (H, H)
-    h: np.ndarray  # (T, N, H) hidden states
+    h: np.ndarray  # (P, H) packed hidden states
+    packing: Packing
 
 
 class LSTMCache(NamedTuple):
-    x: np.ndarray  # (T, N, D) time-major input
+    x: np.ndarray  # (P, D) packed inputs
     h0: np.ndarray  # (N, H)
     Wx: np.ndarray  # (D, 4H)
     Wh: np.ndarray  # (H, 4H)
-    ifog: np.ndarray  # (T, N, 4H) activated gates
-    c: np.ndarray  # (T, N, H) cell states
-    h: np.ndarray  # (T, N, H) hidden states
+    ifog: np.ndarray  # (P, 4H) activated gates
+    c: np.ndarray  # (P, H) cell states
+    h: np.ndarray  # (P, H) hidden states
+    packing: Packing
 
 
 class EmbeddingCache(NamedTuple):
@@ -97,24 +120,44 @@ def _time_major(a):
     return np.ascontiguousarray(a.swapaxes(0, 1))
 
 
-def _input_projection(x_tm, Wx, b):
-    # One GEMM for all timesteps: (T, N, D) @ (D, G) + b -> (T, N, G)
-    T, N, D = x_tm.shape
-    return (x_tm.reshape(T * N, D) @ Wx + b).reshape(T, N, Wx.shape[1])
+def _input_projection(x, Wx, b):
+    # One GEMM for all timesteps: (P, D) @ (D, G) + b -> (P, G)
+    xw = np.dot(x, Wx)
+    xw += b
+    return xw
 
 
-def _weight_grads(x_tm, h0, h_tm, da_tm):
-    """dWx, dWh, db, dx of a recurrent layer from the gate gradients da (T, N, G)."""
-    T, N, G = da_tm.shape
-    D, H = x_tm.shape[2], h0.shape[1]
-    da = da_tm.reshape(T * N, G)
-    dWx = x_tm.reshape(T * N, D).T @ da
-    # h_{t-1} is h0 at t = 0 and h[t-1] after: two GEMMs instead of stacking a copy.
-    dWh = h0.T @ da_tm[0] if T else np.zeros((H, G), h0.dtype)
-    if T > 1:
-        dWh += h_tm[:-1].reshape((T - 1) * N, H).T @ da_tm[1:].reshape((T - 1) * N, G)
-    db = da.sum(axis=0)
-    return dWx, dWh, db
+def _steps(packing):
+    """(t, n, rows of step t) for every step, in time order."""
+    return [(t, n, slice(o, o + n)) for t, (n, o) in enumerate(zip(*packing))]
+
+
+def _weight_grads(x, h0, h, da, Wx, packing):
+    """dx, dWx, dWh, db of a recurrent layer from the packed gate gradients da (P, G)."""
+    # h_{t-1} of every packed row (h0 at t = 0), so dWh is one GEMM over all steps.
+    h_prev = np.empty_like(h)
+    for t, n, rows in _steps(packing):
+        h_prev[rows] = h0[:n] if t == 0 else h[packing.offsets[t - 1] :][:n]
+    return da @ Wx.T, x.T @ da, h_prev.T @ da, da.sum(axis=0)
+
+
+def _full(x):
+    """Packed view of a full (N, T, D) batch: every sequence runs all T steps."""
+    N, T, D = x.shape
+    return _time_major(x).reshape(T * N, D), _packing([N] * T)
+
+
+def _check_seq_grad(dh, cache):
+    """dh (N, T, H) for a cache of a full batch -> packed (T*N, H)."""
+    N, H, T = cache.h0.shape[0], cache.h0.shape[1], len(cache.packing.batch_sizes)
+    dh = like("dh", dh, np.empty((N, T, H), cache.h.dtype), "h")
+    return _time_major(dh).reshape(T * N, H)
+
+
+def _unpack_full(a_packed, cache):
+    # packed (T*N, K) of a full batch -> (N, T, K) view
+    T, N = len(cache.packing.batch_sizes), cache.h0.shape[0]
+    return a_packed.reshape(T, N, a_packed.shape[1]).swapaxes(0, 1)
 
 
 # ----------------------------------------------------------------------------
@@ -141,36 +184,34 @@ def rnn_step_backward(dnext_h, cache):
     return da @ cache.Wx.T, da @ cache.Wh.T, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
 
 
-def _rnn_forward_tm(x_tm, h0, Wx, Wh, b):
-    """Validated time-major core: x_tm (T, N, D) -> h (T, N, H), RNNCache."""
+def _rnn_forward_packed(x, h0, Wx, Wh, b, packing):
+    """Validated core: packed x (P, D), h0 (N, H) -> packed h (P, H), RNNCache."""
     K = _backend.kernels()
-    T, N, _ = x_tm.shape
-    xw = _input_projection(x_tm, Wx, b)  # (T, N, H)
-    h = np.empty((T, N, h0.shape[1]), dtype=h0.dtype)
+    xw = _input_projection(x, Wx, b)  # (P, H)
+    h = np.empty((x.shape[0], h0.shape[1]), dtype=h0.dtype)
     hw = np.empty_like(h0)
     prev = h0
-    for t in range(T):
-        np.dot(prev, Wh, out=hw)
-        K.rnn_cell_forward(xw[t], hw, h[t])
-        prev = h[t]
-    return h, RNNCache(x_tm, h0, Wx, Wh, h)
+    for _, n, rows in _steps(packing):
+        np.dot(prev[:n], Wh, out=hw[:n])
+        K.rnn_cell_forward(xw[rows], hw[:n], h[rows])
+        prev = h[rows]
+    return h, RNNCache(x, h0, Wx, Wh, h, packing)
 
 
-def _rnn_backward_tm(dh_tm, cache):
-    """Time-major core: dh_tm (T, N, H) -> dx_tm (T, N, D), dh0, dWx, dWh, db."""
+def _rnn_backward_packed(dh_packed, cache):
+    """Core: packed dh (P, H) -> packed dx (P, D), dh0 (N, H), dWx, dWh, db."""
     K = _backend.kernels()
-    x_tm, h0, Wx, Wh, h = cache
-    T = h.shape[0]
-    da = np.empty_like(h)  # (T, N, H)
+    x, h0, Wx, Wh, h, packing = cache
+    da = np.empty_like(h)  # (P, H)
     dh = np.empty_like(h0)
-    dprev = np.zeros_like(h0)  # gradient flowing into h_{t} from step t+1
-    for t in reversed(range(T)):
-        np.add(dh_tm[t], dprev, out=dh)
-        K.rnn_cell_backward(dh, h[t], da[t])
-        np.dot(da[t], Wh.T, out=dprev)
-    dWx, dWh, db = _weight_grads(x_tm, h0, h, da)
-    dx_tm = (da.reshape(-1, da.shape[2]) @ Wx.T).reshape(x_tm.shape)
-    return dx_tm, dprev, dWx, dWh, db
+    # Gradient into h_{t-1} from step t; rows of sequences not yet running stay 0.
+    dprev = np.zeros_like(h0)
+    for _, n, rows in reversed(_steps(packing)):
+        np.add(dh_packed[rows], dprev[:n], out=dh[:n])
+        K.rnn_cell_backward(dh[:n], h[rows], da[rows])
+        np.dot(da[rows], Wh.T, out=dprev[:n])
+    dx, dWx, dWh, db = _weight_grads(x, h0, h, da, Wx, packing)
+    return dx, dprev, dWx, dWh, db
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
@@ -179,17 +220,17 @@ def rnn_forward(x, h0, Wx, Wh, b):
     x (N, T, D), h0 (N, H), Wx (D, H), Wh (H, H), b (H,) -> h (N, T, H), cache.
     """
     x, h0, Wx, Wh, b = _check_cell_inputs(x, h0, Wx, Wh, b, gates=1, seq=True)
-    h_tm, cache = _rnn_forward_tm(_time_major(x), h0, Wx, Wh, b)
-    return h_tm.swapaxes(0, 1), cache
+    x_packed, packing = _full(x)
+    h, cache = _rnn_forward_packed(x_packed, h0, Wx, Wh, b, packing)
+    return _unpack_full(h, cache), cache
 
 
 def rnn_backward(dh, cache):
     """dh (N, T, H) upstream gradient of every hidden state, cache ->
     dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)."""
     cache = cache_of("cache", cache, RNNCache, "rnn_forward")
-    dh = like("dh", dh, cache.h.swapaxes(0, 1), "h")
-    dx_tm, dh0, dWx, dWh, db = _rnn_backward_tm(_time_major(dh), cache)
-    return dx_tm.swapaxes(0, 1), dh0, dWx, dWh, db
+    dx, dh0, dWx, dWh, db = _rnn_backward_packed(_check_seq_grad(dh, cache), cache)
+    return _unpack_full(dx, cache), dh0, dWx, dWh, db
 
 
 # ----------------------------------------------------------------------------
@@ -229,43 +270,43 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return dx, dprev_h, dprev_c, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
 
 
-def _lstm_forward_tm(x_tm, h0, Wx, Wh, b):
-    """Validated time-major core: x_tm (T, N, D) -> h (T, N, H), LSTMCache. c0 = 0."""
+def _lstm_forward_packed(x, h0, Wx, Wh, b, packing):
+    """Validated core: packed x (P, D), h0 (N, H) -> packed h (P, H), LSTMCache. c0 = 0."""
     K = _backend.kernels()
-    T, N, _ = x_tm.shape
-    H = h0.shape[1]
-    xw = _input_projection(x_tm, Wx, b)  # (T, N, 4H)
-    ifog = np.empty((T, N, 4 * H), dtype=h0.dtype)
-    c = np.empty((T, N, H), dtype=h0.dtype)
-    h = np.empty((T, N, H), dtype=h0.dtype)
-    hw = np.empty((N, 4 * H), dtype=h0.dtype)
+    P, H = x.shape[0], h0.shape[1]
+    xw = _input_projection(x, Wx, b)  # (P, 4H)
+    ifog = np.empty((P, 4 * H), dtype=h0.dtype)
+    c = np.empty((P, H), dtype=h0.dtype)
+    h = np.empty((P, H), dtype=h0.dtype)
+    hw = np.empty((h0.shape[0], 4 * H), dtype=h0.dtype)
     prev_h, prev_c = h0, np.zeros_like(h0)
-    for t in range(T):
-        np.dot(prev_h, Wh, out=hw)
-        K.lstm_cell_forward(xw[t], hw, prev_c, ifog[t], c[t], h[t])
-        prev_h, prev_c = h[t], c[t]
-    return h, LSTMCache(x_tm, h0, Wx, Wh, ifog, c, h)
+    for _, n, rows in _steps(packing):
+        np.dot(prev_h[:n], Wh, out=hw[:n])
+        K.lstm_cell_forward(xw[rows], hw[:n], prev_c[:n], ifog[rows], c[rows], h[rows])
+        prev_h, prev_c = h[rows], c[rows]
+    return h, LSTMCache(x, h0, Wx, Wh, ifog, c, h, packing)
 
 
-def _lstm_backward_tm(dh_tm, cache):
-    """Time-major core: dh_tm (T, N, H) -> dx_tm (T, N, D), dh0, dWx, dWh, db."""
+def _lstm_backward_packed(dh_packed, cache):
+    """Core: packed dh (P, H) -> packed dx (P, D), dh0 (N, H), dWx, dWh, db."""
     K = _backend.kernels()
-    x_tm, h0, Wx, Wh, ifog, c, h = cache
-    T = h.shape[0]
-    da = np.empty_like(ifog)  # (T, N, 4H)
+    x, h0, Wx, Wh, ifog, c, h, packing = cache
+    da = np.empty_like(ifog)  # (P, 4H)
     dh = np.empty_like(h0)
+    # Gradients into h_{t-1} and c_{t-1} from step t; rows of sequences not yet
+    # running stay 0. Two dc buffers, swapped each step, so a kernel's input
+    # and output never alias.
     dprev_h = np.zeros_like(h0)
-    dc_in, dc_out = np.zeros_like(h0), np.empty_like(h0)  # swapped each step, never aliased
-    zeros = np.zeros_like(h0)
-    for t in reversed(range(T)):
-        np.add(dh_tm[t], dprev_h, out=dh)
-        c_prev = c[t - 1] if t > 0 else zeros
-        K.lstm_cell_backward(dh, dc_in, ifog[t], c_prev, c[t], da[t], dc_out)
-        np.dot(da[t], Wh.T, out=dprev_h)
+    dc_in, dc_out = np.zeros_like(h0), np.zeros_like(h0)
+    c0 = np.zeros_like(h0)
+    for t, n, rows in reversed(_steps(packing)):
+        np.add(dh_packed[rows], dprev_h[:n], out=dh[:n])
+        c_prev = c0[:n] if t == 0 else c[packing.offsets[t - 1] :][:n]
+        K.lstm_cell_backward(dh[:n], dc_in[:n], ifog[rows], c_prev, c[rows], da[rows], dc_out[:n])
+        np.dot(da[rows], Wh.T, out=dprev_h[:n])
         dc_in, dc_out = dc_out, dc_in
-    dWx, dWh, db = _weight_grads(x_tm, h0, h, da)
-    dx_tm = (da.reshape(-1, da.shape[2]) @ Wx.T).reshape(x_tm.shape)
-    return dx_tm, dprev_h, dWx, dWh, db
+    dx, dWx, dWh, db = _weight_grads(x, h0, h, da, Wx, packing)
+    return dx, dprev_h, dWx, dWh, db
 
 
 def lstm_forward(x, h0, Wx, Wh, b):
@@ -274,16 +315,16 @@ def lstm_forward(x, h0, Wx, Wh, b):
     x (N, T, D), h0 (N, H), Wx (D, 4H), Wh (H, 4H), b (4H,) -> h (N, T, H), cache.
     """
     x, h0, Wx, Wh, b = _check_cell_inputs(x, h0, Wx, Wh, b, gates=4, seq=True)
-    h_tm, cache = _lstm_forward_tm(_time_major(x), h0, Wx, Wh, b)
-    return h_tm.swapaxes(0, 1), cache
+    x_packed, packing = _full(x)
+    h, cache = _lstm_forward_packed(x_packed, h0, Wx, Wh, b, packing)
+    return _unpack_full(h, cache), cache
 
 
 def lstm_backward(dh, cache):
     """dh (N, T, H), cache -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
     cache = cache_of("cache", cache, LSTMCache, "lstm_forward")
-    dh = like("dh", dh, cache.h.swapaxes(0, 1), "h")
-    dx_tm, dh0, dWx, dWh, db = _lstm_backward_tm(_time_major(dh), cache)
-    return dx_tm.swapaxes(0, 1), dh0, dWx, dWh, db
+    dx, dh0, dWx, dWh, db = _lstm_backward_packed(_check_seq_grad(dh, cache), cache)
+    return _unpack_full(dx, cache), dh0, dWx, dWh, db
 
 
 # ----------------------------------------------------------------------------

@@ -38,7 +38,8 @@ def _read_h5(path, names):
                     raise ValueError(f"{path} has no dataset {name!r}; {LAYOUT}")
                 a = np.asarray(f[name])
                 if a.ndim != ndim or not np.issubdtype(a.dtype, dtype):
-                    raise ValueError(f"{path}: dataset {name!r} must be {np.dtype(dtype).name}-like with "
+                    kind = "an integer" if dtype is np.integer else "a float"
+                    raise ValueError(f"{path}: dataset {name!r} must be {kind} array with "
                                      f"{ndim} dimensions, got {a.dtype} {a.shape}")
                 out[name] = a
     except OSError as exc:

@@ -1,0 +1,112 @@
+"""Shared setup of the benchmark suite (run with `fastcap bench`, or
+`pytest benchmarks/ --benchmark-...`; the normal `pytest` run never collects it).
+
+* Threads: every measurement runs with FASTCAP_BENCH_THREADS threads (default:
+  every core this process may use), set once for the whole session, for
+  fastcap (``fastcap._threads.set_num_threads`` when that module exists,
+  otherwise threadpoolctl on the BLAS and ``numba.set_num_threads``) and for
+  PyTorch (``torch.set_num_threads``).
+* Every benchmark records in ``extra_info`` what it measures (``kind``: kernel,
+  gemm, train, sample, firstcall), which implementation (``impl``: a fastcap
+  backend name, ``cs231n`` or ``torch``) and the threads it ran with;
+  ``fastcap.bench`` builds its tables from those fields.
+* The machine, library versions, BLAS and thread settings the suite actually
+  ran with go into the JSON report under ``fastcap_environment``.
+* JIT compilation is never timed in the throughput benchmarks: ``measure``
+  runs the function (``warmup`` times) before pytest-benchmark starts timing.
+  First-call costs are measured on their own in fresh processes
+  (test_bench_firstcall.py).
+"""
+import os
+
+import pytest
+
+import fastcap
+from fastcap import _backend
+from fastcap.bench import apply_threads, cpu_snapshot, default_threads, environment_info
+
+BACKENDS = ("numpy", "numba", "cython")
+PEERS = ("cs231n", "torch")
+THREADS_ENV = "FASTCAP_BENCH_THREADS"
+
+_threads = {}  # what apply_threads reported
+_start = {}  # cpu_snapshot() when the session began
+
+
+def bench_threads():
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return int(value) if value else default_threads()
+
+
+def pytest_configure(config):
+    _threads.update(apply_threads(bench_threads()))
+    _start.update(cpu_snapshot())
+
+
+def pytest_report_header(config):
+    t = _threads
+    return [f"fastcap bench: {t.get('threads')} threads via {t.get('method')}; "
+            f"backends available: {', '.join(fastcap.available_backends())}"]
+
+
+def pytest_benchmark_update_json(config, benchmarks, output_json):
+    output_json["fastcap_environment"] = environment_info(_threads, since=_start or None)
+
+
+def require_backend(name):
+    """Skip, with the reason, when fastcap backend `name` does not load here."""
+    if name not in fastcap.available_backends():
+        pytest.skip(f"fastcap backend {name!r} not available: "
+                    f"{_backend.unavailable_reasons().get(name, 'unknown reason')}")
+
+
+def torch_peer():
+    """The PyTorch peer module, threads matched to fastcap's; skips without torch."""
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        pytest.skip("PyTorch is not installed: the PyTorch peer needs `pip install torch==2.13.0` "
+                    "(the CPU wheel)")
+    from peers import torch_peer as tp
+
+    _threads["torch_threads"] = tp.set_threads(_threads["threads"])
+    return tp
+
+
+def measure(benchmark, fn, *, kind, impl, group, warmup=1, **extra):
+    """Time fn with pytest-benchmark after `warmup` untimed calls (JIT, caches, allocator)."""
+    benchmark.group = group
+    benchmark.extra_info.update(kind=kind, impl=impl, threads=_threads["threads"],
+                                threads_via=_threads["method"], **extra)
+    if impl == "torch":
+        benchmark.extra_info["torch_threads"] = _threads.get("torch_threads")
+    for _ in range(warmup):
+        fn()
+    return benchmark(fn)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each fastcap backend in turn, made active for the benchmark."""
+    require_backend(request.param)
+    with fastcap.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=BACKENDS + PEERS)
+def impl(request):
+    """Each fastcap backend and each peer in turn (a backend is made active)."""
+    name = request.param
+    if name in PEERS:
+        if name == "torch":
+            torch_peer()
+        yield name
+        return
+    require_backend(name)
+    with fastcap.use_backend(name):
+        yield name
+
+
+@pytest.fixture
+def threads():
+    return _threads["threads"]

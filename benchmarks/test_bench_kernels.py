@@ -1,0 +1,160 @@
+"""Every kernel of the kernel table, per backend, at the workload shapes.
+
+Kernels are called directly with the arguments the public layers give them
+(fastcap._kernels documents the contract): per-timestep cells at (N, H) /
+(N, 4H), the embedding, vocabulary affine and softmax loss at M = N*16 rows,
+greedy decoding of 30 words, and the update rules on a 512 x 2048 array (the
+LSTM's Wh, the largest recurrent parameter; they do not depend on N). One
+``benchmark.group`` per kernel and size, so each table compares backends.
+
+Also here: the float32 GEMMs of a training step through NumPy's ``@``, at 1
+thread and at the suite's thread count, for their GFLOP/s.
+"""
+import numpy as np
+import pytest
+from threadpoolctl import threadpool_limits
+
+import workload as wl
+from conftest import measure
+
+from fastcap import _backend
+
+M_STEPS = wl.T - 1  # scored steps per caption
+UPDATE_SHAPE = (wl.H, 4 * wl.H)
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def kernel_args(name, n, seed=0):
+    """Arguments for kernel `name` at batch n (float32, C-contiguous, outputs preallocated)."""
+    rng = np.random.default_rng(seed)
+    f32 = wl.DTYPE
+    H, V, W = wl.H, wl.V, wl.W
+    M = n * M_STEPS
+
+    def randn(*shape, scale=1.0):
+        return (scale * rng.standard_normal(shape)).astype(f32)
+
+    def empty(*shape):
+        return np.empty(shape, dtype=f32)
+
+    captions = wl.make_captions(n, rng)
+    words_tm = np.ascontiguousarray(captions.T).astype(np.intp)  # time-major as the model uses
+    idx = np.ascontiguousarray(words_tm[:-1].reshape(-1))  # (M,) inputs
+    y = np.ascontiguousarray(words_tm[1:].reshape(-1))  # (M,) targets
+    mask = y != wl.NULL
+    if name == "rnn_cell_forward":
+        return randn(n, H), randn(n, H), empty(n, H)
+    if name == "rnn_cell_backward":
+        return randn(n, H), np.tanh(randn(n, H)), empty(n, H)
+    if name == "lstm_cell_forward":
+        return randn(n, 4 * H), randn(n, 4 * H), randn(n, H), empty(n, 4 * H), empty(n, H), empty(n, H)
+    if name == "lstm_cell_backward":
+        ifog = randn(n, 4 * H)
+        ifog[:, : 3 * H] = _sigmoid(ifog[:, : 3 * H])
+        ifog[:, 3 * H :] = np.tanh(ifog[:, 3 * H :])
+        return randn(n, H), randn(n, H), ifog, randn(n, H), randn(n, H), empty(n, 4 * H), empty(n, H)
+    if name == "embedding_forward":
+        return idx, randn(V, W, scale=0.01), empty(M, W)
+    if name == "embedding_backward":
+        return randn(M, W), idx, empty(V, W)
+    if name == "affine_forward":
+        return np.tanh(randn(M, H)), randn(H, V, scale=H**-0.5), np.zeros(V, f32), empty(M, V)
+    if name == "affine_backward":
+        return randn(M, V, scale=0.01), np.tanh(randn(M, H)), randn(H, V, scale=H**-0.5), \
+            empty(M, H), empty(H, V), empty(V)
+    if name == "softmax_loss":
+        return randn(M, V), y, mask, 1.0 / n, empty(M, V)
+    if name.startswith("greedy_decode"):
+        cell = name.split("_")[-1]
+        p = wl.make_params(cell, suppress_end=True)
+        h0 = np.ascontiguousarray(randn(n, wl.D) @ p["W_proj"])
+        return (h0, p["W_embed"], p["Wx"], p["Wh"], p["b"], p["W_vocab"], p["b_vocab"],
+                cell == "lstm", wl.START, wl.END, wl.NULL,
+                np.empty((n, wl.SAMPLE_LENGTH), dtype=np.int32))
+    shape = UPDATE_SHAPE
+    w, dw = randn(*shape, scale=0.02), randn(*shape, scale=1e-3)
+    if name == "sgd_update":
+        return w, dw, 1e-3
+    if name == "sgd_momentum_update":
+        return w, dw, np.zeros(shape, f32), 1e-3, 0.9
+    if name == "rmsprop_update":
+        return w, dw, np.zeros(shape, f32), 1e-3, 0.99, 1e-8
+    if name == "adam_update":
+        return w, dw, np.zeros(shape, f32), np.zeros(shape, f32), 1e-3, 0.9, 0.999, 1e-8
+    raise KeyError(name)
+
+
+PER_BATCH = ["rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
+             "embedding_forward", "embedding_backward", "affine_forward", "affine_backward",
+             "softmax_loss", "greedy_decode_lstm", "greedy_decode_rnn"]
+UPDATES = ["sgd_update", "sgd_momentum_update", "rmsprop_update", "adam_update"]
+
+
+def test_table_is_covered():
+    """Every kernel of the table has a benchmark here (a new kernel must get one)."""
+    from fastcap._kernels import KERNEL_NAMES
+
+    covered = {k.removesuffix("_lstm").removesuffix("_rnn") for k in PER_BATCH + UPDATES}
+    assert covered == set(KERNEL_NAMES)
+
+
+@pytest.mark.parametrize("n", wl.BATCHES, ids=lambda n: f"N{n}")
+@pytest.mark.parametrize("name", PER_BATCH)
+def test_bench_kernel(benchmark, backend, name, n):
+    fn = getattr(_backend.load(backend), name.removesuffix("_lstm").removesuffix("_rnn"))
+    args = kernel_args(name, n)
+    label = f"{name.removesuffix('_lstm').removesuffix('_rnn')} ({name.split('_')[-1]}, 30 words)" \
+        if name.startswith("greedy") else name
+    measure(benchmark, lambda: fn(*args), kind="kernel", impl=backend,
+            group=f"kernel {label} N={n}", kernel=name, n=n)
+
+
+@pytest.mark.parametrize("name", UPDATES)
+def test_bench_update(benchmark, backend, name):
+    fn = getattr(_backend.load(backend), name)
+    args = kernel_args(name, 0)
+    measure(benchmark, lambda: fn(*args), kind="kernel", impl=backend,
+            group=f"kernel {name} {UPDATE_SHAPE[0]}x{UPDATE_SHAPE[1]}", kernel=name)
+
+
+# ---------------------------------------------------------------- GEMMs of a training step
+
+M100 = 100 * M_STEPS
+G = 4 * wl.H
+# label -> (a shape, b shape, transpose a?, transpose b?), as the layers call them
+GEMMS = {
+    "LSTM input projection x@Wx": ((M100, wl.W), (wl.W, G), False, False),
+    "LSTM recurrent h@Wh (per step)": ((100, wl.H), (wl.H, G), False, False),
+    "LSTM recurrent backward da@Wh.T (per step)": ((100, G), (G, wl.H), False, True),
+    "LSTM dWh = h.T@da": ((wl.H, M100), (M100, G), True, False),
+    "RNN recurrent h@Wh (per step)": ((100, wl.H), (wl.H, wl.H), False, False),
+    "vocabulary h@W_vocab": ((M100, wl.H), (wl.H, wl.V), False, False),
+    "vocabulary backward dscores@W_vocab.T": ((M100, wl.V), (wl.V, wl.H), False, True),
+    "vocabulary dW = h.T@dscores": ((wl.H, M100), (M100, wl.V), True, False),
+}
+
+
+def gemm_operands(a_shape, b_shape, ta, tb, seed=0):
+    rng = np.random.default_rng(seed)
+    a = rng.standard_normal(a_shape[::-1] if ta else a_shape).astype(wl.DTYPE)
+    b = rng.standard_normal(b_shape[::-1] if tb else b_shape).astype(wl.DTYPE)
+    a, b = (a.T if ta else a), (b.T if tb else b)  # transposed views, as in x.T @ dout
+    return a, b, np.empty((a_shape[0], b_shape[1]), dtype=wl.DTYPE)
+
+
+@pytest.mark.parametrize("gemm_threads", ["1", "all"])
+@pytest.mark.parametrize("label", list(GEMMS))
+def test_bench_gemm(benchmark, label, gemm_threads, threads):
+    a_shape, b_shape, ta, tb = GEMMS[label]
+    a, b, c = gemm_operands(a_shape, b_shape, ta, tb)
+    n = 1 if gemm_threads == "1" else threads
+    if gemm_threads == "all" and threads == 1:
+        pytest.skip("the suite runs with 1 thread: same as the 1-thread case")
+    (m, k), nn = a_shape, b_shape[1]
+    with threadpool_limits(limits=n, user_api="blas"):
+        measure(benchmark, lambda: np.matmul(a, b, out=c), kind="gemm", impl=f"blas-{n}t",
+                group=f"gemm {label}", gemm_threads=n, shape=f"{m}x{k} @ {k}x{nn}",
+                flops=2 * m * k * nn)

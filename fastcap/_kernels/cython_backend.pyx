@@ -1,0 +1,664 @@
+# Design
+# ======
+#
+# The Cython backend: every kernel of the table in ``fastcap/_kernels/__init__.py``,
+# compiled, for float32 and float64 through the fused type ``floating_t``.
+#
+# * Calling convention. Each kernel is a ``def`` function with the table's name
+#   and positional signature; the shared orchestration (``fastcap.rnn_layers``,
+#   the model, ``fastcap.optim``) calls it directly. Array arguments are typed
+#   C-contiguous memoryviews (``[:, ::1]``); inputs are ``const`` so read-only
+#   arrays are accepted, ``*_out`` arguments are written in full and never read
+#   first. Arguments are marked ``# IN`` / ``# OUT`` / ``# IN/OUT`` (updated in
+#   place). The fused ``def`` picks the float32 or float64 specialization from
+#   the first array's dtype (about a microsecond per call).
+# * Kernels trust their inputs (the public layers validated shapes, dtypes and
+#   index ranges). ``setup.py`` compiles with boundscheck, wraparound and
+#   initializedcheck off; ``FASTCAP_CYTHON_DEBUG=1`` at build time turns them
+#   back on, so a kernel that reads or writes out of bounds raises IndexError
+#   instead of corrupting memory. ``BUILD_INFO`` says which build is loaded.
+# * Arithmetic. Every elementwise loop runs without the GIL over whole rows, so
+#   the C compiler vectorizes it. float64 computes in double; float32 computes
+#   in float (the reference's float32 does the same), except that loss sums and
+#   column sums accumulate in double.
+# * exp, sigmoid, tanh. The libm scalar calls are slow here (glibc's tanhf is
+#   ~30 ns) and block vectorization, so exp(x) for x <= 0 -- the only exp any
+#   kernel needs: sigmoid takes exp(-|x|), tanh exp(-2|x|), softmax
+#   exp(x - max) -- is a short branch-free function below: Cody-Waite range
+#   reduction x = k*ln2 + r with |r| <= ln2/2, a Taylor polynomial in r
+#   (degree 7 in float: error < 1 ulp; degree 13 in double: < 1e-17 before
+#   rounding) and 2**k built in the exponent bits. Sigmoid is the reference's
+#   stable form, 1/(1+e) for x >= 0 and e/(1+e) for x < 0 with e = exp(-|x|).
+#   tanh(x) = sign(x) * (1-e)/(1+e) with e = exp(-2|x|), and its odd Taylor
+#   series below |x| = 1/8, where 1-e would cancel. Measured against long
+#   double over [-800, 800] and down to 1e-300: within 3 ulp (relative error
+#   5.3e-16 in float64, 2.8e-7 in float32; NumPy's tanh: 1.6e-16, 1.0e-7).
+# * GEMMs are never written by hand: they go to NumPy's BLAS. affine_forward
+#   and affine_backward call np.dot in the thin wrapper and loop only over the
+#   bias add and the column sum; greedy_decode runs its loop here and calls
+#   np.dot for the three GEMMs of a step. (scipy.linalg.cython_blas would
+#   avoid the Python call, a few microseconds, but it is a second OpenBLAS
+#   with its own thread pool: alternating two pools makes their spinning
+#   worker threads fight over the cores, which cost far more on 2 cores.)
+# * Threads: off by default. The row loops are written with OpenMP
+#   ``prange`` (compiled in when setup.py finds -fopenmp; without it they run
+#   single-threaded), but they only fork above ``_PARALLEL_MIN`` elements,
+#   which is "never" unless ``_set_parallel_min`` lowers it. Measured on the
+#   project's 2-core machine at the DESIGN.md workload: two threads run the
+#   big kernels alone ~1.7-2x faster (softmax_loss, the cells), yet a whole
+#   training step got 2-7x SLOWER, because libgomp's threads spin after each
+#   parallel region while OpenBLAS's threads need the same two cores; with
+#   OMP_WAIT_POLICY=passive the step was as fast as single-threaded, no
+#   faster (the step's time is in the GEMMs). So BLAS owns the cores.
+cimport cython
+from cython.parallel cimport prange
+from libc.math cimport log, sqrt, sqrtf
+
+import numpy as np
+
+ctypedef fused floating_t:
+    float
+    double
+
+cdef extern from *:
+    """
+    #include <stdint.h>
+    #include <string.h>
+
+    #ifndef FASTCAP_DEBUG_BUILD
+    #define FASTCAP_DEBUG_BUILD 0
+    #endif
+    #ifndef FASTCAP_NATIVE_BUILD
+    #define FASTCAP_NATIVE_BUILD 0
+    #endif
+    #ifdef _OPENMP
+    #define FASTCAP_OPENMP 1
+    #else
+    #define FASTCAP_OPENMP 0
+    #endif
+
+    /* exp(x) for x <= 0 (x > 0 up to ~80 works too but no kernel needs it).
+       x = k*ln2 + r: k = round(x*log2(e)) by the 1.5*2^23 shifter, whose low
+       mantissa bits then hold k, so 2^k is built with integer ops only; r by
+       Cody-Waite with ln2 split in a short high part (k*ln2_hi is exact) and
+       a low part. Below the smallest normal exponent the result is 0. */
+    static inline float fastcap_exp_nonpos_f(float x)
+    {
+        const float lo = -87.0f, shifter = 12582912.0f;
+        float xc = x < lo ? lo : x;
+        float t = xc * 1.44269504088896341f + shifter;
+        float k = t - shifter;
+        float r = (xc - k * 0.693359375f) - k * -2.12194440e-4f;
+        float p = 1.0f / 5040.0f;
+        p = p * r + 1.0f / 720.0f;
+        p = p * r + 1.0f / 120.0f;
+        p = p * r + 1.0f / 24.0f;
+        p = p * r + 1.0f / 6.0f;
+        p = p * r + 0.5f;
+        p = p * r + 1.0f;
+        p = p * r + 1.0f;
+        uint32_t bits;
+        float scale;
+        memcpy(&bits, &t, sizeof bits);
+        bits = (bits + 127u) << 23;
+        memcpy(&scale, &bits, sizeof scale);
+        return x < lo ? 0.0f : p * scale;
+    }
+
+    static inline double fastcap_exp_nonpos_d(double x)
+    {
+        const double lo = -708.0, shifter = 6755399441055744.0;
+        double xc = x < lo ? lo : x;
+        double t = xc * 1.44269504088896338700e+00 + shifter;
+        double k = t - shifter;
+        double r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
+        double p = 1.0 / 6227020800.0;
+        p = p * r + 1.0 / 479001600.0;
+        p = p * r + 1.0 / 39916800.0;
+        p = p * r + 1.0 / 3628800.0;
+        p = p * r + 1.0 / 362880.0;
+        p = p * r + 1.0 / 40320.0;
+        p = p * r + 1.0 / 5040.0;
+        p = p * r + 1.0 / 720.0;
+        p = p * r + 1.0 / 120.0;
+        p = p * r + 1.0 / 24.0;
+        p = p * r + 1.0 / 6.0;
+        p = p * r + 0.5;
+        p = p * r + 1.0;
+        p = p * r + 1.0;
+        uint64_t bits;
+        double scale;
+        memcpy(&bits, &t, sizeof bits);
+        bits = (bits + 1023u) << 52;
+        memcpy(&scale, &bits, sizeof scale);
+        return x < lo ? 0.0 : p * scale;
+    }
+    """
+    float _exp_nonpos_f "fastcap_exp_nonpos_f"(float x) noexcept nogil
+    double _exp_nonpos_d "fastcap_exp_nonpos_d"(double x) noexcept nogil
+    int FASTCAP_DEBUG_BUILD
+    int FASTCAP_NATIVE_BUILD
+    int FASTCAP_OPENMP
+
+BUILD_INFO = {
+    "debug": bool(FASTCAP_DEBUG_BUILD),  # boundscheck/wraparound/initializedcheck on
+    "native": bool(FASTCAP_NATIVE_BUILD),  # -march=native: for the build machine's CPU only
+    "openmp": bool(FASTCAP_OPENMP),  # compiled with OpenMP (prange can run threads)
+}
+
+# Parallel loops (prange) run threads only above this many elements of work
+# (rows times row length). Default: never (see "Threads" above).
+cdef Py_ssize_t _PARALLEL_MIN = 1 << 62
+
+
+def _set_parallel_min(Py_ssize_t n):
+    """Set the prange threshold (elements of work); returns the previous one.
+    For tests (to run the threaded paths on small inputs) and benchmarks."""
+    global _PARALLEL_MIN
+    previous, _PARALLEL_MIN = _PARALLEL_MIN, n
+    return previous
+
+
+# ----------------------------------------------------------------------------
+# scalar math (inlined into the vectorized loops)
+
+cdef inline floating_t _exp_nonpos(floating_t x) noexcept nogil:
+    if floating_t is float:
+        return _exp_nonpos_f(x)
+    else:
+        return _exp_nonpos_d(x)
+
+
+cdef inline floating_t _sigmoid(floating_t x) noexcept nogil:
+    # The reference's stable form: exp only ever sees -|x|.
+    cdef floating_t zero = 0, one = 1
+    cdef floating_t e = _exp_nonpos(-x if x >= zero else x)
+    return (one if x >= zero else e) / (one + e)
+
+
+cdef inline floating_t _tanh(floating_t x) noexcept nogil:
+    # (Constants are typed so that float32 stays in float: a bare 1 or 0.5 is
+    # a C double and would widen the whole expression.)
+    cdef floating_t zero = 0, one = 1
+    cdef floating_t a = x if x >= zero else -x
+    cdef floating_t e = _exp_nonpos(-(a + a))
+    cdef floating_t t = (one - e) / (one + e)
+    # Below 1/8, 1 - e cancels: use the odd series (truncation < 1e-17 relative).
+    cdef floating_t a2 = a * a
+    cdef floating_t s = <floating_t>(-929569.0 / 638512875.0) * a2 + <floating_t>(21844.0 / 6081075.0)
+    s = s * a2 + <floating_t>(-1382.0 / 155925.0)
+    s = s * a2 + <floating_t>(62.0 / 2835.0)
+    s = s * a2 + <floating_t>(-17.0 / 315.0)
+    s = s * a2 + <floating_t>(2.0 / 15.0)
+    s = s * a2 + <floating_t>(-1.0 / 3.0)
+    s = a + a * a2 * s
+    t = s if a < <floating_t>0.125 else t
+    return t if x >= zero else -t
+
+
+# ----------------------------------------------------------------------------
+# recurrent cells
+
+
+def rnn_cell_forward(const floating_t[:, ::1] xw,  # IN (N, H) x @ Wx + b
+                     const floating_t[:, ::1] hw,  # IN (N, H) prev_h @ Wh
+                     floating_t[:, ::1] h_out):  # OUT (N, H) tanh(xw + hw)
+    cdef Py_ssize_t N = h_out.shape[0], H = h_out.shape[1], n, j
+    with nogil:
+        for n in prange(N, schedule="static", use_threads_if=N * H >= _PARALLEL_MIN):
+            for j in range(H):
+                h_out[n, j] = _tanh(xw[n, j] + hw[n, j])
+
+
+def rnn_cell_backward(const floating_t[:, ::1] dh,  # IN (N, H) gradient at h
+                      const floating_t[:, ::1] h,  # IN (N, H) h = tanh(a)
+                      floating_t[:, ::1] da_out):  # OUT (N, H) dh * (1 - h**2)
+    cdef Py_ssize_t N = h.shape[0], H = h.shape[1], n, j
+    cdef floating_t one = 1
+    with nogil:
+        for n in prange(N, schedule="static", use_threads_if=N * H >= _PARALLEL_MIN):
+            for j in range(H):
+                da_out[n, j] = (one - h[n, j] * h[n, j]) * dh[n, j]
+
+
+# The LSTM row helpers split the work into several loops over the row, each
+# touching few arrays: the compiler vectorizes a loop only after checking at
+# run time that its output does not overlap its inputs, and gives up when a
+# loop has too many pairs to check (gcc's limit is 10). The extra passes run
+# over a row that is in L1 cache.
+
+cdef inline void _lstm_forward_row(const floating_t[:, ::1] xw, const floating_t[:, ::1] hw,
+                                   const floating_t[:, ::1] c_prev, floating_t[:, ::1] ifog,
+                                   floating_t[:, ::1] c_out, floating_t[:, ::1] h_out,
+                                   Py_ssize_t n) noexcept nogil:
+    cdef Py_ssize_t H = c_prev.shape[1], j
+    for j in range(3 * H):
+        ifog[n, j] = _sigmoid(xw[n, j] + hw[n, j])
+    for j in range(3 * H, 4 * H):
+        ifog[n, j] = _tanh(xw[n, j] + hw[n, j])
+    for j in range(H):  # c = f * c_prev + i * g
+        c_out[n, j] = ifog[n, H + j] * c_prev[n, j] + ifog[n, j] * ifog[n, 3 * H + j]
+    for j in range(H):  # h = o * tanh(c)
+        h_out[n, j] = ifog[n, 2 * H + j] * _tanh(c_out[n, j])
+
+
+cdef inline void _lstm_backward_row(const floating_t[:, ::1] dh, const floating_t[:, ::1] dc,
+                                    const floating_t[:, ::1] ifog, const floating_t[:, ::1] c_prev,
+                                    const floating_t[:, ::1] c, floating_t[:, ::1] da,
+                                    floating_t[:, ::1] dc_prev, Py_ssize_t n) noexcept nogil:
+    # da[n, 2H:3H] holds tanh(c) and dc_prev[n] the total gradient at c until
+    # the loops that overwrite them.
+    cdef Py_ssize_t H = c.shape[1], j
+    cdef floating_t one = 1, i, f, o, g, tc, dct
+    for j in range(H):
+        da[n, 2 * H + j] = _tanh(c[n, j])
+    for j in range(H):
+        tc = da[n, 2 * H + j]
+        o = ifog[n, 2 * H + j]
+        dc_prev[n, j] = dc[n, j] + dh[n, j] * o * (one - tc * tc)  # dc_total
+        da[n, 2 * H + j] = dh[n, j] * tc * o * (one - o)  # do
+    for j in range(H):
+        dct = dc_prev[n, j]
+        i = ifog[n, j]
+        g = ifog[n, 3 * H + j]
+        da[n, j] = dct * g * i * (one - i)  # di
+        da[n, 3 * H + j] = dct * i * (one - g * g)  # dg
+    for j in range(H):
+        dct = dc_prev[n, j]
+        f = ifog[n, H + j]
+        da[n, H + j] = dct * c_prev[n, j] * f * (one - f)  # df
+        dc_prev[n, j] = dct * f
+
+
+def lstm_cell_forward(const floating_t[:, ::1] xw,  # IN (N, 4H) x @ Wx + b
+                      const floating_t[:, ::1] hw,  # IN (N, 4H) prev_h @ Wh
+                      const floating_t[:, ::1] c_prev,  # IN (N, H)
+                      floating_t[:, ::1] ifog_out,  # OUT (N, 4H) activated gates i, f, o, g
+                      floating_t[:, ::1] c_out,  # OUT (N, H) f*c_prev + i*g
+                      floating_t[:, ::1] h_out):  # OUT (N, H) o*tanh(c)
+    cdef Py_ssize_t N = c_prev.shape[0], H = c_prev.shape[1], n
+    with nogil:
+        for n in prange(N, schedule="static", use_threads_if=N * H >= _PARALLEL_MIN):
+            _lstm_forward_row(xw, hw, c_prev, ifog_out, c_out, h_out, n)
+
+
+def lstm_cell_backward(const floating_t[:, ::1] dh,  # IN (N, H) gradient at h
+                       const floating_t[:, ::1] dc,  # IN (N, H) gradient at c from step t+1
+                       const floating_t[:, ::1] ifog,  # IN (N, 4H) activated gates
+                       const floating_t[:, ::1] c_prev,  # IN (N, H)
+                       const floating_t[:, ::1] c,  # IN (N, H)
+                       floating_t[:, ::1] da_out,  # OUT (N, 4H) gradient at the pre-activations
+                       floating_t[:, ::1] dc_prev_out):  # OUT (N, H) gradient at c_prev
+    cdef Py_ssize_t N = c.shape[0], H = c.shape[1], n
+    with nogil:
+        for n in prange(N, schedule="static", use_threads_if=N * H >= _PARALLEL_MIN):
+            _lstm_backward_row(dh, dc, ifog, c_prev, c, da_out, dc_prev_out, n)
+
+
+# ----------------------------------------------------------------------------
+# word embedding
+
+
+def embedding_forward(const Py_ssize_t[::1] idx,  # IN (M,) word indices in [0, V)
+                      const floating_t[:, ::1] W,  # IN (V, W) embedding table
+                      floating_t[:, ::1] out):  # OUT (M, W) out[m] = W[idx[m]]
+    cdef Py_ssize_t M = out.shape[0], D = out.shape[1], m, j, row
+    with nogil:
+        for m in range(M):
+            row = idx[m]
+            for j in range(D):
+                out[m, j] = W[row, j]
+
+
+def embedding_backward(const floating_t[:, ::1] dout,  # IN (M, W) gradient at the embedded rows
+                       const Py_ssize_t[::1] idx,  # IN (M,) word indices in [0, V)
+                       floating_t[:, ::1] dW_out):  # OUT (V, W) scatter-add of dout rows at idx
+    # Rows are added in order m = 0, 1, ... (as np.add.at does). With threads,
+    # thread p owns the vocabulary rows [lo_p, hi_p) and scans all of idx, so
+    # no two threads write one row and every row's sum keeps that order.
+    cdef Py_ssize_t M = dout.shape[0], D = dout.shape[1], V = dW_out.shape[0]
+    cdef Py_ssize_t m, j, row, p, lo, hi, nparts = 1
+    if FASTCAP_OPENMP and M * D >= _PARALLEL_MIN:
+        nparts = 2
+    with nogil:
+        for p in prange(nparts, schedule="static", num_threads=nparts, use_threads_if=nparts > 1):
+            lo = V * p // nparts
+            hi = V * (p + 1) // nparts
+            for row in range(lo, hi):
+                for j in range(D):
+                    dW_out[row, j] = 0
+            for m in range(M):
+                row = idx[m]
+                if lo <= row < hi:
+                    for j in range(D):
+                        dW_out[row, j] += dout[m, j]
+
+
+# ----------------------------------------------------------------------------
+# temporal affine: GEMMs through NumPy's BLAS, bias add and column sum here
+
+
+cdef void _add_row_vector(floating_t[:, ::1] out, const floating_t[::1] b) noexcept nogil:
+    cdef Py_ssize_t M = out.shape[0], V = out.shape[1], m, v
+    for m in range(M):
+        for v in range(V):
+            out[m, v] += b[v]
+
+
+cdef void _column_sum(const floating_t[:, ::1] a, double[::1] acc, floating_t[::1] out) noexcept nogil:
+    # Rows are added in order (as the reference does), in double.
+    cdef Py_ssize_t M = a.shape[0], V = a.shape[1], m, v
+    for v in range(V):
+        acc[v] = 0
+    for m in range(M):
+        for v in range(V):
+            acc[v] += a[m, v]
+    for v in range(V):
+        out[v] = <floating_t>acc[v]
+
+
+def _bias_add(floating_t[:, ::1] out,  # IN/OUT (M, V) out += b
+              const floating_t[::1] b):  # IN (V,)
+    with nogil:
+        _add_row_vector(out, b)
+
+
+def _bias_grad(const floating_t[:, ::1] dout,  # IN (M, V)
+               floating_t[::1] db_out):  # OUT (V,) dout.sum(0)
+    cdef double[::1] acc = np.empty(db_out.shape[0], np.float64)
+    with nogil:
+        _column_sum(dout, acc, db_out)
+
+
+def affine_forward(x,  # IN (M, D)
+                   w,  # IN (D, V)
+                   b,  # IN (V,)
+                   out):  # OUT (M, V) x @ w + b
+    np.dot(x, w, out=out)
+    _bias_add(out, b)
+
+
+def affine_backward(dout,  # IN (M, V)
+                    x,  # IN (M, D)
+                    w,  # IN (D, V)
+                    dx_out,  # OUT (M, D) dout @ w.T
+                    dw_out,  # OUT (D, V) x.T @ dout
+                    db_out):  # OUT (V,) dout.sum(0)
+    np.dot(dout, w.T, out=dx_out)
+    np.dot(x.T, dout, out=dw_out)
+    _bias_grad(dout, db_out)
+
+
+# ----------------------------------------------------------------------------
+# masked softmax cross-entropy
+
+
+cdef double _softmax_row(const floating_t[:, ::1] x, Py_ssize_t m, Py_ssize_t y, double scale,
+                         floating_t[:, ::1] dx) noexcept nogil:
+    """-log softmax(x[m])[y]; writes scale * (softmax(x[m]) - onehot(y)) to dx[m]."""
+    cdef Py_ssize_t V = x.shape[1], j, k, V8 = V - V % 8
+    cdef floating_t mx8[8]
+    cdef double s8[8]
+    cdef floating_t mx, v, p_scale, py
+    cdef double total
+    # pass 1 over x: the row max, in 8 independent lanes (no single dependency chain)
+    for k in range(8):
+        mx8[k] = x[m, 0]
+    for j in range(0, V8, 8):
+        for k in range(8):
+            v = x[m, j + k]
+            mx8[k] = v if v > mx8[k] else mx8[k]
+    mx = x[m, 0]
+    for k in range(8):
+        mx = mx8[k] if mx8[k] > mx else mx
+    for j in range(V8, V):
+        mx = x[m, j] if x[m, j] > mx else mx
+    # pass 2 over x: e = exp(x - max) into dx (the row stays in L1 from here)
+    for j in range(V):
+        dx[m, j] = _exp_nonpos(x[m, j] - mx)
+    # the sum of e, in double, 8 lanes
+    for k in range(8):
+        s8[k] = 0
+    for j in range(0, V8, 8):
+        for k in range(8):
+            s8[k] += dx[m, j + k]
+    total = 0
+    for k in range(8):
+        total += s8[k]
+    for j in range(V8, V):
+        total += dx[m, j]
+    # dx = scale * e / sum; the target's entry is (p_y - 1) * scale
+    py = <floating_t>(dx[m, y] / total)
+    p_scale = <floating_t>(scale / total)
+    for j in range(V):
+        dx[m, j] *= p_scale
+    dx[m, y] = (py - <floating_t>1) * <floating_t>scale
+    return log(total) - (x[m, y] - mx)
+
+
+def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
+                 const Py_ssize_t[::1] y,  # IN (M,) targets in [0, V)
+                 const unsigned char[::1] mask,  # IN (M,) bool: score this row
+                 double scale,  # IN multiplies the loss and dx (1/N)
+                 floating_t[:, ::1] dx_out):  # OUT (M, V) gradient; 0 on masked-out rows
+    """Returns scale * sum over unmasked rows of -log softmax(x[m])[y[m]] (a float)."""
+    cdef Py_ssize_t M = x.shape[0], V = x.shape[1], m, j
+    cdef double loss = 0
+    if V == 0:
+        return 0.0
+    with nogil:
+        for m in prange(M, schedule="static", use_threads_if=M * V >= _PARALLEL_MIN):
+            if mask[m]:
+                loss += _softmax_row(x, m, y[m], scale, dx_out)
+            else:
+                for j in range(V):
+                    dx_out[m, j] = 0
+    return loss * scale
+
+
+# ----------------------------------------------------------------------------
+# greedy decoding
+
+
+cdef void _embed_words(const floating_t[:, ::1] W_embed, const Py_ssize_t[::1] word,
+                       floating_t[:, ::1] x) noexcept nogil:
+    cdef Py_ssize_t n, j
+    for n in range(x.shape[0]):
+        for j in range(x.shape[1]):
+            x[n, j] = W_embed[word[n], j]
+
+
+cdef void _decode_cell(bint lstm, const floating_t[::1] b, floating_t[:, ::1] xw,
+                       const floating_t[:, ::1] hw, const floating_t[:, ::1] c_prev,
+                       floating_t[:, ::1] ifog, floating_t[:, ::1] c_next,
+                       floating_t[:, ::1] h) noexcept nogil:
+    """h (and c_next) of one step from xw = x @ Wx and hw = h @ Wh: a = (xw + b) + hw."""
+    cdef Py_ssize_t N = h.shape[0], H = h.shape[1], G = xw.shape[1], n, j
+    for n in range(N):
+        for j in range(G):
+            xw[n, j] = xw[n, j] + b[j]
+        if lstm:
+            _lstm_forward_row(xw, hw, c_prev, ifog, c_next, h, n)
+        else:
+            for j in range(H):
+                h[n, j] = _tanh(xw[n, j] + hw[n, j])
+
+
+cdef bint _pick_words(const floating_t[:, ::1] scores, const floating_t[::1] b_vocab,
+                      Py_ssize_t t, Py_ssize_t end, Py_ssize_t[::1] word,
+                      unsigned char[::1] running, int[:, ::1] captions) noexcept nogil:
+    """word = first argmax of scores + b_vocab (np.argmax's rule: the first NaN
+    wins, else the first maximum); records it for running captions and stops
+    those that emitted `end`. Returns whether any caption is still running."""
+    cdef Py_ssize_t N = scores.shape[0], V = scores.shape[1], n, j, best
+    cdef floating_t s, top
+    cdef bint any_running = False
+    for n in range(N):
+        best = 0
+        top = scores[n, 0] + b_vocab[0]
+        if top == top:
+            for j in range(1, V):
+                s = scores[n, j] + b_vocab[j]
+                if s > top:
+                    top = s
+                    best = j
+                elif s != s:
+                    best = j
+                    break
+        word[n] = best
+        if running[n]:
+            captions[n, t] = <int>best
+            if best == end:
+                running[n] = 0
+            else:
+                any_running = True
+    return any_running
+
+
+def greedy_decode(const floating_t[:, ::1] h0,  # IN (N, H) initial hidden state
+                  const floating_t[:, ::1] W_embed,  # IN (V, W)
+                  const floating_t[:, ::1] Wx,  # IN (W, GH), GH = H (rnn) or 4H (lstm)
+                  const floating_t[:, ::1] Wh,  # IN (H, GH)
+                  const floating_t[::1] b,  # IN (GH,)
+                  const floating_t[:, ::1] W_vocab,  # IN (H, V)
+                  const floating_t[::1] b_vocab,  # IN (V,)
+                  bint lstm,  # IN LSTM cell (gates i, f, o, g) or vanilla RNN
+                  Py_ssize_t start,  # IN word fed first
+                  Py_ssize_t end,  # IN word that ends a caption; -1: none
+                  Py_ssize_t null,  # IN filler after a caption's end
+                  int[:, ::1] captions_out):  # OUT (N, L) int32 greedy words
+    # The loop runs here; its three GEMMs per step go to NumPy's BLAS (the
+    # same thread pool as the rest of fastcap), everything between them runs
+    # without the GIL.
+    cdef Py_ssize_t N = captions_out.shape[0], L = captions_out.shape[1]
+    cdef Py_ssize_t H = h0.shape[1], G = Wx.shape[1], V = W_vocab.shape[1]
+    cdef Py_ssize_t D = W_embed.shape[1], n, t
+    cdef bint any_running = True, c_in_c0 = True
+    with nogil:
+        for n in range(N):
+            for t in range(L):
+                captions_out[n, t] = <int>null
+    if N == 0 or L == 0:
+        return
+    dtype = np.float32 if floating_t is float else np.float64
+    Wx_a, Wh_a, Wv_a = np.asarray(Wx), np.asarray(Wh), np.asarray(W_vocab)
+    # Work buffers, allocated once (c0/c1: the cell state, read from one and
+    # written to the other in turn), as arrays for np.dot and views for loops.
+    h_a, x_a = np.array(h0, dtype=dtype), np.empty((N, D), dtype)
+    xw_a, hw_a, sc_a = np.empty((N, G), dtype), np.empty((N, G), dtype), np.empty((N, V), dtype)
+    cdef floating_t[:, ::1] h = h_a, x = x_a, xw = xw_a, hw = hw_a, scores = sc_a
+    cdef floating_t[:, ::1] c0 = np.zeros((N, H), dtype), c1 = np.empty((N, H), dtype)
+    cdef floating_t[:, ::1] ifog = np.empty((N, G), dtype)
+    cdef Py_ssize_t[::1] word = np.full(N, start, np.intp)
+    cdef unsigned char[::1] running = np.ones(N, np.uint8)
+    for t in range(L):
+        with nogil:
+            _embed_words(W_embed, word, x)
+        np.dot(x_a, Wx_a, out=xw_a)
+        np.dot(h_a, Wh_a, out=hw_a)
+        with nogil:
+            if c_in_c0:
+                _decode_cell(lstm, b, xw, hw, c0, ifog, c1, h)
+            else:
+                _decode_cell(lstm, b, xw, hw, c1, ifog, c0, h)
+            c_in_c0 = not c_in_c0
+        np.dot(h_a, Wv_a, out=sc_a)
+        with nogil:
+            any_running = _pick_words(scores, b_vocab, t, end, word, running, captions_out)
+        if not any_running:
+            break
+
+
+# ----------------------------------------------------------------------------
+# update rules, in place on w and on the optimizer state. The public kernels
+# take arrays of any shape (C-contiguous, so reshape(-1) is a view) and run a
+# flat loop. Constants are rounded to the array's dtype first, as NumPy does
+# with a Python float.
+
+
+def _sgd(floating_t[::1] w, const floating_t[::1] dw, double lr):
+    cdef Py_ssize_t n, size = w.shape[0]
+    cdef floating_t lr_ = <floating_t>lr
+    with nogil:
+        for n in prange(size, schedule="static", use_threads_if=size >= _PARALLEL_MIN):
+            w[n] -= lr_ * dw[n]
+
+
+def _sgd_momentum(floating_t[::1] w, const floating_t[::1] dw, floating_t[::1] velocity,
+                  double lr, double momentum):
+    cdef Py_ssize_t n, size = w.shape[0]
+    cdef floating_t lr_ = <floating_t>lr, mu = <floating_t>momentum, v
+    with nogil:
+        for n in prange(size, schedule="static", use_threads_if=size >= _PARALLEL_MIN):
+            v = mu * velocity[n] - lr_ * dw[n]
+            velocity[n] = v
+            w[n] += v
+
+
+def _rmsprop(floating_t[::1] w, const floating_t[::1] dw, floating_t[::1] cache,
+             double lr, double decay_rate, double eps):
+    cdef Py_ssize_t n, size = w.shape[0]
+    cdef floating_t lr_ = <floating_t>lr, decay = <floating_t>decay_rate
+    cdef floating_t keep = <floating_t>(1 - decay_rate), eps_ = <floating_t>eps, g, s
+    with nogil:
+        for n in prange(size, schedule="static", use_threads_if=size >= _PARALLEL_MIN):
+            g = dw[n]
+            s = decay * cache[n] + keep * (g * g)
+            cache[n] = s
+            if floating_t is float:
+                w[n] -= lr_ * g / (sqrtf(s) + eps_)
+            else:
+                w[n] -= lr_ * g / (sqrt(s) + eps_)
+
+
+def _adam(floating_t[::1] w, const floating_t[::1] dw, floating_t[::1] m, floating_t[::1] v,
+          double alpha, double beta1, double beta2, double eps):
+    cdef Py_ssize_t n, size = w.shape[0]
+    cdef floating_t alpha_ = <floating_t>alpha, b1 = <floating_t>beta1, b2 = <floating_t>beta2
+    cdef floating_t k1 = <floating_t>(1 - beta1), k2 = <floating_t>(1 - beta2)
+    cdef floating_t eps_ = <floating_t>eps, g, mn, vn
+    with nogil:
+        for n in prange(size, schedule="static", use_threads_if=size >= _PARALLEL_MIN):
+            g = dw[n]
+            mn = b1 * m[n] + k1 * g
+            vn = b2 * v[n] + k2 * (g * g)
+            m[n] = mn
+            v[n] = vn
+            if floating_t is float:
+                w[n] -= alpha_ * (mn / (sqrtf(vn) + eps_))
+            else:
+                w[n] -= alpha_ * (mn / (sqrt(vn) + eps_))
+
+
+def sgd_update(w,  # IN/OUT any shape: w -= lr * dw
+               dw,  # IN like w
+               lr):  # IN learning rate
+    _sgd(w.reshape(-1), dw.reshape(-1), lr)
+
+
+def sgd_momentum_update(w,  # IN/OUT any shape: w += velocity
+                        dw,  # IN like w
+                        velocity,  # IN/OUT like w: momentum * velocity - lr * dw
+                        lr,  # IN learning rate
+                        momentum):  # IN
+    _sgd_momentum(w.reshape(-1), dw.reshape(-1), velocity.reshape(-1), lr, momentum)
+
+
+def rmsprop_update(w,  # IN/OUT any shape: w -= lr * dw / (sqrt(cache) + eps)
+                   dw,  # IN like w
+                   cache,  # IN/OUT like w: decay * cache + (1 - decay) * dw**2
+                   lr,  # IN learning rate
+                   decay_rate,  # IN
+                   eps):  # IN
+    _rmsprop(w.reshape(-1), dw.reshape(-1), cache.reshape(-1), lr, decay_rate, eps)
+
+
+def adam_update(w,  # IN/OUT any shape: w -= alpha * m / (sqrt(v) + eps)
+                dw,  # IN like w
+                m,  # IN/OUT like w: beta1 * m + (1 - beta1) * dw
+                v,  # IN/OUT like w: beta2 * v + (1 - beta2) * dw**2
+                alpha,  # IN lr * sqrt(1 - beta2**t) / (1 - beta1**t), the bias correction folded in
+                beta1,  # IN
+                beta2,  # IN
+                eps):  # IN
+    _adam(w.reshape(-1), dw.reshape(-1), m.reshape(-1), v.reshape(-1), alpha, beta1, beta2, eps)

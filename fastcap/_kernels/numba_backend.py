@@ -1,0 +1,487 @@
+"""Numba backend: the kernel table compiled to machine code with ``numba.njit``.
+
+Design
+------
+* Every kernel of ``fastcap._kernels.KERNELS`` with the same name and signature,
+  for float32 and float64. Kernels trust their inputs (C-contiguous, one float
+  dtype, indices in range): the public layers validated them.
+* Lazy compilation: nothing is compiled at import; each kernel compiles on its
+  first call for a given set of argument types (float32/float64, read-only or
+  not). Compiled code is cached on disk (``cache=True``) so a second process
+  loads it instead of recompiling. ``FASTCAP_NUMBA_CACHE=0`` turns the cache off;
+  so does ``NUMBA_BOUNDSCHECK=1``, so that a bounds-checked run really compiles
+  with bounds checks instead of reusing an unchecked cached build.
+* The loops are written so that LLVM vectorizes them (AVX2: 8 float32 lanes).
+  Three rules make that happen:
+  - constants carry the array's dtype (``dtype.type(1)``), because a float64
+    literal would silently promote float32 arithmetic to float64;
+  - every inner loop touches few arrays: LLVM must prove at run time that the
+    arrays it writes do not overlap the others, and it gives up vectorizing
+    beyond about 8 such checks. So the LSTM cell does its row in two short
+    loops (gates, then cell) instead of one wide one; the row stays in L1;
+  - float32 exp/sigmoid/tanh are branch-free inline code (``_exp_neg32``), not
+    calls to libm's scalar ``expf``/``tanhf``, which block vectorization (the
+    LSTM cell ran 5x slower with them). They are within 1.5 float32 ulp of the
+    exact values, as accurate as NumPy's. float64 keeps libm's ``exp``/``tanh``,
+    so float64 results match the reference to rounding.
+* ``error_model="numpy"``: a division by zero gives inf/nan as in NumPy instead
+  of a Python exception check in every loop (which would block vectorization).
+* GEMMs stay in NumPy/BLAS (the affine kernels and greedy_decode call
+  ``np.dot`` from thin Python wrappers): it is as fast as calling BLAS from
+  inside Numba, which would additionally need SciPy at run time.
+* Kernels are serial: Numba threads between the GEMMs of a recurrent step
+  would compete with OpenBLAS's own threads on a small machine. See
+  ``fastcap._threads`` for setting both thread counts.
+
+Shapes: N batch, T time, D input, H hidden, V vocabulary, W word vector,
+M = N*T flattened rows. LSTM gates are packed i, f, o, g along the 4H axis.
+"""
+import math
+import os
+
+import numba
+import numpy as np
+from numba import types
+from numba.extending import overload
+
+__all__ = [
+    "rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
+    "embedding_forward", "embedding_backward", "affine_forward", "affine_backward",
+    "softmax_loss", "greedy_decode",
+    "sgd_update", "sgd_momentum_update", "rmsprop_update", "adam_update",
+]  # fmt: skip
+
+CACHE_ENV_VAR = "FASTCAP_NUMBA_CACHE"
+
+
+def _cache_enabled():
+    # A cached build does not record whether it was bounds-checked, so a
+    # bounds-checked run must compile afresh.
+    if numba.config.BOUNDSCHECK:
+        return False
+    return os.environ.get(CACHE_ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+CACHE = _cache_enabled()
+_OPTIONS = dict(cache=CACHE, error_model="numpy")
+# The float32 exp polynomial may use FMA instructions (fastmath "contract" only:
+# no reassociation, no assumptions about NaN or infinities); it is about 20%
+# faster. The kernels themselves round every operation as NumPy does, since
+# expressions like 1 - tanh(c)**2 or m*v - lr*dw can cancel, and a fused
+# rounding would then show up in the float64 parity with the reference.
+_MATH_OPTIONS = dict(_OPTIONS, fastmath={"contract"})
+
+
+def _jit(fn):
+    """Lazy (no signature) njit: compiles on first call, never at import."""
+    return numba.njit(**_OPTIONS)(fn)
+
+
+# ----------------------------------------------------------------------------
+# scalar math, dispatched on dtype at compile time
+#
+# The stubs below are the float64 definitions, used as-is when Numba is
+# disabled (NUMBA_DISABLE_JIT=1); under Numba, @overload picks the float32 or
+# float64 implementation from the argument's type.
+
+_F32 = np.float32
+_LOG2E_32 = _F32(1.4426950408889634)
+# ln 2 split in two so that k * _LN2_HI_32 is exact for the |k| <= 126 used here
+# (Cody-Waite reduction): r = x - k ln2 keeps nearly all its bits.
+_LN2_HI_32 = _F32(0.693359375)
+_LN2_LO_32 = _F32(-2.1219444005469057e-4)
+# Below ln(smallest normal float32) exp flushes to 0 (the next float32 down, so
+# every normal result is still computed).
+_EXP_MIN_32 = np.nextafter(_F32(math.log(np.finfo(np.float32).tiny)), _F32(-np.inf))
+# Taylor coefficients 1/k! of exp(r) on |r| <= ln2/2: the r**8 remainder is < 8e-9 relative.
+_E2, _E3, _E4 = _F32(1 / 2), _F32(1 / 6), _F32(1 / 24)
+_E5, _E6, _E7 = _F32(1 / 120), _F32(1 / 720), _F32(1 / 5040)
+# Taylor coefficients of tanh(x)/x - 1 in x**2, used for |x| < 0.25 where
+# (1 - e)/(1 + e) would lose relative accuracy; the x**11 remainder is < 2e-8 relative.
+_T3, _T5, _T7, _T9 = _F32(-1 / 3), _F32(2 / 15), _F32(-17 / 315), _F32(62 / 2835)
+_TANH_SMALL_32 = _F32(0.25)
+
+
+@numba.njit(**_MATH_OPTIONS)
+def _exp_neg32(x):
+    """exp(x) for float32 x <= 0, vectorizable (no calls, no branches). NaN -> NaN."""
+    xc = _EXP_MIN_32 if x < _EXP_MIN_32 else x  # keeps NaN: the comparison is False
+    k = np.floor(xc * _LOG2E_32 + _F32(0.5))  # exp(x) = 2**k * exp(r)
+    r = (xc - k * _LN2_HI_32) - k * _LN2_LO_32
+    p = _E7 * r + _E6
+    p = p * r + _E5
+    p = p * r + _E4
+    p = p * r + _E3
+    p = p * r + _E2
+    p = p * r + _F32(1.0)
+    p = p * r + _F32(1.0)
+    # 2**k built from its exponent bits; k is in [-126, 0] after the clamp.
+    two_k = np.int32((np.int32(k) + np.int32(127)) << np.int32(23)).view(np.float32)
+    return _F32(0.0) if x < _EXP_MIN_32 else p * two_k
+
+
+def _exp(x):
+    """exp(x) for x <= 0 (softmax and sigmoid only need that half)."""
+    return math.exp(x)
+
+
+def _sigmoid(x):
+    """1/(1+exp(-x)) for x >= 0 and exp(x)/(1+exp(x)) for x < 0: never overflows."""
+    e = math.exp(-abs(x))
+    return (1.0 if x >= 0 else e) / (1.0 + e)
+
+
+def _tanh(x):
+    return math.tanh(x)
+
+
+@overload(_exp, jit_options=_MATH_OPTIONS)
+def _exp_overload(x):
+    if x == types.float32:
+        return lambda x: _exp_neg32(x)
+    return lambda x: math.exp(x)
+
+
+@overload(_sigmoid, jit_options=_MATH_OPTIONS)
+def _sigmoid_overload(x):
+    if x == types.float32:
+
+        def sigmoid32(x):
+            e = _exp_neg32(-abs(x))
+            return (_F32(1.0) if x >= _F32(0.0) else e) / (_F32(1.0) + e)
+
+        return sigmoid32
+
+    def sigmoid64(x):
+        e = math.exp(-abs(x))
+        return (1.0 if x >= 0.0 else e) / (1.0 + e)
+
+    return sigmoid64
+
+
+@overload(_tanh, jit_options=_MATH_OPTIONS)
+def _tanh_overload(x):
+    if x == types.float32:
+
+        def tanh32(x):
+            ax = abs(x)
+            e = _exp_neg32(_F32(-2.0) * ax)  # tanh|x| = (1 - e^{-2|x|}) / (1 + e^{-2|x|})
+            big = (_F32(1.0) - e) / (_F32(1.0) + e)
+            z = x * x
+            small = ax + ax * z * (_T3 + z * (_T5 + z * (_T7 + z * _T9)))
+            return math.copysign(small if ax < _TANH_SMALL_32 else big, x)
+
+        return tanh32
+    return lambda x: math.tanh(x)
+
+
+# ----------------------------------------------------------------------------
+# recurrent cells
+
+
+@_jit
+def rnn_cell_forward(xw, hw, h_out):
+    # xw, hw, h_out: (N, H); h = tanh(xw + hw)
+    N, H = h_out.shape
+    for n in range(N):
+        x, hh, h = xw[n], hw[n], h_out[n]
+        for j in range(H):
+            h[j] = _tanh(x[j] + hh[j])
+
+
+@_jit
+def rnn_cell_backward(dh, h, da_out):
+    # dh, h, da_out: (N, H); d tanh(a)/da = 1 - tanh(a)**2
+    N, H = h.shape
+    one = h.dtype.type(1.0)
+    for n in range(N):
+        d, hh, da = dh[n], h[n], da_out[n]
+        for j in range(H):
+            da[j] = (one - hh[j] * hh[j]) * d[j]
+
+
+@_jit
+def lstm_cell_forward(xw, hw, c_prev, ifog_out, c_out, h_out):
+    # xw, hw, ifog_out: (N, 4H); c_prev, c_out, h_out: (N, H)
+    N, H = c_prev.shape
+    for n in range(N):
+        ax, ah, g = xw[n], hw[n], ifog_out[n]
+        # gates: i, f, o = sigmoid(a), g = tanh(a)
+        for j in range(3 * H):
+            g[j] = _sigmoid(ax[j] + ah[j])
+        for j in range(3 * H, 4 * H):
+            g[j] = _tanh(ax[j] + ah[j])
+        # cell and hidden state, from the gate row while it is still in L1
+        cp, c, h = c_prev[n], c_out[n], h_out[n]
+        for j in range(H):
+            cj = g[H + j] * cp[j] + g[j] * g[3 * H + j]  # f*c_prev + i*g
+            c[j] = cj
+            h[j] = _tanh(cj) * g[2 * H + j]  # o*tanh(c)
+
+
+@_jit
+def lstm_cell_backward(dh, dc, ifog, c_prev, c, da_out, dc_prev_out):
+    # dh, dc, c_prev, c, dc_prev_out: (N, H); ifog, da_out: (N, 4H)
+    N, H = c.shape
+    one = c.dtype.type(1.0)
+    for n in range(N):
+        d_h, d_c, g, cp, cc, da, dcp = dh[n], dc[n], ifog[n], c_prev[n], c[n], da_out[n], dc_prev_out[n]
+        # Two loops, each writing two arrays and reading three, so each vectorizes.
+        # 1) output gate, and the part of dc_total that comes through h = o*tanh(c)
+        for j in range(H):
+            tc, o, dhj = _tanh(cc[j]), g[2 * H + j], d_h[j]
+            da[2 * H + j] = dhj * tc * o * (one - o)
+            dcp[j] = dhj * o * (one - tc * tc)
+        # 2) dc_total = dc + that; the input, forget and candidate gates; dc_prev
+        for j in range(H):
+            dct = d_c[j] + dcp[j]
+            i, f, gg = g[j], g[H + j], g[3 * H + j]
+            da[j] = dct * gg * i * (one - i)
+            da[H + j] = dct * cp[j] * f * (one - f)
+            da[3 * H + j] = dct * i * (one - gg * gg)
+            dcp[j] = dct * f
+
+
+# ----------------------------------------------------------------------------
+# word embedding
+
+
+@_jit
+def embedding_forward(idx, W, out):
+    # idx: (M,) int64; W: (V, W); out: (M, W); a row gather
+    M, Wd = out.shape
+    for m in range(M):
+        src, dst = W[idx[m]], out[m]
+        for k in range(Wd):
+            dst[k] = src[k]
+
+
+@_jit
+def embedding_backward(dout, idx, dW_out):
+    # dout: (M, W); idx: (M,) int64; dW_out: (V, W); scatter-add of rows, in order
+    dW_out[:] = 0
+    M, Wd = dout.shape
+    for m in range(M):
+        src, dst = dout[m], dW_out[idx[m]]
+        for k in range(Wd):
+            dst[k] += src[k]
+
+
+# ----------------------------------------------------------------------------
+# temporal affine: GEMMs in BLAS, bias and its gradient in compiled loops
+
+
+@_jit
+def _add_bias(out, b):
+    # out: (M, V) += b: (V,)
+    M, V = out.shape
+    for m in range(M):
+        row = out[m]
+        for v in range(V):
+            row[v] += b[v]
+
+
+@_jit
+def _column_sum(a, out):
+    # a: (M, V) -> out: (V,) = a.sum(0), row after row like NumPy (same rounding)
+    M, V = a.shape
+    out[:] = 0
+    for m in range(M):
+        row = a[m]
+        for v in range(V):
+            out[v] += row[v]
+
+
+def affine_forward(x, w, b, out):
+    # x: (M, D); w: (D, V); b: (V,); out: (M, V)
+    np.dot(x, w, out=out)
+    _add_bias(out, b)
+
+
+def affine_backward(dout, x, w, dx_out, dw_out, db_out):
+    # dout: (M, V); x: (M, D); w: (D, V) -> dx (M, D), dw (D, V), db (V,)
+    np.dot(dout, w.T, out=dx_out)
+    np.dot(x.T, dout, out=dw_out)
+    _column_sum(dout, db_out)
+
+
+# ----------------------------------------------------------------------------
+# masked softmax cross-entropy
+
+
+@_jit
+def _row_max(a):
+    # Four running maxima break the compare-select dependency chain (LLVM does
+    # not vectorize a float max without fastmath, which would drop NaN handling).
+    n = a.shape[0]
+    m0 = m1 = m2 = m3 = a[0]
+    n4 = n - n % 4
+    for v in range(0, n4, 4):
+        m0 = a[v] if a[v] > m0 else m0
+        m1 = a[v + 1] if a[v + 1] > m1 else m1
+        m2 = a[v + 2] if a[v + 2] > m2 else m2
+        m3 = a[v + 3] if a[v + 3] > m3 else m3
+    for v in range(n4, n):
+        m0 = a[v] if a[v] > m0 else m0
+    m0 = m1 if m1 > m0 else m0
+    m2 = m3 if m3 > m2 else m2
+    return m2 if m2 > m0 else m0
+
+
+@numba.njit(cache=CACHE, error_model="numpy", fastmath={"reassoc"})
+def _row_sum(a):
+    # reassoc: lets LLVM keep 8-lane partial sums (as accurate as NumPy's pairwise sum)
+    s = a.dtype.type(0.0)
+    for v in range(a.shape[0]):
+        s += a[v]
+    return s
+
+
+@_jit
+def softmax_loss(x, y, mask, scale, dx_out):
+    # x, dx_out: (M, V); y: (M,) int64; mask: (M,) bool -> loss (float)
+    M, V = x.shape
+    one, sc = x.dtype.type(1.0), x.dtype.type(scale)
+    total = 0.0  # float64, as the reference sums its per-row terms
+    for m in range(M):
+        d = dx_out[m]
+        if not mask[m]:
+            d[:] = 0
+            continue
+        row = x[m]
+        mx = _row_max(row)
+        for v in range(V):
+            d[v] = _exp(row[v] - mx)
+        s = _row_sum(d)
+        total += (row[y[m]] - mx) - math.log(s)  # log softmax(x)[y], in the array dtype
+        r = one / s
+        rs = r * sc
+        e_y = d[y[m]]
+        for v in range(V):
+            d[v] *= rs
+        d[y[m]] = (e_y * r - one) * sc
+    return -total * scale
+
+
+# ----------------------------------------------------------------------------
+# greedy decoding
+
+
+@_jit
+def _pick_words(scores, b_vocab, end, word, running, captions_out, t):
+    # scores: (N, V) = h @ W_vocab; the argmax of scores + b_vocab (lowest index on
+    # ties) becomes each row's next word. Returns True once every caption has ended.
+    N, V = scores.shape
+    any_running = False
+    for n in range(N):
+        row = scores[n]
+        best, best_v = row[0] + b_vocab[0], 0
+        for v in range(1, V):
+            s = row[v] + b_vocab[v]
+            if s > best:
+                best, best_v = s, v
+        word[n] = best_v
+        if running[n]:
+            captions_out[n, t] = best_v
+            if best_v == end:
+                running[n] = False
+            else:
+                any_running = True
+    return not any_running
+
+
+def greedy_decode(h0, W_embed, Wx, Wh, b, W_vocab, b_vocab, lstm, start, end, null, captions_out):
+    # h0: (N, H); W_embed: (V, W); Wx: (W, GH); Wh: (H, GH); b: (GH,); W_vocab: (H, V)
+    # captions_out: (N, L) int32. GEMMs in BLAS, everything between them compiled.
+    N, L = captions_out.shape
+    H, dtype = h0.shape[1], h0.dtype
+    captions_out.fill(null)
+    h = h0.copy()
+    c, c_next = np.zeros_like(h0), np.empty_like(h0)
+    word = np.full(N, start, dtype=np.intp)
+    running = np.ones(N, dtype=np.bool_)
+    x = np.empty((N, W_embed.shape[1]), dtype=dtype)  # (N, W)
+    xw, hw = np.empty((N, Wx.shape[1]), dtype=dtype), np.empty((N, Wh.shape[1]), dtype=dtype)
+    ifog = np.empty((N, 4 * H), dtype=dtype) if lstm else None
+    scores = np.empty((N, W_vocab.shape[1]), dtype=dtype)  # (N, V)
+    for t in range(L):
+        embedding_forward(word, W_embed, x)
+        np.dot(x, Wx, out=xw)
+        _add_bias(xw, b)
+        np.dot(h, Wh, out=hw)
+        if lstm:
+            lstm_cell_forward(xw, hw, c, ifog, c_next, h)
+            c, c_next = c_next, c
+        else:
+            rnn_cell_forward(xw, hw, h)
+        np.dot(h, W_vocab, out=scores)
+        if _pick_words(scores, b_vocab, end, word, running, captions_out, t):
+            break
+
+
+# ----------------------------------------------------------------------------
+# update rules: one in-place pass over the flattened parameter
+#
+# The wrappers flatten (a view: parameters are C-contiguous), so each rule
+# compiles once per dtype whatever the parameter's rank. Hyperparameters are
+# cast to the parameter's dtype, as NumPy does with Python floats.
+
+
+@_jit
+def _sgd(w, dw, lr):
+    lr = w.dtype.type(lr)
+    for k in range(w.shape[0]):
+        w[k] -= lr * dw[k]
+
+
+@_jit
+def _sgd_momentum(w, dw, velocity, lr, momentum):
+    lr, mu = w.dtype.type(lr), w.dtype.type(momentum)
+    for k in range(w.shape[0]):
+        v = mu * velocity[k] - lr * dw[k]
+        velocity[k] = v
+        w[k] += v
+
+
+@_jit
+def _rmsprop(w, dw, cache, lr, decay_rate, eps):
+    t = w.dtype.type
+    lr, rho, keep, eps = t(lr), t(decay_rate), t(1 - decay_rate), t(eps)
+    for k in range(w.shape[0]):
+        g = dw[k]
+        s = cache[k] * rho + keep * g * g
+        cache[k] = s
+        w[k] -= lr * g / (math.sqrt(s) + eps)
+
+
+@_jit
+def _adam(w, dw, m, v, alpha, beta1, beta2, eps):
+    t = w.dtype.type
+    alpha, b1, b2, eps = t(alpha), t(beta1), t(beta2), t(eps)
+    c1, c2 = t(1 - beta1), t(1 - beta2)
+    for k in range(w.shape[0]):
+        g = dw[k]
+        mk = m[k] * b1 + c1 * g
+        vk = v[k] * b2 + c2 * (g * g)
+        m[k], v[k] = mk, vk
+        w[k] -= alpha * (mk / (math.sqrt(vk) + eps))
+
+
+def _flat(a):
+    return a.reshape(-1)
+
+
+def sgd_update(w, dw, lr):
+    _sgd(_flat(w), _flat(dw), lr)
+
+
+def sgd_momentum_update(w, dw, velocity, lr, momentum):
+    _sgd_momentum(_flat(w), _flat(dw), _flat(velocity), lr, momentum)
+
+
+def rmsprop_update(w, dw, cache, lr, decay_rate, eps):
+    _rmsprop(_flat(w), _flat(dw), _flat(cache), lr, decay_rate, eps)
+
+
+def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
+    _adam(_flat(w), _flat(dw), _flat(m), _flat(v), alpha, beta1, beta2, eps)

@@ -33,6 +33,8 @@ import tempfile
 
 import numpy as np
 
+from . import _atomic
+
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "atomic_write", "FORMAT", "FORMAT_VERSION"]
 
@@ -46,49 +48,15 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or that does not fit the data or model."""
 
 
-def _fsync(fd):
-    os.fsync(fd)
-
-
-def _fsync_dir(directory):
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. platforms without directory fds
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
 def atomic_write(path, write):
-    """Write ``path`` atomically: ``write(f)`` fills a binary temporary file in
-    the same directory, which is flushed, fsync'ed and renamed over ``path``.
+    """Write ``path`` atomically: ``write(f)`` fills a binary temporary file
+    (see ``fastcap._atomic.atomic_write``). Returns the absolute path."""
 
-    On any exception (including KeyboardInterrupt) the temporary file is
-    removed and an existing ``path`` is left untouched.
-    """
-    path = os.path.abspath(os.fspath(path))
-    directory = os.path.dirname(path)
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    def fill(tmp):
+        with open(tmp, "wb") as f:
             write(f)
-            f.flush()
-            _fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600 files
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    _fsync_dir(directory)
-    return path
+
+    return _atomic.atomic_write(path, fill)
 
 
 def _json_default(obj):

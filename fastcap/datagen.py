@@ -20,6 +20,8 @@ import tempfile
 
 import numpy as np
 
+from ._atomic import atomic_write as _atomic_write
+
 __all__ = ["generate_coco_data", "write_coco_data"]
 
 NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
@@ -319,29 +321,6 @@ def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_i
     data["idx_to_word"] = idx_to_word
     data["word_to_idx"] = word_to_idx
     return data
-
-
-def _atomic_write(path, write):
-    """Call ``write(tmp_path)`` then rename the temporary file to ``path``.
-
-    The temporary file sits in the same directory so ``os.replace`` is atomic;
-    on any error it is removed and ``path`` is left as it was.
-    """
-    path = pathlib.Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:  # make the bytes durable before the rename
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
 
 
 def _write_h5(path, datasets):

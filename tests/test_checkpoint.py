@@ -124,7 +124,7 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path, data, monkeyp
         written.append((tmp, os.fstat(fd).st_size))
         raise RuntimeError("killed while saving")
 
-    monkeypatch.setattr(ckpt_mod, "_fsync", fail_after_writing)
+    monkeypatch.setattr(fastcap._atomic, "_fsync", fail_after_writing)
     with pytest.raises(RuntimeError, match="killed while saving"):
         _save(path, model, solver, data)
     assert written and len(written[0][0]) == 1 and written[0][1] > 1000  # a real temp file existed

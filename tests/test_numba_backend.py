@@ -110,7 +110,8 @@ def test_rnn_step_layers(rng, kind):
     (h1, c1), (h2, c2) = both(L.rnn_step_forward, *args)
     assert_same(h1, h2)
     dnext = variant(randn(rng, N, H), kind)
-    assert_same(*both(L.rnn_step_backward, dnext, c2))
+    assert_same(under("numba", L.rnn_step_backward, dnext, c1),
+                under("numpy", L.rnn_step_backward, dnext, c2))
 
 
 @pytest.mark.parametrize("kind", VARIANTS)

@@ -2,8 +2,8 @@
 
 Usage: FASTCAP_BACKEND=numba python firstcall.py
 Prints one JSON object (seconds): ``import`` (import fastcap with that
-backend), then for each of train_lstm, train_rnn (a training step at
-N = 25) and sample_lstm, sample_rnn (30 words at batch 1): ``<phase>_first``
+backend), then, in this order, train_rnn, train_lstm (a training step at
+N = 25) and sample_rnn, sample_lstm (30 words at batch 1): ``<phase>_first``
 (the first call: Numba compiles the kernels it reaches here) and
 ``<phase>_steady`` (the best of three later calls). test_bench_firstcall.py
 runs it with the Numba cache off, and on with a cold and then a warm cache.

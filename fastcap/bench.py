@@ -242,7 +242,10 @@ def _env_lines(env, meta):
         f"{env.get('platform')}",
         f"- Threads: fastcap {t.get('threads')} (set with {t.get('method')}); PyTorch "
         f"{env.get('torch_threads', t.get('torch_threads', 'not loaded'))}"
-        + (f"; Numba {env['numba_threads']} ({env.get('numba_threading_layer')})"
+        + (f"; Numba {env['numba_threads']} (threading layer {env.get('numba_threading_layer')}"
+           + (", chosen by benchmarks/conftest.py: Numba's OpenMP pool slows PyTorch's OpenMP in the "
+              "same process 5-6x, and fastcap's Numba kernels are serial" if t.get("numba_threading_layer_set")
+              else "") + ")"
            if "numba_threads" in env else ""),
         f"- Versions: Python {env.get('python')}, fastcap {v.get('fastcap')}, NumPy {v.get('numpy')}, "
         f"Numba {v.get('numba')}, Cython {v.get('cython')} (compiled fastcap module: "
@@ -333,15 +336,16 @@ def _firstcall_table(groups):
             for mode, r in (b["extra_info"].get("results") or {}).items()]
     if not rows:
         return []
-    phases = ("train_lstm", "train_rnn", "sample_lstm", "sample_rnn")
+    phases = ("train_rnn", "train_lstm", "sample_rnn", "sample_lstm")  # the order they run in
     lines = ["## First call (a fresh process per row; compilation is excluded from every table above)", "",
-             "Seconds. `import`: `import fastcap` with that backend selected. Then the first call "
-             "and the best later call of a training step (N = 25) and of sampling 30 words "
-             "(batch 1), for the LSTM and the RNN. `compile overhead`: the sum of (first - later). "
+             "Seconds. `import`: `import fastcap` with that backend selected. Then, in this order, "
+             "the first call and the best later call of a training step (N = 25) and of sampling "
+             "30 words (batch 1), RNN then LSTM: the first column also pays one-time start-up "
+             "(Numba's LLVM set-up, loading cached code). `compile overhead`: the sum of (first - later). "
              "Numba cache: off is FASTCAP_NUMBA_CACHE=0; on, cold compiles into an empty "
              "NUMBA_CACHE_DIR; on, warm is the next process, loading from it.", "",
-             "| backend | Numba cache | import | LSTM step first / later | RNN step first / later | "
-             "LSTM sample first / later | RNN sample first / later | compile overhead | "
+             "| backend | Numba cache | import | RNN step first / later | LSTM step first / later | "
+             "RNN sample first / later | LSTM sample first / later | compile overhead | "
              "import + first calls |",
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for impl, mode, r in rows:

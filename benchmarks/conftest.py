@@ -66,8 +66,8 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     t = _threads
-    return [f"fastcap bench: {t.get('threads')} threads via {t.get('method')}; "
-            f"backends available: {', '.join(fastcap.available_backends())}"]
+    return [(f"fastcap bench: {t.get('threads')} threads via {t.get('method')}; "
+            f"backends available: {', '.join(fastcap.available_backends())}")]
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):

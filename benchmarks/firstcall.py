@@ -46,6 +46,6 @@ for cell in workload.CELLS:
     model = workload.make_model(cell, suppress_end=True)
     features = workload.make_features(1, rng)
     result[f"sample_{cell}_first"], result[f"sample_{cell}_steady"] = first_and_steady(
-        lambda: model.sample(features, max_length=workload.SAMPLE_LENGTH)
+        lambda m=model, f=features: m.sample(f, max_length=workload.SAMPLE_LENGTH)
     )
 print(json.dumps(result))

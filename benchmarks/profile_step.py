@@ -100,11 +100,11 @@ def install_timers(namespace):
 
 
 def run_steps(args):
+    import workload as wl
+
     import fastcap
     from fastcap import _backend
     from fastcap.bench import apply_threads
-
-    import workload as wl
 
     threads = apply_threads(args.threads)
     fastcap.set_backend(args.backend)
@@ -188,9 +188,9 @@ def _resolve(path):
 
 def gemm_table(repeats=20):
     import numpy as np
+    from test_bench_kernels import GEMMS, gemm_operands
     from threadpoolctl import threadpool_limits
 
-    from test_bench_kernels import GEMMS, gemm_operands
     from fastcap.bench import default_threads
 
     for label, (a_shape, b_shape, ta, tb) in GEMMS.items():

@@ -12,10 +12,9 @@ thread and at the suite's thread count, for their GFLOP/s.
 """
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_limits
-
 import workload as wl
 from conftest import measure
+from threadpoolctl import threadpool_limits
 
 from fastcap import _backend
 

@@ -7,7 +7,6 @@ test_sample_peers_agree checks the implementations pick the same words.
 """
 import numpy as np
 import pytest
-
 import workload as wl
 from conftest import measure, torch_peer
 

@@ -9,7 +9,6 @@ test_peers_agree checks that all three compute the same loss and gradients.
 """
 import numpy as np
 import pytest
-
 import workload as wl
 from conftest import measure, torch_peer
 

@@ -1,7 +1,6 @@
 """The workload itself: the hard-coded length table, and the captions built from it."""
 import numpy as np
 import pytest
-
 import workload as wl
 
 

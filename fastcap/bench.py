@@ -234,12 +234,12 @@ def _env_lines(env, meta):
     v = env.get("versions", {})
     t = env.get("threads", {})
     lines = [
-        f"- Run: {env.get('date', '?')}; `{meta.get('command', PROG)}`"
+        (f"- Run: {env.get('date', '?')}; `{meta.get('command', PROG)}`"
         f"{' (quick: fewer rounds)' if meta.get('quick') else ''}; pytest-benchmark "
-        f"{v.get('pytest-benchmark')} ({' '.join(meta.get('pytest_benchmark_opts', [])) or 'defaults'})",
-        f"- CPU: {env.get('cpu_model')} ({', '.join(env.get('cpu_flags') or []) or '?'}), "
+        f"{v.get('pytest-benchmark')} ({' '.join(meta.get('pytest_benchmark_opts', [])) or 'defaults'})"),
+        (f"- CPU: {env.get('cpu_model')} ({', '.join(env.get('cpu_flags') or []) or '?'}), "
         f"{env.get('logical_cores')} logical cores, {env.get('usable_cores')} usable; "
-        f"{env.get('platform')}",
+        f"{env.get('platform')}"),
         f"- Threads: fastcap {t.get('threads')} (set with {t.get('method')}); PyTorch "
         f"{env.get('torch_threads', t.get('torch_threads', 'not loaded'))}"
         + (f"; Numba {env['numba_threads']} (threading layer {env.get('numba_threading_layer')}"
@@ -247,9 +247,9 @@ def _env_lines(env, meta):
               "same process 5-6x, and fastcap's Numba kernels are serial" if t.get("numba_threading_layer_set")
               else "") + ")"
            if "numba_threads" in env else ""),
-        f"- Versions: Python {env.get('python')}, fastcap {v.get('fastcap')}, NumPy {v.get('numpy')}, "
+        (f"- Versions: Python {env.get('python')}, fastcap {v.get('fastcap')}, NumPy {v.get('numpy')}, "
         f"Numba {v.get('numba')}, Cython {v.get('cython')} (compiled fastcap module: "
-        f"{'present' if env.get('cython_module') else 'absent'}), PyTorch {v.get('torch') or 'not installed'}",
+        f"{'present' if env.get('cython_module') else 'absent'}), PyTorch {v.get('torch') or 'not installed'}"),
     ]
     for p in env.get("threadpools") or []:
         lines.append(
@@ -283,8 +283,8 @@ def _step_tables(groups, title, what):
     for group, by in groups.items():
         lines.append(f"| {group} | " + " | ".join(_fmt_time(_median(by[i])) if i in by else "–"
                                                    for i in impls) + " |")
-    lines += ["", "Speedup of each fastcap backend (median of the other / median of the backend; "
-              "above 1× means the fastcap backend is faster):", "",
+    lines += ["", ("Speedup of each fastcap backend (median of the other / median of the backend; "
+              "above 1× means the fastcap backend is faster):"), "",
               "| workload | backend | median | vs fastcap numpy | vs CS231n-style NumPy | vs PyTorch |",
               "|---|---|---:|---:|---:|---:|"]
     for group, by in groups.items():
@@ -304,9 +304,9 @@ def _kernel_table(groups):
     compiled = [b for b in BACKENDS[1:] if any(b in g for g in groups.values())]
     head = "| kernel | fastcap numpy | " + " | ".join(f"{b} | {b} vs numpy" for b in compiled) + " |"
     lines = ["## Kernels", "",
-             "One call of each kernel of the kernel table at the workload shapes "
+             ("One call of each kernel of the kernel table at the workload shapes "
              "(M = N·16 rows; update rules on a 512×2048 array): medians, and the speedup "
-             "of each compiled backend over the NumPy reference backend.", "",
+             "of each compiled backend over the NumPy reference backend."), "",
              head, "|---|---:|" + "---:|---:|" * len(compiled)]
     for group, by in groups.items():
         med = {i: _median(b) for i, b in by.items()}
@@ -338,15 +338,15 @@ def _firstcall_table(groups):
         return []
     phases = ("train_rnn", "train_lstm", "sample_rnn", "sample_lstm")  # the order they run in
     lines = ["## First call (a fresh process per row; compilation is excluded from every table above)", "",
-             "Seconds. `import`: `import fastcap` with that backend selected. Then, in this order, "
+             ("Seconds. `import`: `import fastcap` with that backend selected. Then, in this order, "
              "the first call and the best later call of a training step (N = 25) and of sampling "
              "30 words (batch 1), RNN then LSTM: the first column also pays one-time start-up "
              "(Numba's LLVM set-up, loading cached code). `compile overhead`: the sum of (first - later). "
              "Numba cache: off is FASTCAP_NUMBA_CACHE=0; on, cold compiles into an empty "
-             "NUMBA_CACHE_DIR; on, warm is the next process, loading from it.", "",
-             "| backend | Numba cache | import | RNN step first / later | LSTM step first / later | "
+             "NUMBA_CACHE_DIR; on, warm is the next process, loading from it."), "",
+             ("| backend | Numba cache | import | RNN step first / later | LSTM step first / later | "
              "RNN sample first / later | LSTM sample first / later | compile overhead | "
-             "import + first calls |",
+             "import + first calls |"),
              "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for impl, mode, r in rows:
         if "error" in r:
@@ -365,9 +365,9 @@ def report_markdown(data, meta=None):
     env = data.get("fastcap_environment") or {}
     kinds = _collect(data.get("benchmarks", []))
     lines = ["# fastcap benchmark report", "",
-             "Workload (DESIGN.md): V = 1004, D = 512, W = 256, H = 512, 17-token captions "
+             ("Workload (DESIGN.md): V = 1004, D = 512, W = 256, H = 512, 17-token captions "
              "(16 scored steps, lengths drawn from the Flickr8k table), float32. All ratios are "
-             "ratios of medians from this one run.", ""]
+             "ratios of medians from this one run."), ""]
     lines += _env_lines(env, meta) + [""]
     lines += _step_tables(kinds.get("train", {}), "Training step",
                           "One training step: `model.loss` on a minibatch and an Adam update of every "
@@ -395,8 +395,8 @@ def write_chart(data, path):
     kern = kinds.get("kernel", {})
     impls = [i for i in (*BACKENDS, *PEERS) if any(i in g for g in steps.values())]
     compiled = [b for b in BACKENDS[1:] if any(b in g for g in kern.values())]
-    fig, axes = plt.subplots(1, 2, figsize=(15, max(5, 0.32 * max(len(steps) * len(impls) / 2.5,
-                                                                    len(kern) * max(len(compiled), 1)))))
+    rows = max(len(steps) * len(impls), len(kern) * max(len(compiled), 1))
+    fig, axes = plt.subplots(1, 2, figsize=(15, min(max(5, 0.17 * rows), 12)))
     ax = axes[0]
     names = list(steps)
     height = 0.8 / max(len(impls), 1)
@@ -433,7 +433,7 @@ def write_chart(data, path):
     env = data.get("fastcap_environment") or {}
     fig.suptitle(f"fastcap benchmarks: {env.get('cpu_model', '?')}, "
                  f"{(env.get('threads') or {}).get('threads', '?')} threads", fontsize=11)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.96))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 

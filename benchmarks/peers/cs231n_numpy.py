@@ -46,7 +46,7 @@ def rnn_step_backward(dnext_h, cache):
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
-    N, T, D = x.shape
+    N, T, _ = x.shape
     H = h0.shape[1]
     h = np.zeros((N, T, H), dtype=h0.dtype)
     caches = []
@@ -111,7 +111,7 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
 
 
 def lstm_forward(x, h0, Wx, Wh, b):
-    N, T, D = x.shape
+    N, T, _ = x.shape
     H = h0.shape[1]
     h = np.zeros((N, T, H), dtype=h0.dtype)
     prev_h, prev_c = h0, np.zeros_like(h0)
@@ -167,7 +167,7 @@ def temporal_affine_forward(x, w, b):
 
 
 def temporal_affine_backward(dout, cache):
-    x, w, b, out = cache
+    x, w, b, _ = cache
     N, T, D = x.shape
     M = b.shape[0]
     dx = dout.reshape(N * T, M).dot(w.T).reshape(N, T, D)

@@ -1,7 +1,6 @@
 """CaptioningSolver: minibatch training of a captioning model, as in CS231n."""
 import math
 
-import numpy as np
 
 from . import optim
 from .coco_utils import sample_coco_minibatch

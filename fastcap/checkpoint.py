@@ -29,7 +29,6 @@ checkpoint as it was.
 import dataclasses
 import json
 import os
-import tempfile
 
 import numpy as np
 

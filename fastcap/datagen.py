@@ -14,9 +14,7 @@ Everything is drawn from ``np.random.default_rng`` children of one
 ``SeedSequence(seed)``, so the same arguments give bit-identical output.
 """
 import json
-import os
 import pathlib
-import tempfile
 
 import numpy as np
 

@@ -122,7 +122,6 @@ class CaptioningRNN:
         y = words_out[order, :steps].T[running]
         scored = scored[order, :steps].T[running]
         packing = L._packing(running.sum(axis=1))
-        H = P["W_proj"].shape[1]
 
         h0 = (features @ P["W_proj"] + P["b_proj"])[order]  # (N, H), sorted
         x = L._embed(x_words, P["W_embed"])  # (P, W)

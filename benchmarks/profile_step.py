@@ -2,7 +2,7 @@
 
 1. Phases, in process: every kernel of the backend, every ``np.dot`` of
    ``fastcap.rnn_layers`` (labelled by its source line) and the layers'
-   ``_input_projection`` / ``_weight_grads`` helpers are wrapped with timers
+   GEMM helpers (``_input_projection``, ``_recurrent_weight_grad``, ...) are wrapped with timers
    (nested timers count once, in the outermost), so the step splits into
    GEMM phases, elementwise kernels and the rest (NumPy glue, validation,
    Python). Nothing in fastcap is edited: the wrappers are set on the loaded
@@ -92,8 +92,13 @@ def install_timers(namespace):
         label = _GEMM_KERNELS.get(name, f"kernel {name}")
         setattr(namespace, name, timers.wrap(label, getattr(namespace, name)))
     rnn_layers.np = _NumpyWithTimedDot(timers)
-    for helper, label in (("_input_projection", "GEMM input projection x @ Wx (+ b)"),
-                          ("_weight_grads", "GEMM weight grads: da @ Wx.T, x.T @ da, h_prev.T @ da (+ db)")):
+    for helper, label in (
+            ("_input_projection", "GEMM input projection x @ Wx (+ b)"),
+            ("_recurrent_weight_grad", "GEMM recurrent weight grad dWh = h_prev.T @ da"),
+            ("_input_grads", "GEMM input grads: da @ Wx.T, x.T @ da (+ db)"),
+            ("_word_projection_backward",
+             "GEMM word-projection grads: dWx, dW_embed (+ db, incl. the per-word sum of da)"),
+    ):
         if hasattr(rnn_layers, helper):
             setattr(rnn_layers, helper, timers.wrap(label, getattr(rnn_layers, helper)))
     return timers

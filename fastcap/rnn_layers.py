@@ -67,24 +67,46 @@ def _packing(batch_sizes):
     return Packing(tuple(int(n) for n in batch_sizes), tuple(offsets))
 
 
-class RNNCache(NamedTuple):
-    x: np.ndarray  # (P, D) packed inputs
+class RNNCore(NamedTuple):
+    """What the backward pass of a packed vanilla-RNN recurrence needs."""
+
     h0: np.ndarray  # (N, H)
-    Wx: np.ndarray  # (D, H)
     Wh: np.ndarray  # (H, H)
     h: np.ndarray  # (P, H) packed hidden states
     packing: Packing
 
 
-class LSTMCache(NamedTuple):
-    x: np.ndarray  # (P, D) packed inputs
+class LSTMCore(NamedTuple):
+    """What the backward pass of a packed LSTM recurrence needs (c0 = 0)."""
+
     h0: np.ndarray  # (N, H)
-    Wx: np.ndarray  # (D, 4H)
     Wh: np.ndarray  # (H, 4H)
     ifog: np.ndarray  # (P, 4H) activated gates
     c: np.ndarray  # (P, H) cell states
     h: np.ndarray  # (P, H) hidden states
     packing: Packing
+
+
+class RNNCache(NamedTuple):
+    x: np.ndarray  # (P, D) packed inputs
+    Wx: np.ndarray  # (D, H)
+    core: RNNCore
+
+
+class LSTMCache(NamedTuple):
+    x: np.ndarray  # (P, D) packed inputs
+    Wx: np.ndarray  # (D, 4H)
+    core: LSTMCore
+
+
+class WordProjection(NamedTuple):
+    """Word embedding followed by a recurrent layer's input projection (the model's path)."""
+
+    words: np.ndarray  # (U,) the distinct word indices of the batch, ascending
+    inverse: np.ndarray  # (P,) intp: position in `words` of every packed word
+    x: np.ndarray  # (U, W) embeddings of the distinct words
+    Wx: np.ndarray  # (W, G)
+    vocab_size: int  # V
 
 
 class EmbeddingCache(NamedTuple):
@@ -132,13 +154,41 @@ def _steps(packing):
     return [(t, n, slice(o, o + n)) for t, (n, o) in enumerate(zip(*packing))]
 
 
-def _weight_grads(x, h0, h, da, Wx, packing):
-    """dx, dWx, dWh, db of a recurrent layer from the packed gate gradients da (P, G)."""
+def _recurrent_weight_grad(core, da):
+    """dWh (H, G) = sum over steps of h_{t-1}.T @ da_t, from the packed gate gradients da (P, G)."""
+    h0, h, packing = core.h0, core.h, core.packing
     # h_{t-1} of every packed row (h0 at t = 0), so dWh is one GEMM over all steps.
     h_prev = np.empty_like(h)
     for t, n, rows in _steps(packing):
         h_prev[rows] = h0[:n] if t == 0 else h[packing.offsets[t - 1] :][:n]
-    return da @ Wx.T, x.T @ da, h_prev.T @ da, da.sum(axis=0)
+    return h_prev.T @ da
+
+
+def _input_grads(da, x, Wx):
+    """dx (P, D), dWx (D, G), db (G,) of the input projection x @ Wx + b."""
+    return da @ Wx.T, x.T @ da, da.sum(axis=0)
+
+
+def _word_projection(idx, W_embed, Wx, b):
+    """idx (P,) intp word indices -> xw (P, G) = W_embed[idx] @ Wx + b, WordProjection.
+
+    A batch repeats words (100 captions of COCO-like text: ~1100 positions, ~300
+    distinct words), so the projection runs on the distinct words only and is
+    gathered per position; its backward sums the gate gradients per word first,
+    then runs both gradient GEMMs on U rows instead of P.
+    """
+    words, inverse = np.unique(idx, return_inverse=True)
+    x = _embed(words, W_embed)  # (U, W)
+    xw = _embed(inverse.astype(np.intp, copy=False), _input_projection(x, Wx, b))  # (P, G)
+    return xw, WordProjection(words, inverse, x, Wx, W_embed.shape[0])
+
+
+def _word_projection_backward(da, proj):
+    """da (P, G) gate gradients -> dW_embed (V, W), dWx (W, G), db (G,)."""
+    da_words = _embed_backward(da, proj.inverse, proj.words.size)  # (U, G), summed per word
+    dW_embed = np.zeros((proj.vocab_size, proj.x.shape[1]), dtype=da.dtype)
+    dW_embed[proj.words] = da_words @ proj.Wx.T
+    return dW_embed, proj.x.T @ da_words, da_words.sum(axis=0)
 
 
 def _full(x):
@@ -147,16 +197,16 @@ def _full(x):
     return _time_major(x).reshape(T * N, D), _packing([N] * T)
 
 
-def _check_seq_grad(dh, cache):
-    """dh (N, T, H) for a cache of a full batch -> packed (T*N, H)."""
-    N, H, T = cache.h0.shape[0], cache.h0.shape[1], len(cache.packing.batch_sizes)
-    dh = like("dh", dh, np.empty((N, T, H), cache.h.dtype), "h")
+def _check_seq_grad(dh, core):
+    """dh (N, T, H) for the recurrence of a full batch -> packed (T*N, H)."""
+    N, H, T = core.h0.shape[0], core.h0.shape[1], len(core.packing.batch_sizes)
+    dh = like("dh", dh, np.empty((N, T, H), core.h.dtype), "h")
     return _time_major(dh).reshape(T * N, H)
 
 
-def _unpack_full(a_packed, cache):
+def _unpack_full(a_packed, core):
     # packed (T*N, K) of a full batch -> (N, T, K) view
-    T, N = len(cache.packing.batch_sizes), cache.h0.shape[0]
+    T, N = len(core.packing.batch_sizes), core.h0.shape[0]
     return a_packed.reshape(T, N, a_packed.shape[1]).swapaxes(0, 1)
 
 
@@ -184,24 +234,23 @@ def rnn_step_backward(dnext_h, cache):
     return da @ cache.Wx.T, da @ cache.Wh.T, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
 
 
-def _rnn_forward_packed(x, h0, Wx, Wh, b, packing):
-    """Validated core: packed x (P, D), h0 (N, H) -> packed h (P, H), RNNCache."""
+def _rnn_forward_packed(xw, h0, Wh, packing):
+    """Core: packed input projections xw (P, H) = x @ Wx + b, h0 (N, H) -> RNNCore (h: packed (P, H))."""
     K = _backend.kernels()
-    xw = _input_projection(x, Wx, b)  # (P, H)
-    h = np.empty((x.shape[0], h0.shape[1]), dtype=h0.dtype)
+    h = np.empty_like(xw)
     hw = np.empty_like(h0)
     prev = h0
     for _, n, rows in _steps(packing):
         np.dot(prev[:n], Wh, out=hw[:n])
         K.rnn_cell_forward(xw[rows], hw[:n], h[rows])
         prev = h[rows]
-    return h, RNNCache(x, h0, Wx, Wh, h, packing)
+    return RNNCore(h0, Wh, h, packing)
 
 
-def _rnn_backward_packed(dh_packed, cache):
-    """Core: packed dh (P, H) -> packed dx (P, D), dh0 (N, H), dWx, dWh, db."""
+def _rnn_backward_packed(dh_packed, core):
+    """Core: packed dh (P, H), RNNCore -> packed gate gradients da (P, H), dh0 (N, H), dWh (H, H)."""
     K = _backend.kernels()
-    x, h0, Wx, Wh, h, packing = cache
+    h0, Wh, h, packing = core
     da = np.empty_like(h)  # (P, H)
     dh = np.empty_like(h0)
     # Gradient into h_{t-1} from step t; rows of sequences not yet running stay 0.
@@ -210,8 +259,7 @@ def _rnn_backward_packed(dh_packed, cache):
         np.add(dh_packed[rows], dprev[:n], out=dh[:n])
         K.rnn_cell_backward(dh[:n], h[rows], da[rows])
         np.dot(da[rows], Wh.T, out=dprev[:n])
-    dx, dWx, dWh, db = _weight_grads(x, h0, h, da, Wx, packing)
-    return dx, dprev, dWx, dWh, db
+    return da, dprev, _recurrent_weight_grad(core, da)
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
@@ -221,16 +269,17 @@ def rnn_forward(x, h0, Wx, Wh, b):
     """
     x, h0, Wx, Wh, b = _check_cell_inputs(x, h0, Wx, Wh, b, gates=1, seq=True)
     x_packed, packing = _full(x)
-    h, cache = _rnn_forward_packed(x_packed, h0, Wx, Wh, b, packing)
-    return _unpack_full(h, cache), cache
+    core = _rnn_forward_packed(_input_projection(x_packed, Wx, b), h0, Wh, packing)
+    return _unpack_full(core.h, core), RNNCache(x_packed, Wx, core)
 
 
 def rnn_backward(dh, cache):
     """dh (N, T, H) upstream gradient of every hidden state, cache ->
     dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)."""
     cache = cache_of("cache", cache, RNNCache, "rnn_forward")
-    dx, dh0, dWx, dWh, db = _rnn_backward_packed(_check_seq_grad(dh, cache), cache)
-    return _unpack_full(dx, cache), dh0, dWx, dWh, db
+    da, dh0, dWh = _rnn_backward_packed(_check_seq_grad(dh, cache.core), cache.core)
+    dx, dWx, db = _input_grads(da, cache.x, cache.Wx)
+    return _unpack_full(dx, cache.core), dh0, dWx, dWh, db
 
 
 # ----------------------------------------------------------------------------
@@ -270,12 +319,11 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return dx, dprev_h, dprev_c, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
 
 
-def _lstm_forward_packed(x, h0, Wx, Wh, b, packing):
-    """Validated core: packed x (P, D), h0 (N, H) -> packed h (P, H), LSTMCache. c0 = 0."""
+def _lstm_forward_packed(xw, h0, Wh, packing):
+    """Core: packed input projections xw (P, 4H) = x @ Wx + b, h0 (N, H) -> LSTMCore. c0 = 0."""
     K = _backend.kernels()
-    P, H = x.shape[0], h0.shape[1]
-    xw = _input_projection(x, Wx, b)  # (P, 4H)
-    ifog = np.empty((P, 4 * H), dtype=h0.dtype)
+    P, H = xw.shape[0], h0.shape[1]
+    ifog = np.empty_like(xw)  # (P, 4H)
     c = np.empty((P, H), dtype=h0.dtype)
     h = np.empty((P, H), dtype=h0.dtype)
     hw = np.empty((h0.shape[0], 4 * H), dtype=h0.dtype)
@@ -284,13 +332,13 @@ def _lstm_forward_packed(x, h0, Wx, Wh, b, packing):
         np.dot(prev_h[:n], Wh, out=hw[:n])
         K.lstm_cell_forward(xw[rows], hw[:n], prev_c[:n], ifog[rows], c[rows], h[rows])
         prev_h, prev_c = h[rows], c[rows]
-    return h, LSTMCache(x, h0, Wx, Wh, ifog, c, h, packing)
+    return LSTMCore(h0, Wh, ifog, c, h, packing)
 
 
-def _lstm_backward_packed(dh_packed, cache):
-    """Core: packed dh (P, H) -> packed dx (P, D), dh0 (N, H), dWx, dWh, db."""
+def _lstm_backward_packed(dh_packed, core):
+    """Core: packed dh (P, H), LSTMCore -> packed gate gradients da (P, 4H), dh0 (N, H), dWh (H, 4H)."""
     K = _backend.kernels()
-    x, h0, Wx, Wh, ifog, c, h, packing = cache
+    h0, Wh, ifog, c, h, packing = core
     da = np.empty_like(ifog)  # (P, 4H)
     dh = np.empty_like(h0)
     # Gradients into h_{t-1} and c_{t-1} from step t; rows of sequences not yet
@@ -305,8 +353,7 @@ def _lstm_backward_packed(dh_packed, cache):
         K.lstm_cell_backward(dh[:n], dc_in[:n], ifog[rows], c_prev, c[rows], da[rows], dc_out[:n])
         np.dot(da[rows], Wh.T, out=dprev_h[:n])
         dc_in, dc_out = dc_out, dc_in
-    dx, dWx, dWh, db = _weight_grads(x, h0, h, da, Wx, packing)
-    return dx, dprev_h, dWx, dWh, db
+    return da, dprev_h, _recurrent_weight_grad(core, da)
 
 
 def lstm_forward(x, h0, Wx, Wh, b):
@@ -316,15 +363,16 @@ def lstm_forward(x, h0, Wx, Wh, b):
     """
     x, h0, Wx, Wh, b = _check_cell_inputs(x, h0, Wx, Wh, b, gates=4, seq=True)
     x_packed, packing = _full(x)
-    h, cache = _lstm_forward_packed(x_packed, h0, Wx, Wh, b, packing)
-    return _unpack_full(h, cache), cache
+    core = _lstm_forward_packed(_input_projection(x_packed, Wx, b), h0, Wh, packing)
+    return _unpack_full(core.h, core), LSTMCache(x_packed, Wx, core)
 
 
 def lstm_backward(dh, cache):
     """dh (N, T, H), cache -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
     cache = cache_of("cache", cache, LSTMCache, "lstm_forward")
-    dx, dh0, dWx, dWh, db = _lstm_backward_packed(_check_seq_grad(dh, cache), cache)
-    return _unpack_full(dx, cache), dh0, dWx, dWh, db
+    da, dh0, dWh = _lstm_backward_packed(_check_seq_grad(dh, cache.core), cache.core)
+    dx, dWx, db = _input_grads(da, cache.x, cache.Wx)
+    return _unpack_full(dx, cache.core), dh0, dWx, dWh, db
 
 
 # ----------------------------------------------------------------------------

@@ -4,7 +4,8 @@ The loss runs the layers of ``fastcap.rnn_layers`` on packed sequences: the
 captions are sorted by their number of scored words, each runs only up to its
 last scored word, and only scored positions are projected onto the
 vocabulary. Padding after '<END>' (about 28% of a real batch) costs nothing,
-and the result equals scoring the full padded grid.
+and the result equals scoring the full padded grid. The word embedding and the
+input projection run per distinct word of the batch (``_word_projection``).
 """
 import numpy as np
 
@@ -124,8 +125,9 @@ class CaptioningRNN:
         packing = L._packing(running.sum(axis=1))
 
         h0 = (features @ P["W_proj"] + P["b_proj"])[order]  # (N, H), sorted
-        x = L._embed(x_words, P["W_embed"])  # (P, W)
-        h, cache = forward(x, h0, P["Wx"], P["Wh"], P["b"], packing)  # (P, H)
+        xw, projection = L._word_projection(x_words, P["W_embed"], P["Wx"], P["b"])  # (P, G)
+        core = forward(xw, h0, P["Wh"], packing)
+        h = core.h  # (P, H)
         all_scored = bool(scored.all())  # unless <NULL> occurs inside a caption
         h_scored = h if all_scored else h[scored]
         scores = L._affine(h_scored, P["W_vocab"], P["b_vocab"])  # (S, V)
@@ -140,8 +142,8 @@ class CaptioningRNN:
         else:
             dh = np.zeros_like(h)
             dh[scored] = dh_scored
-        dx, dh0_sorted, grads["Wx"], grads["Wh"], grads["b"] = backward(dh, cache)
-        grads["W_embed"] = L._embed_backward(dx, x_words, V)
+        da, dh0_sorted, grads["Wh"] = backward(dh, core)  # da (P, G) gate gradients
+        grads["W_embed"], grads["Wx"], grads["b"] = L._word_projection_backward(da, projection)
         dh0 = np.empty_like(dh0_sorted)
         dh0[order] = dh0_sorted
         grads["W_proj"] = features.T @ dh0

@@ -51,13 +51,11 @@ KERNELS = {
         "returns scale * sum over rows with mask of -log softmax(x[m])[y[m]]; "
         "dx_out = scale * (softmax(x) - onehot(y)) on those rows and 0 on masked-out rows"
     ),
-    # --- greedy decoding: the whole test-time loop ---
-    "greedy_decode": (
-        "(h0 (N,H), W_embed (V,W), Wx (W,GH), Wh (H,GH), b (GH,), W_vocab (H,V), "
-        "b_vocab (V,), lstm bool, start int, end int, null int, captions_out (N,L) int32): "
-        "feeds `start`, takes the argmax word each step (lowest index on ties); once a caption "
-        "has emitted `end` its later positions are `null`; stops early when all have ended. "
-        "GH is H for the RNN and 4H for the LSTM; end = -1 means no end token"
+    # --- greedy decoding: the next word of every caption ---
+    "argmax_words": (
+        "(scores (N,V), b_vocab (V,), end int, words_out (N,) intp) -> int: words_out[n] = the "
+        "first argmax over v of scores[n, v] + b_vocab[v] (np.argmax's rules: lowest index on "
+        "ties, a NaN wins at its first position); returns how many rows picked `end`"
     ),
     # --- update rules, in place on w and on the optimizer state ---
     "sgd_update": "(w, dw, lr): w -= lr * dw",

@@ -35,8 +35,7 @@
 #   5.3e-16 in float64, 2.8e-7 in float32; NumPy's tanh: 1.6e-16, 1.0e-7).
 # * GEMMs are never written by hand: they go to NumPy's BLAS. affine_forward
 #   and affine_backward call np.dot in the thin wrapper and loop only over the
-#   bias add and the column sum; greedy_decode runs its loop here and calls
-#   np.dot for the three GEMMs of a step. (scipy.linalg.cython_blas would
+#   bias add and the column sum. (scipy.linalg.cython_blas would
 #   avoid the Python call, a few microseconds, but it is a second OpenBLAS
 #   with its own thread pool: alternating two pools makes their spinning
 #   worker threads fight over the cores, which cost far more on 2 cores.)
@@ -457,116 +456,33 @@ def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
 
 
 # ----------------------------------------------------------------------------
-# greedy decoding
+# greedy decoding: the next word of every caption
 
 
-cdef void _embed_words(const floating_t[:, ::1] W_embed, const Py_ssize_t[::1] word,
-                       floating_t[:, ::1] x) noexcept nogil:
-    cdef Py_ssize_t n, j
-    for n in range(x.shape[0]):
-        for j in range(x.shape[1]):
-            x[n, j] = W_embed[word[n], j]
-
-
-cdef void _decode_cell(bint lstm, const floating_t[::1] b, floating_t[:, ::1] xw,
-                       const floating_t[:, ::1] hw, const floating_t[:, ::1] c_prev,
-                       floating_t[:, ::1] ifog, floating_t[:, ::1] c_next,
-                       floating_t[:, ::1] h) noexcept nogil:
-    """h (and c_next) of one step from xw = x @ Wx and hw = h @ Wh: a = (xw + b) + hw."""
-    cdef Py_ssize_t N = h.shape[0], H = h.shape[1], G = xw.shape[1], n, j
-    for n in range(N):
-        for j in range(G):
-            xw[n, j] = xw[n, j] + b[j]
-        if lstm:
-            _lstm_forward_row(xw, hw, c_prev, ifog, c_next, h, n)
-        else:
-            for j in range(H):
-                h[n, j] = _tanh(xw[n, j] + hw[n, j])
-
-
-cdef bint _pick_words(const floating_t[:, ::1] scores, const floating_t[::1] b_vocab,
-                      Py_ssize_t t, Py_ssize_t end, Py_ssize_t[::1] word,
-                      unsigned char[::1] running, int[:, ::1] captions) noexcept nogil:
-    """word = first argmax of scores + b_vocab (np.argmax's rule: the first NaN
-    wins, else the first maximum); records it for running captions and stops
-    those that emitted `end`. Returns whether any caption is still running."""
-    cdef Py_ssize_t N = scores.shape[0], V = scores.shape[1], n, j, best
+def argmax_words(const floating_t[:, ::1] scores,  # IN (N, V) h @ W_vocab
+                 const floating_t[::1] b_vocab,  # IN (V,)
+                 Py_ssize_t end,  # IN the word that ends a caption (-1: none)
+                 Py_ssize_t[::1] words_out):  # OUT (N,) first argmax of scores + b_vocab
+    # np.argmax's rules: the first maximum wins; a NaN wins at its first position.
+    # Returns how many rows picked `end`.
+    cdef Py_ssize_t N = scores.shape[0], V = scores.shape[1], n, j, best, ended = 0
     cdef floating_t s, top
-    cdef bint any_running = False
-    for n in range(N):
-        best = 0
-        top = scores[n, 0] + b_vocab[0]
-        if top == top:
-            for j in range(1, V):
-                s = scores[n, j] + b_vocab[j]
-                if s > top:
-                    top = s
-                    best = j
-                elif s != s:
-                    best = j
-                    break
-        word[n] = best
-        if running[n]:
-            captions[n, t] = <int>best
-            if best == end:
-                running[n] = 0
-            else:
-                any_running = True
-    return any_running
-
-
-def greedy_decode(const floating_t[:, ::1] h0,  # IN (N, H) initial hidden state
-                  const floating_t[:, ::1] W_embed,  # IN (V, W)
-                  const floating_t[:, ::1] Wx,  # IN (W, GH), GH = H (rnn) or 4H (lstm)
-                  const floating_t[:, ::1] Wh,  # IN (H, GH)
-                  const floating_t[::1] b,  # IN (GH,)
-                  const floating_t[:, ::1] W_vocab,  # IN (H, V)
-                  const floating_t[::1] b_vocab,  # IN (V,)
-                  bint lstm,  # IN LSTM cell (gates i, f, o, g) or vanilla RNN
-                  Py_ssize_t start,  # IN word fed first
-                  Py_ssize_t end,  # IN word that ends a caption; -1: none
-                  Py_ssize_t null,  # IN filler after a caption's end
-                  int[:, ::1] captions_out):  # OUT (N, L) int32 greedy words
-    # The loop runs here; its three GEMMs per step go to NumPy's BLAS (the
-    # same thread pool as the rest of fastcap), everything between them runs
-    # without the GIL.
-    cdef Py_ssize_t N = captions_out.shape[0], L = captions_out.shape[1]
-    cdef Py_ssize_t H = h0.shape[1], G = Wx.shape[1], V = W_vocab.shape[1]
-    cdef Py_ssize_t D = W_embed.shape[1], n, t
-    cdef bint any_running = True, c_in_c0 = True
     with nogil:
         for n in range(N):
-            for t in range(L):
-                captions_out[n, t] = <int>null
-    if N == 0 or L == 0:
-        return
-    dtype = np.float32 if floating_t is float else np.float64
-    Wx_a, Wh_a, Wv_a = np.asarray(Wx), np.asarray(Wh), np.asarray(W_vocab)
-    # Work buffers, allocated once (c0/c1: the cell state, read from one and
-    # written to the other in turn), as arrays for np.dot and views for loops.
-    h_a, x_a = np.array(h0, dtype=dtype), np.empty((N, D), dtype)
-    xw_a, hw_a, sc_a = np.empty((N, G), dtype), np.empty((N, G), dtype), np.empty((N, V), dtype)
-    cdef floating_t[:, ::1] h = h_a, x = x_a, xw = xw_a, hw = hw_a, scores = sc_a
-    cdef floating_t[:, ::1] c0 = np.zeros((N, H), dtype), c1 = np.empty((N, H), dtype)
-    cdef floating_t[:, ::1] ifog = np.empty((N, G), dtype)
-    cdef Py_ssize_t[::1] word = np.full(N, start, np.intp)
-    cdef unsigned char[::1] running = np.ones(N, np.uint8)
-    for t in range(L):
-        with nogil:
-            _embed_words(W_embed, word, x)
-        np.dot(x_a, Wx_a, out=xw_a)
-        np.dot(h_a, Wh_a, out=hw_a)
-        with nogil:
-            if c_in_c0:
-                _decode_cell(lstm, b, xw, hw, c0, ifog, c1, h)
-            else:
-                _decode_cell(lstm, b, xw, hw, c1, ifog, c0, h)
-            c_in_c0 = not c_in_c0
-        np.dot(h_a, Wv_a, out=sc_a)
-        with nogil:
-            any_running = _pick_words(scores, b_vocab, t, end, word, running, captions_out)
-        if not any_running:
-            break
+            best = 0
+            top = scores[n, 0] + b_vocab[0]
+            if top == top:
+                for j in range(1, V):
+                    s = scores[n, j] + b_vocab[j]
+                    if s > top:
+                        top = s
+                        best = j
+                    elif s != s:
+                        best = j
+                        break
+            words_out[n] = best
+            ended += best == end
+    return ended
 
 
 # ----------------------------------------------------------------------------

@@ -26,8 +26,8 @@ Design
     so float64 results match the reference to rounding.
 * ``error_model="numpy"``: a division by zero gives inf/nan as in NumPy instead
   of a Python exception check in every loop (which would block vectorization).
-* GEMMs stay in NumPy/BLAS (the affine kernels and greedy_decode call
-  ``np.dot`` from thin Python wrappers): it is as fast as calling BLAS from
+* GEMMs stay in NumPy/BLAS (the affine kernels call ``np.dot`` from thin
+  Python wrappers): it is as fast as calling BLAS from
   inside Numba, which would additionally need SciPy at run time.
 * Kernels are serial: Numba threads between the GEMMs of a recurrent step
   would compete with OpenBLAS's own threads on a small machine. See
@@ -47,7 +47,7 @@ from numba.extending import overload
 __all__ = [
     "rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
     "embedding_forward", "embedding_backward", "affine_forward", "affine_backward",
-    "softmax_loss", "greedy_decode",
+    "softmax_loss", "argmax_words",
     "sgd_update", "sgd_momentum_update", "rmsprop_update", "adam_update",
 ]  # fmt: skip
 
@@ -368,55 +368,26 @@ def softmax_loss(x, y, mask, scale, dx_out):
 
 
 @_jit
-def _pick_words(scores, b_vocab, end, word, running, captions_out, t):
-    # scores: (N, V) = h @ W_vocab; the argmax of scores + b_vocab (lowest index on
-    # ties) becomes each row's next word. Returns True once every caption has ended.
+def argmax_words(scores, b_vocab, end, words_out):
+    # scores: (N, V), b_vocab: (V,) -> words_out: (N,) the first argmax of each
+    # row of scores + b_vocab (a NaN wins at its first position, as in
+    # np.argmax); returns how many rows picked `end`.
     N, V = scores.shape
-    any_running = False
+    ended = 0
     for n in range(N):
         row = scores[n]
-        best, best_v = row[0] + b_vocab[0], 0
-        for v in range(1, V):
-            s = row[v] + b_vocab[v]
-            if s > best:
-                best, best_v = s, v
-        word[n] = best_v
-        if running[n]:
-            captions_out[n, t] = best_v
-            if best_v == end:
-                running[n] = False
-            else:
-                any_running = True
-    return not any_running
-
-
-def greedy_decode(h0, W_embed, Wx, Wh, b, W_vocab, b_vocab, lstm, start, end, null, captions_out):
-    # h0: (N, H); W_embed: (V, W); Wx: (W, GH); Wh: (H, GH); b: (GH,); W_vocab: (H, V)
-    # captions_out: (N, L) int32. GEMMs in BLAS, everything between them compiled.
-    N, L = captions_out.shape
-    H, dtype = h0.shape[1], h0.dtype
-    captions_out.fill(null)
-    h = h0.copy()
-    c, c_next = np.zeros_like(h0), np.empty_like(h0)
-    word = np.full(N, start, dtype=np.intp)
-    running = np.ones(N, dtype=np.bool_)
-    x = np.empty((N, W_embed.shape[1]), dtype=dtype)  # (N, W)
-    xw, hw = np.empty((N, Wx.shape[1]), dtype=dtype), np.empty((N, Wh.shape[1]), dtype=dtype)
-    ifog = np.empty((N, 4 * H), dtype=dtype) if lstm else None
-    scores = np.empty((N, W_vocab.shape[1]), dtype=dtype)  # (N, V)
-    for t in range(L):
-        embedding_forward(word, W_embed, x)
-        np.dot(x, Wx, out=xw)
-        _add_bias(xw, b)
-        np.dot(h, Wh, out=hw)
-        if lstm:
-            lstm_cell_forward(xw, hw, c, ifog, c_next, h)
-            c, c_next = c_next, c
-        else:
-            rnn_cell_forward(xw, hw, h)
-        np.dot(h, W_vocab, out=scores)
-        if _pick_words(scores, b_vocab, end, word, running, captions_out, t):
-            break
+        best, top = 0, row[0] + b_vocab[0]
+        if top == top:
+            for v in range(1, V):
+                s = row[v] + b_vocab[v]
+                if s > top:
+                    best, top = v, s
+                elif s != s:
+                    best = v
+                    break
+        words_out[n] = best
+        ended += best == end
+    return ended
 
 
 # ----------------------------------------------------------------------------

@@ -112,30 +112,10 @@ def softmax_loss(x, y, mask, scale, dx_out):
 # greedy decoding
 
 
-def greedy_decode(h0, W_embed, Wx, Wh, b, W_vocab, b_vocab, lstm, start, end, null, captions_out):
-    # h0: (N, H); captions_out: (N, L) int32
-    N, L = captions_out.shape
-    H = h0.shape[1]
-    captions_out.fill(null)
-    h = h0.copy()
-    c = np.zeros_like(h0)
-    word = np.full(N, start, dtype=np.intp)
-    running = np.ones(N, dtype=bool)
-    for t in range(L):
-        xw = W_embed[word] @ Wx + b
-        hw = h @ Wh
-        if lstm:
-            ifog = np.empty((N, 4 * H), dtype=h0.dtype)
-            c_next = np.empty_like(c)
-            lstm_cell_forward(xw, hw, c, ifog, c_next, h)
-            c = c_next
-        else:
-            rnn_cell_forward(xw, hw, h)
-        word = np.argmax(h @ W_vocab + b_vocab, axis=1)
-        captions_out[running, t] = word[running]
-        running &= word != end
-        if not running.any():
-            break
+def argmax_words(scores, b_vocab, end, words_out):
+    # scores: (N, V), b_vocab: (V,) -> words_out: (N,) intp, np.argmax's tie and NaN rules
+    np.argmax(scores + b_vocab, axis=1, out=words_out)
+    return int(np.count_nonzero(words_out == end))
 
 
 # ----------------------------------------------------------------------------

@@ -3,9 +3,8 @@
 
 * Threads: every measurement runs with FASTCAP_BENCH_THREADS threads (default:
   every core this process may use), set once for the whole session, for
-  fastcap (``fastcap._threads.set_num_threads`` when that module exists,
-  otherwise threadpoolctl on the BLAS and ``numba.set_num_threads``) and for
-  PyTorch (``torch.set_num_threads``).
+  fastcap (``fastcap.bench.apply_threads``: BLAS and OpenMP) and for PyTorch
+  (``torch.set_num_threads``).
 * Every benchmark records in ``extra_info`` what it measures (``kind``: kernel,
   gemm, train, sample, firstcall), which implementation (``impl``: a fastcap
   backend name, ``cs231n`` or ``torch``) and the threads it ran with;
@@ -38,28 +37,7 @@ def bench_threads():
     return int(value) if value else default_threads()
 
 
-def _numba_threading_layer():
-    """Give Numba its own thread pool ('workqueue') instead of OpenMP, unless the user chose.
-
-    Setting fastcap's threads calls ``numba.set_num_threads``, which starts
-    Numba's threading layer. The default one on this kind of machine is
-    OpenMP, sharing libgomp with PyTorch, and once its pool is up every
-    PyTorch op in the process pays for it: greedy decoding at batch 100 ran
-    5-6x slower, which would misreport the PyTorch peer. fastcap's Numba
-    kernels are serial (no prange), so the layer does not change their timings.
-    """
-    if os.environ.get("NUMBA_THREADING_LAYER"):
-        return
-    try:
-        import numba
-    except ImportError:
-        return
-    numba.config.THREADING_LAYER = "workqueue"
-    _threads["numba_threading_layer_set"] = "workqueue (set by benchmarks/conftest.py)"
-
-
 def pytest_configure(config):
-    _numba_threading_layer()
     _threads.update(apply_threads(bench_threads()))
     _start.update(cpu_snapshot())
 

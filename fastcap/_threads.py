@@ -1,38 +1,32 @@
-"""How many threads fastcap computes with: BLAS and Numba, set together.
+"""How many threads fastcap computes with: the BLAS library's.
 
-A training step alternates BLAS GEMMs with the backend's kernels. Two thread
-pools are involved: the BLAS library's (OpenBLAS under NumPy, and SciPy's copy
-if SciPy is loaded) and Numba's (for any kernel that uses ``prange``). Setting
-them separately invites oversubscription, so ``set_num_threads(n)`` sets both:
+fastcap's own kernels run on the calling thread (Numba's without ``prange``,
+Cython's with OpenMP compiled in but off: threads between the GEMMs of a
+recurrent step measured slower on small machines), so the one thread count
+that matters is the BLAS library's, which runs every matrix product.
+``set_num_threads(n)`` sets it through threadpoolctl on every BLAS library
+loaded at the time of the call (call it again after importing something that
+loads another one, such as SciPy).
 
-* BLAS through threadpoolctl, on every BLAS library loaded at the time of the
-  call (call it again after importing something that loads another one);
-* Numba through ``numba.set_num_threads`` when Numba is installed. Numba's
-  setting is per Python thread and cannot exceed the pool size Numba started
-  with (``NUMBA_NUM_THREADS``, the number of cores by default); larger values
-  are capped to it.
+Numba's thread pool is deliberately left alone: no fastcap kernel uses it,
+and starting it (``numba.set_num_threads`` does) keeps its worker threads
+around; with Numba's OpenMP layer they share libgomp with PyTorch, whose
+operations in the same process then ran several times slower.
 
 ``FASTCAP_NUM_THREADS``, when set, is applied when this module is imported.
-Without it fastcap changes nothing: the libraries' defaults (one thread per
-core) stay in force.
+Without it fastcap changes nothing: the BLAS default (one thread per core)
+stays in force.
 """
 import os
+
+from threadpoolctl import ThreadpoolController, threadpool_info
 
 __all__ = ["set_num_threads", "get_num_threads", "ENV_VAR"]
 
 ENV_VAR = "FASTCAP_NUM_THREADS"
 
-# The threadpoolctl limiter of the last set_num_threads call, kept so the limit
-# is documented in one place (and could be restored with .restore_original_limits()).
+# The threadpoolctl limiter of the last set_num_threads call.
 _blas_limiter = None
-
-
-def _numba():
-    try:
-        import numba
-    except ImportError:
-        return None
-    return numba
 
 
 def _check(n, what="n"):
@@ -46,47 +40,18 @@ def _check(n, what="n"):
 
 
 def set_num_threads(n):
-    """Compute with `n` threads: BLAS (all loaded libraries) and Numba (if installed)."""
+    """Compute with `n` threads: the thread count of every loaded BLAS library."""
     global _blas_limiter
     n = _check(n)
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency
-        _blas_limiter = None
-    else:
-        # A fresh controller re-scans the loaded libraries, so BLAS libraries
-        # loaded since the last call are limited too.
-        _blas_limiter = ThreadpoolController().limit(limits=n, user_api="blas")
-    numba = _numba()
-    if numba is not None:
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-
-
-def _blas_threads():
-    try:
-        from threadpoolctl import threadpool_info
-    except ImportError:  # pragma: no cover
-        return None
-    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
-    return max(counts) if counts else None
+    # A fresh controller re-scans the loaded libraries, so BLAS libraries
+    # loaded since the last call are limited too.
+    _blas_limiter = ThreadpoolController().limit(limits=n, user_api="blas")
 
 
 def get_num_threads():
-    """The number of threads fastcap computes with.
-
-    Numba's thread count for this Python thread when Numba is installed (what
-    the last set_num_threads gave it), else the BLAS thread count, else 1.
-    """
-    numba = _numba()
-    if numba is not None:
-        # numba.get_num_threads() would start Numba's thread pool just to read a
-        # number; until the pool exists every thread has the default count.
-        from numba.np.ufunc import parallel
-
-        if not getattr(parallel, "_is_initialized", True):
-            return numba.config.NUMBA_NUM_THREADS
-        return numba.get_num_threads()
-    return _blas_threads() or 1
+    """The BLAS thread count (the largest, if several BLAS libraries are loaded), else 1."""
+    counts = [info["num_threads"] for info in threadpool_info() if info["user_api"] == "blas"]
+    return max(counts) if counts else 1
 
 
 def _init_from_environment():

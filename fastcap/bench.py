@@ -54,37 +54,20 @@ def default_threads():
 
 
 def apply_threads(n=None):
-    """Use `n` threads (default: all cores) for fastcap's BLAS and compiled kernels.
+    """Use `n` threads (default: all cores) for every thread pool fastcap's work can reach.
 
-    Uses ``fastcap._threads.set_num_threads`` when that module exists;
-    otherwise threadpoolctl (on every thread pool loaded once all fastcap
-    backends are imported) plus ``numba.set_num_threads``. Returns
-    {"threads": n, "method": how}.
+    BLAS through ``fastcap.set_num_threads``, and the OpenMP pools (the Cython
+    backend's ``prange``, when enabled) through threadpoolctl, so that nothing
+    runs with more threads than the report states. Returns {"threads": n, "method": how}.
     """
     import fastcap
+    from threadpoolctl import threadpool_limits
 
     n = default_threads() if n is None else int(n)
     fastcap.available_backends()  # load every backend, so their thread pools exist
-    try:
-        from fastcap import _threads
-    except ImportError:
-        _threads = None
-    from threadpoolctl import threadpool_limits
-
-    if _threads is not None and hasattr(_threads, "set_num_threads"):
-        _threads.set_num_threads(n)
-        method = "fastcap._threads.set_num_threads"
-    else:
-        _limits.append(threadpool_limits(limits=n, user_api="blas"))
-        method = "threadpoolctl (blas)"
-        if "numba" in sys.modules:
-            import numba
-
-            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-            method += " + numba.set_num_threads"
-    # OpenMP pools (the Cython backend's prange, Numba's omp layer) get the same count.
+    fastcap.set_num_threads(n)
     _limits.append(threadpool_limits(limits=n, user_api="openmp"))
-    return {"threads": n, "method": method + " + threadpoolctl (openmp)"}
+    return {"threads": n, "method": "fastcap.set_num_threads (blas) + threadpoolctl (openmp)"}
 
 
 def cpu_snapshot():

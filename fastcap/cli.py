@@ -52,32 +52,18 @@ def _positive_float(text):
     return value
 
 
-_THREAD_LIMITS = []  # threadpoolctl limiters kept alive for the life of the process
-
-
 def set_threads(n):
-    """Use n threads: fastcap._threads when present, else threadpoolctl's BLAS limit."""
-    if n is None:
-        return
-    try:
+    """Use n BLAS threads (fastcap.set_num_threads); None leaves the default."""
+    if n is not None:
         from . import _threads
-    except ImportError:
-        _threads = None
-    if _threads is not None and hasattr(_threads, "set_num_threads"):
-        _threads.set_num_threads(n)
-        return
-    from threadpoolctl import threadpool_limits
 
-    _THREAD_LIMITS.append(threadpool_limits(limits=n))
+        _threads.set_num_threads(n)
 
 
 def get_threads():
-    try:
-        from . import _threads
+    from . import _threads
 
-        return _threads.get_num_threads()
-    except (ImportError, AttributeError):
-        return None
+    return _threads.get_num_threads()
 
 
 def _setup_runtime(args):

@@ -6,7 +6,7 @@ the numpy backend's results for float64 to 1e-10, also for non-contiguous and
 read-only inputs (which reach the kernels as separate, read-only
 specializations); a short training run follows the same loss curve; the
 float32 math helpers are accurate; importing compiles nothing; caching and
-bounds checking are controlled as documented; thread control round-trips.
+bounds checking are controlled as documented.
 """
 import os
 import subprocess
@@ -19,7 +19,7 @@ import pytest
 numba = pytest.importorskip("numba")
 
 import fastcap  # noqa: E402
-from fastcap import _threads, optim  # noqa: E402
+from fastcap import optim  # noqa: E402
 from fastcap import rnn_layers as L  # noqa: E402
 from fastcap.gradient_check import rel_error  # noqa: E402
 
@@ -392,7 +392,7 @@ def test_float32_math_accuracy(name, apply, exact, lo, hi):
 
 
 # ----------------------------------------------------------------------------
-# compilation, caching, bounds checking, threads
+# compilation, caching, bounds checking
 
 
 def _run(code, **env):
@@ -451,30 +451,3 @@ def test_boundscheck_env_compiles_bounds_checks():
             print("IndexError")
     """, NUMBA_BOUNDSCHECK="1")
     assert out == ["IndexError"]
-
-
-def test_set_get_num_threads_round_trip():
-    before = _threads.get_num_threads()
-    try:
-        _threads.set_num_threads(1)
-        assert _threads.get_num_threads() == 1
-        from threadpoolctl import threadpool_info
-
-        assert all(i["num_threads"] == 1 for i in threadpool_info() if i["user_api"] == "blas")
-        assert numba.get_num_threads() == 1
-        _threads.set_num_threads(before)
-        assert _threads.get_num_threads() == before
-    finally:
-        _threads.set_num_threads(before)
-    for bad in (0, -1, 1.5, "2", None, True):
-        with pytest.raises(ValueError):
-            _threads.set_num_threads(bad)
-
-
-def test_num_threads_environment_variable():
-    out = _run("""
-        import fastcap._threads as t
-        from threadpoolctl import threadpool_info
-        print(t.get_num_threads(), [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
-    """, FASTCAP_NUM_THREADS="1")
-    assert out == ["1 [1]"]

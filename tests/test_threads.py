@@ -1,0 +1,79 @@
+"""fastcap.set_num_threads / get_num_threads and FASTCAP_NUM_THREADS."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from threadpoolctl import threadpool_info
+
+import fastcap
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _run(code, **env):
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], cwd=REPO,
+                         env={**os.environ, **env}, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.strip().splitlines()
+
+
+def _blas_counts():
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def test_set_get_num_threads_round_trip():
+    before = fastcap.get_num_threads()
+    try:
+        fastcap.set_num_threads(1)
+        assert fastcap.get_num_threads() == 1
+        assert _blas_counts() and all(n == 1 for n in _blas_counts())
+        fastcap.set_num_threads(2)
+        assert fastcap.get_num_threads() == 2 and all(n == 2 for n in _blas_counts())
+    finally:
+        fastcap.set_num_threads(before)
+    assert fastcap.get_num_threads() == before
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, "2", None, True])
+def test_set_num_threads_rejects(bad):
+    with pytest.raises(ValueError, match="positive integer"):
+        fastcap.set_num_threads(bad)
+
+
+def test_num_threads_environment_variable():
+    out = _run("""
+        import fastcap
+        from threadpoolctl import threadpool_info
+        print(fastcap.get_num_threads(), [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"])
+    """, FASTCAP_NUM_THREADS="1")
+    assert out == ["1 [1]"]
+
+
+def test_bad_environment_variable_names_it():
+    proc = subprocess.run([sys.executable, "-c", "import fastcap"], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "FASTCAP_NUM_THREADS": "many"}, timeout=300)
+    assert proc.returncode != 0 and "FASTCAP_NUM_THREADS='many'" in proc.stderr
+
+
+def test_numba_thread_pool_stays_down():
+    """Setting threads and running every Numba kernel never starts Numba's
+    thread pool (it would share libgomp with PyTorch and slow it down)."""
+    pytest.importorskip("numba")
+    if "numba" not in fastcap.available_backends():
+        pytest.skip("the numba backend does not load here")
+    out = _run("""
+        import numpy as np
+        import fastcap
+        from fastcap.classifiers.rnn import CaptioningRNN
+        from numba.np.ufunc import parallel
+        fastcap.set_backend("numba")
+        fastcap.set_num_threads(2)
+        words = {w: i for i, w in enumerate(["<NULL>", "<START>", "<END>", "a", "b"])}
+        model = CaptioningRNN(words, input_dim=4, wordvec_dim=3, hidden_dim=5, cell_type="lstm")
+        loss, grads = model.loss(np.ones((2, 4)), np.array([[1, 3, 2], [1, 4, 2]]))
+        model.sample(np.ones((2, 4)), max_length=3)
+        print(getattr(parallel, "_is_initialized", "unknown"))
+    """, FASTCAP_NUM_THREADS="2")
+    assert out == ["False"]

@@ -41,6 +41,16 @@ num_grad = eval_numerical_gradient_array
 LSTM_SEED = 12
 
 
+def _sequence_grads(forward, backward, args, randn):
+    """(name, numerical, analytic gradient) of every input of a sequence layer,
+    for an upstream gradient drawn with randn after the forward pass (the
+    seeds' order of draws)."""
+    out, cache = forward(**args)
+    dout = randn(*out.shape)
+    for (name, arr), grad in zip(args.items(), backward(dout, cache)):
+        yield name, num_grad(lambda v, name=name: forward(**{**args, name: v})[0], arr, dout), grad
+
+
 def test_rnn_step_forward(backend):
     N, D, H = 3, 10, 4
     x = np.linspace(-0.4, 0.7, num=N * D).reshape(N, D)
@@ -93,13 +103,9 @@ def test_rnn_backward(backend):
     N, D, T, H = 2, 3, 10, 5
     x, h0 = np.random.randn(N, T, D), np.random.randn(N, H)
     Wx, Wh, b = np.random.randn(D, H), np.random.randn(H, H), np.random.randn(H)
-    out, cache = rnn_forward(x, h0, Wx, Wh, b)
-    dout = np.random.randn(*out.shape)
-    grads = rnn_backward(dout, cache)
     args = dict(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
-    for (name, arr), grad in zip(args.items(), grads):
-        f = lambda v, name=name: rnn_forward(**{**args, name: v})[0]
-        assert rel_error(num_grad(f, arr, dout), grad) < 5e-7, name
+    for name, num, grad in _sequence_grads(rnn_forward, rnn_backward, args, np.random.randn):
+        assert rel_error(num, grad) < 5e-7, name
 
 
 def test_word_embedding_forward(backend):
@@ -265,14 +271,10 @@ def test_lstm_backward(backend):
     N, D, T, H = 2, 3, 10, 6
     x, h0 = np.random.randn(N, T, D), np.random.randn(N, H)
     Wx, Wh, b = np.random.randn(D, 4 * H), np.random.randn(H, 4 * H), np.random.randn(4 * H)
-    out, cache = lstm_forward(x, h0, Wx, Wh, b)
-    dout = np.random.randn(*out.shape)
-    grads = lstm_backward(dout, cache)
     args = dict(x=x, h0=h0, Wx=Wx, Wh=Wh, b=b)
-    for (name, arr), grad in zip(args.items(), grads):
-        f = lambda v, name=name: lstm_forward(**{**args, name: v})[0]
+    for name, num, grad in _sequence_grads(lstm_forward, lstm_backward, args, np.random.randn):
         # The seed: "around 1e-8 or less", its worst printed value 2.3e-08 (dWx).
-        assert rel_error(num_grad(f, arr, dout), grad) < 5e-8, name
+        assert rel_error(num, grad) < 5e-8, name
 
 
 def _normwise(num, grad):
@@ -287,11 +289,8 @@ def test_gradients_normwise_over_many_draws(seed):
     x, h0 = rng.randn(N, T, D), rng.randn(N, H)
     for fwd, bwd, G in ((rnn_forward, rnn_backward, H), (lstm_forward, lstm_backward, 4 * H)):
         args = dict(x=x, h0=h0, Wx=rng.randn(D, G), Wh=rng.randn(H, G), b=rng.randn(G))
-        out, cache = fwd(**args)
-        dout = rng.randn(*out.shape)
-        for (name, arr), grad in zip(args.items(), bwd(dout, cache)):
-            f = lambda v, name=name: fwd(**{**args, name: v})[0]
-            assert _normwise(num_grad(f, arr, dout), grad) < 1e-8, (fwd.__name__, name)
+        for name, num, grad in _sequence_grads(fwd, bwd, args, rng.randn):
+            assert _normwise(num, grad) < 1e-8, (fwd.__name__, name)
     word_to_idx = {"<NULL>": 0, "<START>": 1, "cat": 2, "dog": 3}
     for cell in ("rnn", "lstm"):
         model = CaptioningRNN(word_to_idx, input_dim=4, wordvec_dim=5, hidden_dim=6,

@@ -41,6 +41,11 @@ num_grad = eval_numerical_gradient_array
 LSTM_SEED = 12
 
 
+def lin(lo, hi, *shape):
+    """The seeds' inputs: np.linspace(lo, hi) over prod(shape) values, reshaped."""
+    return np.linspace(lo, hi, num=int(np.prod(shape))).reshape(shape)
+
+
 def _sequence_grads(forward, backward, args, randn):
     """(name, numerical, analytic gradient) of every input of a sequence layer,
     for an upstream gradient drawn with randn after the forward pass (the
@@ -53,11 +58,11 @@ def _sequence_grads(forward, backward, args, randn):
 
 def test_rnn_step_forward(backend):
     N, D, H = 3, 10, 4
-    x = np.linspace(-0.4, 0.7, num=N * D).reshape(N, D)
-    prev_h = np.linspace(-0.2, 0.5, num=N * H).reshape(N, H)
-    Wx = np.linspace(-0.1, 0.9, num=D * H).reshape(D, H)
-    Wh = np.linspace(-0.3, 0.7, num=H * H).reshape(H, H)
-    b = np.linspace(-0.2, 0.4, num=H)
+    x = lin(-0.4, 0.7, N, D)
+    prev_h = lin(-0.2, 0.5, N, H)
+    Wx = lin(-0.1, 0.9, D, H)
+    Wh = lin(-0.3, 0.7, H, H)
+    b = lin(-0.2, 0.4, H)
     next_h, _ = rnn_step_forward(x, prev_h, Wx, Wh, b)
     expected_next_h = np.asarray([
         [-0.58172089, -0.50182032, -0.41232771, -0.31410098],
@@ -81,11 +86,11 @@ def test_rnn_step_backward(backend):
 
 def test_rnn_forward(backend):
     N, T, D, H = 2, 3, 4, 5
-    x = np.linspace(-0.1, 0.3, num=N * T * D).reshape(N, T, D)
-    h0 = np.linspace(-0.3, 0.1, num=N * H).reshape(N, H)
-    Wx = np.linspace(-0.2, 0.4, num=D * H).reshape(D, H)
-    Wh = np.linspace(-0.4, 0.1, num=H * H).reshape(H, H)
-    b = np.linspace(-0.7, 0.1, num=H)
+    x = lin(-0.1, 0.3, N, T, D)
+    h0 = lin(-0.3, 0.1, N, H)
+    Wx = lin(-0.2, 0.4, D, H)
+    Wh = lin(-0.4, 0.1, H, H)
+    b = lin(-0.7, 0.1, H)
     h, _ = rnn_forward(x, h0, Wx, Wh, b)
     expected_h = np.asarray([
         [[-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
@@ -111,7 +116,7 @@ def test_rnn_backward(backend):
 def test_word_embedding_forward(backend):
     V, D = 5, 3
     x = np.asarray([[0, 3, 1, 2], [2, 1, 0, 3]])
-    W = np.linspace(0, 1, num=V * D).reshape(V, D)
+    W = lin(0, 1, V, D)
     out, _ = word_embedding_forward(x, W)
     expected_out = np.asarray([
         [[0., 0.07142857, 0.14285714], [0.64285714, 0.71428571, 0.78571429],
@@ -176,8 +181,8 @@ def _fixed_model(cell_type, features_range):
     model = CaptioningRNN(word_to_idx, input_dim=D, wordvec_dim=W, hidden_dim=H,
                           cell_type=cell_type, dtype=np.float64)
     for k, v in model.params.items():
-        model.params[k] = np.linspace(-1.4, 1.3, num=v.size).reshape(*v.shape)
-    features = np.linspace(*features_range, num=N * D).reshape(N, D)
+        model.params[k] = lin(-1.4, 1.3, *v.shape)
+    features = lin(*features_range, N, D)
     captions = (np.arange(N * T) % V).reshape(N, T)
     return model.loss(features, captions)[0]
 
@@ -210,12 +215,12 @@ def test_captioning_model_gradients(backend, cell_type):
 
 def test_lstm_step_forward(backend):
     N, D, H = 3, 4, 5
-    x = np.linspace(-0.4, 1.2, num=N * D).reshape(N, D)
-    prev_h = np.linspace(-0.3, 0.7, num=N * H).reshape(N, H)
-    prev_c = np.linspace(-0.4, 0.9, num=N * H).reshape(N, H)
-    Wx = np.linspace(-2.1, 1.3, num=4 * D * H).reshape(D, 4 * H)
-    Wh = np.linspace(-0.7, 2.2, num=4 * H * H).reshape(H, 4 * H)
-    b = np.linspace(0.3, 0.7, num=4 * H)
+    x = lin(-0.4, 1.2, N, D)
+    prev_h = lin(-0.3, 0.7, N, H)
+    prev_c = lin(-0.4, 0.9, N, H)
+    Wx = lin(-2.1, 1.3, D, 4 * H)
+    Wh = lin(-0.7, 2.2, H, 4 * H)
+    b = lin(0.3, 0.7, 4 * H)
     next_h, next_c, _ = lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
     expected_next_h = np.asarray([
         [0.24635157, 0.28610883, 0.32240467, 0.35525807, 0.38474904],
@@ -249,11 +254,11 @@ def test_lstm_step_backward(backend):
 
 def test_lstm_forward(backend):
     N, D, H, T = 2, 5, 4, 3
-    x = np.linspace(-0.4, 0.6, num=N * T * D).reshape(N, T, D)
-    h0 = np.linspace(-0.4, 0.8, num=N * H).reshape(N, H)
-    Wx = np.linspace(-0.2, 0.9, num=4 * D * H).reshape(D, 4 * H)
-    Wh = np.linspace(-0.3, 0.6, num=4 * H * H).reshape(H, 4 * H)
-    b = np.linspace(0.2, 0.7, num=4 * H)
+    x = lin(-0.4, 0.6, N, T, D)
+    h0 = lin(-0.4, 0.8, N, H)
+    Wx = lin(-0.2, 0.9, D, 4 * H)
+    Wh = lin(-0.3, 0.6, H, 4 * H)
+    b = lin(0.2, 0.7, 4 * H)
     h, _ = lstm_forward(x, h0, Wx, Wh, b)
     expected_h = np.asarray([
         [[0.01764008, 0.01823233, 0.01882671, 0.0194232],

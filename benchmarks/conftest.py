@@ -22,7 +22,7 @@ import pytest
 
 import fastcap
 from fastcap import _backend
-from fastcap.bench import apply_threads, cpu_snapshot, default_threads, environment_info
+from fastcap.bench import apply_threads, cpu_snapshot, default_threads, environment_info, gemm_probe
 
 BACKENDS = ("numpy", "numba", "cython")
 PEERS = ("cs231n", "torch")
@@ -30,6 +30,7 @@ THREADS_ENV = "FASTCAP_BENCH_THREADS"
 
 _threads = {}  # what apply_threads reported
 _start = {}  # cpu_snapshot() when the session began
+_probes = {}  # gemm_probe() at the start and at the end of the session
 
 
 def bench_threads():
@@ -39,6 +40,8 @@ def bench_threads():
 
 def pytest_configure(config):
     _threads.update(apply_threads(bench_threads()))
+    if config.getoption("benchmark_disable", False) is False:
+        _probes["start"] = gemm_probe(_threads["threads"])
     _start.update(cpu_snapshot())
 
 
@@ -49,7 +52,9 @@ def pytest_report_header(config):
 
 
 def pytest_benchmark_update_json(config, benchmarks, output_json):
-    output_json["fastcap_environment"] = environment_info(_threads, since=_start or None)
+    if "start" in _probes:
+        _probes["end"] = gemm_probe(_threads["threads"])
+    output_json["fastcap_environment"] = environment_info(_threads, since=_start or None, probes=_probes)
 
 
 def require_backend(name):

@@ -29,6 +29,7 @@ import sys
 import time
 
 __all__ = ["main", "apply_threads", "default_threads", "environment_info", "cpu_snapshot", "contention",
+           "gemm_probe", "probe_verdict",
            "write_report"]
 
 PROG = "fastcap bench"
@@ -86,6 +87,49 @@ def cpu_snapshot():
     return snap
 
 
+def gemm_probe(threads, size=1024, repeats=3):
+    """GFLOP/s of a size**3 float32 GEMM at 1 thread and at `threads` (best of `repeats`).
+
+    A host that gives this machine less than its cores shows up here: the
+    all-threads figure falls toward the 1-thread one (seen on this project's
+    2-core VM: 70 GFLOP/s with 2 threads in a quiet hour, 30 in a busy one,
+    with /proc/stat showing nothing).
+    """
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
+    out = np.empty_like(a)
+    flop = 2.0 * size**3
+    result = {}
+    for n in sorted({1, int(threads)}):
+        with threadpool_limits(limits=n, user_api="blas"):
+            np.dot(a, a, out=out)
+            best = float("inf")
+            for _ in range(repeats):
+                t = time.perf_counter()
+                np.dot(a, a, out=out)
+                best = min(best, time.perf_counter() - t)
+        result[str(n)] = round(flop / best / 1e9, 1)
+    return result
+
+
+def probe_verdict(start, end, threads):
+    """None if both probes look like a machine with its cores to itself, else why not."""
+    why = []
+    for when, probe in (("start", start), ("end", end)):
+        if not probe:
+            continue
+        one, all_ = probe.get("1"), probe.get(str(threads))
+        if threads >= 2 and one and all_ and all_ < 1.4 * one:
+            why.append(f"at the {when}, {threads} threads ran the GEMM only {all_ / one:.2f}x as fast as 1")
+    if start and end and start.get(str(threads)) and end.get(str(threads)):
+        a, b = start[str(threads)], end[str(threads)]
+        if abs(a - b) > 0.25 * max(a, b):
+            why.append(f"the {threads}-thread GEMM ran at {a:g} GFLOP/s at the start and {b:g} at the end")
+    return "; ".join(why) or None
+
+
 def contention(start, end):
     """{'wall_s', 'own_cores', 'other_cores'}: average cores busy with this run / with other processes."""
     wall = max(end["wall"] - start["wall"], 1e-9)
@@ -126,9 +170,10 @@ def _cpu_flags():
     return None
 
 
-def environment_info(threads=None, since=None):
+def environment_info(threads=None, since=None, probes=None):
     """What a measurement ran with: machine, versions, BLAS, threads (a JSON-able dict).
-    ``since``: a cpu_snapshot() from the start of the run, to report contention."""
+    ``since``: a cpu_snapshot() from the start of the run, to report contention;
+    ``probes``: {"start": gemm_probe(...), "end": gemm_probe(...)}."""
     import fastcap
     from fastcap import _backend
 
@@ -154,16 +199,15 @@ def environment_info(threads=None, since=None):
     }
     if since is not None:
         info["contention"] = contention(since, cpu_snapshot())
+    if probes:
+        info["gemm_probe"] = dict(probes)
     cy = sys.modules.get("fastcap._kernels.cython_backend")
     info["cython_module"] = getattr(cy, "__file__", None) if cy is not None else None
     if "numba" in sys.modules:
-        import numba
+        # Reported without starting it (numba.get_num_threads() would).
+        from numba.np.ufunc import parallel
 
-        info["numba_threads"] = numba.get_num_threads()
-        try:
-            info["numba_threading_layer"] = numba.threading_layer()
-        except ValueError:  # no parallel region has run yet
-            info["numba_threading_layer"] = "not initialised (no parallel kernel ran)"
+        info["numba_pool_started"] = bool(getattr(parallel, "_is_initialized", False))
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
         info["torch_threads"] = torch.get_num_threads()
@@ -225,11 +269,8 @@ def _env_lines(env, meta):
         f"{env.get('platform')}"),
         f"- Threads: fastcap {t.get('threads')} (set with {t.get('method')}); PyTorch "
         f"{env.get('torch_threads', t.get('torch_threads', 'not loaded'))}"
-        + (f"; Numba {env['numba_threads']} (threading layer {env.get('numba_threading_layer')}"
-           + (", chosen by benchmarks/conftest.py: Numba's OpenMP pool slows PyTorch's OpenMP in the "
-              "same process 5-6x, and fastcap's Numba kernels are serial" if t.get("numba_threading_layer_set")
-              else "") + ")"
-           if "numba_threads" in env else ""),
+        + ("; Numba's thread pool: started (fastcap's kernels do not use it)" if env.get("numba_pool_started")
+           else "; Numba's thread pool: never started" if "numba_pool_started" in env else ""),
         (f"- Versions: Python {env.get('python')}, fastcap {v.get('fastcap')}, NumPy {v.get('numpy')}, "
         f"Numba {v.get('numba')}, Cython {v.get('cython')} (compiled fastcap module: "
         f"{'present' if env.get('cython_module') else 'absent'}), PyTorch {v.get('torch') or 'not installed'}"),
@@ -249,6 +290,15 @@ def _env_lines(env, meta):
                      f"during the {busy['wall_s']:.0f} s run"
                      + (" (**the machine was not quiet: these numbers are disturbed**)" if load > 0.2 else
                         " (a quiet machine)"))
+    probes = env.get("gemm_probe") or {}
+    if probes:
+        n = (env.get("threads") or {}).get("threads") or 1
+        fmt = " / ".join(f"{k} thread{'s' if k != '1' else ''} {v:g}" for k, v in (probes.get("start") or {}).items())
+        fmt_end = " / ".join(f"{k}: {v:g}" for k, v in (probes.get("end") or {}).items())
+        verdict = probe_verdict(probes.get("start"), probes.get("end"), int(n))
+        lines.append(f"- GEMM probe (1024^3 float32, GFLOP/s, best of 3): at the start {fmt}; at the end "
+                     f"{fmt_end}" + (f" (**the host did not give this run its cores: {verdict}**)" if verdict
+                                     else " (steady, every thread had a core)"))
     missing = env.get("backends_unavailable") or {}
     lines.append(f"- fastcap backends measured: {', '.join(env.get('backends_available', []))}"
                  + "".join(f"; `{k}` unavailable: {r}" for k, r in missing.items()))
@@ -343,6 +393,54 @@ def _firstcall_table(groups):
     return lines + [""]
 
 
+# The speed targets the suite tracks: (label, kind, group, other impl, at least).
+# Training and sampling compare the whole step; kernels the summed medians of
+# the listed groups (the LSTM cell target counts forward plus backward).
+TARGETS = [
+    *[(f"train {c} N={n} vs fastcap numpy", "train", [f"train {c} N={n}"], "numpy", 2.5)
+      for c in ("rnn", "lstm") for n in (25, 100)],
+    *[(f"train {c} N={n} vs PyTorch", "train", [f"train {c} N={n}"], "torch", 1.5 if c == "rnn" else 1.0)
+      for c in ("rnn", "lstm") for n in (25, 100)],
+    *[(f"sample {c} batch={n} vs PyTorch", "sample", [f"sample {c} batch={n}"], "torch", 5.0 if n == 1 else 1.0)
+      for c in ("rnn", "lstm") for n in (1, 100)],
+    ("embedding_backward N=100 vs fastcap numpy", "kernel", ["kernel embedding_backward N=100"], "numpy", 20.0),
+    ("softmax_loss N=100 vs fastcap numpy", "kernel", ["kernel softmax_loss N=100"], "numpy", 3.0),
+    ("LSTM cell forward + backward N=100 vs fastcap numpy", "kernel",
+     ["kernel lstm_cell_forward N=100", "kernel lstm_cell_backward N=100"], "numpy", 3.0),
+    ("adam_update vs fastcap numpy", "kernel", ["kernel adam_update 512x2048"], "numpy", 3.0),
+]
+
+
+def target_rows(kinds):
+    """[(label, target, {backend: ratio or None})] for every target of TARGETS the run measured."""
+    rows = []
+    for label, kind, groups, other, target in TARGETS:
+        found = [kinds.get(kind, {}).get(g) for g in groups]
+        if not all(found) or not all(other in g for g in found):
+            continue
+        ratios = {}
+        for be in BACKENDS[1:]:
+            if all(be in g for g in found):
+                ratios[be] = sum(_median(g[other]) for g in found) / sum(_median(g[be]) for g in found)
+        rows.append((label, target, ratios))
+    return rows
+
+
+def _targets_table(kinds):
+    rows = target_rows(kinds)
+    if not rows:
+        return []
+    compiled = [be for be in BACKENDS[1:] if any(be in r for _, _, r in rows)]
+    lines = ["## Targets", "", "Each target as a ratio from this run (the other's median over the "
+             "backend's; met when at least the target).", "",
+             "| target | at least | " + " | ".join(compiled) + " |", "|---|---:|" + "---:|" * len(compiled)]
+    for label, target, ratios in rows:
+        cells = [("–" if be not in ratios else
+                  f"{ratios[be]:.2f}x " + ("met" if ratios[be] >= target else "**not met**")) for be in compiled]
+        lines.append(f"| {label} | {target:g}x | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def report_markdown(data, meta=None):
     meta = meta or data.get("fastcap_bench_meta") or {}
     env = data.get("fastcap_environment") or {}
@@ -352,6 +450,7 @@ def report_markdown(data, meta=None):
              "(16 scored steps, lengths drawn from the Flickr8k table), float32. All ratios are "
              "ratios of medians from this one run."), ""]
     lines += _env_lines(env, meta) + [""]
+    lines += _targets_table(kinds)
     lines += _step_tables(kinds.get("train", {}), "Training step",
                           "One training step: `model.loss` on a minibatch and an Adam update of every "
                           "parameter (as CaptioningSolver.step). Peers: the CS231n-style NumPy solution "

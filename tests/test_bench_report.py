@@ -1,0 +1,61 @@
+"""The benchmark report's arithmetic (fastcap.bench), on made-up results:
+ratios, the targets table and the host-probe verdict. The suite itself runs
+with `fastcap bench` (benchmarks/, outside the normal test run)."""
+import json
+
+import pytest
+
+from fastcap import bench
+
+
+def _b(kind, group, impl, median):
+    return {"group": group, "stats": {"median": median}, "extra_info": {"kind": kind, "impl": impl}}
+
+
+def _data():
+    medians = {  # seconds
+        ("train", "train lstm N=100"): {"numpy": 0.30, "numba": 0.20, "cython": 0.25, "torch": 0.34},
+        ("train", "train rnn N=100"): {"numpy": 0.12, "numba": 0.10, "torch": 0.16},
+        ("sample", "sample rnn batch=1"): {"numba": 0.003, "torch": 0.0105},
+        ("kernel", "kernel lstm_cell_forward N=100"): {"numpy": 0.004, "numba": 0.001},
+        ("kernel", "kernel lstm_cell_backward N=100"): {"numpy": 0.002, "numba": 0.001},
+    }
+    return {"benchmarks": [_b(k, g, i, m) for (k, g), by in medians.items() for i, m in by.items()]}
+
+
+def test_target_rows_are_ratios_of_this_runs_medians():
+    rows = {label: (target, ratios) for label, target, ratios in
+            bench.target_rows(bench._collect(_data()["benchmarks"]))}
+    assert rows["train lstm N=100 vs fastcap numpy"] == (2.5, pytest.approx({"numba": 1.5, "cython": 1.2}))
+    assert rows["train lstm N=100 vs PyTorch"] == (1.0, pytest.approx({"numba": 1.7, "cython": 1.36}))
+    assert rows["train rnn N=100 vs PyTorch"] == (1.5, pytest.approx({"numba": 1.6}))
+    assert rows["sample rnn batch=1 vs PyTorch"] == (5.0, pytest.approx({"numba": 3.5}))
+    # forward and backward summed: (4 + 2) / (1 + 1)
+    assert rows["LSTM cell forward + backward N=100 vs fastcap numpy"] == (3.0, pytest.approx({"numba": 3.0}))
+    assert "train rnn N=25 vs PyTorch" not in rows  # not measured: no row, not a made-up one
+
+
+def test_report_states_met_and_not_met(tmp_path):
+    path = tmp_path / "benchmark.json"
+    path.write_text(json.dumps(_data()))
+    text = bench.report_markdown(json.loads(path.read_text()))
+    line = next(x for x in text.splitlines() if x.startswith("| train lstm N=100 vs fastcap numpy"))
+    assert "1.50x **not met**" in line and "1.20x **not met**" in line
+    line = next(x for x in text.splitlines() if x.startswith("| LSTM cell forward + backward"))
+    assert "3.00x met" in line
+
+
+@pytest.mark.parametrize("start, end, flagged", [
+    ({"1": 36.0, "2": 70.0}, {"1": 35.0, "2": 68.0}, None),
+    ({"1": 36.0, "2": 31.0}, {"1": 35.0, "2": 68.0}, "only 0.86x as fast"),
+    ({"1": 36.0, "2": 70.0}, {"1": 35.0, "2": 50.0}, "70 GFLOP/s at the start and 50 at the end"),
+])
+def test_probe_verdict(start, end, flagged):
+    verdict = bench.probe_verdict(start, end, 2)
+    assert verdict is None if flagged is None else flagged in verdict
+
+
+def test_gemm_probe_measures_each_thread_count():
+    probe = bench.gemm_probe(2, size=64, repeats=1)
+    assert set(probe) == {"1", "2"} and all(v > 0 for v in probe.values())
+    assert set(bench.gemm_probe(1, size=64, repeats=1)) == {"1"}

@@ -2,6 +2,12 @@
 lists the compiled extensions (the Cython backend) and how to build them, so
 that adding a kernel module is adding one entry to CYTHON_MODULES.
 
+The Cython backend is built twice from one source: ``cython_backend`` for the
+compiler's default target (x86-64 baseline: SSE2) and, where the compiler
+takes ``-mavx2 -mfma``, ``cython_backend_avx2`` (a one-line .pyx that includes
+it). ``fastcap._backend`` loads the AVX2 build when the CPU has AVX2 and FMA,
+so one installation runs everywhere and uses 8-wide vectors where it can.
+
 Build switches (environment variables read at build time):
 
 * ``FASTCAP_CYTHON_DEBUG=1``: compile with Cython's boundscheck, wraparound
@@ -29,8 +35,16 @@ import textwrap
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# Dotted module names of the .pyx sources under fastcap/_kernels/.
-CYTHON_MODULES = ["fastcap._kernels.cython_backend"]
+# Dotted module names of the .pyx sources under fastcap/_kernels/ -> the
+# instruction set they are compiled for (ISA_FLAGS; "baseline": the compiler's
+# default target).
+CYTHON_MODULES = {
+    "fastcap._kernels.cython_backend": "baseline",
+    "fastcap._kernels.cython_backend_avx2": "avx2",
+}
+# -ffp-contract=off: no fused multiply-adds, so every build rounds alike.
+ISA_FLAGS = {"baseline": [], "avx2": ["-mavx2", "-mfma", "-ffp-contract=off"]}
+ISA_MACROS = {"baseline": [], "avx2": [("FASTCAP_AVX2_BUILD", "1")]}
 
 
 def _flag(name, default="0"):
@@ -111,10 +125,27 @@ class BuildExt(build_ext):
                       "backend is built single-threaded.")
         return compile_args, link_args
 
+    def _isa_builds(self):
+        """The extensions whose instruction set this compiler can target (all
+        but baseline are optional; a -march=native build makes them moot)."""
+        keep = []
+        for ext in self.extensions:
+            isa = CYTHON_MODULES.get(ext.name, "baseline")
+            if isa == "baseline" or (not NATIVE and self.compiler.compiler_type != "msvc"
+                                     and self._compiles(_PROBE_PLAIN, ISA_FLAGS[isa])):
+                ext.extra_compile_args = list(ext.extra_compile_args or []) + ISA_FLAGS[isa]
+                keep.append(ext)
+            else:
+                print(f"fastcap: not building {ext.name} ({isa} build: "
+                      f"{'-march=native already' if NATIVE else 'the compiler does not target it'})")
+                self._discard_output(ext)
+        return keep
+
     def build_extensions(self):
         compile_args, link_args = self._probe_flags()
         print(f"fastcap: building the Cython backend (debug={DEBUG}) with extra flags "
               f"{compile_args or 'none'}")
+        self.extensions[:] = self._isa_builds()
         for ext in self.extensions:
             if "-march=native" in compile_args:
                 ext.define_macros = list(ext.define_macros or []) + [("FASTCAP_NATIVE_BUILD", "1")]
@@ -178,9 +209,10 @@ def extensions():
         Extension(
             name,
             [name.replace(".", "/") + ".pyx"],
-            define_macros=[("FASTCAP_DEBUG_BUILD", "1" if DEBUG else "0")],
+            define_macros=[("FASTCAP_DEBUG_BUILD", "1" if DEBUG else "0"), *ISA_MACROS[isa]],
+            depends=["fastcap/_kernels/cython_backend.pyx"],
         )
-        for name in CYTHON_MODULES
+        for name, isa in CYTHON_MODULES.items()
     ]
 
 

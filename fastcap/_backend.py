@@ -29,6 +29,13 @@ AUTO_ORDER = ("numba", "cython", "numpy")
 VALID_NAMES = tuple(_BACKENDS) + ("auto",)
 ENV_VAR = "FASTCAP_BACKEND"
 
+# Builds of a backend for CPUs with more instructions than the baseline:
+# name -> (variant module, predicate of the baseline module saying the CPU can
+# run it). setup.py builds the variant where the compiler can; it computes the
+# same results (see cython_backend_avx2.pyx).
+_VARIANTS = {"cython": ("fastcap._kernels.cython_backend_avx2", "cpu_has_avx2_fma")}
+ISA_ENV_VAR = "FASTCAP_CYTHON_ISA"  # auto (default) | baseline | avx2
+
 
 class BackendUnavailableError(ImportError):
     """A known backend that cannot be loaded on this installation."""
@@ -67,12 +74,39 @@ def load(name):
         raise BackendUnavailableError(
             f"fastcap backend {name!r} is not available ({exc}): {hint}"
         ) from exc
+    if name in _VARIANTS:
+        module = _variant(name, module)
+        module_name = module.__name__
     missing = [k for k in KERNEL_NAMES if not callable(getattr(module, k, None))]
     if missing:
         raise RuntimeError(f"backend {name!r} ({module_name}) lacks kernels: {', '.join(missing)}")
-    kernels = types.SimpleNamespace(name=name, **{k: getattr(module, k) for k in KERNEL_NAMES})
+    kernels = types.SimpleNamespace(name=name, module=module,
+                                    **{k: getattr(module, k) for k in KERNEL_NAMES})
     _loaded[name] = kernels
     return kernels
+
+
+def _variant(name, baseline):
+    """The build of backend `name` to use on this CPU: the variant when it is
+    built and the CPU runs it, else the baseline module (FASTCAP_CYTHON_ISA
+    forces one; asking for a variant that cannot run raises)."""
+    choice = os.environ.get(ISA_ENV_VAR, "").strip().lower() or "auto"
+    if choice not in ("auto", "baseline", "avx2"):
+        raise ValueError(f"{ISA_ENV_VAR} must be auto, baseline or avx2, got {choice!r}")
+    if choice == "baseline" or (choice == "auto" and getattr(baseline, "BUILD_INFO", {}).get("native")):
+        return baseline
+    module_name, predicate = _VARIANTS[name]
+    try:
+        variant = importlib.import_module(module_name)
+    except ImportError as exc:
+        if choice == "auto":
+            return baseline
+        raise BackendUnavailableError(f"{ISA_ENV_VAR}={choice} but {module_name} is not built ({exc})") from exc
+    if not getattr(baseline, predicate)():
+        if choice == "auto":
+            return baseline
+        raise BackendUnavailableError(f"{ISA_ENV_VAR}={choice} but this CPU lacks AVX2 or FMA")
+    return variant
 
 
 def available_backends():

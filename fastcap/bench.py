@@ -201,8 +201,9 @@ def environment_info(threads=None, since=None, probes=None):
         info["contention"] = contention(since, cpu_snapshot())
     if probes:
         info["gemm_probe"] = dict(probes)
-    cy = sys.modules.get("fastcap._kernels.cython_backend")
-    info["cython_module"] = getattr(cy, "__file__", None) if cy is not None else None
+    cy = getattr(_backend._loaded.get("cython"), "module", None)  # the build in use
+    info["cython_module"] = getattr(cy, "__file__", None)
+    info["cython_build"] = dict(getattr(cy, "BUILD_INFO", None) or {}) or None
     if "numba" in sys.modules:
         # Reported without starting it (numba.get_num_threads() would).
         from numba.np.ufunc import parallel
@@ -273,7 +274,7 @@ def _env_lines(env, meta):
            else "; Numba's thread pool: never started" if "numba_pool_started" in env else ""),
         (f"- Versions: Python {env.get('python')}, fastcap {v.get('fastcap')}, NumPy {v.get('numpy')}, "
         f"Numba {v.get('numba')}, Cython {v.get('cython')} (compiled fastcap module: "
-        f"{'present' if env.get('cython_module') else 'absent'}), PyTorch {v.get('torch') or 'not installed'}"),
+        f"{_cython_build(env)}), PyTorch {v.get('torch') or 'not installed'}"),
     ]
     for p in env.get("threadpools") or []:
         lines.append(
@@ -303,6 +304,13 @@ def _env_lines(env, meta):
     lines.append(f"- fastcap backends measured: {', '.join(env.get('backends_available', []))}"
                  + "".join(f"; `{k}` unavailable: {r}" for k, r in missing.items()))
     return lines
+
+
+def _cython_build(env):
+    if not env.get("cython_module"):
+        return "absent"
+    isa = (env.get("cython_build") or {}).get("isa")
+    return f"the {isa} build" if isa else "present"
 
 
 def _step_tables(groups, title, what):

@@ -8,6 +8,8 @@ training run) against numpy. Here:
   parity table is rerun with the threshold forced to 0);
 * the backend's own tanh/sigmoid/exp are accurate to a few ulp;
 * the kernels take read-only arrays (const memoryviews);
+* the AVX2 build computes the baseline build's results bit for bit, and the
+  backend loads it on a CPU that has AVX2 and FMA (FASTCAP_CYTHON_ISA forces);
 * the extension's build switches are visible in BUILD_INFO, and a debug build
   (FASTCAP_CYTHON_DEBUG=1) raises IndexError where a normal one would corrupt
   memory;
@@ -35,15 +37,33 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.fixture(scope="module")
 def cy():
-    """The compiled module; skipped (failed in CI) when it is not built."""
+    """The compiled module the cython backend uses here (the AVX2 build on a
+    CPU that has it); skipped (failed in CI) when it is not built."""
     if "cython" not in fastcap.available_backends():
         why = _backend.unavailable_reasons().get("cython")
         if REQUIRE_ALL:
             pytest.fail(f"the cython backend is unavailable in CI: {why}")
         pytest.skip(f"the cython backend is not built here: {why}")
-    from fastcap._kernels import cython_backend
+    return _backend.load("cython").module
 
-    return cython_backend
+
+@pytest.fixture(scope="module")
+def both_builds(cy):
+    """(baseline module, AVX2 module), where this machine builds and runs both."""
+    from fastcap._kernels import cython_backend as baseline
+
+    if baseline.BUILD_INFO["native"]:
+        pytest.skip("a -march=native build has no AVX2 variant")
+    try:
+        from fastcap._kernels import cython_backend_avx2 as avx2
+    except ImportError as exc:
+        # Built wherever the compiler targets x86-64 AVX2 (CI's does).
+        if REQUIRE_ALL and baseline.cpu_has_avx2_fma():
+            pytest.fail(f"the AVX2 build of the cython backend is missing in CI: {exc}")
+        pytest.skip(f"no AVX2 build here: {exc}")
+    if not baseline.cpu_has_avx2_fma():
+        pytest.skip("this CPU cannot run the AVX2 build")
+    return baseline, avx2
 
 
 def test_threaded_paths_match_reference(cy):
@@ -102,8 +122,37 @@ def test_tanh_sigmoid_exp_accuracy(cy, dtype, tol):
 
 
 def test_build_info(cy):
-    assert set(cy.BUILD_INFO) == {"debug", "native", "openmp"}
-    assert all(isinstance(v, bool) for v in cy.BUILD_INFO.values())
+    info = dict(cy.BUILD_INFO)
+    assert info.pop("isa") in ("baseline", "avx2", "native")
+    assert set(info) == {"debug", "native", "openmp"}
+    assert all(isinstance(v, bool) for v in info.values())
+
+
+def test_isa_builds_give_bitwise_equal_results(both_builds):
+    """The AVX2 build (8-wide, no fused multiply-adds) and the baseline build
+    compute every parity case, both dtypes, to the same bits."""
+    baseline, avx2 = both_builds
+    assert (baseline.BUILD_INFO["isa"], avx2.BUILD_INFO["isa"]) == ("baseline", "avx2")
+    for name, kernel, build, written, _ in CASES:
+        for dims in SHAPES:
+            for dtype in (np.float32, np.float64):
+                args = build(np.random.default_rng(3), dtype, **dims)
+                (r1, outs1), (r2, outs2) = run(baseline, kernel, args, written), run(avx2, kernel, args, written)
+                assert r1 == r2 or (r1 != r1 and r2 != r2), (name, dims, dtype)
+                for a, b in zip(outs1, outs2):
+                    np.testing.assert_array_equal(a, b, err_msg=f"{name} {dims} {dtype.__name__}")
+
+
+def test_backend_loads_the_build_for_this_cpu(both_builds):
+    assert _backend.load("cython").module is both_builds[1]
+    code = "from fastcap import _backend; print(_backend.load('cython').module.BUILD_INFO['isa'])"
+    for choice, isa in (("baseline", "baseline"), ("avx2", "avx2"), ("auto", "avx2"), ("", "avx2")):
+        out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                             env={**os.environ, _backend.ISA_ENV_VAR: choice}, timeout=300)
+        assert out.returncode == 0 and out.stdout.split() == [isa], (choice, out.stderr)
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         env={**os.environ, _backend.ISA_ENV_VAR: "sse9"}, timeout=300)
+    assert out.returncode != 0 and "FASTCAP_CYTHON_ISA must be auto, baseline or avx2" in out.stderr
 
 
 def test_debug_build_checks_bounds(cy):

@@ -12,6 +12,11 @@
 #   first. Arguments are marked ``# IN`` / ``# OUT`` / ``# IN/OUT`` (updated in
 #   place). The fused ``def`` picks the float32 or float64 specialization from
 #   the first array's dtype (about a microsecond per call).
+# * Two builds of this file: ``cython_backend`` for the compiler's default
+#   target and ``cython_backend_avx2`` (``-mavx2 -mfma -ffp-contract=off``),
+#   which fastcap._backend loads on a CPU with AVX2 and FMA. Same bits out
+#   (no contraction), twice the vector width: the LSTM cell runs about 1.3x
+#   and the softmax loss 1.2x faster. ``BUILD_INFO["isa"]`` says which it is.
 # * Kernels trust their inputs (the public layers validated shapes, dtypes and
 #   index ranges). ``setup.py`` compiles with boundscheck, wraparound and
 #   initializedcheck off; ``FASTCAP_CYTHON_DEBUG=1`` at build time turns them
@@ -70,6 +75,20 @@ cdef extern from *:
     #ifndef FASTCAP_NATIVE_BUILD
     #define FASTCAP_NATIVE_BUILD 0
     #endif
+    #ifndef FASTCAP_AVX2_BUILD
+    #define FASTCAP_AVX2_BUILD 0
+    #endif
+
+    /* Whether this CPU (and OS) can run the AVX2 + FMA build of this module. */
+    static int fastcap_cpu_has_avx2_fma(void)
+    {
+    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    #else
+        return 0;
+    #endif
+    }
     #ifdef _OPENMP
     #define FASTCAP_OPENMP 1
     #else
@@ -137,17 +156,26 @@ cdef extern from *:
     double _exp_nonpos_d "fastcap_exp_nonpos_d"(double x) noexcept nogil
     int FASTCAP_DEBUG_BUILD
     int FASTCAP_NATIVE_BUILD
+    int FASTCAP_AVX2_BUILD
     int FASTCAP_OPENMP
+    int fastcap_cpu_has_avx2_fma() noexcept nogil
 
 BUILD_INFO = {
     "debug": bool(FASTCAP_DEBUG_BUILD),  # boundscheck/wraparound/initializedcheck on
     "native": bool(FASTCAP_NATIVE_BUILD),  # -march=native: for the build machine's CPU only
+    "isa": "native" if FASTCAP_NATIVE_BUILD else "avx2" if FASTCAP_AVX2_BUILD else "baseline",
     "openmp": bool(FASTCAP_OPENMP),  # compiled with OpenMP (prange can run threads)
 }
 
 # Parallel loops (prange) run threads only above this many elements of work
 # (rows times row length). Default: never (see "Threads" above).
 cdef Py_ssize_t _PARALLEL_MIN = 1 << 62
+
+
+def cpu_has_avx2_fma():
+    """Whether this CPU and OS run AVX2 and FMA instructions (the
+    cython_backend_avx2 build); fastcap._backend asks before loading it."""
+    return bool(fastcap_cpu_has_avx2_fma())
 
 
 def _set_parallel_min(Py_ssize_t n):

@@ -88,7 +88,8 @@ def cpu_snapshot():
 
 
 def gemm_probe(threads, size=1024, repeats=3):
-    """GFLOP/s of a size**3 float32 GEMM at 1 thread and at `threads` (best of `repeats`).
+    """GFLOP/s of a size**3 float32 GEMM at 1 thread and at `threads` (best of
+    `repeats`), and the GB/s of a vector-matrix product over 8 MB ("gemv_GBps").
 
     A host that gives this machine less than its cores shows up here: the
     all-threads figure falls toward the 1-thread one (seen on this project's
@@ -111,6 +112,18 @@ def gemm_probe(threads, size=1024, repeats=3):
                 np.dot(a, a, out=out)
                 best = min(best, time.perf_counter() - t)
         result[str(n)] = round(flop / best / 1e9, 1)
+    # Memory: a vector times an 8 MB matrix (batch-1 decoding's kind of work)
+    # reads every weight once, at the bandwidth the host grants.
+    w = np.ones((2048, 1024), dtype=np.float32)
+    v, y = np.ones((1, 2048), dtype=np.float32), np.empty((1, 1024), dtype=np.float32)
+    with threadpool_limits(limits=int(threads), user_api="blas"):
+        np.dot(v, w, out=y)
+        best = float("inf")
+        for _ in range(3 * repeats):
+            t = time.perf_counter()
+            np.dot(v, w, out=y)
+            best = min(best, time.perf_counter() - t)
+    result["gemv_GBps"] = round(w.nbytes / best / 1e9, 1)
     return result
 
 
@@ -294,12 +307,17 @@ def _env_lines(env, meta):
     probes = env.get("gemm_probe") or {}
     if probes:
         n = (env.get("threads") or {}).get("threads") or 1
-        fmt = " / ".join(f"{k} thread{'s' if k != '1' else ''} {v:g}" for k, v in (probes.get("start") or {}).items())
-        fmt_end = " / ".join(f"{k}: {v:g}" for k, v in (probes.get("end") or {}).items())
+        def fmt(probe):
+            gflops = " / ".join(f"{k} thread{'s' if k != '1' else ''} {v:g}" for k, v in (probe or {}).items()
+                                if k.isdigit())
+            gemv = (probe or {}).get("gemv_GBps")
+            return gflops + (f" GFLOP/s, 8 MB vector-matrix product {gemv:g} GB/s" if gemv else " GFLOP/s")
+
         verdict = probe_verdict(probes.get("start"), probes.get("end"), int(n))
-        lines.append(f"- GEMM probe (1024^3 float32, GFLOP/s, best of 3): at the start {fmt}; at the end "
-                     f"{fmt_end}" + (f" (**the host did not give this run its cores: {verdict}**)" if verdict
-                                     else " (steady, every thread had a core)"))
+        lines.append(f"- Host probe (1024^3 float32 GEMM, best of 3): at the start {fmt(probes.get('start'))}; "
+                     f"at the end {fmt(probes.get('end'))}"
+                     + (f" (**the host did not give this run its cores: {verdict}**)" if verdict
+                        else " (steady, every thread had a core)"))
     missing = env.get("backends_unavailable") or {}
     lines.append(f"- fastcap backends measured: {', '.join(env.get('backends_available', []))}"
                  + "".join(f"; `{k}` unavailable: {r}" for k, r in missing.items()))

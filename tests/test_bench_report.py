@@ -57,5 +57,5 @@ def test_probe_verdict(start, end, flagged):
 
 def test_gemm_probe_measures_each_thread_count():
     probe = bench.gemm_probe(2, size=64, repeats=1)
-    assert set(probe) == {"1", "2"} and all(v > 0 for v in probe.values())
-    assert set(bench.gemm_probe(1, size=64, repeats=1)) == {"1"}
+    assert set(probe) == {"1", "2", "gemv_GBps"} and all(v > 0 for v in probe.values())
+    assert set(bench.gemm_probe(1, size=64, repeats=1)) == {"1", "gemv_GBps"}

@@ -178,8 +178,9 @@ def _word_projection(idx, W_embed, Wx, b):
     then runs both gradient GEMMs on U rows instead of P.
     """
     words, inverse = np.unique(idx, return_inverse=True)
+    inverse = inverse.reshape(-1).astype(np.intp, copy=False)  # the kernels' index type
     x = _embed(words, W_embed)  # (U, W)
-    xw = _embed(inverse.astype(np.intp, copy=False), _input_projection(x, Wx, b))  # (P, G)
+    xw = _embed(inverse, _input_projection(x, Wx, b))  # (P, G)
     return xw, WordProjection(words, inverse, x, Wx, W_embed.shape[0])
 
 

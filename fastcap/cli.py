@@ -69,7 +69,7 @@ def _add_runtime_options(p):
                    help="kernel backend (default: $FASTCAP_BACKEND, else auto = the fastest "
                         "that loads)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="threads for BLAS and the compiled kernels (default: as configured)")
+                   help="BLAS threads (fastcap's kernels are single-threaded; default: as configured)")
 
 
 def _one_line(text):

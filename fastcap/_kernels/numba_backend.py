@@ -27,11 +27,11 @@ Design
 * ``error_model="numpy"``: a division by zero gives inf/nan as in NumPy instead
   of a Python exception check in every loop (which would block vectorization).
 * GEMMs stay in NumPy/BLAS (the affine kernels call ``np.dot`` from thin
-  Python wrappers): it is as fast as calling BLAS from
-  inside Numba, which would additionally need SciPy at run time.
+  Python wrappers): it is as fast as calling BLAS from inside Numba, which
+  would additionally need SciPy at run time.
 * Kernels are serial: Numba threads between the GEMMs of a recurrent step
-  would compete with OpenBLAS's own threads on a small machine. See
-  ``fastcap._threads`` for setting both thread counts.
+  would compete with OpenBLAS's own threads on a small machine, so Numba's
+  thread pool is never started (``fastcap._threads`` sets the BLAS threads).
 
 Shapes: N batch, T time, D input, H hidden, V vocabulary, W word vector,
 M = N*T flattened rows. LSTM gates are packed i, f, o, g along the 4H axis.

@@ -22,11 +22,22 @@ class CaptioningSolver:
     lr_decay (1.0, applied to every learning rate after each epoch),
     batch_size (100), num_epochs (10), print_every (10), verbose (True), and
     rng (None: minibatches come from NumPy's global random state, as in
-    CS231n; or a ``np.random.RandomState``/``Generator``).
+    CS231n; or a ``np.random.RandomState``/``Generator``), and comm (None; or
+    an mpi4py communicator, e.g. ``MPI.COMM_WORLD``, for data-parallel
+    training, see below).
 
     ``train()`` runs num_epochs * max(num_train // batch_size, 1) iterations
     and records every minibatch loss in ``loss_history``. A NaN or infinite
     loss stops training with ``TrainingDivergedError`` naming the iteration.
+
+    With ``comm`` (run the same script on every rank, e.g. ``mpiexec -n K
+    python train.py``): batch_size stays the global batch; every rank draws
+    the same minibatch (rank 0's parameters and RNG state are broadcast
+    before the first step), computes its slice, and one Allreduce per step
+    sums the gradients (``fastcap.distributed.DataParallel``), so every rank
+    makes the update one process would make with the whole batch. Only rank 0
+    prints. An error in one rank's slice raises on every rank in that step
+    (rank 0 re-raises it, the others raise ``fastcap.distributed.RankError``).
     """
 
     def __init__(self, model, data, **kwargs):
@@ -40,6 +51,7 @@ class CaptioningSolver:
         self.print_every = kwargs.pop("print_every", 10)
         self.verbose = kwargs.pop("verbose", True)
         self.rng = kwargs.pop("rng", None)
+        self.comm = kwargs.pop("comm", None)
         if kwargs:
             raise ValueError(f"Unrecognized arguments {', '.join(repr(k) for k in kwargs)}")
         if self.update_rule not in UPDATE_RULES:
@@ -50,6 +62,13 @@ class CaptioningSolver:
         if "train_captions" not in data or len(data["train_captions"]) == 0:
             raise ValueError("data['train_captions'] must hold at least one caption")
         self._update = getattr(optim, self.update_rule)
+        self.data_parallel = None
+        if self.comm is not None:
+            from .distributed import DataParallel
+
+            self.data_parallel = DataParallel(self.comm)
+            self.verbose = self.verbose and self.comm.Get_rank() == 0
+        self._synced = False
         self._reset()
 
     def _reset(self):
@@ -64,10 +83,17 @@ class CaptioningSolver:
 
     def step(self):
         """One minibatch: loss, gradients, one update of every parameter. Returns the loss."""
+        dp = self.data_parallel
+        if dp is not None and not self._synced:
+            dp.broadcast_state(self.model, self.rng)
+            self._synced = True
         captions, features, _ = sample_coco_minibatch(
             self.data, batch_size=self.batch_size, split="train", rng=self.rng
         )
-        loss, grads = self.model.loss(features, captions)
+        if dp is None:
+            loss, grads = self.model.loss(features, captions)
+        else:
+            loss, grads = dp.loss_and_grads(self.model, features, captions, self.iteration + 1)
         self.iteration += 1
         if not math.isfinite(loss):
             raise TrainingDivergedError(

@@ -84,14 +84,31 @@ def _train_options(args):
 
 
 def cmd_train(args):
+    from . import distributed
     from .trainer import Trainer
 
-    _setup_runtime(args)
-    trainer = Trainer(_train_options(args), out_dir=args.out, resume=args.resume,
-                      overwrite=args.overwrite, stop_after_iterations=args.stop_after_iterations,
-                      progress=not args.quiet, print_every=args.print_every)
-    trainer.run()
+    comm = distributed.world()  # None unless started by mpiexec
+    with distributed.rank_guard(comm, collective=_agreed_by_all_ranks):
+        _setup_runtime(args)
+        if comm is not None:
+            distributed.rank_threads(comm, args.threads)
+        trainer = distributed.all_or_none(comm, lambda: Trainer(
+            _train_options(args), out_dir=args.out, resume=args.resume,
+            overwrite=args.overwrite, stop_after_iterations=args.stop_after_iterations,
+            progress=not args.quiet, print_every=args.print_every, comm=comm).setup())
+        trainer.run()
     return 0
+
+
+def _agreed_by_all_ranks(exc):
+    """Errors every rank of a data-parallel run raises alike (see fastcap.distributed)."""
+    from .captioning_solver import TrainingDivergedError
+    from .trainer import TrainingInterrupted
+
+    # The loss is the global batch's on every rank; an interrupt with a
+    # checkpoint is the agreed stop (without one: a second Ctrl-C, this rank's).
+    return isinstance(exc, TrainingDivergedError) or (
+        isinstance(exc, TrainingInterrupted) and exc.checkpoint is not None)
 
 
 # ---------------------------------------------------------------- sample / evaluate
@@ -473,6 +490,7 @@ def main(argv=None):
     args = parser.parse_args(argv)  # exits with status 2 on usage errors
     debug = debug or getattr(args, "debug", False)
     from .checkpoint import CheckpointError
+    from .distributed import RankError
     from .trainer import TrainingInterrupted
 
     try:
@@ -489,7 +507,8 @@ def main(argv=None):
         except OSError:  # pragma: no cover
             pass
         return 0
-    except (CheckpointError, ValueError, OSError, ImportError, FloatingPointError) as exc:
+    except (CheckpointError, ValueError, OSError, ImportError, FloatingPointError,
+            RankError) as exc:
         _report(exc, debug)
         return 1
     except Exception as exc:  # an unexpected failure: still one line unless --debug

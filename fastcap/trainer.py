@@ -37,6 +37,7 @@ import time
 
 import numpy as np
 
+from . import distributed as _distributed
 from . import metrics as _metrics
 from .captioning_solver import CaptioningSolver, UPDATE_RULES
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
@@ -303,9 +304,14 @@ def _fmt_metrics(m):
 
 # ---------------------------------------------------------------- interrupts
 class _InterruptGuard:
-    """Turns the first SIGINT during a training step into a request to stop after it."""
+    """Turns the first SIGINT during a training step into a request to stop after it.
 
-    def __init__(self):
+    always_defer (data-parallel runs): the first SIGINT anywhere is a request,
+    which the ranks agree on in the next step, so that they all stop after it.
+    """
+
+    def __init__(self, always_defer=False):
+        self.always_defer = always_defer
         self.in_step = False
         self.requested = False
         self._previous = None
@@ -320,7 +326,7 @@ class _InterruptGuard:
             signal.signal(signal.SIGINT, self._previous)
 
     def _handle(self, signum, frame):
-        if self.in_step and not self.requested:
+        if (self.in_step or self.always_defer) and not self.requested:
             self.requested = True
         else:
             raise KeyboardInterrupt
@@ -348,12 +354,16 @@ class Trainer:
     resuming, else ``runs/fastcap-<time>``); resume: a checkpoint path.
     stop_after_iterations stops the run like a Ctrl-C once that many
     iterations are done (for tests). stdout receives the progress lines.
+    comm: an mpi4py communicator for data-parallel training
+    (fastcap.distributed); rank 0 alone prints and writes the run directory.
     """
 
     def __init__(self, options, out_dir=None, resume=None, *, overwrite=False,
-                 stop_after_iterations=None, progress=True, print_every=0, stdout=None):
+                 stop_after_iterations=None, progress=True, print_every=0, stdout=None,
+                 comm=None):
         self.stdout = stdout if stdout is not None else sys.stdout
-        self.progress, self.print_every = progress, int(print_every or 0)
+        self.comm, self.root = comm, _distributed.is_root(comm)
+        self.progress, self.print_every = progress and self.root, int(print_every or 0)
         self.stop_after = stop_after_iterations
         self.ckpt = load_checkpoint(resume) if resume is not None else None
         self.config = resolve_config(options, self.ckpt)
@@ -370,6 +380,8 @@ class Trainer:
 
     # -------------------------------------------------------------- output
     def say(self, msg):
+        if not self.root:
+            return
         if self._bar is not None:
             self._bar.write(msg, file=self.stdout)
         else:
@@ -396,7 +408,7 @@ class Trainer:
             self.model, self.data, update_rule=t["update_rule"],
             optim_config={"learning_rate": t["learning_rate"]}, lr_decay=t["lr_decay"],
             batch_size=t["batch_size"], num_epochs=t["num_epochs"], verbose=False,
-            rng=np.random.RandomState(t["seed"]))
+            rng=np.random.RandomState(t["seed"]), comm=self.comm)
         self.epochs = []
         if self.ckpt is not None:
             self.ckpt.load_params_into(self.model)
@@ -417,6 +429,11 @@ class Trainer:
     # -------------------------------------------------------------- evaluation
     def evaluate(self):
         t0 = time.perf_counter()
+        if self.comm is not None:
+            val_loss, m = _distributed.evaluate(
+                self.comm, self.model, self.data, self.eval_ids, self.eval_captions,
+                self.eval_features, self.config["eval"]["max_length"])
+            return val_loss, m, time.perf_counter() - t0
         val_loss = caption_loss(self.model, self.eval_captions, self.eval_features)
         m, _, _, _ = evaluate_captions(self.model, self.data, "val", self.eval_ids,
                                        max_length=self.config["eval"]["max_length"])
@@ -441,10 +458,12 @@ class Trainer:
         self.say(f"{label}: {tl}val loss {val_loss:.3f}  {_fmt_metrics(m)}")
 
     def save(self):
+        self._saved_at = (self.solver.iteration, len(self.epochs))
+        if not self.root:
+            return
         save_checkpoint(self.checkpoint_path, model=self.model, solver=self.solver,
                         config=self.config, epochs=self.epochs,
                         idx_to_word=self.data["idx_to_word"])
-        self._saved_at = (self.solver.iteration, len(self.epochs))
         self._write_history()
 
     def _write_history(self):
@@ -460,7 +479,8 @@ class Trainer:
         """Train to the end; returns a summary dict. Raises TrainingInterrupted on Ctrl-C."""
         if not hasattr(self, "solver"):
             self.setup()
-        os.makedirs(self.out_dir, exist_ok=True)
+        if self.root:
+            os.makedirs(self.out_dir, exist_ok=True)
         s, cfg = self.solver, self.config
         per = s.iterations_per_epoch
         total = s.num_epochs * per
@@ -478,9 +498,16 @@ class Trainer:
                  f"writing to {self.out_dir}")
         if self.ckpt is not None:
             self.say(f"resumed at iteration {s.iteration} (epoch {s.epoch}) from {self.ckpt.path}")
-        _write_json(os.path.join(self.out_dir, "config.json"), cfg)
+        if self.comm is not None:
+            self.say(f"data-parallel over {self.comm.Get_size()} MPI ranks: "
+                     f"{_distributed.describe_slices(self.comm, s.batch_size)}")
+        if self.root:
+            _write_json(os.path.join(self.out_dir, "config.json"), cfg)
 
-        guard = _InterruptGuard()
+        dp = s.data_parallel
+        guard = _InterruptGuard(always_defer=dp is not None)
+        if dp is not None:
+            dp.stop_requested = lambda: guard.requested
         step_time, steps, start = 0.0, 0, time.perf_counter()
         bar = None
         if self.progress and s.iteration < total:
@@ -512,7 +539,7 @@ class Trainer:
                         bar.update(1)
                     if self.print_every and s.iteration % self.print_every == 0:
                         self.say(f"(Iteration {s.iteration} / {total}) loss: {loss:f}")
-                    if guard.requested:
+                    if guard.requested if dp is None else dp.stop_agreed:
                         raise KeyboardInterrupt
                     if epoch_done:
                         self._record_epoch()
@@ -546,6 +573,8 @@ class Trainer:
         s = self.solver
         if getattr(self, "_saved_at", None) != (s.iteration, len(self.epochs)):
             self.save()
+        if not self.root:
+            return {"out_dir": self.out_dir, "metrics": None, "seconds": wall}
         last, first = self.epochs[-1], self.epochs[0]
         untrained = {k: first[k] for k in ("val_loss", *_metrics.METRIC_NAMES)}
         summary = {

@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-__all__ = ["RankError", "MPI_INSTALL_HINT", "launched_size", "world", "DataParallel",
+__all__ = ["RankError", "MPI_INSTALL_HINT", "launched_size", "world", "share", "DataParallel",
            "all_or_none", "rank_guard", "rank_threads", "evaluate", "is_root"]
 
 MPI_INSTALL_HINT = 'pip install "fastcap[mpi]" (mpi4py and the MPICH runtime)'
@@ -101,6 +101,15 @@ def check_comm(comm):
     return comm
 
 
+def share(n, rank, size):
+    """Rank ``rank``'s rows [lo, hi) of n rows split over ``size`` ranks.
+
+    Contiguous, in rank order, sizes differing by at most one (the larger
+    ones last); with n < size some ranks get none.
+    """
+    return n * rank // size, n * (rank + 1) // size
+
+
 def _fault(comm, where):
     """Raise or die as FASTCAP_TEST_FAULT asks, on its rank at ``where`` (tests only)."""
     spec = os.environ.get(FAULT_ENV)
@@ -143,7 +152,7 @@ class DataParallel:
 
     def bounds(self, n):
         """This rank's rows [lo, hi) of a global batch of n (slice sizes differ by at most 1)."""
-        return n * self.rank // self.size, n * (self.rank + 1) // self.size
+        return share(n, self.rank, self.size)
 
     @property
     def nbytes(self):
@@ -319,12 +328,12 @@ def evaluate(comm, model, data, image_ids, captions, features, max_length):
 
     K, r = comm.Get_size(), comm.Get_rank()
     n = captions.shape[0]
-    a, b = n * r // K, n * (r + 1) // K
+    a, b = share(n, r, K)
     local = caption_loss(model, captions[a:b], features[a:b]) * (b - a) if b > a else 0.0
     val_loss = comm.allreduce(local) / n
     _fault(comm, "eval")
     ids, references = _metrics.references_by_image(data, "val", image_ids)
-    a, b = len(ids) * r // K, len(ids) * (r + 1) // K
+    a, b = share(len(ids), r, K)
     mine = generate(model, data["val_features"][ids[a:b]], 1, max_length)
     parts = comm.gather(mine, root=0)
     m = None
@@ -339,6 +348,6 @@ def describe_slices(comm, batch_size):
     from . import get_num_threads
 
     K = comm.Get_size()
-    sizes = sorted({batch_size * (r + 1) // K - batch_size * r // K for r in range(K)}, reverse=True)
+    sizes = sorted({b - a for a, b in (share(batch_size, r, K) for r in range(K))}, reverse=True)
     return (f"global batch {batch_size} = {' or '.join(map(str, sizes))} captions per rank, "
             f"{get_num_threads()} thread{'s' if get_num_threads() != 1 else ''} per rank")

@@ -1,0 +1,241 @@
+"""Data-parallel training over MPI: K ranks train what one process trains with the global batch.
+
+The MPI tests run ``mpiexec -n K`` in a subprocess (the MPICH wheel's
+``mpiexec``, next to this Python). They are skipped, with the reason, where
+mpi4py or mpiexec is missing; CI installs the ``[mpi]`` extra, so there they run.
+"""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+from fastcap import distributed
+from fastcap.checkpoint import load_checkpoint
+
+try:
+    import mpi4py  # noqa: F401
+
+    HAVE_MPI4PY = True
+except ImportError:
+    HAVE_MPI4PY = False
+
+BIN = os.path.dirname(sys.executable)
+MPIEXEC = shutil.which("mpiexec", path=BIN + os.pathsep + os.environ.get("PATH", ""))
+REQUIRE = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+if REQUIRE and not (HAVE_MPI4PY and MPIEXEC):
+    raise RuntimeError("CI must run the MPI tests: install the [mpi] extra (mpi4py and mpich)")
+needs_mpi = pytest.mark.skipif(
+    not (HAVE_MPI4PY and MPIEXEC),
+    reason='needs mpi4py and mpiexec: pip install "fastcap[mpi]"')
+
+# A small float64 run whose global batch (7) does not divide by 2 or 3 ranks.
+SMALL = ["--num-train-images", "40", "--num-val-images", "10", "--captions-per-image", "2",
+         "--hidden-dim", "16", "--wordvec-dim", "8", "--dtype", "float64", "--batch-size", "7",
+         "--epochs", "2", "--eval-images", "7", "--num-samples", "2", "--lr", "1e-2", "--quiet"]
+TIMEOUT = 120  # a hang fails the test instead of blocking the suite
+
+
+def _env(**extra):
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("PMI_", "PMIX_", "OMPI_", "HYDRA_", distributed.FAULT_ENV))}
+    # Hydra launches local ranks with fork, so it needs no ssh and no name service;
+    # ranks may outnumber cores (3 on a 2-core machine); no core binding.
+    env.update({"PATH": BIN + os.pathsep + env.get("PATH", ""), "HYDRA_LAUNCHER": "fork"},
+               **extra)
+    return env
+
+
+def _cmd(ranks, *args):
+    cmd = [sys.executable, "-m", "fastcap", *args]
+    return cmd if ranks is None else [MPIEXEC, "-n", str(ranks), *cmd]
+
+
+def train(ranks, out, *args, env=None):
+    """``fastcap train`` (under ``mpiexec -n ranks``, or alone for None) -> CompletedProcess."""
+    return subprocess.run(_cmd(ranks, "train", *SMALL, "--out", str(out), *args),
+                          capture_output=True, text=True, timeout=TIMEOUT, env=env or _env())
+
+
+def run_state(out):
+    """(loss history, parameters, per-epoch records) of a run directory's checkpoint."""
+    with open(os.path.join(out, "history.json")) as f:
+        history = json.load(f)
+    ckpt = load_checkpoint(os.path.join(out, "checkpoint.npz"))
+    assert np.array_equal(ckpt.loss_history, history["loss_history"])
+    return np.array(history["loss_history"]), ckpt.params, history["epochs"]
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(a)), np.max(np.abs(b)), 1e-300))
+
+
+def assert_same_run(a, b, tol=1e-9):
+    (la, pa, ea), (lb, pb, eb) = run_state(a), run_state(b)
+    assert la.shape == lb.shape and la.size > 0
+    assert rel(la, lb) < tol, (la, lb)
+    assert set(pa) == set(pb)
+    for k in pa:
+        assert rel(pa[k], pb[k]) < tol, k
+    assert len(ea) == len(eb)
+    for x, y in zip(ea, eb):
+        assert rel(x["val_loss"], y["val_loss"]) < tol
+        for m in ("bleu1", "bleu4", "cider"):  # the same captions: the same scores
+            assert x[m] == pytest.approx(y[m], rel=1e-12, abs=1e-12), m
+
+
+def ok(proc):
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+# ---------------------------------------------------------------- without MPI
+def test_share_partitions_every_batch_in_rank_order():
+    for size in (1, 2, 3, 5):
+        for n in (0, 1, 2, 7, 100, 101):
+            parts = [distributed.share(n, r, size) for r in range(size)]
+            assert parts[0][0] == 0 and parts[-1][1] == n
+            assert all(parts[r][1] == parts[r + 1][0] for r in range(size - 1))
+            sizes = [b - a for a, b in parts]
+            assert max(sizes) - min(sizes) <= 1
+
+
+def test_mpiexec_without_mpi4py_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
+    monkeypatch.setenv("PMI_SIZE", "2")
+    with pytest.raises(ImportError, match=r'2 processes.*pip install "fastcap\[mpi\]"'):
+        distributed.world()
+    monkeypatch.delenv("PMI_SIZE")
+    assert distributed.world() is None  # not under mpiexec: train as one process
+
+
+@needs_mpi
+def test_solver_rejects_a_comm_that_is_not_a_communicator():
+    from fastcap import CaptioningRNN, CaptioningSolver
+    from fastcap.datagen import generate_coco_data
+
+    data = generate_coco_data(num_train_images=4, num_val_images=2, captions_per_image=1, seed=0)
+    model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
+                          wordvec_dim=4, hidden_dim=4)
+    with pytest.raises(TypeError, match="comm must be an mpi4py communicator"):
+        CaptioningSolver(model, data, comm="world")
+
+
+# ---------------------------------------------------------------- 2 ranks = 1 rank
+@needs_mpi
+@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+def test_two_ranks_train_what_one_rank_trains_with_the_global_batch(tmp_path, cell):
+    ok(train(None, tmp_path / "one", "--cell", cell))
+    two = ok(train(2, tmp_path / "two", "--cell", cell))
+    assert "data-parallel over 2 MPI ranks: global batch 7 = 4 or 3 captions per rank" in two.stdout
+    # Rank 0 alone prints: each epoch line once.
+    assert two.stdout.count("epoch 2/2:") == 1, two.stdout
+    assert_same_run(tmp_path / "one", tmp_path / "two")
+
+
+@needs_mpi
+def test_python_api_broadcasts_rank_0_state_so_ranks_agree(tmp_path):
+    """CaptioningSolver(comm=...) with ranks seeded differently still trains rank 0's model."""
+    script = tmp_path / "train.py"
+    script.write_text(textwrap.dedent("""
+        import sys
+        import numpy as np
+        from fastcap import CaptioningRNN, CaptioningSolver
+        from fastcap.datagen import generate_coco_data
+
+        comm = None
+        if sys.argv[1] == "mpi":
+            from mpi4py import MPI
+            comm = MPI.COMM_WORLD
+        rank = 0 if comm is None else comm.Get_rank()
+        data = generate_coco_data(num_train_images=30, num_val_images=2, captions_per_image=2, seed=1)
+        np.random.seed(100 + rank)  # the model and the minibatches differ per rank before the broadcast
+        model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
+                              wordvec_dim=8, hidden_dim=12, cell_type="lstm", dtype=np.float64)
+        solver = CaptioningSolver(model, data, update_rule="sgd_momentum", batch_size=9,
+                                  num_epochs=2, optim_config={"learning_rate": 0.05},
+                                  verbose=False, comm=comm)
+        solver.train()
+        if rank == 0:
+            np.savez(sys.argv[2], loss=np.array(solver.loss_history), **model.params)
+        if comm is not None:
+            flat = np.concatenate([v.ravel() for v in model.params.values()])
+            everyone = comm.allgather(flat)
+            assert all(np.array_equal(everyone[0], f) for f in everyone), "ranks drifted apart"
+    """))
+    run = lambda *a: subprocess.run(a, capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    ok(run(sys.executable, str(script), "one", str(tmp_path / "one.npz")))
+    ok(run(MPIEXEC, "-n", "2", sys.executable, str(script), "mpi", str(tmp_path / "two.npz")))
+    with np.load(tmp_path / "one.npz") as a, np.load(tmp_path / "two.npz") as b:
+        assert a["loss"].size == 12  # 60 captions // 9, 2 epochs
+        for k in a.files:
+            assert rel(a[k], b[k]) < 1e-9, k
+
+
+# ---------------------------------------------------------------- resume
+@needs_mpi
+def test_resume_under_mpi_with_another_k_equals_an_uninterrupted_run(tmp_path):
+    ok(train(None, tmp_path / "whole"))
+    cut = train(2, tmp_path / "cut", "--stop-after-iterations", "5")  # mid-epoch 1
+    assert cut.returncode == 130, cut.stdout + cut.stderr
+    assert "interrupted after iteration 5 of 22" in cut.stderr
+    assert cut.stderr.count("interrupted after") == 1  # rank 0 alone reports it
+    ok(subprocess.run(_cmd(3, "train", "--resume", str(tmp_path / "cut"), "--quiet"),
+                      capture_output=True, text=True, timeout=TIMEOUT, env=_env()))
+    assert_same_run(tmp_path / "whole", tmp_path / "cut")
+
+
+# ---------------------------------------------------------------- faults
+@needs_mpi
+def test_a_rank_that_raises_in_a_step_ends_every_rank_with_its_message(tmp_path):
+    proc = train(2, tmp_path / "run", env=_env(FASTCAP_TEST_FAULT="1:3"))
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert ("fastcap: error: rank 1 of 2 failed at iteration 3: RuntimeError: "
+            "FASTCAP_TEST_FAULT: rank 1 fails at 3 on purpose") in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+@needs_mpi
+def test_a_rank_that_raises_outside_a_step_aborts_the_job_with_its_message(tmp_path):
+    proc = train(2, tmp_path / "run", env=_env(FASTCAP_TEST_FAULT="1:eval"))
+    assert proc.returncode != 0
+    assert ("fastcap: error: rank 1 of 2: RuntimeError: FASTCAP_TEST_FAULT: rank 1 fails at "
+            "eval on purpose; aborting every rank") in proc.stderr, proc.stderr
+
+
+@needs_mpi
+def test_a_killed_rank_ends_the_job(tmp_path):
+    proc = train(2, tmp_path / "run", env=_env(FASTCAP_TEST_FAULT="1:4:kill"))
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    assert "epoch 1/2" not in proc.stdout  # killed in the first epoch, nothing trained on
+
+
+@needs_mpi
+def test_ctrl_c_under_mpiexec_saves_one_checkpoint_that_resumes(tmp_path):
+    out = tmp_path / "run"
+    # Long enough to be interrupted; --print-every 1 tells when training runs.
+    cmd = _cmd(2, "train", *SMALL, "--epochs", "200", "--print-every", "1", "--out", str(out))
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), start_new_session=True)
+    try:
+        for line in proc.stdout:
+            if line.startswith("(Iteration 3 /"):
+                break
+        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the job
+        stdout, stderr = proc.communicate(timeout=TIMEOUT)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stdout + stderr
+    assert stderr.count("checkpoint saved to") == 1, stderr
+    it = int(stderr.split("interrupted after iteration ")[1].split()[0])
+    assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "history.json"]
+    losses, _, _ = run_state(out)
+    assert losses.size == it >= 3
+    assert load_checkpoint(str(out / "checkpoint.npz")).iteration == it

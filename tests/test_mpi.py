@@ -239,3 +239,13 @@ def test_ctrl_c_under_mpiexec_saves_one_checkpoint_that_resumes(tmp_path):
     losses, _, _ = run_state(out)
     assert losses.size == it >= 3
     assert load_checkpoint(str(out / "checkpoint.npz")).iteration == it
+
+
+@needs_mpi
+def test_a_setup_error_ends_every_rank_with_one_message(tmp_path):
+    missing = tmp_path / "nowhere"
+    proc = subprocess.run(_cmd(2, "train", "--data", str(missing), "--quiet"),
+                          capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.count(f"fastcap: error: data directory {missing} does not exist") == 1, \
+        proc.stderr

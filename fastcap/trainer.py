@@ -479,6 +479,9 @@ class Trainer:
         """Train to the end; returns a summary dict. Raises TrainingInterrupted on Ctrl-C."""
         if not hasattr(self, "solver"):
             self.setup()
+        if self.comm is not None:  # rank 0's paths (a default --out is named by the clock)
+            self.out_dir, self.checkpoint_path = self.comm.bcast(
+                (self.out_dir, self.checkpoint_path), root=0)
         if self.root:
             os.makedirs(self.out_dir, exist_ok=True)
         s, cfg = self.solver, self.config

@@ -133,7 +133,10 @@ def test_solver_rejects_a_comm_that_is_not_a_communicator():
 def test_two_ranks_train_what_one_rank_trains_with_the_global_batch(tmp_path, cell):
     ok(train(None, tmp_path / "one", "--cell", cell))
     two = ok(train(2, tmp_path / "two", "--cell", cell))
-    assert "data-parallel over 2 MPI ranks: global batch 7 = 4 or 3 captions per rank" in two.stdout
+    # Each rank gets this host's cores over its 2 ranks as threads.
+    threads = max(1, min((os.cpu_count() or 1) // 2, len(os.sched_getaffinity(0))))
+    assert (f"data-parallel over 2 MPI ranks: global batch 7 = 4 or 3 captions per rank, "
+            f"{threads} thread") in two.stdout, two.stdout
     # Rank 0 alone prints: each epoch line once.
     assert two.stdout.count("epoch 2/2:") == 1, two.stdout
     assert_same_run(tmp_path / "one", tmp_path / "two")
@@ -199,6 +202,13 @@ def test_a_rank_that_raises_in_a_step_ends_every_rank_with_its_message(tmp_path)
     assert ("fastcap: error: rank 1 of 2 failed at iteration 3: RuntimeError: "
             "FASTCAP_TEST_FAULT: rank 1 fails at 3 on purpose") in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@needs_mpi
+def test_divergence_stops_every_rank_in_the_same_step_with_one_message(tmp_path):
+    proc = train(2, tmp_path / "run", "--update-rule", "sgd", "--lr", "1e300")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert proc.stderr.count("fastcap: error: training loss is ") == 1, proc.stderr
 
 
 @needs_mpi

@@ -155,7 +155,20 @@ def test_python_api_broadcasts_rank_0_state_so_ranks_agree(tmp_path):
         comm = None
         if sys.argv[1] == "mpi":
             from mpi4py import MPI
-            comm = MPI.COMM_WORLD
+
+            COLLECTIVES = {"Allreduce", "allreduce", "Reduce", "reduce", "Bcast", "bcast",
+                           "Allgather", "allgather", "Gather", "gather", "Barrier", "barrier",
+                           "Send", "send", "Recv", "recv", "Sendrecv", "sendrecv"}
+
+            class Counting(MPI.Intracomm):  # COMM_WORLD, counting its communication calls
+                calls = {}
+
+                def __getattribute__(self, name):
+                    if name in COLLECTIVES:
+                        Counting.calls[name] = Counting.calls.get(name, 0) + 1
+                    return super().__getattribute__(name)
+
+            comm = Counting(MPI.COMM_WORLD)
         rank = 0 if comm is None else comm.Get_rank()
         data = generate_coco_data(num_train_images=30, num_val_images=2, captions_per_image=2, seed=1)
         np.random.seed(100 + rank)  # the model and the minibatches differ per rank before the broadcast
@@ -168,6 +181,10 @@ def test_python_api_broadcasts_rank_0_state_so_ranks_agree(tmp_path):
         if rank == 0:
             np.savez(sys.argv[2], loss=np.array(solver.loss_history), **model.params)
         if comm is not None:
+            # One Allreduce per step of one buffer; rank 0's state broadcast once.
+            assert Counting.calls == {"Allreduce": 12, "Bcast": 1, "bcast": 1}, Counting.calls
+            n = sum(v.size for v in model.params.values())
+            assert solver.data_parallel.nbytes == (n + 3) * 8
             flat = np.concatenate([v.ravel() for v in model.params.values()])
             everyone = comm.allgather(flat)
             assert all(np.array_equal(everyone[0], f) for f in everyone), "ranks drifted apart"

@@ -314,7 +314,9 @@ def build_parser():
                     "Progress goes to stderr; per-epoch validation loss and caption metrics\n"
                     "to stdout. --out gets checkpoint.npz, config.json, history.json,\n"
                     "loss.png, metrics.json, samples.txt and samples.json. Ctrl-C saves a\n"
-                    "checkpoint; --resume continues it.",
+                    "checkpoint; --resume continues it. Under `mpiexec -n K` (pip install\n"
+                    "\"fastcap[mpi]\"): data-parallel over K ranks, --batch-size the global\n"
+                    "batch, cores/K threads per rank (docs/distributed.md).",
         epilog=f"--data DIR expects the CS231n layout:\n{LAYOUT}")
     g = p.add_argument_group("data")
     g.add_argument("--data", metavar="DIR",

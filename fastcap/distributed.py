@@ -39,9 +39,9 @@ __all__ = ["RankError", "MPI_INSTALL_HINT", "launched_size", "world", "share", "
 
 MPI_INSTALL_HINT = 'pip install "fastcap[mpi]" (mpi4py and the MPICH runtime)'
 FAULT_ENV = "FASTCAP_TEST_FAULT"
-# The number of processes mpiexec started, as the common launchers announce it:
-# MPICH/Intel MPI (Hydra) and Slurm's PMI, Open MPI, PMIx.
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE")
+# The number of processes mpiexec started, as the launchers announce it:
+# MPICH and Intel MPI (Hydra's PMI; Slurm's PMI too), Open MPI.
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
 # Trailing slots of the flat buffer after the gradients.
 _LOSS, _STOP, _FAILED = -3, -2, -1
 
@@ -68,22 +68,21 @@ def launched_size():
 
 
 def world():
-    """MPI.COMM_WORLD when this process was started by mpiexec, else None.
+    """MPI.COMM_WORLD when this process is one of K > 1 started by mpiexec, else None.
 
     Started by ``mpiexec -n K`` with K > 1 but without mpi4py: ImportError
     saying what to install (training alone on every rank would be K
-    unrelated runs writing to one directory).
+    unrelated runs writing to one directory). ``mpiexec -n 1``: None, one
+    process as without mpiexec.
     """
     size = launched_size()
-    if size is None:
+    if size is None or size == 1:
         return None
     try:
         MPI = _mpi()
     except ImportError:
-        if size > 1:
-            raise ImportError(f"`fastcap train` was started by mpiexec with {size} processes, but "
-                              f"mpi4py is not installed: {MPI_INSTALL_HINT}") from None
-        return None
+        raise ImportError(f"`fastcap train` was started by mpiexec with {size} processes, but "
+                          f"mpi4py is not installed: {MPI_INSTALL_HINT}") from None
     return MPI.COMM_WORLD
 
 

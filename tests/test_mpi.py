@@ -111,8 +111,10 @@ def test_mpiexec_without_mpi4py_says_what_to_install(monkeypatch):
     monkeypatch.setenv("PMI_SIZE", "2")
     with pytest.raises(ImportError, match=r'2 processes.*pip install "fastcap\[mpi\]"'):
         distributed.world()
+    monkeypatch.setenv("PMI_SIZE", "1")
+    assert distributed.world() is None  # mpiexec -n 1: one process, as without mpiexec
     monkeypatch.delenv("PMI_SIZE")
-    assert distributed.world() is None  # not under mpiexec: train as one process
+    assert distributed.world() is None  # not under mpiexec
 
 
 @needs_mpi

@@ -270,6 +270,9 @@ def cmd_info(args):
         print("caption metrics: pycocoevalcap (BLEU, CIDEr-D)")
     except ImportError as exc:
         print(f"caption metrics: unavailable ({exc}); `pip install pycocoevalcap`")
+    from .distributed import describe_mpi
+
+    print(describe_mpi())
     return 0
 
 

@@ -35,7 +35,7 @@ import time
 import numpy as np
 
 __all__ = ["RankError", "MPI_INSTALL_HINT", "launched_size", "world", "share", "DataParallel",
-           "all_or_none", "rank_guard", "rank_threads", "evaluate", "is_root"]
+           "all_or_none", "rank_guard", "rank_threads", "evaluate", "is_root", "describe_mpi"]
 
 MPI_INSTALL_HINT = 'pip install "fastcap[mpi]" (mpi4py and the MPICH runtime)'
 FAULT_ENV = "FASTCAP_TEST_FAULT"
@@ -340,6 +340,20 @@ def evaluate(comm, model, data, image_ids, captions, features, max_length):
         candidates = _metrics.decode_for_metrics(np.concatenate(parts), data["idx_to_word"])
         m = _metrics.caption_metrics(references, candidates)
     return val_loss, comm.bcast(m, root=0)
+
+
+def describe_mpi():
+    """One line for ``fastcap info``: the MPI library mpi4py loads, or what to install."""
+    try:
+        import mpi4py
+
+        MPI = _mpi()
+        library = " ".join(MPI.Get_library_version().split()[:3]).rstrip(",")
+    except ImportError:
+        return f"MPI: unavailable (mpiexec -n K fastcap train needs {MPI_INSTALL_HINT})"
+    except Exception as exc:  # mpi4py present but no MPI library it can load
+        return f"MPI: mpi4py cannot load an MPI library ({' '.join(str(exc).split())}); {MPI_INSTALL_HINT}"
+    return f"MPI: mpi4py {mpi4py.__version__}, {library} (mpiexec -n K fastcap train)"
 
 
 def describe_slices(comm, batch_size):

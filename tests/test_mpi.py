@@ -117,6 +117,20 @@ def test_mpiexec_without_mpi4py_says_what_to_install(monkeypatch):
     assert distributed.world() is None  # not under mpiexec
 
 
+def test_info_says_what_to_install_for_mpi(monkeypatch):
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    assert distributed.describe_mpi() == (
+        'MPI: unavailable (mpiexec -n K fastcap train needs pip install "fastcap[mpi]" '
+        "(mpi4py and the MPICH runtime))")
+
+
+@needs_mpi
+def test_info_names_the_mpi_library():
+    out = subprocess.run(_cmd(None, "info"), capture_output=True, text=True, timeout=TIMEOUT,
+                         env=_env()).stdout
+    assert f"MPI: mpi4py {mpi4py.__version__}, " in out, out
+
+
 @needs_mpi
 def test_solver_rejects_a_comm_that_is_not_a_communicator():
     from fastcap import CaptioningRNN, CaptioningSolver

@@ -41,10 +41,23 @@ from setuptools.command.build_ext import build_ext
 CYTHON_MODULES = {
     "fastcap._kernels.cython_backend": "baseline",
     "fastcap._kernels.cython_backend_avx2": "avx2",
+    "fastcap._kernels.cython_backend_avx512": "avx512",
 }
-# -ffp-contract=off: no fused multiply-adds, so every build rounds alike.
-ISA_FLAGS = {"baseline": [], "avx2": ["-mavx2", "-mfma", "-ffp-contract=off"]}
-ISA_MACROS = {"baseline": [], "avx2": [("FASTCAP_AVX2_BUILD", "1")]}
+# -ffp-contract=off: no fused multiply-adds, so every build's cell, loss and
+# update kernels round alike. (The recurrent engine asks for FMA explicitly
+# in its tiles: its products round per build, within the float32 tolerance.)
+ISA_FLAGS = {
+    "baseline": [],
+    "avx2": ["-mavx2", "-mfma", "-ffp-contract=off"],
+    "avx512": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma",
+               "-ffp-contract=off"],
+}
+ISA_MACROS = {"baseline": [], "avx2": [("FASTCAP_AVX2_BUILD", "1")],
+              "avx512": [("FASTCAP_AVX512_BUILD", "1")]}
+# The recurrent engine (C), compiled into every build of the Cython backend.
+ENGINE_DIR = "fastcap/_kernels/engine"
+ENGINE_SOURCES = [f"{ENGINE_DIR}/pool.c", f"{ENGINE_DIR}/recurrence.c"]
+ENGINE_HEADERS = [f"{ENGINE_DIR}/{h}" for h in ("pool.h", "recurrence.h", "simd.h")]
 
 
 def _flag(name, default="0"):
@@ -208,9 +221,12 @@ def extensions():
     return [
         Extension(
             name,
-            [name.replace(".", "/") + ".pyx"],
+            [name.replace(".", "/") + ".pyx", *ENGINE_SOURCES],
+            include_dirs=["fastcap/_kernels"],
             define_macros=[("FASTCAP_DEBUG_BUILD", "1" if DEBUG else "0"), *ISA_MACROS[isa]],
-            depends=["fastcap/_kernels/cython_backend.pyx"],
+            depends=["fastcap/_kernels/cython_backend.pyx", "fastcap/_kernels/recurrence_engine.pxi",
+                     *ENGINE_HEADERS],
+            libraries=["pthread"] if os.name == "posix" else [],
         )
         for name, isa in CYTHON_MODULES.items()
     ]

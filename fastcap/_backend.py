@@ -30,11 +30,15 @@ VALID_NAMES = tuple(_BACKENDS) + ("auto",)
 ENV_VAR = "FASTCAP_BACKEND"
 
 # Builds of a backend for CPUs with more instructions than the baseline:
-# name -> (variant module, predicate of the baseline module saying the CPU can
-# run it). setup.py builds the variant where the compiler can; it computes the
-# same results (see cython_backend_avx2.pyx).
-_VARIANTS = {"cython": ("fastcap._kernels.cython_backend_avx2", "cpu_has_avx2_fma")}
-ISA_ENV_VAR = "FASTCAP_CYTHON_ISA"  # auto (default) | baseline | avx2
+# name -> {isa: (variant module, predicate of the baseline module saying the
+# CPU can run it)}, best first. setup.py builds each variant where the
+# compiler can (see cython_backend_avx2.pyx and cython_backend_avx512.pyx).
+_VARIANTS = {"cython": {
+    "avx512": ("fastcap._kernels.cython_backend_avx512", "cpu_has_avx512"),
+    "avx2": ("fastcap._kernels.cython_backend_avx2", "cpu_has_avx2_fma"),
+}}
+ISA_ENV_VAR = "FASTCAP_CYTHON_ISA"  # auto (default) | baseline | avx2 | avx512
+ISA_CHOICES = ("auto", "baseline", "avx2", "avx512")
 
 
 class BackendUnavailableError(ImportError):
@@ -87,26 +91,27 @@ def load(name):
 
 
 def _variant(name, baseline):
-    """The build of backend `name` to use on this CPU: the variant when it is
-    built and the CPU runs it, else the baseline module (FASTCAP_CYTHON_ISA
-    forces one; asking for a variant that cannot run raises)."""
+    """The build of backend `name` to use on this CPU: the best variant that
+    is built and that the CPU runs, else the baseline module
+    (FASTCAP_CYTHON_ISA forces one; asking for one that cannot run raises)."""
     choice = os.environ.get(ISA_ENV_VAR, "").strip().lower() or "auto"
-    if choice not in ("auto", "baseline", "avx2"):
-        raise ValueError(f"{ISA_ENV_VAR} must be auto, baseline or avx2, got {choice!r}")
+    if choice not in ISA_CHOICES:
+        raise ValueError(f"{ISA_ENV_VAR} must be one of {', '.join(ISA_CHOICES)}, got {choice!r}")
     if choice == "baseline" or (choice == "auto" and getattr(baseline, "BUILD_INFO", {}).get("native")):
         return baseline
-    module_name, predicate = _VARIANTS[name]
-    try:
-        variant = importlib.import_module(module_name)
-    except ImportError as exc:
-        if choice == "auto":
-            return baseline
-        raise BackendUnavailableError(f"{ISA_ENV_VAR}={choice} but {module_name} is not built ({exc})") from exc
-    if not getattr(baseline, predicate)():
-        if choice == "auto":
-            return baseline
-        raise BackendUnavailableError(f"{ISA_ENV_VAR}={choice} but this CPU lacks AVX2 or FMA")
-    return variant
+    wanted = _VARIANTS[name] if choice == "auto" else {choice: _VARIANTS[name][choice]}
+    for isa, (module_name, predicate) in wanted.items():
+        if not getattr(baseline, predicate)():
+            if choice == "auto":
+                continue
+            raise BackendUnavailableError(f"{ISA_ENV_VAR}={choice} but this CPU cannot run {isa}")
+        try:
+            return importlib.import_module(module_name)
+        except ImportError as exc:
+            if choice == "auto":
+                continue
+            raise BackendUnavailableError(f"{ISA_ENV_VAR}={choice} but {module_name} is not built ({exc})") from exc
+    return baseline
 
 
 def available_backends():

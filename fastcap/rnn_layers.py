@@ -149,6 +149,10 @@ def _input_projection(x, Wx, b):
     return xw
 
 
+def _batch_sizes(packing):
+    return np.asarray(packing.batch_sizes, dtype=np.intp)
+
+
 def _steps(packing):
     """(t, n, rows of step t) for every step, in time order."""
     return [(t, n, slice(o, o + n)) for t, (n, o) in enumerate(zip(*packing))]
@@ -239,12 +243,7 @@ def _rnn_forward_packed(xw, h0, Wh, packing):
     """Core: packed input projections xw (P, H) = x @ Wx + b, h0 (N, H) -> RNNCore (h: packed (P, H))."""
     K = _backend.kernels()
     h = np.empty_like(xw)
-    hw = np.empty_like(h0)
-    prev = h0
-    for _, n, rows in _steps(packing):
-        np.dot(prev[:n], Wh, out=hw[:n])
-        K.rnn_cell_forward(xw[rows], hw[:n], h[rows])
-        prev = h[rows]
+    K.rnn_recurrence_forward(xw, h0, K.recurrent_pack(Wh, 1, False), _batch_sizes(packing), h)
     return RNNCore(h0, Wh, h, packing)
 
 
@@ -252,15 +251,10 @@ def _rnn_backward_packed(dh_packed, core):
     """Core: packed dh (P, H), RNNCore -> packed gate gradients da (P, H), dh0 (N, H), dWh (H, H)."""
     K = _backend.kernels()
     h0, Wh, h, packing = core
-    da = np.empty_like(h)  # (P, H)
-    dh = np.empty_like(h0)
-    # Gradient into h_{t-1} from step t; rows of sequences not yet running stay 0.
-    dprev = np.zeros_like(h0)
-    for _, n, rows in reversed(_steps(packing)):
-        np.add(dh_packed[rows], dprev[:n], out=dh[:n])
-        K.rnn_cell_backward(dh[:n], h[rows], da[rows])
-        np.dot(da[rows], Wh.T, out=dprev[:n])
-    return da, dprev, _recurrent_weight_grad(core, da)
+    da, dh0 = np.empty_like(h), np.empty_like(h0)
+    K.rnn_recurrence_backward(dh_packed, h0, K.recurrent_pack(Wh, 1, True), h,
+                              _batch_sizes(packing), da, dh0)
+    return da, dh0, _recurrent_weight_grad(core, da)
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
@@ -320,19 +314,15 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     return dx, dprev_h, dprev_c, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
 
 
-def _lstm_forward_packed(xw, h0, Wh, packing):
-    """Core: packed input projections xw (P, 4H) = x @ Wx + b, h0 (N, H) -> LSTMCore. c0 = 0."""
+def _lstm_forward_packed(xw, h0, Wh, packing, c0=None):
+    """Core: packed input projections xw (P, 4H) = x @ Wx + b, h0 (N, H), c0 (N, H; default 0) -> LSTMCore."""
     K = _backend.kernels()
     P, H = xw.shape[0], h0.shape[1]
     ifog = np.empty_like(xw)  # (P, 4H)
     c = np.empty((P, H), dtype=h0.dtype)
     h = np.empty((P, H), dtype=h0.dtype)
-    hw = np.empty((h0.shape[0], 4 * H), dtype=h0.dtype)
-    prev_h, prev_c = h0, np.zeros_like(h0)
-    for _, n, rows in _steps(packing):
-        np.dot(prev_h[:n], Wh, out=hw[:n])
-        K.lstm_cell_forward(xw[rows], hw[:n], prev_c[:n], ifog[rows], c[rows], h[rows])
-        prev_h, prev_c = h[rows], c[rows]
+    c0 = np.zeros_like(h0) if c0 is None else c0
+    K.lstm_recurrence_forward(xw, h0, c0, K.recurrent_pack(Wh, 4, False), _batch_sizes(packing), ifog, c, h)
     return LSTMCore(h0, Wh, ifog, c, h, packing)
 
 
@@ -340,21 +330,10 @@ def _lstm_backward_packed(dh_packed, core):
     """Core: packed dh (P, H), LSTMCore -> packed gate gradients da (P, 4H), dh0 (N, H), dWh (H, 4H)."""
     K = _backend.kernels()
     h0, Wh, ifog, c, h, packing = core
-    da = np.empty_like(ifog)  # (P, 4H)
-    dh = np.empty_like(h0)
-    # Gradients into h_{t-1} and c_{t-1} from step t; rows of sequences not yet
-    # running stay 0. Two dc buffers, swapped each step, so a kernel's input
-    # and output never alias.
-    dprev_h = np.zeros_like(h0)
-    dc_in, dc_out = np.zeros_like(h0), np.zeros_like(h0)
-    c0 = np.zeros_like(h0)
-    for t, n, rows in reversed(_steps(packing)):
-        np.add(dh_packed[rows], dprev_h[:n], out=dh[:n])
-        c_prev = c0[:n] if t == 0 else c[packing.offsets[t - 1] :][:n]
-        K.lstm_cell_backward(dh[:n], dc_in[:n], ifog[rows], c_prev, c[rows], da[rows], dc_out[:n])
-        np.dot(da[rows], Wh.T, out=dprev_h[:n])
-        dc_in, dc_out = dc_out, dc_in
-    return da, dprev_h, _recurrent_weight_grad(core, da)
+    da, dh0 = np.empty_like(ifog), np.empty_like(h0)
+    K.lstm_recurrence_backward(dh_packed, np.zeros_like(h0), K.recurrent_pack(Wh, 4, True), ifog, c,
+                               _batch_sizes(packing), da, dh0)
+    return da, dh0, _recurrent_weight_grad(core, da)
 
 
 def lstm_forward(x, h0, Wx, Wh, b):

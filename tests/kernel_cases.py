@@ -13,6 +13,8 @@ too in the tests, so no tolerance is slack.
 Shapes cover N = 1, T = 1, H not a multiple of 8, the COCO vocabulary of 1004
 and masks with fully masked rows.
 """
+from typing import NamedTuple
+
 import numpy as np
 
 from fastcap._kernels import KERNEL_NAMES
@@ -59,6 +61,58 @@ def lstm_cell_backward(rng, dtype, N, H, **_):
                            np.tanh(_f(rng, np.float64, N, H))], axis=1).astype(dtype)
     return [_f(rng, dtype, N, H), _f(rng, dtype, N, H), ifog, _f(rng, dtype, N, H),
             _f(rng, dtype, N, H), _empty(dtype, N, 4 * H), _empty(dtype, N, H)]
+
+
+class Pack(NamedTuple):
+    """An argument that is recurrent weights packed by the backend under test
+    (``recurrent_pack`` output is backend-specific, so ``run`` packs it)."""
+
+    Wh: np.ndarray
+    gates: int
+    transpose: bool
+
+
+def _batch_sizes(rng, N, T):
+    # Sequence lengths in [0, T], longest first, one of length T: uneven steps
+    # and (at N > 1) sequences of length 0.
+    lengths = np.sort(rng.integers(0, T + 1, N))[::-1]
+    lengths[0] = T
+    return np.array([(lengths > t).sum() for t in range(T)], dtype=np.intp)
+
+
+def _recurrence(rng, dtype, N, T, H, gates, backward):
+    bs = _batch_sizes(rng, N, T)
+    P, G = int(bs.sum()), gates * H
+    Wh = Pack(_f(rng, dtype, H, G, scale=1 / np.sqrt(H)), gates, backward)
+    h0 = _f(rng, dtype, N, H)
+    if not backward:
+        xw = _f(rng, dtype, P, G, scale=2)
+        if gates == 1:
+            return [xw, h0, Wh, bs, _empty(dtype, P, H)]
+        return [xw, h0, _f(rng, dtype, N, H), Wh, bs, _empty(dtype, P, G), _empty(dtype, P, H),
+                _empty(dtype, P, H)]
+    dh = _f(rng, dtype, P, H)
+    if gates == 1:
+        return [dh, h0, Wh, np.tanh(_f(rng, dtype, P, H)), bs, _empty(dtype, P, H), _empty(dtype, N, H)]
+    ifog = lstm_cell_backward(rng, dtype, P, H)[2]
+    return [dh, _f(rng, dtype, N, H), Wh, ifog, _f(rng, dtype, P, H), bs, _empty(dtype, P, G),
+            _empty(dtype, N, H)]
+
+
+def rnn_recurrence_forward(rng, dtype, N, T, H, **_):
+    return _recurrence(rng, dtype, N, T, H, 1, False)
+
+
+def rnn_recurrence_backward(rng, dtype, N, T, H, **_):
+    return _recurrence(rng, dtype, N, T, H, 1, True)
+
+
+def lstm_recurrence_forward(rng, dtype, N, T, H, **_):
+    return _recurrence(rng, dtype, N, T, H, 4, False)
+
+
+def lstm_recurrence_backward(rng, dtype, N, T, H, **_):
+    return _recurrence(rng, dtype, N, T, H, 4, True)
 
 
 def embedding_forward(rng, dtype, N, T, V, W, **_):
@@ -117,6 +171,10 @@ CASES = [
     ("rnn_cell_backward", "rnn_cell_backward", rnn_cell_backward, (2,), 1e-6),
     ("lstm_cell_forward", "lstm_cell_forward", lstm_cell_forward, (3, 4, 5), 2e-6),
     ("lstm_cell_backward", "lstm_cell_backward", lstm_cell_backward, (5, 6), 2e-6),
+    ("rnn_recurrence_forward", "rnn_recurrence_forward", rnn_recurrence_forward, (4,), 2e-6),
+    ("rnn_recurrence_backward", "rnn_recurrence_backward", rnn_recurrence_backward, (5, 6), 2e-6),
+    ("lstm_recurrence_forward", "lstm_recurrence_forward", lstm_recurrence_forward, (5, 6, 7), 2e-6),
+    ("lstm_recurrence_backward", "lstm_recurrence_backward", lstm_recurrence_backward, (6, 7), 2e-6),
     ("embedding_forward", "embedding_forward", embedding_forward, (2,), 1e-7),
     ("embedding_backward", "embedding_backward", embedding_backward, (2,), 2e-6),
     ("affine_forward", "affine_forward", affine_forward, (3,), 3e-6),
@@ -129,12 +187,29 @@ CASES = [
     ("adam_update", "adam_update", adam_update, (0, 2, 3), 1e-6),
 ]
 
-assert {c[1] for c in CASES} == set(KERNEL_NAMES), "every kernel needs a row in CASES"
+# Kernels exercised through the rows of others (see Pack).
+COVERED_BY_OTHERS = {"recurrent_pack"}
+assert {c[1] for c in CASES} | COVERED_BY_OTHERS == set(KERNEL_NAMES), "every kernel needs a row in CASES"
+
+# The recurrence rows: what the compiled engine runs (tests/test_engine.py).
+ENGINE_KERNELS = {c[1] for c in CASES if "_recurrence_" in c[1]}
+
+
+def as_dtype(args, dtype):
+    """args with every float array (and packed weight) cast to dtype."""
+    def cast(a):
+        if isinstance(a, Pack):
+            return a._replace(Wh=a.Wh.astype(dtype))
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            return a.astype(dtype)
+        return a
+    return [cast(a) for a in args]
 
 
 def run(kernels, kernel, args, written):
     """Call a kernel on copies of args; return its return value and written arrays."""
-    args = [a.copy() if isinstance(a, np.ndarray) else a for a in args]
+    args = [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose) if isinstance(a, Pack)
+            else a.copy() if isinstance(a, np.ndarray) else a for a in args]
     before = [a.copy() if isinstance(a, np.ndarray) else None for a in args]
     ret = getattr(kernels, kernel)(*args)
     for i, (a, b) in enumerate(zip(args, before)):

@@ -30,7 +30,7 @@ from fastcap import _backend
 from fastcap.gradient_check import rel_error
 
 from conftest import REQUIRE_ALL
-from kernel_cases import CASES, SHAPES, run
+from kernel_cases import CASES, ENGINE_KERNELS, SHAPES, run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -48,22 +48,28 @@ def cy():
 
 
 @pytest.fixture(scope="module")
-def both_builds(cy):
-    """(baseline module, AVX2 module), where this machine builds and runs both."""
+def builds(cy):
+    """{isa: module} of every build of the backend that this machine has and
+    runs: the baseline and, on x86-64 CPUs that have them, AVX2 and AVX-512."""
+    import importlib
+
     from fastcap._kernels import cython_backend as baseline
 
     if baseline.BUILD_INFO["native"]:
-        pytest.skip("a -march=native build has no AVX2 variant")
-    try:
-        from fastcap._kernels import cython_backend_avx2 as avx2
-    except ImportError as exc:
-        # Built wherever the compiler targets x86-64 AVX2 (CI's does).
-        if REQUIRE_ALL and baseline.cpu_has_avx2_fma():
-            pytest.fail(f"the AVX2 build of the cython backend is missing in CI: {exc}")
-        pytest.skip(f"no AVX2 build here: {exc}")
-    if not baseline.cpu_has_avx2_fma():
-        pytest.skip("this CPU cannot run the AVX2 build")
-    return baseline, avx2
+        pytest.skip("a -march=native build has no ISA variants")
+    found = {"baseline": baseline}
+    for isa, (module_name, predicate) in _backend._VARIANTS["cython"].items():
+        if not getattr(baseline, predicate)():
+            continue
+        try:
+            found[isa] = importlib.import_module(module_name)
+        except ImportError as exc:
+            # Built wherever the compiler targets x86-64 AVX2/AVX-512 (CI's does).
+            if REQUIRE_ALL:
+                pytest.fail(f"the {isa} build of the cython backend is missing in CI: {exc}")
+    if len(found) == 1:
+        pytest.skip("this CPU runs only the baseline build")
+    return found
 
 
 def test_threaded_paths_match_reference(cy):
@@ -123,36 +129,48 @@ def test_tanh_sigmoid_exp_accuracy(cy, dtype, tol):
 
 def test_build_info(cy):
     info = dict(cy.BUILD_INFO)
-    assert info.pop("isa") in ("baseline", "avx2", "native")
+    assert info.pop("isa") in ("baseline", "avx2", "avx512", "native")
     assert set(info) == {"debug", "native", "openmp"}
     assert all(isinstance(v, bool) for v in info.values())
 
 
-def test_isa_builds_give_bitwise_equal_results(both_builds):
-    """The AVX2 build (8-wide, no fused multiply-adds) and the baseline build
-    compute every parity case, both dtypes, to the same bits."""
-    baseline, avx2 = both_builds
-    assert (baseline.BUILD_INFO["isa"], avx2.BUILD_INFO["isa"]) == ("baseline", "avx2")
-    for name, kernel, build, written, _ in CASES:
+def test_isa_builds_give_bitwise_equal_results(builds):
+    """Every build computes every parity case, both dtypes, to the baseline's
+    bits (no fused multiply-adds), except the float32 recurrences: the engine's
+    tiles use FMA where the CPU has it, so there the AVX2 and AVX-512 builds
+    agree bit for bit (same order of every sum) and the baseline within the
+    row's tolerance."""
+    baseline = builds["baseline"]
+    assert {isa: m.BUILD_INFO["isa"] for isa, m in builds.items()} == {isa: isa for isa in builds}
+    fma = [m for isa, m in builds.items() if isa != "baseline"]
+    for name, kernel, build, written, tol in CASES:
         for dims in SHAPES:
             for dtype in (np.float32, np.float64):
                 args = build(np.random.default_rng(3), dtype, **dims)
-                (r1, outs1), (r2, outs2) = run(baseline, kernel, args, written), run(avx2, kernel, args, written)
-                assert r1 == r2 or (r1 != r1 and r2 != r2), (name, dims, dtype)
-                for a, b in zip(outs1, outs2):
-                    np.testing.assert_array_equal(a, b, err_msg=f"{name} {dims} {dtype.__name__}")
+                engine = kernel in ENGINE_KERNELS and dtype == np.float32
+                r1, outs1 = run(fma[0] if engine else baseline, kernel, args, written)
+                for other in (fma[1:] if engine else fma):
+                    r2, outs2 = run(other, kernel, args, written)
+                    assert r1 == r2 or (r1 != r1 and r2 != r2), (name, dims, dtype)
+                    for a, b in zip(outs1, outs2):
+                        np.testing.assert_array_equal(a, b, err_msg=f"{name} {dims} {dtype.__name__}")
+                if engine:
+                    _, outs0 = run(baseline, kernel, args, written)
+                    for a, b in zip(outs0, outs1):
+                        assert np.max(np.abs(a - b)) <= tol * np.max(np.abs(b)), (name, dims)
 
 
-def test_backend_loads_the_build_for_this_cpu(both_builds):
-    assert _backend.load("cython").module is both_builds[1]
+def test_backend_loads_the_build_for_this_cpu(builds):
+    best = next(isa for isa in ("avx512", "avx2", "baseline") if isa in builds)
+    assert _backend.load("cython").module is builds[best]
     code = "from fastcap import _backend; print(_backend.load('cython').module.BUILD_INFO['isa'])"
-    for choice, isa in (("baseline", "baseline"), ("avx2", "avx2"), ("auto", "avx2"), ("", "avx2")):
+    for choice, isa in [(isa, isa) for isa in builds] + [("auto", best), ("", best)]:
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                              env={**os.environ, _backend.ISA_ENV_VAR: choice}, timeout=300)
         assert out.returncode == 0 and out.stdout.split() == [isa], (choice, out.stderr)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, _backend.ISA_ENV_VAR: "sse9"}, timeout=300)
-    assert out.returncode != 0 and "FASTCAP_CYTHON_ISA must be auto, baseline or avx2" in out.stderr
+    assert out.returncode != 0 and "FASTCAP_CYTHON_ISA must be one of auto, baseline, avx2, avx512" in out.stderr
 
 
 def test_debug_build_checks_bounds(cy):

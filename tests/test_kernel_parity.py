@@ -7,7 +7,7 @@ from fastcap import _backend
 from fastcap._kernels import KERNEL_NAMES
 from fastcap.gradient_check import rel_error
 
-from kernel_cases import CASES, SHAPES, run
+from kernel_cases import CASES, SHAPES, as_dtype, run
 
 REF = _backend.load("numpy")
 
@@ -50,8 +50,7 @@ def test_float32_within_documented_tolerance(backend, case, dims):
     and the float32 reference meets the same bar (so the tolerance is not slack)."""
     name, kernel, build, written, tol = case
     args64 = build(np.random.default_rng(7), np.float64, **dims)
-    args32 = [a.astype(np.float32) if isinstance(a, np.ndarray) and a.dtype == np.float64 else a
-              for a in args64]
+    args32 = as_dtype(args64, np.float32)
     want = run(REF, kernel, args64, written)
     _compare(name + " (float32 reference)", run(REF, kernel, args32, written), want, tol, scaled_error)
     _compare(name, run(_backend.kernels(), kernel, args32, written), want, tol, scaled_error)

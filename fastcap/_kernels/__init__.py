@@ -36,6 +36,32 @@ KERNELS = {
         "dc_prev_out (N,H)): gradients wrt the gate pre-activations a and c_prev, "
         "where dc is the gradient arriving at c from the next timestep"
     ),
+    # --- recurrences: the whole packed time loop (see fastcap.rnn_layers.Packing) ---
+    # batch_sizes (T,) intp, non-increasing, sum P: at step t the first
+    # batch_sizes[t] sequences run, on rows offsets[t] : offsets[t] + batch_sizes[t].
+    "recurrent_pack": (
+        "(Wh (H,G), gates int, transpose bool) -> packed: Wh in the layout this backend's "
+        "recurrence kernels take (transpose: for the backward product da @ Wh.T); made once "
+        "per call and used for every step"
+    ),
+    "rnn_recurrence_forward": (
+        "(xw (P,H), h0 (N,H), Whp packed, batch_sizes (T,), h_out (P,H)): "
+        "h_t = tanh(xw_t + h_{t-1} @ Wh) for every step"
+    ),
+    "rnn_recurrence_backward": (
+        "(dh (P,H), h0 (N,H), WhTp packed transposed, h (P,H), batch_sizes, da_out (P,H), "
+        "dh0_out (N,H)): da = gradient at every step's pre-activation, dh gives the gradient "
+        "arriving at each h_t from outside the recurrence; dh0 = gradient at h0 (0 for "
+        "sequences of length 0)"
+    ),
+    "lstm_recurrence_forward": (
+        "(xw (P,4H), h0 (N,H), c0 (N,H), Whp packed, batch_sizes, ifog_out (P,4H), c_out (P,H), "
+        "h_out (P,H)): the LSTM cell of lstm_cell_forward at every step from (h0, c0)"
+    ),
+    "lstm_recurrence_backward": (
+        "(dh (P,H), c0 (N,H), WhTp packed transposed, ifog (P,4H), c (P,H), batch_sizes, "
+        "da_out (P,4H), dh0_out (N,H)): gradients at every step's gate pre-activations and at h0"
+    ),
     # --- word embedding ---
     "embedding_forward": "(idx (M,) int64, W (V,W), out (M,W)): out[m] = W[idx[m]]",
     "embedding_backward": "(dout (M,W), idx (M,) int64, dW_out (V,W)): dW = scatter-add of dout rows at idx",

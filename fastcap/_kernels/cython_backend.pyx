@@ -78,6 +78,9 @@ cdef extern from *:
     #ifndef FASTCAP_AVX2_BUILD
     #define FASTCAP_AVX2_BUILD 0
     #endif
+    #ifndef FASTCAP_AVX512_BUILD
+    #define FASTCAP_AVX512_BUILD 0
+    #endif
 
     /* Whether this CPU (and OS) can run the AVX2 + FMA build of this module. */
     static int fastcap_cpu_has_avx2_fma(void)
@@ -85,6 +88,19 @@ cdef extern from *:
     #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
         __builtin_cpu_init();
         return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    #else
+        return 0;
+    #endif
+    }
+
+    /* Whether this CPU (and OS) can run the AVX-512 build (F, VL, BW, DQ). */
+    static int fastcap_cpu_has_avx512(void)
+    {
+    #if (defined(__GNUC__) || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        return fastcap_cpu_has_avx2_fma() && __builtin_cpu_supports("avx512f")
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512dq");
     #else
         return 0;
     #endif
@@ -157,13 +173,16 @@ cdef extern from *:
     int FASTCAP_DEBUG_BUILD
     int FASTCAP_NATIVE_BUILD
     int FASTCAP_AVX2_BUILD
+    int FASTCAP_AVX512_BUILD
     int FASTCAP_OPENMP
     int fastcap_cpu_has_avx2_fma() noexcept nogil
+    int fastcap_cpu_has_avx512() noexcept nogil
 
 BUILD_INFO = {
     "debug": bool(FASTCAP_DEBUG_BUILD),  # boundscheck/wraparound/initializedcheck on
     "native": bool(FASTCAP_NATIVE_BUILD),  # -march=native: for the build machine's CPU only
-    "isa": "native" if FASTCAP_NATIVE_BUILD else "avx2" if FASTCAP_AVX2_BUILD else "baseline",
+    "isa": ("native" if FASTCAP_NATIVE_BUILD else "avx512" if FASTCAP_AVX512_BUILD
+            else "avx2" if FASTCAP_AVX2_BUILD else "baseline"),
     "openmp": bool(FASTCAP_OPENMP),  # compiled with OpenMP (prange can run threads)
 }
 
@@ -176,6 +195,11 @@ def cpu_has_avx2_fma():
     """Whether this CPU and OS run AVX2 and FMA instructions (the
     cython_backend_avx2 build); fastcap._backend asks before loading it."""
     return bool(fastcap_cpu_has_avx2_fma())
+
+
+def cpu_has_avx512():
+    """Whether this CPU and OS run AVX-512 F/VL/BW/DQ (the cython_backend_avx512 build)."""
+    return bool(fastcap_cpu_has_avx512())
 
 
 def _set_parallel_min(Py_ssize_t n):
@@ -606,3 +630,9 @@ def adam_update(w,  # IN/OUT any shape: w -= alpha * m / (sqrt(v) + eps)
                 beta2,  # IN
                 eps):  # IN
     _adam(w.reshape(-1), dw.reshape(-1), m.reshape(-1), v.reshape(-1), alpha, beta1, beta2, eps)
+
+
+# ----------------------------------------------------------------------------
+# recurrences: the compiled engine (float32) or the BLAS loop
+
+include "recurrence_engine.pxi"

@@ -38,11 +38,14 @@ M = N*T flattened rows. LSTM gates are packed i, f, o, g along the 4H axis.
 """
 import math
 import os
+import sys
 
 import numba
 import numpy as np
 from numba import types
 from numba.extending import overload
+
+from . import blas_recurrence
 
 __all__ = [
     "rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
@@ -456,3 +459,10 @@ def rmsprop_update(w, dw, cache, lr, decay_rate, eps):
 
 def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
     _adam(_flat(w), _flat(dw), _flat(m), _flat(v), alpha, beta1, beta2, eps)
+
+
+# ----------------------------------------------------------------------------
+# recurrences: the shared BLAS time loop around this module's cell kernels
+
+
+globals().update(blas_recurrence.kernels(sys.modules[__name__]))

@@ -4,7 +4,11 @@ Vectorized, allocation-light NumPy, written to be read. Every kernel follows
 the contract in ``fastcap/_kernels/__init__.py``; compiled backends are tested
 against these functions.
 """
+import sys
+
 import numpy as np
+
+from . import blas_recurrence
 
 
 def _sigmoid(a, out):
@@ -144,3 +148,10 @@ def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
     v *= beta2
     v += (1 - beta2) * (dw * dw)
     w -= alpha * (m / (np.sqrt(v) + eps))
+
+
+# ----------------------------------------------------------------------------
+# recurrences: the shared BLAS time loop around this module's cell kernels
+
+
+globals().update(blas_recurrence.kernels(sys.modules[__name__]))

@@ -1,0 +1,92 @@
+"""The recurrence kernels written as a Python time loop around BLAS.
+
+Every backend's ``*_recurrence_*`` kernels for the cases the compiled engine
+does not take (the NumPy and Numba backends always; the Cython backend for
+float64) are these loops, run with that backend's own cell kernels: per step
+one ``np.dot`` with the recurrent weights and one cell kernel call. They are
+also the engine's parity reference.
+
+Layout: see ``fastcap._kernels.KERNELS``. ``recurrent_pack`` is the identity
+here: the loops use Wh itself.
+"""
+import numpy as np
+
+
+def recurrent_pack(Wh, gates, transpose):
+    """The BLAS loops take Wh (H, G) as it is."""
+    return Wh
+
+
+def _steps(batch_sizes):
+    """(t, n, rows of step t) for every step, in time order."""
+    out, o = [], 0
+    for t, n in enumerate(batch_sizes):
+        n = int(n)
+        out.append((t, n, slice(o, o + n)))
+        o += n
+    return out
+
+
+def rnn_forward(cells, xw, h0, Wh, batch_sizes, h_out):
+    hw = np.empty_like(h0)  # (N, H)
+    prev = h0
+    for _, n, rows in _steps(batch_sizes):
+        np.dot(prev[:n], Wh, out=hw[:n])
+        cells.rnn_cell_forward(xw[rows], hw[:n], h_out[rows])
+        prev = h_out[rows]
+
+
+def rnn_backward(cells, dh, h0, Wh, h, batch_sizes, da_out, dh0_out):
+    dsum = np.empty_like(h0)  # (N, H) gradient at h_t, both paths
+    # dh0_out doubles as the gradient into h_{t-1} from step t; rows of
+    # sequences not yet running stay 0.
+    dh0_out[...] = 0
+    for _, n, rows in reversed(_steps(batch_sizes)):
+        np.add(dh[rows], dh0_out[:n], out=dsum[:n])
+        cells.rnn_cell_backward(dsum[:n], h[rows], da_out[rows])
+        np.dot(da_out[rows], Wh.T, out=dh0_out[:n])
+
+
+def lstm_forward(cells, xw, h0, c0, Wh, batch_sizes, ifog_out, c_out, h_out):
+    hw = np.empty((h0.shape[0], Wh.shape[1]), dtype=h0.dtype)  # (N, 4H)
+    prev_h, prev_c = h0, c0
+    for _, n, rows in _steps(batch_sizes):
+        np.dot(prev_h[:n], Wh, out=hw[:n])
+        cells.lstm_cell_forward(xw[rows], hw[:n], prev_c[:n], ifog_out[rows], c_out[rows], h_out[rows])
+        prev_h, prev_c = h_out[rows], c_out[rows]
+
+
+def lstm_backward(cells, dh, c0, Wh, ifog, c, batch_sizes, da_out, dh0_out):
+    dsum = np.empty_like(c0)  # (N, H)
+    dh0_out[...] = 0
+    # Gradients into c_{t-1} from step t: two buffers, swapped each step, so a
+    # kernel's input and output never alias.
+    dc_in, dc_out = np.zeros_like(c0), np.zeros_like(c0)
+    steps = _steps(batch_sizes)
+    for t, n, rows in reversed(steps):
+        np.add(dh[rows], dh0_out[:n], out=dsum[:n])
+        c_prev = c0[:n] if t == 0 else c[steps[t - 1][2]][:n]
+        cells.lstm_cell_backward(dsum[:n], dc_in[:n], ifog[rows], c_prev, c[rows], da_out[rows], dc_out[:n])
+        np.dot(da_out[rows], Wh.T, out=dh0_out[:n])
+        dc_in, dc_out = dc_out, dc_in
+
+
+def kernels(cells):
+    """The recurrence kernels of the table, as BLAS loops over `cells`' cell kernels."""
+    def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
+        rnn_forward(cells, xw, h0, Whp, batch_sizes, h_out)
+
+    def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
+        rnn_backward(cells, dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
+
+    def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
+        lstm_forward(cells, xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
+
+    def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
+        lstm_backward(cells, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
+
+    return dict(recurrent_pack=recurrent_pack,
+                rnn_recurrence_forward=rnn_recurrence_forward,
+                rnn_recurrence_backward=rnn_recurrence_backward,
+                lstm_recurrence_forward=lstm_recurrence_forward,
+                lstm_recurrence_backward=lstm_recurrence_backward)

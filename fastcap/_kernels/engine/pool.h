@@ -1,0 +1,30 @@
+/* pool.h -- the engine's thread pool: run one task on n threads, with a barrier.
+ *
+ * Why not OpenMP: libgomp's idle threads spin after every parallel region
+ * while OpenBLAS needs the same cores for the GEMMs between engine calls
+ * (measured: a training step 2-7x slower on 2 cores), and PyTorch in the same
+ * process brings its own libgomp. This pool spins only inside a task (one
+ * barrier per timestep, where a sleep would cost more than the step's work
+ * per thread) and briefly after it, then its workers sleep on a condition
+ * variable, so the cores are free for BLAS.
+ */
+#ifndef FASTCAP_ENGINE_POOL_H
+#define FASTCAP_ENGINE_POOL_H
+
+#define FC_MAX_THREADS 256
+
+typedef void (*fc_task)(void *ctx, int tid, int nthreads);
+
+/* Run task(ctx, tid, n) for tid = 0..n-1 on n threads (the caller is tid 0)
+ * and return when all have returned. Calls are serialized. n is clamped to
+ * [1, FC_MAX_THREADS]. Returns 0, or -1 if a worker thread could not be
+ * started (the task then ran on fewer threads: results are the same). */
+int fc_pool_run(fc_task task, void *ctx, int n);
+
+/* Wait until all n threads of the running task have reached this barrier. */
+void fc_pool_barrier(int n);
+
+/* Threads actually used by the last fc_pool_run (for tests). */
+int fc_pool_last_threads(void);
+
+#endif

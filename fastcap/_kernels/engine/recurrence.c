@@ -1,0 +1,342 @@
+/* recurrence.c -- see recurrence.h for the contract and the design. */
+#include "recurrence.h"
+
+#include <stdlib.h>
+
+#include "pool.h"
+#include "simd.h"
+
+#define FC_INLINE static inline __attribute__((always_inline))
+
+const char *fc_engine_isa(void) { return FC_ISA; }
+int fc_engine_vector_width(void) { return FC_VW; }
+
+/* ---------------------------------------------------------------------------
+ * packing */
+
+/* Column of Wh (or of Wh.T) that lane l of panel p holds, or -1 for padding. */
+static int panel_column(int kind, int H, int p, int l)
+{
+    int u;
+    if (kind == FC_PACK_GATES) {
+        u = p * FC_VW + l % FC_VW;
+        return u < H ? (l / FC_VW) * H + u : -1;
+    }
+    u = p * FC_PW + l;
+    return u < H ? u : -1;
+}
+
+int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind)
+{
+    int K = kind == FC_PACK_TRANSPOSED ? G : H;
+    int npanels = kind == FC_PACK_GATES ? (H + FC_VW - 1) / FC_VW : (H + FC_PW - 1) / FC_PW;
+    size_t bytes = (size_t)npanels * (size_t)K * FC_PW * sizeof(float);
+    void *data = NULL;
+    out->data = NULL;
+    if (posix_memalign(&data, 64, bytes ? bytes : 64) != 0) return -1;
+    float *d = data;
+    for (int p = 0; p < npanels; p++) {
+        for (int l = 0; l < FC_PW; l++) {
+            int col = panel_column(kind, H, p, l);
+            float *dst = d + (size_t)p * K * FC_PW + l;
+            for (int k = 0; k < K; k++) {
+                /* Wh[k, col] forward; Wh.T[k, col] = Wh[col, k] backward */
+                float w = col < 0 ? 0.0f
+                          : kind == FC_PACK_TRANSPOSED ? Wh[(size_t)col * G + k]
+                                                        : Wh[(size_t)k * G + col];
+                dst[(size_t)k * FC_PW] = w;
+            }
+        }
+    }
+    out->data = d;
+    out->kind = kind;
+    out->H = H;
+    out->G = G;
+    out->K = K;
+    out->npanels = npanels;
+    return 0;
+}
+
+void fc_packed_free(fc_packed *p)
+{
+    free(p->data);
+    p->data = NULL;
+}
+
+/* ---------------------------------------------------------------------------
+ * the register tile: acc[m][v] = sum_k A[m, k] * panel[k, v*FC_VW : (v+1)*FC_VW]
+ * for m < mr (a compile-time constant after inlining, so acc lives in registers). */
+
+FC_INLINE void tile(int mr, const float *A, ptrdiff_t lda, const float *panel, int K,
+                    vf acc[FC_MR][4])
+{
+#pragma GCC unroll 8
+    for (int m = 0; m < FC_MR; m++)
+        for (int v = 0; v < 4; v++) acc[m][v] = vf_set1(0.0f);
+    for (int k = 0; k < K; k++) {
+        const float *w = panel + (ptrdiff_t)k * FC_PW;
+        vf w0 = vf_load(w), w1 = vf_load(w + FC_VW), w2 = vf_load(w + 2 * FC_VW),
+           w3 = vf_load(w + 3 * FC_VW);
+#pragma GCC unroll 8
+        for (int m = 0; m < mr; m++) {
+            vf a = vf_set1(A[m * lda + k]);
+            acc[m][0] = fc_fma(a, w0, acc[m][0]);
+            acc[m][1] = fc_fma(a, w1, acc[m][1]);
+            acc[m][2] = fc_fma(a, w2, acc[m][2]);
+            acc[m][3] = fc_fma(a, w3, acc[m][3]);
+        }
+    }
+}
+
+/* Valid lanes of vector v of a FC_PW-wide panel starting at unit u0. */
+FC_INLINE int lanes(int H, int u) { return H - u >= FC_VW ? FC_VW : H - u > 0 ? H - u : 0; }
+
+/* Run body(mr, r) over rows [r0, r1) in tiles of FC_MR and one remainder tile. */
+#define FC_ROW_TILES(r0, r1, body)                                              \
+    do {                                                                        \
+        int r_ = (r0);                                                          \
+        for (; r_ + FC_MR <= (r1); r_ += FC_MR) body(FC_MR, r_);                \
+        switch ((r1) - r_) {                                                    \
+        case 1: body(1, r_); break;                                             \
+        case 2: if (FC_MR > 2) { body((FC_MR > 2 ? 2 : 1), r_); } break;        \
+        case 3: if (FC_MR > 3) { body((FC_MR > 3 ? 3 : 1), r_); } break;        \
+        case 4: if (FC_MR > 4) { body((FC_MR > 4 ? 4 : 1), r_); } break;        \
+        case 5: if (FC_MR > 5) { body((FC_MR > 5 ? 5 : 1), r_); } break;        \
+        default: break;                                                         \
+        }                                                                       \
+    } while (0)
+
+/* Panels [*p0, *p1) of thread tid of n. */
+static void my_panels(int npanels, int tid, int n, int *p0, int *p1)
+{
+    *p0 = (int)((long)npanels * tid / n);
+    *p1 = (int)((long)npanels * (tid + 1) / n);
+}
+
+typedef struct {
+    const float *xw, *h0, *c0, *dh, *ifog, *c, *h;
+    const fc_packed *W;
+    const ptrdiff_t *off;
+    int T, N;
+    float *ifog_out, *c_out, *h_out, *da_out, *dh0_out, *dc;
+} job;
+
+#define ROWS(t) ((int)(j->off[(t) + 1] - j->off[(t)]))
+
+/* ---------------------------------------------------------------------------
+ * LSTM forward */
+
+FC_INLINE void lstm_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
+{
+    const int H = j->W->H, G = 4 * H, nu = lanes(H, u0);
+    const ptrdiff_t R = j->off[t] + r;
+    const float *x = j->xw + R * G + u0;
+    vf i = vf_sigmoid(acc[0] + vf_load_n(x, nu));
+    vf f = vf_sigmoid(acc[1] + vf_load_n(x + H, nu));
+    vf o = vf_sigmoid(acc[2] + vf_load_n(x + 2 * H, nu));
+    vf g = vf_tanh(acc[3] + vf_load_n(x + 3 * H, nu));
+    vf cp = t > 0 ? vf_load_n(j->c_out + (j->off[t - 1] + r) * H + u0, nu)
+            : j->c0 ? vf_load_n(j->c0 + (ptrdiff_t)r * H + u0, nu) : vf_set1(0.0f);
+    vf c = f * cp + i * g;
+    vf h = o * vf_tanh(c);
+    float *q = j->ifog_out + R * G + u0;
+    vf_store_n(q, i, nu);
+    vf_store_n(q + H, f, nu);
+    vf_store_n(q + 2 * H, o, nu);
+    vf_store_n(q + 3 * H, g, nu);
+    vf_store_n(j->c_out + R * H + u0, c, nu);
+    vf_store_n(j->h_out + R * H + u0, h, nu);
+}
+
+static void lstm_forward_task(void *ctx, int tid, int nth)
+{
+    const job *j = ctx;
+    const int H = j->W->H, K = j->W->K;
+    int p0, p1;
+    my_panels(j->W->npanels, tid, nth, &p0, &p1);
+    for (int t = 0; t < j->T; t++) {
+        const int n = ROWS(t);
+        const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
+        for (int p = p0; p < p1; p++) {
+            const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
+#define BODY(mr, r)                                                        \
+    {                                                                      \
+        vf acc[FC_MR][4];                                                  \
+        tile(mr, A + (ptrdiff_t)(r) * H, H, panel, K, acc);                \
+        for (int m = 0; m < (mr); m++) lstm_fwd_row(j, t, (r) + m, p * FC_VW, acc[m]); \
+    }
+            FC_ROW_TILES(0, n, BODY);
+#undef BODY
+        }
+        fc_pool_barrier(nth);
+    }
+}
+
+void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,
+                     const ptrdiff_t *offsets, int T, float *ifog_out, float *c_out,
+                     float *h_out, int nthreads)
+{
+    job j = {.xw = xw, .h0 = h0, .c0 = c0, .W = Wp, .off = offsets, .T = T,
+             .ifog_out = ifog_out, .c_out = c_out, .h_out = h_out};
+    fc_pool_run(lstm_forward_task, &j, nthreads);
+}
+
+/* ---------------------------------------------------------------------------
+ * RNN forward */
+
+FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
+{
+    const int H = j->W->H;
+    const ptrdiff_t R = j->off[t] + r;
+    for (int v = 0; v < 4; v++) {
+        int u = u0 + v * FC_VW, nu = lanes(H, u);
+        if (nu) vf_store_n(j->h_out + R * H + u, vf_tanh(acc[v] + vf_load_n(j->xw + R * H + u, nu)), nu);
+    }
+}
+
+static void rnn_forward_task(void *ctx, int tid, int nth)
+{
+    const job *j = ctx;
+    const int H = j->W->H, K = j->W->K;
+    int p0, p1;
+    my_panels(j->W->npanels, tid, nth, &p0, &p1);
+    for (int t = 0; t < j->T; t++) {
+        const int n = ROWS(t);
+        const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
+        for (int p = p0; p < p1; p++) {
+            const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
+#define BODY(mr, r)                                                        \
+    {                                                                      \
+        vf acc[FC_MR][4];                                                  \
+        tile(mr, A + (ptrdiff_t)(r) * H, H, panel, K, acc);                \
+        for (int m = 0; m < (mr); m++) rnn_fwd_row(j, t, (r) + m, p * FC_PW, acc[m]); \
+    }
+            FC_ROW_TILES(0, n, BODY);
+#undef BODY
+        }
+        fc_pool_barrier(nth);
+    }
+}
+
+void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
+                    const ptrdiff_t *offsets, int T, float *h_out, int nthreads)
+{
+    job j = {.xw = xw, .h0 = h0, .W = Wp, .off = offsets, .T = T, .h_out = h_out};
+    fc_pool_run(rnn_forward_task, &j, nthreads);
+}
+
+/* ---------------------------------------------------------------------------
+ * backward: shared time loop. At step t (last to first), for the rows that
+ * step t+1 sent a gradient to (the first n_{t+1}), acc = da_{t+1} @ Wh.T is
+ * the tile; the other rows of step t get acc = 0. Then the cell backward of
+ * step t runs on the tile (row_fn). After step 0, dh0 = da_0 @ Wh.T. */
+
+FC_INLINE void row_fn(const job *j, int t, int r, int u0, vf acc[4], int lstm);
+
+/* lstm: a constant in each caller, so each gets its own copy of the loop with
+ * the cell inlined into the tile's epilogue. */
+FC_INLINE void backward_loop(const job *j, int tid, int nth, int lstm)
+{
+    const int H = j->W->H, G = j->W->G, K = j->W->K;
+    int p0, p1;
+    my_panels(j->W->npanels, tid, nth, &p0, &p1);
+    for (int t = j->T - 1; t >= -1; t--) {
+        /* t = -1: the gradient into h0 */
+        const int n = t >= 0 ? ROWS(t) : j->N;
+        const int from = t + 1 < j->T ? ROWS(t + 1) : 0;
+        const float *A = j->da_out + j->off[t + 1] * G;
+        for (int p = p0; p < p1; p++) {
+            const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
+            const int u0 = p * FC_PW;
+#define BODY(mr, r)                                                              \
+    {                                                                            \
+        vf acc[FC_MR][4];                                                        \
+        tile(mr, A + (ptrdiff_t)(r) * G, G, panel, K, acc);                      \
+        for (int m = 0; m < (mr); m++) {                                         \
+            if (t >= 0) row_fn(j, t, (r) + m, u0, acc[m], lstm);                       \
+            else for (int v = 0; v < 4; v++)                                     \
+                vf_store_n(j->dh0_out + (ptrdiff_t)((r) + m) * H + u0 + v * FC_VW, \
+                           acc[m][v], lanes(H, u0 + v * FC_VW));                 \
+        }                                                                        \
+    }
+            FC_ROW_TILES(0, from < n ? from : n, BODY);
+#undef BODY
+            for (int r = from; r < n; r++) {
+                vf zero[4] = {vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f), vf_set1(0.0f)};
+                if (t >= 0) row_fn(j, t, r, u0, zero, lstm);
+                else for (int v = 0; v < 4; v++)
+                    vf_store_n(j->dh0_out + (ptrdiff_t)r * H + u0 + v * FC_VW, zero[v],
+                               lanes(H, u0 + v * FC_VW));
+            }
+        }
+        if (t >= 0) fc_pool_barrier(nth);
+    }
+}
+
+FC_INLINE void rnn_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
+{
+    const int H = j->W->H;
+    const ptrdiff_t R = j->off[t] + r;
+    for (int v = 0; v < 4; v++) {
+        int u = u0 + v * FC_VW, nu = lanes(H, u);
+        if (!nu) continue;
+        vf dh = vf_load_n(j->dh + R * H + u, nu) + acc[v];
+        vf h = vf_load_n(j->h + R * H + u, nu);
+        vf_store_n(j->da_out + R * H + u, (1.0f - h * h) * dh, nu);
+    }
+}
+
+/* The LSTM cell backward of one row on 4 vectors of units (order of operations
+ * as the cell kernels', so float32 rounds alike). */
+FC_INLINE void lstm_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
+{
+    const int H = j->W->H, G = 4 * H;
+    const ptrdiff_t R = j->off[t] + r;
+    const float *q = j->ifog + R * G;
+    float *d = j->da_out + R * G;
+    for (int v = 0; v < 4; v++) {
+        int u = u0 + v * FC_VW, nu = lanes(H, u);
+        if (!nu) continue;
+        vf dh = vf_load_n(j->dh + R * H + u, nu) + acc[v];
+        vf i = vf_load_n(q + u, nu), f = vf_load_n(q + H + u, nu);
+        vf o = vf_load_n(q + 2 * H + u, nu), g = vf_load_n(q + 3 * H + u, nu);
+        vf tc = vf_tanh(vf_load_n(j->c + R * H + u, nu));
+        float *dc = j->dc + (ptrdiff_t)r * H + u;
+        vf dct = vf_load_n(dc, nu) + dh * o * (1.0f - tc * tc);
+        vf cp = t > 0 ? vf_load_n(j->c + (j->off[t - 1] + r) * H + u, nu)
+                : j->c0 ? vf_load_n(j->c0 + (ptrdiff_t)r * H + u, nu) : vf_set1(0.0f);
+        vf_store_n(d + u, dct * g * i * (1.0f - i), nu);
+        vf_store_n(d + H + u, dct * cp * f * (1.0f - f), nu);
+        vf_store_n(d + 2 * H + u, dh * tc * o * (1.0f - o), nu);
+        vf_store_n(d + 3 * H + u, dct * i * (1.0f - g * g), nu);
+        vf_store_n(dc, dct * f, nu);
+    }
+}
+
+FC_INLINE void row_fn(const job *j, int t, int r, int u0, vf acc[4], int lstm)
+{
+    if (lstm) lstm_bwd_row(j, t, r, u0, acc);
+    else rnn_bwd_row(j, t, r, u0, acc);
+}
+
+static void rnn_backward_task(void *ctx, int tid, int nth) { backward_loop(ctx, tid, nth, 0); }
+
+void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
+                     const ptrdiff_t *offsets, int T, int N, float *da_out, float *dh0_out,
+                     int nthreads)
+{
+    job j = {.dh = dh, .h = h, .W = WTp, .off = offsets, .T = T, .N = N,
+             .da_out = da_out, .dh0_out = dh0_out};
+    fc_pool_run(rnn_backward_task, &j, nthreads);
+}
+
+static void lstm_backward_task(void *ctx, int tid, int nth) { backward_loop(ctx, tid, nth, 1); }
+
+void fc_lstm_backward(const float *dh, const float *c0, const fc_packed *WTp, const float *ifog,
+                      const float *c, const ptrdiff_t *offsets, int T, int N, float *da_out,
+                      float *dh0_out, float *dc_work, int nthreads)
+{
+    job j = {.dh = dh, .c0 = c0, .ifog = ifog, .c = c, .W = WTp, .off = offsets, .T = T,
+             .N = N, .da_out = da_out, .dh0_out = dh0_out, .dc = dc_work};
+    fc_pool_run(lstm_backward_task, &j, nthreads);
+}

@@ -1,0 +1,239 @@
+# The recurrence kernels of the Cython backend (included by cython_backend.pyx).
+#
+# float32 runs on the compiled recurrent engine (fastcap/_kernels/engine/,
+# C): the whole packed time loop in C, register tiles over weights packed
+# once per call (``recurrent_pack`` returns a ``PackedRecurrent``), the cell
+# math fused into the tiles, hidden units split over the engine's threads.
+# float64 (or the engine switched off) runs the shared BLAS loop
+# (fastcap/_kernels/blas_recurrence.py) around this module's cell kernels:
+# which path a call takes is decided by what ``recurrent_pack`` returned.
+#
+# Kernels trust the orchestration's validation, but these wrappers still check
+# every size the C code indexes with (O(T) work per call) before it runs, so
+# inconsistent arguments raise ValueError instead of reaching memory.
+import os as _os
+import types as _types
+
+from fastcap._kernels import blas_recurrence as _blas_recurrence
+
+cdef extern from "engine/recurrence.h" nogil:
+    ctypedef struct fc_packed:
+        float *data
+        int kind, H, G, K, npanels
+    enum:
+        FC_PACK_GATES
+        FC_PACK_PLAIN
+        FC_PACK_TRANSPOSED
+    int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind)
+    void fc_packed_free(fc_packed *p)
+    const char *fc_engine_isa()
+    int fc_engine_vector_width()
+    void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
+                        const Py_ssize_t *offsets, int T, float *h_out, int nthreads)
+    void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
+                         const Py_ssize_t *offsets, int T, int N, float *da_out, float *dh0_out,
+                         int nthreads)
+    void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,
+                         const Py_ssize_t *offsets, int T, float *ifog_out, float *c_out,
+                         float *h_out, int nthreads)
+    void fc_lstm_backward(const float *dh, const float *c0, const fc_packed *WTp,
+                          const float *ifog, const float *c, const Py_ssize_t *offsets, int T,
+                          int N, float *da_out, float *dh0_out, float *dc_work, int nthreads)
+
+cdef extern from "engine/pool.h" nogil:
+    int fc_pool_last_threads()
+
+ENGINE_INFO = {"isa": fc_engine_isa().decode(), "vector_width": fc_engine_vector_width()}
+
+_BLAS = _types.SimpleNamespace(**_blas_recurrence.kernels(_types.SimpleNamespace(
+    rnn_cell_forward=rnn_cell_forward, rnn_cell_backward=rnn_cell_backward,
+    lstm_cell_forward=lstm_cell_forward, lstm_cell_backward=lstm_cell_backward)))
+
+
+def _default_threads():
+    try:
+        return max(1, len(_os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, _os.cpu_count() or 1)
+
+
+cdef int _engine_threads = _default_threads()
+cdef bint _engine_on = _os.environ.get("FASTCAP_ENGINE", "on").strip().lower() not in ("0", "off", "no", "false")
+
+
+def set_num_threads(int n):
+    """Threads of the recurrent engine (fastcap.set_num_threads calls this)."""
+    global _engine_threads
+    if n < 1:
+        raise ValueError(f"the engine needs at least 1 thread, got {n}")
+    _engine_threads = n
+
+
+def get_num_threads():
+    return _engine_threads
+
+
+def last_engine_threads():
+    """Threads the last engine call ran on (for tests)."""
+    return fc_pool_last_threads()
+
+
+def use_engine(bint on):
+    """Switch the float32 engine on or off (off: the BLAS loop); returns the previous setting.
+    FASTCAP_ENGINE=off sets it off at import. For parity tests and benchmarks."""
+    global _engine_on
+    previous, _engine_on = _engine_on, on
+    return previous
+
+
+cdef class PackedRecurrent:
+    """Recurrent weights packed for the engine (made by recurrent_pack, read-only)."""
+    cdef fc_packed p
+    cdef readonly int H, G
+    cdef readonly bint transpose
+
+    def __dealloc__(self):
+        fc_packed_free(&self.p)
+
+
+_INT_MAX = 2 ** 31 - 1
+
+
+def recurrent_pack(Wh,  # IN (H, G) float32 -> PackedRecurrent; float64 -> Wh (BLAS loop)
+                   int gates,  # IN 1 (RNN) or 4 (LSTM)
+                   bint transpose):  # IN pack Wh.T, for the backward product da @ Wh.T
+    if Wh.dtype != np.float32 or not _engine_on:
+        return Wh
+    cdef const float[:, ::1] w = Wh
+    cdef Py_ssize_t H = w.shape[0], G = w.shape[1]
+    if gates not in (1, 4) or G != gates * H or H < 1 or G > _INT_MAX:
+        raise ValueError(f"recurrent_pack: Wh must have shape (H, {gates}*H) with 1 <= H, got {(H, G)}")
+    cdef PackedRecurrent packed = PackedRecurrent.__new__(PackedRecurrent)
+    cdef int kind = FC_PACK_TRANSPOSED if transpose else FC_PACK_GATES if gates == 4 else FC_PACK_PLAIN
+    cdef int rc
+    with nogil:
+        rc = fc_pack(&packed.p, &w[0, 0], <int>H, <int>G, kind)
+    if rc != 0:
+        raise MemoryError("recurrent_pack: out of memory packing the recurrent weights")
+    packed.H, packed.G, packed.transpose = H, G, transpose
+    return packed
+
+
+cdef object _offsets(const Py_ssize_t[::1] batch_sizes, Py_ssize_t N, Py_ssize_t P):
+    """(T + 1,) intp row offsets of the steps, after checking that the batch
+    sizes are a valid packing of P rows of N sequences."""
+    cdef Py_ssize_t T = batch_sizes.shape[0], t, n, prev = N
+    offsets = np.empty(T + 1, dtype=np.intp)
+    cdef Py_ssize_t[::1] off = offsets
+    off[0] = 0
+    for t in range(T):
+        n = batch_sizes[t]
+        if n < 0 or n > prev:
+            raise ValueError(f"batch_sizes must be non-increasing in [0, N = {N}], got {np.asarray(batch_sizes)}")
+        prev = n
+        off[t + 1] = off[t] + n
+    if off[T] != P or T > _INT_MAX or N > _INT_MAX:
+        raise ValueError(f"batch_sizes sum to {off[T]} but the packed arrays have {P} rows")
+    return offsets
+
+
+cdef inline const float *_p(const float[:, ::1] a) noexcept nogil:
+    return NULL if a.shape[0] == 0 or a.shape[1] == 0 else &a[0, 0]
+
+
+cdef inline float *_w(float[:, ::1] a) noexcept nogil:
+    return NULL if a.shape[0] == 0 or a.shape[1] == 0 else &a[0, 0]
+
+
+cdef _check(str what, tuple got, tuple want):
+    if got != want:
+        raise ValueError(f"{what} must have shape {want}, got {got}")
+
+
+cdef PackedRecurrent _packed_for(object Whp, Py_ssize_t H, Py_ssize_t G, bint transpose):
+    cdef PackedRecurrent W = Whp
+    if W.H != H or W.G != G or W.transpose != transpose:
+        raise ValueError(f"packed weights are for H = {W.H}, G = {W.G}, transpose = {W.transpose}; "
+                         f"this call needs H = {H}, G = {G}, transpose = {transpose}")
+    return W
+
+
+def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
+    if not isinstance(Whp, PackedRecurrent):
+        return _BLAS.rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out)
+    cdef const float[:, ::1] xw_ = xw   # IN (P, H) x @ Wx + b
+    cdef const float[:, ::1] h0_ = h0   # IN (N, H)
+    cdef float[:, ::1] h_ = h_out       # OUT (P, H)
+    cdef Py_ssize_t N = h0_.shape[0], H = h0_.shape[1], P = xw_.shape[0]
+    cdef PackedRecurrent W = _packed_for(Whp, H, H, False)
+    _check("xw", (xw_.shape[0], xw_.shape[1]), (P, H))
+    _check("h_out", (h_.shape[0], h_.shape[1]), (P, H))
+    cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
+    cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
+    with nogil:
+        fc_rnn_forward(_p(xw_), _p(h0_), &W.p, &off[0], T, _w(h_), nth)
+
+
+def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
+    if not isinstance(WhTp, PackedRecurrent):
+        return _BLAS.rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
+    cdef const float[:, ::1] dh_ = dh   # IN (P, H) gradient arriving at every h_t
+    cdef const float[:, ::1] h0_ = h0   # IN (N, H)
+    cdef const float[:, ::1] h_ = h     # IN (P, H)
+    cdef float[:, ::1] da_ = da_out     # OUT (P, H)
+    cdef float[:, ::1] dh0_ = dh0_out   # OUT (N, H)
+    cdef Py_ssize_t N = h0_.shape[0], H = h0_.shape[1], P = h_.shape[0]
+    cdef PackedRecurrent W = _packed_for(WhTp, H, H, True)
+    for name, a in (("dh", dh_), ("h", h_), ("da_out", da_)):
+        _check(name, (a.shape[0], a.shape[1]), (P, H))
+    _check("dh0_out", (dh0_.shape[0], dh0_.shape[1]), (N, H))
+    cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
+    cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
+    with nogil:
+        fc_rnn_backward(_p(dh_), &W.p, _p(h_), &off[0], T, <int>N, _w(da_), _w(dh0_), nth)
+
+
+def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
+    if not isinstance(Whp, PackedRecurrent):
+        return _BLAS.lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
+    cdef const float[:, ::1] xw_ = xw       # IN (P, 4H) x @ Wx + b
+    cdef const float[:, ::1] h0_ = h0       # IN (N, H)
+    cdef const float[:, ::1] c0_ = c0       # IN (N, H)
+    cdef float[:, ::1] ifog_ = ifog_out     # OUT (P, 4H) activated gates
+    cdef float[:, ::1] c_ = c_out           # OUT (P, H)
+    cdef float[:, ::1] h_ = h_out           # OUT (P, H)
+    cdef Py_ssize_t N = h0_.shape[0], H = h0_.shape[1], P = xw_.shape[0]
+    cdef PackedRecurrent W = _packed_for(Whp, H, 4 * H, False)
+    _check("c0", (c0_.shape[0], c0_.shape[1]), (N, H))
+    _check("xw", (xw_.shape[0], xw_.shape[1]), (P, 4 * H))
+    _check("ifog_out", (ifog_.shape[0], ifog_.shape[1]), (P, 4 * H))
+    _check("c_out", (c_.shape[0], c_.shape[1]), (P, H))
+    _check("h_out", (h_.shape[0], h_.shape[1]), (P, H))
+    cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
+    cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
+    with nogil:
+        fc_lstm_forward(_p(xw_), _p(h0_), _p(c0_), &W.p, &off[0], T, _w(ifog_), _w(c_), _w(h_), nth)
+
+
+def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
+    if not isinstance(WhTp, PackedRecurrent):
+        return _BLAS.lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
+    cdef const float[:, ::1] dh_ = dh       # IN (P, H) gradient arriving at every h_t
+    cdef const float[:, ::1] c0_ = c0       # IN (N, H)
+    cdef const float[:, ::1] ifog_ = ifog   # IN (P, 4H)
+    cdef const float[:, ::1] c_ = c         # IN (P, H)
+    cdef float[:, ::1] da_ = da_out         # OUT (P, 4H)
+    cdef float[:, ::1] dh0_ = dh0_out       # OUT (N, H)
+    cdef Py_ssize_t N = c0_.shape[0], H = c0_.shape[1], P = c_.shape[0]
+    cdef PackedRecurrent W = _packed_for(WhTp, H, 4 * H, True)
+    _check("dh", (dh_.shape[0], dh_.shape[1]), (P, H))
+    _check("ifog", (ifog_.shape[0], ifog_.shape[1]), (P, 4 * H))
+    _check("da_out", (da_.shape[0], da_.shape[1]), (P, 4 * H))
+    _check("dh0_out", (dh0_.shape[0], dh0_.shape[1]), (N, H))
+    cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
+    cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
+    dc_work = np.zeros((N, H), dtype=np.float32)
+    cdef float[:, ::1] dc_ = dc_work
+    with nogil:
+        fc_lstm_backward(_p(dh_), _p(c0_), &W.p, _p(ifog_), _p(c_), &off[0], T, <int>N,
+                         _w(da_), _w(dh0_), _w(dc_), nth)

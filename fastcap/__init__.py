@@ -24,13 +24,13 @@ from .rnn_layers import *  # noqa: F401,F403
 from .rnn_layers import __all__ as _layer_names
 
 # After NumPy is loaded, so that FASTCAP_NUM_THREADS reaches its BLAS.
-from ._threads import get_num_threads, set_num_threads  # noqa: E402
+from ._threads import get_engine_threads, get_num_threads, set_num_threads  # noqa: E402
 
 __version__ = "0.1.0"
 
 __all__ = [
     "set_backend", "get_backend", "use_backend", "available_backends", "BackendUnavailableError",
-    "set_num_threads", "get_num_threads",
+    "set_num_threads", "get_num_threads", "get_engine_threads",
     "CaptioningRNN", "CaptioningSolver", "TrainingDivergedError",
     "load_coco_data", "sample_coco_minibatch", "decode_captions",
     "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error",

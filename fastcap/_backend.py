@@ -86,6 +86,9 @@ def load(name):
         raise RuntimeError(f"backend {name!r} ({module_name}) lacks kernels: {', '.join(missing)}")
     kernels = types.SimpleNamespace(name=name, module=module,
                                     **{k: getattr(module, k) for k in KERNEL_NAMES})
+    from . import _threads  # here, not at import: it must load after NumPy (see fastcap/__init__.py)
+
+    _threads.apply_to(module)
     _loaded[name] = kernels
     return kernels
 
@@ -112,6 +115,11 @@ def _variant(name, baseline):
                 continue
             raise BackendUnavailableError(f"{ISA_ENV_VAR}={choice} but {module_name} is not built ({exc})") from exc
     return baseline
+
+
+def loaded():
+    """The kernel namespaces of the backends loaded so far."""
+    return list(_loaded.values())
 
 
 def available_backends():

@@ -1,12 +1,14 @@
-"""How many threads fastcap computes with: the BLAS library's.
+"""How many threads fastcap computes with: one budget for BLAS and the engine.
 
-fastcap's own kernels run on the calling thread (Numba's without ``prange``,
-Cython's with OpenMP compiled in but off: threads between the GEMMs of a
-recurrent step measured slower on small machines), so the one thread count
-that matters is the BLAS library's, which runs every matrix product.
-``set_num_threads(n)`` sets it through threadpoolctl on every BLAS library
-loaded at the time of the call (call it again after importing something that
-loads another one, such as SciPy).
+Two thread pools compute: the BLAS library's (every large matrix product)
+and the Cython backend's recurrent engine (its own pthread pool, which runs
+the time loop of the recurrences; see fastcap/_kernels/engine/pool.h). They
+take turns, never run at once, so both get the whole budget.
+``set_num_threads(n)`` sets the BLAS thread count through threadpoolctl on
+every BLAS library loaded at the time of the call (call it again after
+importing something that loads another one, such as SciPy) and the engine's
+thread count in every loaded backend that has one (and in those loaded
+later). The other kernels run on the calling thread.
 
 Numba's thread pool is deliberately left alone: no fastcap kernel uses it,
 and starting it (``numba.set_num_threads`` does) keeps its worker threads
@@ -15,7 +17,7 @@ operations in the same process then ran several times slower.
 
 ``FASTCAP_NUM_THREADS``, when set, is applied when this module is imported.
 Without it fastcap changes nothing: the BLAS default (one thread per core)
-stays in force.
+stays in force, and the engine uses one thread per core this process may run on.
 """
 import os
 
@@ -27,6 +29,8 @@ ENV_VAR = "FASTCAP_NUM_THREADS"
 
 # The threadpoolctl limiter of the last set_num_threads call.
 _blas_limiter = None
+# The last set_num_threads count, applied to backends loaded later (None: their default).
+_requested = None
 
 
 def _check(n, what="n"):
@@ -41,11 +45,31 @@ def _check(n, what="n"):
 
 def set_num_threads(n):
     """Compute with `n` threads: the thread count of every loaded BLAS library."""
-    global _blas_limiter
+    global _blas_limiter, _requested
     n = _check(n)
     # A fresh controller re-scans the loaded libraries, so BLAS libraries
     # loaded since the last call are limited too.
     _blas_limiter = ThreadpoolController().limit(limits=n, user_api="blas")
+    _requested = n
+    from . import _backend
+
+    for kernels in _backend.loaded():
+        apply_to(kernels.module)
+
+
+def apply_to(module):
+    """Give a backend module with an engine pool (``set_num_threads``) the budget."""
+    if _requested is not None and hasattr(module, "set_num_threads"):
+        module.set_num_threads(_requested)
+
+
+def get_engine_threads():
+    """The recurrent engine's thread count (the active backend's, if it has an engine), else None."""
+    from . import _backend
+
+    kernels = _backend.kernels()
+    getter = getattr(kernels.module, "get_num_threads", None) if kernels is not None else None
+    return getter() if getter else None
 
 
 def get_num_threads():

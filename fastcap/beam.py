@@ -1,9 +1,10 @@
 """Beam-search decoding for a trained CaptioningRNN.
 
-Built on the model's parameters and the public step layers
-(``fastcap.rnn_layers.rnn_step_forward`` / ``lstm_step_forward``), so the
-recurrent cell runs the active backend's kernels. All images and all beams of
-an image advance together as one (N*K, H) batch.
+Built on the model's step API (``initial_hidden``, ``step`` and the state's
+``select``), so each step is one recurrent step of the active backend (the
+compiled engine in float32 under the Cython backend) with the recurrent
+weights packed once per call. All images and all beams of an image advance
+together as one (N*K, H) batch.
 
 A hypothesis's score is the sum of the log-probabilities of its words,
 ``<END>`` included, without length normalization. Each step keeps, per image,
@@ -15,8 +16,6 @@ unchanged. Decoding stops when every kept hypothesis has finished or after
 ``beam_size=1`` this is exactly greedy decoding (``CaptioningRNN.sample``).
 """
 import numpy as np
-
-from . import rnn_layers
 
 __all__ = ["beam_search"]
 
@@ -40,19 +39,14 @@ def beam_search(model, features, beam_size=3, max_length=30):
         raise ValueError(f"beam_size must be a positive integer, got {beam_size}")
     if int(max_length) != max_length or max_length < 0:
         raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
-    if model._start is None:
+    if model.start_token is None:
         raise ValueError("beam search needs a '<START>' token in word_to_idx")
-    P = model._check_params()
-    features = model._features(features, P["W_proj"].shape[0])
-    N, K, L = features.shape[0], beam_size, int(max_length)
-    V = P["W_embed"].shape[0]
-    start, null = model._start, model._null
-    end = -1 if model._end is None else model._end
-    lstm = model.cell_type == "lstm"
+    state = model.initial_hidden(features)  # validates params and features
+    N, K, L = state.rows, beam_size, int(max_length)
+    start, null = model.start_token, model.null_token
+    end = -1 if model.end_token is None else model.end_token
 
-    h0 = features @ P["W_proj"] + P["b_proj"]  # (N, H), as model.sample computes it
-    h = np.repeat(h0, K, axis=0)  # (N*K, H): image n's beams are rows n*K .. n*K+K-1
-    c = np.zeros_like(h)
+    state = state.select(np.repeat(np.arange(N), K))  # (N*K) rows: image n's beams are n*K .. n*K+K-1
     words = np.full(N * K, start, dtype=np.intp)
     scores = np.full((N, K), -np.inf)
     scores[:, 0] = 0.0  # one live hypothesis per image to begin with
@@ -63,12 +57,9 @@ def beam_search(model, features, beam_size=3, max_length=30):
     for t in range(L):
         if finished.all():
             break
-        x = P["W_embed"][words]
-        if lstm:
-            h, c, _ = rnn_layers.lstm_step_forward(x, h, c, P["Wx"], P["Wh"], P["b"])
-        else:
-            h, _ = rnn_layers.rnn_step_forward(x, h, P["Wx"], P["Wh"], P["b"])
-        logp = _log_softmax(h @ P["W_vocab"] + P["b_vocab"]).reshape(N, K, V)
+        word_scores, state = model.step(state, words)
+        V = word_scores.shape[1]
+        logp = _log_softmax(word_scores).reshape(N, K, V)
         cand = scores[:, :, None] + logp  # (N, K, V)
         # A finished hypothesis has one continuation, <NULL>, that costs nothing.
         cand[finished] = -np.inf
@@ -77,8 +68,7 @@ def beam_search(model, features, beam_size=3, max_length=30):
         best = np.argsort(-flat, axis=1, kind="stable")[:, :K]  # (N, K)
         beam, word = np.divmod(best, V)
         scores = np.take_along_axis(flat, best, axis=1)
-        rows = (base + beam).reshape(-1)
-        h, c = h[rows], c[rows]
+        state = state.select((base + beam).reshape(-1))
         seqs = seqs[np.arange(N)[:, None], beam]
         was_finished = finished[np.arange(N)[:, None], beam]
         seqs[:, :, t] = np.where(was_finished, null, word)

@@ -260,7 +260,7 @@ def _forward_loss(model, features, captions):
     h, _ = forward(x, h0, P["Wx"], P["Wh"], P["b"])
     scores, _ = L.temporal_affine_forward(h, P["W_vocab"], P["b_vocab"])
     targets = captions[:, 1:]
-    loss, _ = L.temporal_softmax_loss(scores, targets, targets != model._null)
+    loss, _ = L.temporal_softmax_loss(scores, targets, targets != model.null_token)
     return float(loss)
 
 

@@ -26,3 +26,15 @@ def backend(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def cython_module():
+    """The compiled module the cython backend uses here (the best build this
+    CPU runs); skipped (failed in CI) when it is not built."""
+    if "cython" not in fastcap.available_backends():
+        why = _backend.unavailable_reasons().get("cython")
+        if REQUIRE_ALL:
+            pytest.fail(f"the cython backend is unavailable in CI: {why}")
+        pytest.skip(f"the cython backend is not built here: {why}")
+    return _backend.load("cython").module

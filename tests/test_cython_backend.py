@@ -36,15 +36,8 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def cy():
-    """The compiled module the cython backend uses here (the AVX2 build on a
-    CPU that has it); skipped (failed in CI) when it is not built."""
-    if "cython" not in fastcap.available_backends():
-        why = _backend.unavailable_reasons().get("cython")
-        if REQUIRE_ALL:
-            pytest.fail(f"the cython backend is unavailable in CI: {why}")
-        pytest.skip(f"the cython backend is not built here: {why}")
-    return _backend.load("cython").module
+def cy(cython_module):
+    return cython_module
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import fastcap
+from conftest import REQUIRE_ALL
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -77,3 +78,32 @@ def test_numba_thread_pool_stays_down():
         print(getattr(parallel, "_is_initialized", "unknown"))
     """, FASTCAP_NUM_THREADS="2")
     assert out == ["False"]
+
+
+def test_one_budget_for_blas_and_the_engine():
+    """set_num_threads reaches the engine of a backend loaded before the call
+    and of one loaded after it (FASTCAP_NUM_THREADS too), and the engine runs
+    on that many threads."""
+    out = _run("""
+        import numpy as np
+        import fastcap
+        from fastcap import _backend
+        if "cython" not in fastcap.available_backends():
+            print("no cython"); raise SystemExit
+        cy = _backend.load("cython").module
+        print(fastcap.get_num_threads(), cy.get_num_threads())
+        fastcap.set_num_threads(3)
+        print(fastcap.get_num_threads(), cy.get_num_threads())
+        with fastcap.use_backend("cython"):
+            print(fastcap.get_engine_threads())
+            words = {w: i for i, w in enumerate(["<NULL>", "<START>", "<END>", "a", "b"])}
+            model = fastcap.CaptioningRNN(words, input_dim=4, wordvec_dim=3, hidden_dim=40,
+                                          cell_type="lstm", dtype=np.float32)
+            model.loss(np.ones((2, 4)), np.array([[1, 3, 2], [1, 4, 2]]))
+            print(cy.last_engine_threads())
+    """, FASTCAP_NUM_THREADS="2")
+    if out == ["no cython"]:
+        if REQUIRE_ALL:
+            pytest.fail("the cython backend does not load in CI")
+        pytest.skip("the cython backend does not load here")
+    assert out == ["2 2", "3 3", "3", "3"]

@@ -29,12 +29,12 @@ cdef extern from "engine/recurrence.h" nogil:
     const char *fc_engine_isa()
     int fc_engine_vector_width()
     void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
-                        const Py_ssize_t *offsets, int T, float *h_out, int nthreads)
+                        const Py_ssize_t *offsets, int T, int N, float *h_out, int nthreads)
     void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
                          const Py_ssize_t *offsets, int T, int N, float *da_out, float *dh0_out,
                          int nthreads)
     void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,
-                         const Py_ssize_t *offsets, int T, float *ifog_out, float *c_out,
+                         const Py_ssize_t *offsets, int T, int N, float *ifog_out, float *c_out,
                          float *h_out, int nthreads)
     void fc_lstm_backward(const float *dh, const float *c0, const fc_packed *WTp,
                           const float *ifog, const float *c, const Py_ssize_t *offsets, int T,
@@ -171,7 +171,7 @@ def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
     cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
     cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
     with nogil:
-        fc_rnn_forward(_p(xw_), _p(h0_), &W.p, &off[0], T, _w(h_), nth)
+        fc_rnn_forward(_p(xw_), _p(h0_), &W.p, &off[0], T, <int>N, _w(h_), nth)
 
 
 def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
@@ -212,7 +212,7 @@ def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out
     cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
     cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
     with nogil:
-        fc_lstm_forward(_p(xw_), _p(h0_), _p(c0_), &W.p, &off[0], T, _w(ifog_), _w(c_), _w(h_), nth)
+        fc_lstm_forward(_p(xw_), _p(h0_), _p(c0_), &W.p, &off[0], T, <int>N, _w(ifog_), _w(c_), _w(h_), nth)
 
 
 def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):

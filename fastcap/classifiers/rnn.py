@@ -150,6 +150,42 @@ class CaptioningRNN:
         grads["b_proj"] = dh0.sum(axis=0)
         return loss, grads
 
+    # -- decoding: one step at a time ------------------------------------------------
+
+    @property
+    def null_token(self):
+        """Index of '<NULL>' (padding)."""
+        return self._null
+
+    @property
+    def start_token(self):
+        """Index of '<START>', or None if the vocabulary has none."""
+        return self._start
+
+    @property
+    def end_token(self):
+        """Index of '<END>', or None if the vocabulary has none."""
+        return self._end
+
+    def initial_hidden(self, features):
+        """The decoding state of ``features`` (N, D) before the first word:
+        h0 = features @ W_proj + b_proj (and c0 = 0 for an LSTM), with the
+        recurrent weights packed once for every later ``step``. The state
+        holds the parameters as they are now: make a new one after an update."""
+        P = self._check_params()
+        features = self._features(features, P["W_proj"].shape[0])
+        h0 = features @ P["W_proj"] + P["b_proj"]
+        return DecodeState(self.cell_type, P, h0)
+
+    def step(self, state, words):
+        """Feed one word per row: words (n,) integer indices in [0, V), n =
+        state.rows -> (scores (n, V) = h @ W_vocab + b_vocab, the next state)."""
+        words = as_indices("words", words, 1, state.params["W_embed"].shape[0])
+        if words.shape[0] != state.rows:
+            raise ValueError(f"words must have one index per state row ({state.rows}), got shape {words.shape}")
+        state = state.advance(words)
+        return state.h @ state.params["W_vocab"] + state.params["b_vocab"], state
+
     def sample(self, features, max_length=30):
         """Greedy test-time captions.
 
@@ -161,21 +197,80 @@ class CaptioningRNN:
             raise ValueError("sampling needs a '<START>' token in word_to_idx")
         if int(max_length) != max_length or max_length < 0:
             raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
-        P = self._check_params()
-        features = self._features(features, P["W_proj"].shape[0])
-        h0 = features @ P["W_proj"] + P["b_proj"]
+        state = self.initial_hidden(features)
         end = -1 if self._end is None else self._end
-        return _greedy_decode(h0, P, self.cell_type == "lstm", self._start, end, self._null, int(max_length))
+        return _greedy_decode(state, self._start, end, self._null, int(max_length))
 
 
-# Up to this many running captions, greedy decoding projects each step's words
+# Up to this many running captions, a decoding step projects its words
 # directly instead of through its per-word table (measured: the table's
 # bookkeeping cost a vanilla RNN at batch 1 about 30% more time per step).
 _DIRECT_ROWS = 2
 
 
-def _greedy_decode(h0, P, lstm, start, end, null, max_length):
-    """Greedy captions of max_length words from h0 (N, H) -> (N, max_length) int32.
+class DecodeState:
+    """Where decoding of n captions stands: h (n, H), c (n, H) for an LSTM,
+    the recurrent weights packed once for the active backend, and a per-word
+    table of input projections W_embed[w] @ Wx + b (V, G), filled as words
+    are first fed and shared by every state derived from this one."""
+
+    def __init__(self, cell_type, params, h, c=None, packed=None, table=None):
+        self.cell_type, self.params, self.h = cell_type, params, h
+        self.lstm = cell_type == "lstm"
+        self.c = np.zeros_like(h) if self.lstm and c is None else c
+        K = _backend.kernels()
+        Wh = params["Wh"]
+        self.packed = K.recurrent_pack(Wh, Wh.shape[1] // Wh.shape[0], False) if packed is None else packed
+        if table is None:
+            V, G = params["W_embed"].shape[0], params["Wx"].shape[1]
+            table = (np.empty((V, G), dtype=h.dtype), np.zeros(V, dtype=bool))
+        self._table = table
+
+    @property
+    def rows(self):
+        return self.h.shape[0]
+
+    def select(self, rows):
+        """The state of rows `rows` (an index array or boolean mask), e.g. the
+        captions still running, or the beams kept."""
+        return DecodeState(self.cell_type, self.params, self.h[rows],
+                           None if self.c is None else self.c[rows], self.packed, self._table)
+
+    def _inputs(self, words):
+        """xw (n, G) = W_embed[words] @ Wx + b."""
+        P, K = self.params, _backend.kernels()
+        n = words.shape[0]
+        if n <= _DIRECT_ROWS:
+            x = np.empty((n, P["W_embed"].shape[1]), dtype=self.h.dtype)
+            K.embedding_forward(words, P["W_embed"], x)
+            return L._input_projection(x, P["Wx"], P["b"])
+        table, known = self._table
+        fresh = ~known[words]
+        if fresh.any():
+            new = np.unique(words[fresh])
+            table[new] = L._input_projection(L._embed(new, P["W_embed"]), P["Wx"], P["b"])
+            known[new] = True
+        xw = np.empty((n, table.shape[1]), dtype=table.dtype)
+        K.embedding_forward(words, table, xw)
+        return xw
+
+    def advance(self, words):
+        """The state after feeding words (n,) intp, one recurrent step on the engine."""
+        K = _backend.kernels()
+        xw, n = self._inputs(words), words.shape[0]
+        batch = np.array([n], dtype=np.intp)
+        h = np.empty_like(self.h)
+        if self.lstm:
+            c, ifog = np.empty_like(self.c), np.empty_like(xw)
+            K.lstm_recurrence_forward(xw, self.h, self.c, self.packed, batch, ifog, c, h)
+        else:
+            c = None
+            K.rnn_recurrence_forward(xw, self.h, self.packed, batch, h)
+        return DecodeState(self.cell_type, self.params, h, c, self.packed, self._table)
+
+
+def _greedy_decode(state, start, end, null, max_length):
+    """Greedy captions of max_length words from a DecodeState of N rows -> (N, max_length) int32.
 
     Each step feeds every running caption's last word and keeps the argmax
     (lowest index on ties). A caption that emits `end` (-1: none) stops: its
@@ -183,58 +278,24 @@ def _greedy_decode(h0, P, lstm, start, end, null, max_length):
     once every caption has stopped.
     """
     K = _backend.kernels()
-    W_embed, Wx, Wh, b = P["W_embed"], P["Wx"], P["Wh"], P["b"]
-    W_vocab, b_vocab = P["W_vocab"], P["b_vocab"]
-    N, H = h0.shape
-    (V, W), G, dtype = W_embed.shape, Wx.shape[1], h0.dtype
+    W_vocab, b_vocab = state.params["W_vocab"], state.params["b_vocab"]
+    N = state.rows
     captions = np.full((N, max_length), null, dtype=np.int32)
     if not N:
         return captions
-    # A word's input projection W_embed[w] @ Wx + b is the same at every step.
-    # With many captions running, each word's is computed once, the first
-    # time some caption feeds it, and gathered from `table` afterwards. With
-    # very few, that bookkeeping (a few NumPy calls) costs more than it saves
-    # and the rows are projected directly.
-    if N > _DIRECT_ROWS:
-        table = np.empty((V, G), dtype=dtype)  # (V, G), valid where known
-        known = np.zeros(V, dtype=bool)
-    alive = np.arange(N)  # caption of each batch row, while it runs
+    alive = np.arange(N)  # caption of each running row
     word = np.full(N, start, dtype=np.intp)  # (n,) last word of each running caption
-    h, c = h0.copy(), np.zeros_like(h0)  # (n, H)
-    c_next = np.empty_like(c)
-    x = np.empty((min(N, _DIRECT_ROWS), W), dtype=dtype)
-    xw, hw = np.empty((N, G), dtype=dtype), np.empty((N, G), dtype=dtype)
-    ifog, scores = np.empty((N, G), dtype=dtype), np.empty((N, V), dtype=dtype)
     for t in range(max_length):
-        n = alive.size
-        if n <= _DIRECT_ROWS:
-            K.embedding_forward(word, W_embed, x[:n])
-            np.dot(x[:n], Wx, out=xw[:n])
-            xw[:n] += b
-        else:
-            fresh = ~known[word]
-            if fresh.any():
-                new = np.unique(word[fresh])
-                table[new] = L._input_projection(L._embed(new, W_embed), Wx, b)
-                known[new] = True
-            K.embedding_forward(word, table, xw[:n])
-        np.dot(h, Wh, out=hw[:n])
-        if lstm:
-            K.lstm_cell_forward(xw[:n], hw[:n], c, ifog[:n], c_next, h)
-            c, c_next = c_next, c
-        else:
-            K.rnn_cell_forward(xw[:n], hw[:n], h)
-        np.dot(h, W_vocab, out=scores[:n])
-        ended = K.argmax_words(scores[:n], b_vocab, end, word)
-        if n == N:
+        state = state.advance(word)
+        ended = K.argmax_words(state.h @ W_vocab, b_vocab, end, word)
+        if alive.size == N:
             captions[:, t] = word
         else:
             captions[alive, t] = word
         if ended:
             # Drop finished captions so later steps compute only running ones.
             keep = word != end
-            alive, word, h, c = alive[keep], word[keep], h[keep], c[keep]
-            c_next = np.empty_like(c)
+            alive, word, state = alive[keep], word[keep], state.select(keep)
             if not alive.size:
                 break
     return captions

@@ -8,6 +8,23 @@
 
 #define FC_INLINE static inline __attribute__((always_inline))
 
+/* Debug builds (FASTCAP_CYTHON_DEBUG=1 at build time) check every row and
+ * column range the engine touches against the array extents and abort with a
+ * message instead of reading or writing out of bounds. */
+#if defined(FASTCAP_DEBUG_BUILD) && FASTCAP_DEBUG_BUILD
+#include <stdio.h>
+#define FC_CHECK(cond)                                                                  \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            fprintf(stderr, "fastcap engine: bounds check failed: %s (%s:%d)\n", #cond,  \
+                    __FILE__, __LINE__);                                                \
+            abort();                                                                    \
+        }                                                                               \
+    } while (0)
+#else
+#define FC_CHECK(cond) ((void)0)
+#endif
+
 const char *fc_engine_isa(void) { return FC_ISA; }
 int fc_engine_vector_width(void) { return FC_VW; }
 
@@ -117,7 +134,8 @@ typedef struct {
     const float *xw, *h0, *c0, *dh, *ifog, *c, *h;
     const fc_packed *W;
     const ptrdiff_t *off;
-    int T, N;
+    int T, N; /* steps, sequences (rows of h0, c0, dh0, dc) */
+    ptrdiff_t P; /* rows of the packed arrays: offsets[T] */
     float *ifog_out, *c_out, *h_out, *da_out, *dh0_out, *dc;
 } job;
 
@@ -130,6 +148,8 @@ FC_INLINE void lstm_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->H, G = 4 * H, nu = lanes(H, u0);
     const ptrdiff_t R = j->off[t] + r;
+    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && r < j->N && u0 + nu <= H && nu > 0);
+    FC_CHECK(t == 0 || j->off[t - 1] + r < j->off[t]);
     const float *x = j->xw + R * G + u0;
     vf i = vf_sigmoid(acc[0] + vf_load_n(x, nu));
     vf f = vf_sigmoid(acc[1] + vf_load_n(x + H, nu));
@@ -156,6 +176,7 @@ static void lstm_forward_task(void *ctx, int tid, int nth)
     my_panels(j->W->npanels, tid, nth, &p0, &p1);
     for (int t = 0; t < j->T; t++) {
         const int n = ROWS(t);
+        FC_CHECK(n <= (t == 0 ? j->N : ROWS(t - 1)));
         const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
         for (int p = p0; p < p1; p++) {
             const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
@@ -173,10 +194,10 @@ static void lstm_forward_task(void *ctx, int tid, int nth)
 }
 
 void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,
-                     const ptrdiff_t *offsets, int T, float *ifog_out, float *c_out,
+                     const ptrdiff_t *offsets, int T, int N, float *ifog_out, float *c_out,
                      float *h_out, int nthreads)
 {
-    job j = {.xw = xw, .h0 = h0, .c0 = c0, .W = Wp, .off = offsets, .T = T,
+    job j = {.xw = xw, .h0 = h0, .c0 = c0, .W = Wp, .off = offsets, .T = T, .N = N, .P = offsets[T],
              .ifog_out = ifog_out, .c_out = c_out, .h_out = h_out};
     fc_pool_run(lstm_forward_task, &j, nthreads);
 }
@@ -188,6 +209,7 @@ FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->H;
     const ptrdiff_t R = j->off[t] + r;
+    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && u0 < H);
     for (int v = 0; v < 4; v++) {
         int u = u0 + v * FC_VW, nu = lanes(H, u);
         if (nu) vf_store_n(j->h_out + R * H + u, vf_tanh(acc[v] + vf_load_n(j->xw + R * H + u, nu)), nu);
@@ -202,6 +224,7 @@ static void rnn_forward_task(void *ctx, int tid, int nth)
     my_panels(j->W->npanels, tid, nth, &p0, &p1);
     for (int t = 0; t < j->T; t++) {
         const int n = ROWS(t);
+        FC_CHECK(n <= (t == 0 ? j->N : ROWS(t - 1)));
         const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
         for (int p = p0; p < p1; p++) {
             const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
@@ -219,9 +242,10 @@ static void rnn_forward_task(void *ctx, int tid, int nth)
 }
 
 void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
-                    const ptrdiff_t *offsets, int T, float *h_out, int nthreads)
+                    const ptrdiff_t *offsets, int T, int N, float *h_out, int nthreads)
 {
-    job j = {.xw = xw, .h0 = h0, .W = Wp, .off = offsets, .T = T, .h_out = h_out};
+    job j = {.xw = xw, .h0 = h0, .W = Wp, .off = offsets, .T = T, .N = N, .P = offsets[T],
+             .h_out = h_out};
     fc_pool_run(rnn_forward_task, &j, nthreads);
 }
 
@@ -244,6 +268,7 @@ FC_INLINE void backward_loop(const job *j, int tid, int nth, int lstm)
         /* t = -1: the gradient into h0 */
         const int n = t >= 0 ? ROWS(t) : j->N;
         const int from = t + 1 < j->T ? ROWS(t + 1) : 0;
+        FC_CHECK(n <= j->N && from <= n && j->off[j->T] == j->P);
         const float *A = j->da_out + j->off[t + 1] * G;
         for (int p = p0; p < p1; p++) {
             const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
@@ -277,6 +302,7 @@ FC_INLINE void rnn_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->H;
     const ptrdiff_t R = j->off[t] + r;
+    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && u0 < H);
     for (int v = 0; v < 4; v++) {
         int u = u0 + v * FC_VW, nu = lanes(H, u);
         if (!nu) continue;
@@ -292,6 +318,8 @@ FC_INLINE void lstm_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->H, G = 4 * H;
     const ptrdiff_t R = j->off[t] + r;
+    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && r < j->N && u0 < H);
+    FC_CHECK(t == 0 || j->off[t - 1] + r < j->off[t]);
     const float *q = j->ifog + R * G;
     float *d = j->da_out + R * G;
     for (int v = 0; v < 4; v++) {
@@ -325,7 +353,7 @@ void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
                      const ptrdiff_t *offsets, int T, int N, float *da_out, float *dh0_out,
                      int nthreads)
 {
-    job j = {.dh = dh, .h = h, .W = WTp, .off = offsets, .T = T, .N = N,
+    job j = {.dh = dh, .h = h, .W = WTp, .off = offsets, .T = T, .N = N, .P = offsets[T],
              .da_out = da_out, .dh0_out = dh0_out};
     fc_pool_run(rnn_backward_task, &j, nthreads);
 }
@@ -337,6 +365,6 @@ void fc_lstm_backward(const float *dh, const float *c0, const fc_packed *WTp, co
                       float *dh0_out, float *dc_work, int nthreads)
 {
     job j = {.dh = dh, .c0 = c0, .ifog = ifog, .c = c, .W = WTp, .off = offsets, .T = T,
-             .N = N, .da_out = da_out, .dh0_out = dh0_out, .dc = dc_work};
+             .N = N, .P = offsets[T], .da_out = da_out, .dh0_out = dh0_out, .dc = dc_work};
     fc_pool_run(lstm_backward_task, &j, nthreads);
 }

@@ -44,7 +44,7 @@ int fc_engine_vector_width(void);
 
 /* h (P, H) from xw (P, H) = x @ Wx + b and h0 (N, H). Wp: FC_PACK_PLAIN. */
 void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
-                    const ptrdiff_t *offsets, int T, float *h_out, int nthreads);
+                    const ptrdiff_t *offsets, int T, int N, float *h_out, int nthreads);
 
 /* da (P, H) gate gradients and dh0 (N, H) from dh (P, H), h (P, H). WTp: FC_PACK_TRANSPOSED. */
 void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
@@ -53,7 +53,7 @@ void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
 
 /* ifog (P, 4H), c (P, H), h (P, H) from xw (P, 4H), h0, c0 (N, H; c0 NULL = 0). Wp: FC_PACK_GATES. */
 void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,
-                     const ptrdiff_t *offsets, int T, float *ifog_out, float *c_out,
+                     const ptrdiff_t *offsets, int T, int N, float *ifog_out, float *c_out,
                      float *h_out, int nthreads);
 
 /* da (P, 4H), dh0 (N, H) from dh (P, H), ifog, c and c0 (NULL = 0). dc_work: (N, H) scratch,

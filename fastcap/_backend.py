@@ -24,8 +24,11 @@ _BACKENDS = {
         "Cython and NumPy",
     ),
 }
-# `auto` takes the first of these that loads.
-AUTO_ORDER = ("numba", "cython", "numpy")
+# `auto` takes the first of these that loads: Cython first, because its
+# float32 recurrences run on the compiled engine (the others' run a Python
+# time loop around BLAS), which made training steps and decoding fastest
+# (docs/benchmarks.md); Numba next (no compiler needed at install).
+AUTO_ORDER = ("cython", "numba", "numpy")
 VALID_NAMES = tuple(_BACKENDS) + ("auto",)
 ENV_VAR = "FASTCAP_BACKEND"
 

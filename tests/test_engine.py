@@ -58,6 +58,33 @@ def test_results_do_not_depend_on_thread_count(cy, case):
                 np.testing.assert_array_equal(a, b, err_msg=f"{name} {dims}")
 
 
+@pytest.mark.parametrize("kernel", ["sgd_update", "sgd_momentum_update", "rmsprop_update",
+                                    "adam_update", "embedding_backward"])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pooled_kernels_do_not_depend_on_thread_count(cy, kernel, dtype):
+    """The update rules and the embedding scatter-add split large arrays over
+    the pool: same bits for 1, 2 and 3 threads, and the reference's values."""
+    from fastcap import _backend
+
+    build = {c[1]: c for c in CASES}[kernel]
+    # V x W large enough to split (the pool's grain is 32768 elements per thread)
+    dims = dict(N=300, T=10, V=3001, W=64)
+    args = build[2](np.random.default_rng(9), dtype, **dims)
+    if kernel == "embedding_backward":
+        args[1] = np.random.default_rng(1).integers(0, 3001, 3000).astype(np.intp)
+    results = []
+    for threads in (1, 2, 3):
+        cy.set_num_threads(threads)
+        results.append(run(cy, kernel, args, build[3])[1])
+        assert cy.last_engine_threads() == threads or threads == 1
+    for other in results[1:]:
+        for a, b in zip(results[0], other):
+            np.testing.assert_array_equal(a, b)
+    ref = run(_backend.load("numpy"), kernel, args, build[3])[1]
+    for a, b in zip(results[0], ref):
+        assert np.max(np.abs(a - b)) <= (1e-12 if dtype == np.float64 else 1e-5) * np.max(np.abs(b))
+
+
 def _words(V):
     return {w: i for i, w in enumerate(["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)])}
 

@@ -178,6 +178,8 @@ cdef extern from *:
     int fastcap_cpu_has_avx2_fma() noexcept nogil
     int fastcap_cpu_has_avx512() noexcept nogil
 
+include "pool.pxi"
+
 BUILD_INFO = {
     "debug": bool(FASTCAP_DEBUG_BUILD),  # boundscheck/wraparound/initializedcheck on
     "native": bool(FASTCAP_NATIVE_BUILD),  # -march=native: for the build machine's CPU only
@@ -361,28 +363,57 @@ def embedding_forward(const Py_ssize_t[::1] idx,  # IN (M,) word indices in [0, 
                 out[m, j] = W[row, j]
 
 
+cdef struct _Scatter:
+    bint f64
+    const void *dout
+    const Py_ssize_t *idx
+    void *dW
+    Py_ssize_t M, D, V
+
+
+cdef inline void _scatter_rows(const floating_t *dout, const Py_ssize_t *idx, floating_t *dW,
+                               const _Scatter *s, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    # Rows [lo, hi) of dW: zeroed, then every dout row whose index falls in
+    # them added, in order m = 0, 1, ... (as np.add.at does).
+    cdef Py_ssize_t m, j, row, D = s.D
+    for row in range(lo * D, hi * D):
+        dW[row] = 0
+    for m in range(s.M):
+        row = idx[m]
+        if lo <= row < hi:
+            for j in range(D):
+                dW[row * D + j] += dout[m * D + j]
+
+
+cdef void _scatter_task(void *ctx, int tid, int nth) noexcept nogil:
+    cdef const _Scatter *s = <const _Scatter *>ctx
+    cdef Py_ssize_t lo, hi
+    _split(s.V, tid, nth, 1, &lo, &hi)
+    if s.f64:
+        _scatter_rows(<const double *>s.dout, s.idx, <double *>s.dW, s, lo, hi)
+    else:
+        _scatter_rows(<const float *>s.dout, s.idx, <float *>s.dW, s, lo, hi)
+
+
 def embedding_backward(const floating_t[:, ::1] dout,  # IN (M, W) gradient at the embedded rows
                        const Py_ssize_t[::1] idx,  # IN (M,) word indices in [0, V)
                        floating_t[:, ::1] dW_out):  # OUT (V, W) scatter-add of dout rows at idx
-    # Rows are added in order m = 0, 1, ... (as np.add.at does). With threads,
-    # thread p owns the vocabulary rows [lo_p, hi_p) and scans all of idx, so
-    # no two threads write one row and every row's sum keeps that order.
-    cdef Py_ssize_t M = dout.shape[0], D = dout.shape[1], V = dW_out.shape[0]
-    cdef Py_ssize_t m, j, row, p, lo, hi, nparts = 1
-    if FASTCAP_OPENMP and M * D >= _PARALLEL_MIN:
-        nparts = 2
+    # With threads, thread p owns the vocabulary rows [lo_p, hi_p) and scans
+    # all of idx, so no two threads write one row and every row's sum keeps
+    # the order m = 0, 1, ...: the same bits for any thread count.
+    cdef _Scatter s
+    s.f64, s.M, s.D, s.V = floating_t is double, dout.shape[0], dout.shape[1], dW_out.shape[0]
+    if s.V == 0 or s.D == 0:
+        return
+    s.dout = &dout[0, 0] if s.M else NULL
+    s.idx = &idx[0] if s.M else NULL
+    s.dW = &dW_out[0, 0]
+    cdef int nth = _threads_for(min(s.M * s.D, s.V * s.D), _GRAIN)
     with nogil:
-        for p in prange(nparts, schedule="static", num_threads=nparts, use_threads_if=nparts > 1):
-            lo = V * p // nparts
-            hi = V * (p + 1) // nparts
-            for row in range(lo, hi):
-                for j in range(D):
-                    dW_out[row, j] = 0
-            for m in range(M):
-                row = idx[m]
-                if lo <= row < hi:
-                    for j in range(D):
-                        dW_out[row, j] += dout[m, j]
+        if nth > 1:
+            fc_pool_run(_scatter_task, &s, nth)
+        else:
+            _scatter_task(&s, 0, 1)
 
 
 # ----------------------------------------------------------------------------
@@ -544,64 +575,93 @@ def argmax_words(const floating_t[:, ::1] scores,  # IN (N, V) h @ W_vocab
 # with a Python float.
 
 
-def _sgd(floating_t[::1] w, const floating_t[::1] dw, double lr):
-    cdef Py_ssize_t n, size = w.shape[0]
-    cdef floating_t lr_ = <floating_t>lr
-    with nogil:
-        for n in prange(size, schedule="static", use_threads_if=size >= _PARALLEL_MIN):
-            w[n] -= lr_ * dw[n]
+# Large arrays are split over the thread pool (pool.pxi) in contiguous
+# chunks; every element is updated by one thread with the same arithmetic, so
+# the results do not depend on the thread count.
+
+cdef enum:
+    _SGD, _MOMENTUM, _RMSPROP, _ADAM
+
+cdef struct _Update:
+    int rule
+    bint f64
+    void *w
+    const void *dw
+    void *s1  # velocity | cache | m
+    void *s2  # v
+    double a, b, c, d  # the rule's constants, in its signature's order
+    Py_ssize_t size
 
 
-def _sgd_momentum(floating_t[::1] w, const floating_t[::1] dw, floating_t[::1] velocity,
-                  double lr, double momentum):
-    cdef Py_ssize_t n, size = w.shape[0]
-    cdef floating_t lr_ = <floating_t>lr, mu = <floating_t>momentum, v
-    with nogil:
-        for n in prange(size, schedule="static", use_threads_if=size >= _PARALLEL_MIN):
-            v = mu * velocity[n] - lr_ * dw[n]
-            velocity[n] = v
-            w[n] += v
-
-
-def _rmsprop(floating_t[::1] w, const floating_t[::1] dw, floating_t[::1] cache,
-             double lr, double decay_rate, double eps):
-    cdef Py_ssize_t n, size = w.shape[0]
-    cdef floating_t lr_ = <floating_t>lr, decay = <floating_t>decay_rate
-    cdef floating_t keep = <floating_t>(1 - decay_rate), eps_ = <floating_t>eps, g, s
-    with nogil:
-        for n in prange(size, schedule="static", use_threads_if=size >= _PARALLEL_MIN):
+cdef inline void _update_span(floating_t *w, const floating_t *dw, floating_t *s1, floating_t *s2,
+                              const _Update *u, Py_ssize_t lo, Py_ssize_t hi) noexcept nogil:
+    cdef Py_ssize_t n
+    cdef floating_t a = <floating_t>u.a, b = <floating_t>u.b, c = <floating_t>u.c, d = <floating_t>u.d
+    cdef floating_t k1, k2, g, x, y
+    if u.rule == _SGD:  # a = lr
+        for n in range(lo, hi):
+            w[n] -= a * dw[n]
+    elif u.rule == _MOMENTUM:  # a = lr, b = momentum
+        for n in range(lo, hi):
+            x = b * s1[n] - a * dw[n]
+            s1[n] = x
+            w[n] += x
+    elif u.rule == _RMSPROP:  # a = lr, b = decay_rate, c = eps
+        k1 = <floating_t>(1 - u.b)
+        for n in range(lo, hi):
             g = dw[n]
-            s = decay * cache[n] + keep * (g * g)
-            cache[n] = s
+            x = b * s1[n] + k1 * (g * g)
+            s1[n] = x
             if floating_t is float:
-                w[n] -= lr_ * g / (sqrtf(s) + eps_)
+                w[n] -= a * g / (sqrtf(x) + c)
             else:
-                w[n] -= lr_ * g / (sqrt(s) + eps_)
-
-
-def _adam(floating_t[::1] w, const floating_t[::1] dw, floating_t[::1] m, floating_t[::1] v,
-          double alpha, double beta1, double beta2, double eps):
-    cdef Py_ssize_t n, size = w.shape[0]
-    cdef floating_t alpha_ = <floating_t>alpha, b1 = <floating_t>beta1, b2 = <floating_t>beta2
-    cdef floating_t k1 = <floating_t>(1 - beta1), k2 = <floating_t>(1 - beta2)
-    cdef floating_t eps_ = <floating_t>eps, g, mn, vn
-    with nogil:
-        for n in prange(size, schedule="static", use_threads_if=size >= _PARALLEL_MIN):
+                w[n] -= a * g / (sqrt(x) + c)
+    else:  # _ADAM: a = alpha, b = beta1, c = beta2, d = eps
+        k1 = <floating_t>(1 - u.b)
+        k2 = <floating_t>(1 - u.c)
+        for n in range(lo, hi):
             g = dw[n]
-            mn = b1 * m[n] + k1 * g
-            vn = b2 * v[n] + k2 * (g * g)
-            m[n] = mn
-            v[n] = vn
+            x = b * s1[n] + k1 * g
+            y = c * s2[n] + k2 * (g * g)
+            s1[n] = x
+            s2[n] = y
             if floating_t is float:
-                w[n] -= alpha_ * (mn / (sqrtf(vn) + eps_))
+                w[n] -= a * (x / (sqrtf(y) + d))
             else:
-                w[n] -= alpha_ * (mn / (sqrt(vn) + eps_))
+                w[n] -= a * (x / (sqrt(y) + d))
+
+
+cdef void _update_task(void *ctx, int tid, int nth) noexcept nogil:
+    cdef const _Update *u = <const _Update *>ctx
+    cdef Py_ssize_t lo, hi
+    _split(u.size, tid, nth, 16, &lo, &hi)
+    if u.f64:
+        _update_span(<double *>u.w, <const double *>u.dw, <double *>u.s1, <double *>u.s2, u, lo, hi)
+    else:
+        _update_span(<float *>u.w, <const float *>u.dw, <float *>u.s1, <float *>u.s2, u, lo, hi)
+
+
+def _update(int rule, floating_t[::1] w, const floating_t[::1] dw, floating_t[::1] s1,
+            floating_t[::1] s2, double a, double b, double c, double d):
+    cdef _Update u
+    u.rule, u.f64, u.size = rule, floating_t is double, w.shape[0]
+    if u.size == 0:
+        return
+    u.w, u.dw, u.s1, u.s2 = &w[0], &dw[0], &s1[0], &s2[0]
+    u.a, u.b, u.c, u.d = a, b, c, d
+    cdef int nth = _threads_for(u.size, _GRAIN)
+    with nogil:
+        if nth > 1:
+            fc_pool_run(_update_task, &u, nth)
+        else:
+            _update_task(&u, 0, 1)
 
 
 def sgd_update(w,  # IN/OUT any shape: w -= lr * dw
                dw,  # IN like w
                lr):  # IN learning rate
-    _sgd(w.reshape(-1), dw.reshape(-1), lr)
+    f = w.reshape(-1)
+    _update(_SGD, f, dw.reshape(-1), f, f, lr, 0, 0, 0)
 
 
 def sgd_momentum_update(w,  # IN/OUT any shape: w += velocity
@@ -609,7 +669,8 @@ def sgd_momentum_update(w,  # IN/OUT any shape: w += velocity
                         velocity,  # IN/OUT like w: momentum * velocity - lr * dw
                         lr,  # IN learning rate
                         momentum):  # IN
-    _sgd_momentum(w.reshape(-1), dw.reshape(-1), velocity.reshape(-1), lr, momentum)
+    f = w.reshape(-1)
+    _update(_MOMENTUM, f, dw.reshape(-1), velocity.reshape(-1), f, lr, momentum, 0, 0)
 
 
 def rmsprop_update(w,  # IN/OUT any shape: w -= lr * dw / (sqrt(cache) + eps)
@@ -618,7 +679,8 @@ def rmsprop_update(w,  # IN/OUT any shape: w -= lr * dw / (sqrt(cache) + eps)
                    lr,  # IN learning rate
                    decay_rate,  # IN
                    eps):  # IN
-    _rmsprop(w.reshape(-1), dw.reshape(-1), cache.reshape(-1), lr, decay_rate, eps)
+    f = w.reshape(-1)
+    _update(_RMSPROP, f, dw.reshape(-1), cache.reshape(-1), f, lr, decay_rate, eps, 0)
 
 
 def adam_update(w,  # IN/OUT any shape: w -= alpha * m / (sqrt(v) + eps)
@@ -629,7 +691,7 @@ def adam_update(w,  # IN/OUT any shape: w -= alpha * m / (sqrt(v) + eps)
                 beta1,  # IN
                 beta2,  # IN
                 eps):  # IN
-    _adam(w.reshape(-1), dw.reshape(-1), m.reshape(-1), v.reshape(-1), alpha, beta1, beta2, eps)
+    _update(_ADAM, w.reshape(-1), dw.reshape(-1), m.reshape(-1), v.reshape(-1), alpha, beta1, beta2, eps)
 
 
 # ----------------------------------------------------------------------------

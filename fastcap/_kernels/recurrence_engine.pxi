@@ -11,7 +11,6 @@
 # Kernels trust the orchestration's validation, but these wrappers still check
 # every size the C code indexes with (O(T) work per call) before it runs, so
 # inconsistent arguments raise ValueError instead of reaching memory.
-import os as _os
 import types as _types
 
 from fastcap._kernels import blas_recurrence as _blas_recurrence
@@ -40,42 +39,13 @@ cdef extern from "engine/recurrence.h" nogil:
                           const float *ifog, const float *c, const Py_ssize_t *offsets, int T,
                           int N, float *da_out, float *dh0_out, float *dc_work, int nthreads)
 
-cdef extern from "engine/pool.h" nogil:
-    int fc_pool_last_threads()
-
 ENGINE_INFO = {"isa": fc_engine_isa().decode(), "vector_width": fc_engine_vector_width()}
 
 _BLAS = _types.SimpleNamespace(**_blas_recurrence.kernels(_types.SimpleNamespace(
     rnn_cell_forward=rnn_cell_forward, rnn_cell_backward=rnn_cell_backward,
     lstm_cell_forward=lstm_cell_forward, lstm_cell_backward=lstm_cell_backward)))
 
-
-def _default_threads():
-    try:
-        return max(1, len(_os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, _os.cpu_count() or 1)
-
-
-cdef int _engine_threads = _default_threads()
-cdef bint _engine_on = _os.environ.get("FASTCAP_ENGINE", "on").strip().lower() not in ("0", "off", "no", "false")
-
-
-def set_num_threads(int n):
-    """Threads of the recurrent engine (fastcap.set_num_threads calls this)."""
-    global _engine_threads
-    if n < 1:
-        raise ValueError(f"the engine needs at least 1 thread, got {n}")
-    _engine_threads = n
-
-
-def get_num_threads():
-    return _engine_threads
-
-
-def last_engine_threads():
-    """Threads the last engine call ran on (for tests)."""
-    return fc_pool_last_threads()
+cdef bint _engine_on = os.environ.get("FASTCAP_ENGINE", "on").strip().lower() not in ("0", "off", "no", "false")
 
 
 def use_engine(bint on):

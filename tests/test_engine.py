@@ -59,7 +59,7 @@ def test_results_do_not_depend_on_thread_count(cy, case):
 
 
 @pytest.mark.parametrize("kernel", ["sgd_update", "sgd_momentum_update", "rmsprop_update",
-                                    "adam_update", "embedding_backward"])
+                                    "adam_update", "embedding_backward", "softmax_loss"])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pooled_kernels_do_not_depend_on_thread_count(cy, kernel, dtype):
     """The update rules and the embedding scatter-add split large arrays over
@@ -72,15 +72,20 @@ def test_pooled_kernels_do_not_depend_on_thread_count(cy, kernel, dtype):
     args = build[2](np.random.default_rng(9), dtype, **dims)
     if kernel == "embedding_backward":
         args[1] = np.random.default_rng(1).integers(0, 3001, 3000).astype(np.intp)
-    results = []
+    results, losses = [], []
     for threads in (1, 2, 3):
         cy.set_num_threads(threads)
-        results.append(run(cy, kernel, args, build[3])[1])
+        ret, outs = run(cy, kernel, args, build[3])
+        results.append(outs)
+        losses.append(ret)
         assert cy.last_engine_threads() == threads or threads == 1
+    assert losses[0] == losses[1] == losses[2]
     for other in results[1:]:
         for a, b in zip(results[0], other):
             np.testing.assert_array_equal(a, b)
-    ref = run(_backend.load("numpy"), kernel, args, build[3])[1]
+    ref_loss, ref = run(_backend.load("numpy"), kernel, args, build[3])
+    if ref_loss is not None:
+        assert abs(losses[0] - ref_loss) <= (1e-12 if dtype == np.float64 else 1e-5) * abs(ref_loss)
     for a, b in zip(results[0], ref):
         assert np.max(np.abs(a - b)) <= (1e-12 if dtype == np.float64 else 1e-5) * np.max(np.abs(b))
 

@@ -475,47 +475,90 @@ def affine_backward(dout,  # IN (M, V)
 # masked softmax cross-entropy
 
 
-cdef double _softmax_row(const floating_t[:, ::1] x, Py_ssize_t m, Py_ssize_t y, double scale,
-                         floating_t[:, ::1] dx) noexcept nogil:
-    """-log softmax(x[m])[y]; writes scale * (softmax(x[m]) - onehot(y)) to dx[m]."""
-    cdef Py_ssize_t V = x.shape[1], j, k, V8 = V - V % 8
+cdef double _softmax_row(const floating_t *x, Py_ssize_t V, Py_ssize_t y, double scale,
+                         floating_t *dx) noexcept nogil:
+    """-log softmax(x)[y] of one row x (V,); writes scale * (softmax(x) - onehot(y)) to dx (V,)."""
+    cdef Py_ssize_t j, k, V8 = V - V % 8
     cdef floating_t mx8[8]
     cdef double s8[8]
     cdef floating_t mx, v, p_scale, py
     cdef double total
     # pass 1 over x: the row max, in 8 independent lanes (no single dependency chain)
     for k in range(8):
-        mx8[k] = x[m, 0]
+        mx8[k] = x[0]
     for j in range(0, V8, 8):
         for k in range(8):
-            v = x[m, j + k]
+            v = x[j + k]
             mx8[k] = v if v > mx8[k] else mx8[k]
-    mx = x[m, 0]
+    mx = x[0]
     for k in range(8):
         mx = mx8[k] if mx8[k] > mx else mx
     for j in range(V8, V):
-        mx = x[m, j] if x[m, j] > mx else mx
+        mx = x[j] if x[j] > mx else mx
     # pass 2 over x: e = exp(x - max) into dx (the row stays in L1 from here)
     for j in range(V):
-        dx[m, j] = _exp_nonpos(x[m, j] - mx)
+        dx[j] = _exp_nonpos(x[j] - mx)
     # the sum of e, in double, 8 lanes
     for k in range(8):
         s8[k] = 0
     for j in range(0, V8, 8):
         for k in range(8):
-            s8[k] += dx[m, j + k]
+            s8[k] += dx[j + k]
     total = 0
     for k in range(8):
         total += s8[k]
     for j in range(V8, V):
-        total += dx[m, j]
+        total += dx[j]
     # dx = scale * e / sum; the target's entry is (p_y - 1) * scale
-    py = <floating_t>(dx[m, y] / total)
+    py = <floating_t>(dx[y] / total)
     p_scale = <floating_t>(scale / total)
     for j in range(V):
-        dx[m, j] *= p_scale
-    dx[m, y] = (py - <floating_t>1) * <floating_t>scale
-    return log(total) - (x[m, y] - mx)
+        dx[j] *= p_scale
+    dx[y] = (py - <floating_t>1) * <floating_t>scale
+    return log(total) - (x[y] - mx)
+
+
+# Rows are split over the pool in blocks of _LOSS_BLOCK; each block's loss is
+# summed in row order and the blocks in block order, so the loss (like dx)
+# does not depend on the thread count.
+cdef enum:
+    _LOSS_BLOCK = 32
+
+
+cdef struct _Softmax:
+    bint f64
+    const void *x
+    const Py_ssize_t *y
+    const unsigned char *mask
+    void *dx
+    double *block_loss
+    double scale
+    Py_ssize_t M, V
+
+
+cdef inline void _softmax_blocks(const floating_t *x, floating_t *dx, const _Softmax *s,
+                                 Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
+    cdef Py_ssize_t b, m, j, V = s.V
+    cdef double total
+    for b in range(b0, b1):
+        total = 0
+        for m in range(b * _LOSS_BLOCK, min((b + 1) * _LOSS_BLOCK, s.M)):
+            if s.mask[m]:
+                total += _softmax_row(x + m * V, V, s.y[m], s.scale, dx + m * V)
+            else:
+                for j in range(V):
+                    dx[m * V + j] = 0
+        s.block_loss[b] = total
+
+
+cdef void _softmax_task(void *ctx, int tid, int nth) noexcept nogil:
+    cdef const _Softmax *s = <const _Softmax *>ctx
+    cdef Py_ssize_t b0, b1
+    _split((s.M + _LOSS_BLOCK - 1) // _LOSS_BLOCK, tid, nth, 1, &b0, &b1)
+    if s.f64:
+        _softmax_blocks(<const double *>s.x, <double *>s.dx, s, b0, b1)
+    else:
+        _softmax_blocks(<const float *>s.x, <float *>s.dx, s, b0, b1)
 
 
 def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
@@ -524,17 +567,23 @@ def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
                  double scale,  # IN multiplies the loss and dx (1/N)
                  floating_t[:, ::1] dx_out):  # OUT (M, V) gradient; 0 on masked-out rows
     """Returns scale * sum over unmasked rows of -log softmax(x[m])[y[m]] (a float)."""
-    cdef Py_ssize_t M = x.shape[0], V = x.shape[1], m, j
-    cdef double loss = 0
-    if V == 0:
+    cdef _Softmax s
+    s.f64, s.M, s.V, s.scale = floating_t is double, x.shape[0], x.shape[1], scale
+    if s.V == 0 or s.M == 0:
         return 0.0
+    cdef Py_ssize_t nblocks = (s.M + _LOSS_BLOCK - 1) // _LOSS_BLOCK, b
+    block_loss = np.empty(nblocks, dtype=np.float64)
+    cdef double[::1] bl = block_loss
+    s.x, s.y, s.mask, s.dx, s.block_loss = &x[0, 0], &y[0], &mask[0], &dx_out[0, 0], &bl[0]
+    cdef int nth = _threads_for(s.M * s.V, _GRAIN)
+    cdef double loss = 0
     with nogil:
-        for m in prange(M, schedule="static", use_threads_if=M * V >= _PARALLEL_MIN):
-            if mask[m]:
-                loss += _softmax_row(x, m, y[m], scale, dx_out)
-            else:
-                for j in range(V):
-                    dx_out[m, j] = 0
+        if nth > 1:
+            fc_pool_run(_softmax_task, &s, nth)
+        else:
+            _softmax_task(&s, 0, 1)
+        for b in range(nblocks):
+            loss += bl[b]
     return loss * scale
 
 

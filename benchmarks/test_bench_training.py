@@ -30,7 +30,23 @@ def make_trainer(impl, cell, n):
 def test_bench_train_step(benchmark, impl, cell, n):
     trainer = make_trainer(impl, cell, n)
     measure(benchmark, trainer.step, kind="train", impl=impl, group=f"train {cell} N={n}",
-            warmup=2, cell=cell, n=n)
+            warmup=2, cell=cell, n=n, gemm_flops=wl.step_gemm_flops(cell, n))
+
+
+@pytest.mark.parametrize("n", wl.BATCHES, ids=lambda n: f"N{n}")
+@pytest.mark.parametrize("cell", wl.CELLS)
+def test_bench_train_step_one_thread(benchmark, backend, cell, n):
+    """The same step with every pool at 1 thread: how much the other cores add."""
+    if backend == "numpy":
+        pytest.skip("the thread scaling target is the compiled backends'")
+    trainer = make_trainer(backend, cell, n)
+    previous = fastcap.get_num_threads()
+    fastcap.set_num_threads(1)
+    try:
+        measure(benchmark, trainer.step, kind="train1", impl=backend, group=f"train {cell} N={n}",
+                warmup=2, cell=cell, n=n, run_threads=1)
+    finally:
+        fastcap.set_num_threads(previous)
 
 
 @pytest.mark.parametrize("cell", wl.CELLS)

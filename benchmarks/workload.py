@@ -170,3 +170,28 @@ def flickr8k_length_counts(corpus_dir):
             if key.split("#")[0] in train:
                 counts[min(len(re.findall(r"[a-z]+", caption.lower())) + 1, T - 1)] += 1
     return dict(sorted(counts.items()))
+
+
+# ---------------------------------------------------------------- the limit
+
+
+def step_gemm_flops(cell, n):
+    """Matrix-product FLOPs of one training step on the workload's minibatches
+    (mean over them): the products any implementation must compute, counted
+    on the scored positions only (fastcap skips the padding; PyTorch's peer
+    computes more). With P scored positions, U distinct input words, G = H
+    (rnn) or 4H (lstm), each GEMM 2*m*k*n:
+
+    h0 and dW_proj 2 * 2NDH; input projection per word and its two gradients
+    3 * 2UWG; recurrent products forward, backward and dWh 3 * 2PHG;
+    vocabulary projection and its two gradients 3 * 2PHV.
+    """
+    G = (4 if cell == "lstm" else 1) * H
+    total = []
+    for _, captions in make_batches(n):
+        scored = captions[:, 1:] != NULL
+        P = int(scored.sum())
+        lengths = scored.sum(axis=1)
+        U = len(np.unique(np.concatenate([captions[i, :lengths[i]] for i in range(len(captions))])))
+        total.append(4 * n * D * H + 6 * U * W * G + 6 * P * H * G + 6 * P * H * V)
+    return float(np.mean(total))

@@ -8,28 +8,36 @@ import pytest
 from fastcap import bench
 
 
-def _b(kind, group, impl, median):
-    return {"group": group, "stats": {"median": median}, "extra_info": {"kind": kind, "impl": impl}}
+def _b(kind, group, impl, median, **extra):
+    return {"group": group, "stats": {"median": median},
+            "extra_info": {"kind": kind, "impl": impl, "threads": 2, **extra}}
 
 
 def _data():
     medians = {  # seconds
-        ("train", "train lstm N=100"): {"numpy": 0.30, "numba": 0.20, "cython": 0.25, "torch": 0.34},
+        ("train", "train lstm N=100"): {"numpy": 0.30, "numba": 0.20, "cython": 0.25, "torch": 0.34,
+                                        "cs231n": 0.80},
+        ("train1", "train lstm N=100"): {"numba": 0.30, "cython": 0.45},
         ("train", "train rnn N=100"): {"numpy": 0.12, "numba": 0.10, "torch": 0.16},
-        ("sample", "sample rnn batch=1"): {"numba": 0.003, "torch": 0.0105},
+        ("sample", "sample lstm batch=1"): {"numba": 0.003, "torch": 0.0105},
         ("kernel", "kernel lstm_cell_forward N=100"): {"numpy": 0.004, "numba": 0.001},
         ("kernel", "kernel lstm_cell_backward N=100"): {"numpy": 0.002, "numba": 0.001},
     }
-    return {"benchmarks": [_b(k, g, i, m) for (k, g), by in medians.items() for i, m in by.items()]}
+    flops = {"train lstm N=100": 1.0e10}  # 0.1 s at the probes' mean 100 GFLOP/s
+    return {"benchmarks": [_b(k, g, i, m, **({"gemm_flops": flops[g]} if k == "train" and g in flops else {}))
+                           for (k, g), by in medians.items() for i, m in by.items()],
+            "fastcap_environment": {"threads": {"threads": 2},
+                                    "gemm_probe": {"start": {"1": 50.0, "2": 90.0}, "end": {"1": 50.0, "2": 110.0}}}}
 
 
 def test_target_rows_are_ratios_of_this_runs_medians():
     rows = {label: (target, ratios) for label, target, ratios in
             bench.target_rows(bench._collect(_data()["benchmarks"]))}
-    assert rows["train lstm N=100 vs fastcap numpy"] == (2.5, pytest.approx({"numba": 1.5, "cython": 1.2}))
-    assert rows["train lstm N=100 vs PyTorch"] == (1.0, pytest.approx({"numba": 1.7, "cython": 1.36}))
+    assert rows["train lstm N=100 vs CS231n-style NumPy"] == (3.0, pytest.approx({"numba": 4.0, "cython": 3.2}))
+    assert rows["train lstm N=100 vs PyTorch"] == (1.5, pytest.approx({"numba": 1.7, "cython": 1.36}))
     assert rows["train rnn N=100 vs PyTorch"] == (1.5, pytest.approx({"numba": 1.6}))
-    assert rows["sample rnn batch=1 vs PyTorch"] == (5.0, pytest.approx({"numba": 3.5}))
+    assert rows["sample lstm batch=1 vs PyTorch"] == (2.0, pytest.approx({"numba": 3.5}))
+    assert rows["train lstm N=100: 2 threads vs 1"] == (1.7, pytest.approx({"numba": 1.5, "cython": 1.8}))
     # forward and backward summed: (4 + 2) / (1 + 1)
     assert rows["LSTM cell forward + backward N=100 vs fastcap numpy"] == (3.0, pytest.approx({"numba": 3.0}))
     assert "train rnn N=25 vs PyTorch" not in rows  # not measured: no row, not a made-up one
@@ -39,8 +47,8 @@ def test_report_states_met_and_not_met(tmp_path):
     path = tmp_path / "benchmark.json"
     path.write_text(json.dumps(_data()))
     text = bench.report_markdown(json.loads(path.read_text()))
-    line = next(x for x in text.splitlines() if x.startswith("| train lstm N=100 vs fastcap numpy"))
-    assert "1.50x **not met**" in line and "1.20x **not met**" in line
+    line = next(x for x in text.splitlines() if x.startswith("| train lstm N=100 vs PyTorch"))
+    assert "1.70x met" in line and "1.36x **not met**" in line
     line = next(x for x in text.splitlines() if x.startswith("| LSTM cell forward + backward"))
     assert "3.00x met" in line
 
@@ -59,3 +67,15 @@ def test_gemm_probe_measures_each_thread_count():
     probe = bench.gemm_probe(2, size=64, repeats=1)
     assert set(probe) == {"1", "2", "gemv_GBps"} and all(v > 0 for v in probe.values())
     assert set(bench.gemm_probe(1, size=64, repeats=1)) == {"1", "gemv_GBps"}
+
+
+def test_limit_is_step_time_over_gemm_time_at_the_probed_rate():
+    data = _data()
+    env = data["fastcap_environment"]
+    assert bench.gemm_rate(env) == pytest.approx(100e9)
+    ((group, need, ratios),) = bench.limit_rows(bench._collect(data["benchmarks"]), env)
+    assert group == "train lstm N=100" and need == pytest.approx(0.1)
+    assert ratios == pytest.approx({"numpy": 3.0, "numba": 2.0, "cython": 2.5, "torch": 3.4, "cs231n": 8.0})
+    text = bench.report_markdown(data)
+    line = next(x for x in text.splitlines() if x.startswith("| train lstm N=100 | 100 ms"))
+    assert "2.00x **over**" in line and "3.40x **over**" in line

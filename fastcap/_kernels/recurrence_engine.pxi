@@ -23,7 +23,7 @@ cdef extern from "engine/recurrence.h" nogil:
         FC_PACK_GATES
         FC_PACK_PLAIN
         FC_PACK_TRANSPOSED
-    int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind)
+    int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int nthreads)
     void fc_packed_free(fc_packed *p)
     const char *fc_engine_isa()
     int fc_engine_vector_width()
@@ -80,9 +80,9 @@ def recurrent_pack(Wh,  # IN (H, G) float32 -> PackedRecurrent; float64 -> Wh (B
         raise ValueError(f"recurrent_pack: Wh must have shape (H, {gates}*H) with 1 <= H, got {(H, G)}")
     cdef PackedRecurrent packed = PackedRecurrent.__new__(PackedRecurrent)
     cdef int kind = FC_PACK_TRANSPOSED if transpose else FC_PACK_GATES if gates == 4 else FC_PACK_PLAIN
-    cdef int rc
+    cdef int rc, nth = _engine_threads
     with nogil:
-        rc = fc_pack(&packed.p, &w[0, 0], <int>H, <int>G, kind)
+        rc = fc_pack(&packed.p, &w[0, 0], <int>H, <int>G, kind, nth)
     if rc != 0:
         raise MemoryError("recurrent_pack: out of memory packing the recurrent weights")
     packed.H, packed.G, packed.transpose = H, G, transpose

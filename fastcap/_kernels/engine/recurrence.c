@@ -2,6 +2,7 @@
 #include "recurrence.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "pool.h"
 #include "simd.h"
@@ -31,6 +32,14 @@ int fc_engine_vector_width(void) { return FC_VW; }
 /* ---------------------------------------------------------------------------
  * packing */
 
+/* Panels [*p0, *p1) of thread tid of n. */
+static void my_panels(int npanels, int tid, int n, int *p0, int *p1)
+{
+    *p0 = (int)((long)npanels * tid / n);
+    *p1 = (int)((long)npanels * (tid + 1) / n);
+}
+
+
 /* Column of Wh (or of Wh.T) that lane l of panel p holds, or -1 for padding. */
 static int panel_column(int kind, int H, int p, int l)
 {
@@ -43,7 +52,52 @@ static int panel_column(int kind, int H, int p, int l)
     return u < H ? u : -1;
 }
 
-int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind)
+typedef struct {
+    fc_packed *out;
+    const float *Wh;
+} pack_job;
+
+/* Panels split over the threads. Loop orders read Wh along its rows:
+ * forward panels gather FC_VW-long runs of a row of Wh, transposed panels
+ * read a whole row of Wh (one column of Wh.T) per lane. */
+static void pack_task(void *ctx, int tid, int nth)
+{
+    const pack_job *job = ctx;
+    const fc_packed *o = job->out;
+    const int K = o->K, G = o->G;
+    int p0, p1;
+    my_panels(o->npanels, tid, nth, &p0, &p1);
+    for (int p = p0; p < p1; p++) {
+        float *panel = o->data + (size_t)p * K * FC_PW;
+        if (o->kind == FC_PACK_TRANSPOSED) {
+            for (int l = 0; l < FC_PW; l++) {
+                int col = panel_column(o->kind, o->H, p, l);
+                const float *row = col < 0 ? NULL : job->Wh + (size_t)col * G;
+                for (int k = 0; k < K; k++) panel[(size_t)k * FC_PW + l] = row ? row[k] : 0.0f;
+            }
+        } else {
+            /* a full panel is runs of FC_VW consecutive columns (FC_PW for PLAIN) */
+            const int full = o->kind == FC_PACK_GATES ? (p + 1) * FC_VW <= o->H : (p + 1) * FC_PW <= o->H;
+            for (int k = 0; k < K; k++) {
+                const float *row = job->Wh + (size_t)k * G;
+                float *dst = panel + (size_t)k * FC_PW;
+                if (full && o->kind == FC_PACK_GATES) {
+                    for (int g = 0; g < 4; g++)
+                        memcpy(dst + g * FC_VW, row + g * o->H + p * FC_VW, FC_VW * sizeof(float));
+                } else if (full) {
+                    memcpy(dst, row + p * FC_PW, FC_PW * sizeof(float));
+                } else {
+                    for (int l = 0; l < FC_PW; l++) {
+                        int col = panel_column(o->kind, o->H, p, l);
+                        dst[l] = col < 0 ? 0.0f : row[col];
+                    }
+                }
+            }
+        }
+    }
+}
+
+int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int nthreads)
 {
     int K = kind == FC_PACK_TRANSPOSED ? G : H;
     int npanels = kind == FC_PACK_GATES ? (H + FC_VW - 1) / FC_VW : (H + FC_PW - 1) / FC_PW;
@@ -51,26 +105,14 @@ int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind)
     void *data = NULL;
     out->data = NULL;
     if (posix_memalign(&data, 64, bytes ? bytes : 64) != 0) return -1;
-    float *d = data;
-    for (int p = 0; p < npanels; p++) {
-        for (int l = 0; l < FC_PW; l++) {
-            int col = panel_column(kind, H, p, l);
-            float *dst = d + (size_t)p * K * FC_PW + l;
-            for (int k = 0; k < K; k++) {
-                /* Wh[k, col] forward; Wh.T[k, col] = Wh[col, k] backward */
-                float w = col < 0 ? 0.0f
-                          : kind == FC_PACK_TRANSPOSED ? Wh[(size_t)col * G + k]
-                                                        : Wh[(size_t)k * G + col];
-                dst[(size_t)k * FC_PW] = w;
-            }
-        }
-    }
-    out->data = d;
+    out->data = data;
     out->kind = kind;
     out->H = H;
     out->G = G;
     out->K = K;
     out->npanels = npanels;
+    pack_job job = {out, Wh};
+    fc_pool_run(pack_task, &job, nthreads);
     return 0;
 }
 
@@ -122,13 +164,6 @@ FC_INLINE int lanes(int H, int u) { return H - u >= FC_VW ? FC_VW : H - u > 0 ? 
         default: break;                                                         \
         }                                                                       \
     } while (0)
-
-/* Panels [*p0, *p1) of thread tid of n. */
-static void my_panels(int npanels, int tid, int n, int *p0, int *p1)
-{
-    *p0 = (int)((long)npanels * tid / n);
-    *p1 = (int)((long)npanels * (tid + 1) / n);
-}
 
 typedef struct {
     const float *xw, *h0, *c0, *dh, *ifog, *c, *h;

@@ -34,8 +34,8 @@ typedef struct {
     int kind, H, G, K, npanels;
 } fc_packed;
 
-/* Pack Wh (H, G) row-major for `kind`; 0 on success, -1 if out of memory. */
-int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind);
+/* Pack Wh (H, G) row-major for `kind` on nthreads threads; 0 on success, -1 if out of memory. */
+int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int nthreads);
 void fc_packed_free(fc_packed *p);
 
 /* The build's instruction set ("baseline", "avx2", "avx512") and vector width. */

@@ -13,14 +13,17 @@ validation captions are predictable from the validation features.
 Everything is drawn from ``np.random.default_rng`` children of one
 ``SeedSequence(seed)``, so the same arguments give bit-identical output.
 """
+import functools
 import json
 import pathlib
+import re
 
 import numpy as np
 
 from ._atomic import atomic_write as _atomic_write
 
-__all__ = ["generate_coco_data", "write_coco_data"]
+__all__ = ["generate_coco_data", "write_coco_data", "generated_url", "parse_generated_url",
+           "image_scene"]
 
 NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
 SPECIAL_TOKENS = (NULL, START, END, UNK)  # indices 0-3, as in CS231n
@@ -277,7 +280,9 @@ def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_i
         ``val_features_full``: float32 (num_images, full_dim), the "fc7" features.
       - ``idx_to_word``: list of str; ``word_to_idx``: dict str -> int. Indices 0-3
         are ``<NULL>``, ``<START>``, ``<END>``, ``<UNK>``.
-      - ``train_urls`` / ``val_urls``: str arrays (num_images,).
+      - ``train_urls`` / ``val_urls``: str arrays (num_images,), ``generated_url``s
+        (``generated://val2014/000003.jpg?seed=0&images=500``), which name the
+        image completely: ``fastcap.image_utils.image_from_url`` draws its scene.
 
     Same arguments give bit-identical output; a different ``seed`` (non-negative
     int) gives different data. The vocabulary is fixed, independent of the seed.
@@ -314,7 +319,7 @@ def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_i
         if full_features:
             data[f"{split}_features_full"] = _features(table_full, rows, rngs[s_noise_full])
         data[f"{split}_urls"] = np.array(
-            [f"generated://{split}2014/{i:06d}.jpg" for i in range(n_images)]
+            [generated_url(split, i, n_images, seed) for i in range(n_images)]
         )
     data["idx_to_word"] = idx_to_word
     data["word_to_idx"] = word_to_idx
@@ -370,3 +375,69 @@ def write_coco_data(out_dir, **kwargs):
     vocab = {"idx_to_word": data["idx_to_word"], "word_to_idx": data["word_to_idx"]}
     _write_text(out / "coco2014_vocab.json", json.dumps(vocab))
     return out
+
+
+# ---------------------------------------------------------------- one image's scene
+# A generated image's URL names its split, index, the split's size and the
+# seed: an image's attributes are drawn together with the whole split's, so
+# all four are needed to recover them.
+_SPLIT_STREAMS = {"train": _S_TRAIN_ATTRS, "val": _S_VAL_ATTRS}
+_URL_RE = re.compile(r"generated://(train|val)2014/(\d{6,})\.jpg\?seed=(\d+)&images=(\d+)")
+_URL_FORM = "generated://{train|val}2014/NNNNNN.jpg?seed=S&images=N"
+MAX_URL_IMAGES = 2_000_000  # a URL is untrusted: bound the arrays it makes us draw
+
+
+def generated_url(split, index, num_images, seed):
+    """The URL of image ``index`` of a generated split of ``num_images`` images."""
+    return f"generated://{split}2014/{index:06d}.jpg?seed={seed}&images={num_images}"
+
+
+def parse_generated_url(url):
+    """(split, index, num_images, seed) of a ``generated_url``.
+
+    Raises ValueError naming the URL and the expected form when it is not one
+    (including an index outside the split or more than MAX_URL_IMAGES images).
+    """
+    m = _URL_RE.fullmatch(str(url))
+    if m is None:
+        raise ValueError(f"{url!r} is not a generated image URL of the form {_URL_FORM}")
+    split, index, seed, n = m.group(1), int(m.group(2)), int(m.group(3)), int(m.group(4))
+    if not 1 <= n <= MAX_URL_IMAGES:
+        raise ValueError(f"{url!r}: images must be between 1 and {MAX_URL_IMAGES:,}, got {n}")
+    if index >= n:
+        raise ValueError(f"{url!r}: image {index} is outside a split of {n} images")
+    return split, index, n, seed
+
+
+@functools.lru_cache(maxsize=4)
+def _split_attributes(split, num_images, seed):
+    # The same stream generate_coco_data draws the split's attributes from.
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(9)[_SPLIT_STREAMS[split]])
+    return _draw_attributes(rng, num_images)
+
+
+def image_scene(url):
+    """What the generator knows about the image of a ``generated_url``, as words.
+
+    Returns a dict: ``subject`` (singular noun, e.g. "dog"), ``subject_plural``
+    ("dogs"), ``count`` (1-3) and ``count_word`` ("a", "two", "three"),
+    ``subject_adj`` (e.g. "red", "small", or None), ``action`` ("running"),
+    ``preposition`` and ``place`` ("on", "beach"), ``object`` ("ball" or None)
+    and ``object_adj`` (a colour or size, or None). Every caption of the image
+    is a sentence about exactly these. Raises ValueError for a malformed URL.
+    """
+    split, index, num_images, seed = parse_generated_url(url)
+    a = {k: int(v[index]) for k, v in _split_attributes(split, num_images, seed).items()}
+    prep, place = _PLACES[a["place"]]
+    return {
+        "subject": _SUBJECTS[a["subject"]][0],
+        "subject_plural": _SUBJECTS[a["subject"]][1],
+        "count": a["count"] + 1,
+        "count_word": _COUNT_WORDS[a["count"]],
+        "subject_adj": _ADJECTIVES[a["subject_adj"]] if a["subject_adj"] >= 0 else None,
+        "action": _ACTIONS[a["action"]],
+        "preposition": prep,
+        "place": place,
+        "object": _OBJECTS[a["object"]] if a["object"] >= 0 else None,
+        "object_adj": _ADJECTIVES[a["object_adj"]] if a["object_adj"] >= 0 else None,
+    }

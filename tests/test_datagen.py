@@ -50,7 +50,8 @@ def test_keys_dtypes_shapes(small):
         urls = small[f"{split}_urls"]
         assert isinstance(urls, np.ndarray) and urls.ndim == 1 and urls.dtype.kind == "U"
         assert urls.shape == (n_images,) and len(set(urls.tolist())) == n_images
-        assert urls[3] == f"generated://{split}2014/000003.jpg"
+        assert urls[3] == (f"generated://{split}2014/000003.jpg?seed={SMALL['seed']}"
+                           f"&images={n_images}")
         # every image has captions, and idxs point into the feature matrix
         assert idxs.min() >= 0 and idxs.max() < n_images
         assert np.array_equal(np.bincount(idxs, minlength=n_images),

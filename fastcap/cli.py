@@ -1,4 +1,4 @@
-"""The ``fastcap`` command: train, sample, evaluate, make-data, info, bench.
+"""The ``fastcap`` command: train, sample, evaluate, show, make-data, info, bench.
 
 ``main(argv=None) -> int`` runs one command and returns its exit status:
 0 on success, 1 for bad data, checkpoints or other errors at run time (one
@@ -197,6 +197,23 @@ def cmd_evaluate(args):
         print(f"  {label:7s} {m[key]:.4f}")
     if args.json not in (None, "-"):
         print(f"wrote {args.json}")
+    return 0
+
+
+# ---------------------------------------------------------------- show
+def cmd_show(args):
+    from .contact_sheet import check_out_path, contact_sheet, save_png
+
+    _setup_runtime(args)
+    out = check_out_path(args.out or f"contact_sheet_{args.split}.png", args.overwrite)
+    ckpt, model, data, source = _load_for_inference(args)
+    decoding = "greedy" + (f" and beam search (beam {args.beam_size})" if args.beam_size else "")
+    fig = contact_sheet(model, data, args.split, n=args.n, beam_size=args.beam_size,
+                        max_length=args.max_length,
+                        title=f"{_describe_ckpt(ckpt)}\n{args.split} images of {source}; {decoding}")
+    for img, url, reason in fig.fastcap_unavailable:
+        print(f"{args.split} image {img}: {url} is unavailable ({reason}); drew a placeholder")
+    print(f"wrote {save_png(fig, out, args.overwrite)}")
     return 0
 
 
@@ -417,6 +434,28 @@ def build_parser():
                    help="write the results as JSON to FILE (without FILE: print JSON only)")
     _add_runtime_options(p)
     p.set_defaults(func=cmd_evaluate)
+
+    # ---- show
+    p = sub.add_parser("show", parents=[debug],
+                       help="a contact sheet (PNG): images with ground-truth and generated captions",
+                       description="Draw the first N images of a split with their ground-truth "
+                                   "captions and the checkpoint's greedy (and, with --beam-size, "
+                                   "beam-search) caption. Images that cannot be downloaded get a "
+                                   "placeholder tile; generated:// images are drawn offline.")
+    p.add_argument("checkpoint", metavar="CHECKPOINT")
+    p.add_argument("--data", metavar="DIR",
+                   help="CS231n data directory (default: the data the checkpoint was trained on)")
+    p.add_argument("--split", choices=("train", "val"), default="val")
+    p.add_argument("-n", type=_positive_int, default=8, metavar="N", help="images (default 8)")
+    p.add_argument("--beam-size", type=_positive_int, metavar="K",
+                   help="also show the beam-search caption with beam K")
+    p.add_argument("--max-length", type=_positive_int, default=30, metavar="L")
+    p.add_argument("--out", metavar="FILE.png",
+                   help="where to write the sheet (default contact_sheet_SPLIT.png)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace --out even if it is not a contact sheet fastcap wrote")
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_show)
 
     # ---- make-data
     gd = GENERATED_DEFAULTS

@@ -370,8 +370,9 @@ def render_generated(url):
 
     if has_obj:
         o_adj = scene["object_adj"]
-        ox = WIDTH * 0.8 + rng.uniform(-8, 8)
-        ly = _object(d, ox, ground + 2, _SIZES.get(o_adj, 1.0), scene["object"], _COLOURS.get(o_adj),
+        o_size = _SIZES.get(o_adj, 1.0)
+        ox = min(WIDTH * 0.8 + rng.uniform(-8, 8), WIDTH - 64 * o_size - 2)  # a truck fits
+        ly = _object(d, ox, ground + 2, o_size, scene["object"], _COLOURS.get(o_adj),
                      min(tops))
         _label(d, ox, ly + 6, f"{o_adj} {scene['object']}" if o_adj else scene["object"], font)
     _label(d, 40, 6, f"{scene['action']} {scene['preposition']} the {scene['place']}", font)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastcap import image_utils
+from fastcap import datagen, image_utils
 from fastcap.coco_utils import decode_captions
 from fastcap.datagen import generate_coco_data, image_scene, parse_generated_url
 from fastcap.image_utils import (ImageUnavailableError, ImageUnavailableWarning, fetch_image,
@@ -132,7 +132,7 @@ def _unavailable(url, **kw):
 def test_local_path_and_file_url(tmp_path):
     path = tmp_path / "a picture.png"
     path.write_bytes(RGB_PNG)
-    for source in (str(path), path, path.as_uri()):
+    for source in (str(path), path, path.as_uri(), str(path).encode(), np.str_(path)):
         img = image_from_url(source)
         assert img.dtype == np.uint8 and img.shape == (5, 7, 3)
         assert np.array_equal(img, RGB)
@@ -188,6 +188,15 @@ def test_a_damaged_cache_entry_is_fetched_again(server, offline):
     before = srv.hits["/img.png"]
     assert np.array_equal(image_from_url(url), RGB)
     assert srv.hits["/img.png"] == before + 1 and entry.read_bytes() == RGB_PNG
+
+
+def test_an_unwritable_cache_warns_and_still_returns_the_image(server, tmp_path, monkeypatch):
+    _, base = server
+    blocker = tmp_path / "a file, not a directory"
+    blocker.write_text("")
+    monkeypatch.setenv(image_utils.CACHE_ENV, str(blocker))
+    with pytest.warns(RuntimeWarning, match="could not cache"):
+        assert np.array_equal(image_from_url(base + "/img.png"), RGB)
 
 
 def test_grey_and_rgba_images_become_rgb(server):
@@ -272,6 +281,7 @@ _CONTENT = {"subject", "subject_plural", "subject_adj", "action", "place", "obje
 
 def test_image_scene_is_what_the_captions_say(generated):
     vocab = generated["idx_to_word"]
+    content_words = set(vocab) - set(datagen._FUNCTION_WORDS) - set(datagen.SPECIAL_TOKENS)
     for split in ("train", "val"):
         urls = generated[f"{split}_urls"]
         assert parse_generated_url(urls[7]) == (split, 7, len(urls), 5)
@@ -281,10 +291,6 @@ def test_image_scene_is_what_the_captions_say(generated):
                                    vocab)
             noun = scene["subject"] if scene["count"] == 1 else scene["subject_plural"]
             allowed = {scene[k] for k in _CONTENT} - {None}
-            from fastcap import datagen
-
-            content_words = (set(datagen._IDX_TO_WORD) - set(datagen._FUNCTION_WORDS)
-                             - set(datagen.SPECIAL_TOKENS))
             for cap in caps:
                 words = cap.split()
                 assert noun in words, (scene, cap)

@@ -18,7 +18,7 @@
 # As usual, a bit of setup
 import time, os, json
 import numpy as np
-from notebook import EPOCHS, MAX_TRAIN, plt, show  # in place of %matplotlib inline
+from notebook_support import EPOCHS, MAX_TRAIN, plt, show  # in place of %matplotlib inline
 from fastcap.gradient_check import eval_numerical_gradient, eval_numerical_gradient_array
 from fastcap.rnn_layers import *
 from fastcap.captioning_solver import CaptioningSolver

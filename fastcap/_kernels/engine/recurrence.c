@@ -70,10 +70,16 @@ static void pack_task(void *ctx, int tid, int nth)
     for (int p = p0; p < p1; p++) {
         float *panel = o->data + (size_t)p * K * FC_PW;
         if (o->kind == FC_PACK_TRANSPOSED) {
-            for (int l = 0; l < FC_PW; l++) {
-                int col = panel_column(o->kind, o->H, p, l);
-                const float *row = col < 0 ? NULL : job->Wh + (size_t)col * G;
-                for (int k = 0; k < K; k++) panel[(size_t)k * FC_PW + l] = row ? row[k] : 0.0f;
+            /* blocks of 16 k: 16 consecutive floats of each lane's row of Wh
+             * go to a 16 x FC_PW block of the panel that stays in L1 */
+            for (int k0 = 0; k0 < K; k0 += 16) {
+                const int kn = K - k0 < 16 ? K - k0 : 16;
+                for (int l = 0; l < FC_PW; l++) {
+                    int col = panel_column(o->kind, o->H, p, l);
+                    const float *row = col < 0 ? NULL : job->Wh + (size_t)col * G + k0;
+                    float *dst = panel + (size_t)k0 * FC_PW + l;
+                    for (int k = 0; k < kn; k++) dst[(size_t)k * FC_PW] = row ? row[k] : 0.0f;
+                }
             }
         } else {
             /* a full panel is runs of FC_VW consecutive columns (FC_PW for PLAIN) */

@@ -217,6 +217,8 @@ def environment_info(threads=None, since=None, probes=None):
     cy = getattr(_backend._loaded.get("cython"), "module", None)  # the build in use
     info["cython_module"] = getattr(cy, "__file__", None)
     info["cython_build"] = dict(getattr(cy, "BUILD_INFO", None) or {}) or None
+    if hasattr(cy, "ENGINE_INFO"):
+        info["engine"] = dict(cy.ENGINE_INFO, threads=cy.get_num_threads(), on=cy.engine_on())
     if "numba" in sys.modules:
         # Reported without starting it (numba.get_num_threads() would).
         from numba.np.ufunc import parallel
@@ -328,6 +330,10 @@ def _cython_build(env):
     if not env.get("cython_module"):
         return "absent"
     isa = (env.get("cython_build") or {}).get("isa")
+    engine = env.get("engine") or {}
+    if engine:
+        return (f"the {isa} build; recurrent engine {engine.get('isa')}, {engine.get('vector_width')}-float "
+                f"vectors, {engine.get('threads')} threads{'' if engine.get('on', True) else ', switched off'}")
     return f"the {isa} build" if isa else "present"
 
 

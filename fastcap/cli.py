@@ -256,6 +256,12 @@ def cmd_info(args):
     n = get_threads()
     print("threads: " + (f"fastcap._threads.get_num_threads() = {n}" if n is not None else
                          "fastcap._threads not present; BLAS threads as below"))
+    if "cython" in available:
+        cy = _backend.load("cython").module
+        info = getattr(cy, "ENGINE_INFO", None)
+        if info:
+            print(f"recurrent engine (cython, float32): {cy.BUILD_INFO['isa']} build, {info['isa']} tiles of "
+                  f"{info['vector_width']}-float vectors, {cy.get_num_threads()} threads")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                 "NUMBA_NUM_THREADS", "FASTCAP_NUM_THREADS", "OPENBLAS_CORETYPE"):
         if var in os.environ:

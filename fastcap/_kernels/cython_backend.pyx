@@ -12,11 +12,15 @@
 #   first. Arguments are marked ``# IN`` / ``# OUT`` / ``# IN/OUT`` (updated in
 #   place). The fused ``def`` picks the float32 or float64 specialization from
 #   the first array's dtype (about a microsecond per call).
-# * Two builds of this file: ``cython_backend`` for the compiler's default
-#   target and ``cython_backend_avx2`` (``-mavx2 -mfma -ffp-contract=off``),
-#   which fastcap._backend loads on a CPU with AVX2 and FMA. Same bits out
-#   (no contraction), twice the vector width: the LSTM cell runs about 1.3x
-#   and the softmax loss 1.2x faster. ``BUILD_INFO["isa"]`` says which it is.
+# * Three builds of this file: ``cython_backend`` for the compiler's default
+#   target, ``cython_backend_avx2`` (``-mavx2 -mfma``) and
+#   ``cython_backend_avx512`` (AVX-512 F/VL/BW/DQ), all with
+#   ``-ffp-contract=off``; fastcap._backend loads the best one the CPU runs.
+#   Same bits out of every kernel but the float32 recurrences (no
+#   contraction), wider vectors. ``BUILD_INFO["isa"]`` says which it is.
+# * The recurrences (recurrence_engine.pxi): float32 runs on the compiled
+#   recurrent engine in fastcap/_kernels/engine/ (C), float64 on the shared
+#   BLAS time loop around the cell kernels below.
 # * Kernels trust their inputs (the public layers validated shapes, dtypes and
 #   index ranges). ``setup.py`` compiles with boundscheck, wraparound and
 #   initializedcheck off; ``FASTCAP_CYTHON_DEBUG=1`` at build time turns them
@@ -38,22 +42,23 @@
 #   series below |x| = 1/8, where 1-e would cancel. Measured against long
 #   double over [-800, 800] and down to 1e-300: within 3 ulp (relative error
 #   5.3e-16 in float64, 2.8e-7 in float32; NumPy's tanh: 1.6e-16, 1.0e-7).
-# * GEMMs are never written by hand: they go to NumPy's BLAS. affine_forward
+# * Large GEMMs go to NumPy's BLAS (only the per-step recurrent products are the
+#   engine's own register tiles, over weights packed once per call). affine_forward
 #   and affine_backward call np.dot in the thin wrapper and loop only over the
 #   bias add and the column sum. (scipy.linalg.cython_blas would
 #   avoid the Python call, a few microseconds, but it is a second OpenBLAS
 #   with its own thread pool: alternating two pools makes their spinning
 #   worker threads fight over the cores, which cost far more on 2 cores.)
-# * Threads: off by default. The row loops are written with OpenMP
-#   ``prange`` (compiled in when setup.py finds -fopenmp; without it they run
-#   single-threaded), but they only fork above ``_PARALLEL_MIN`` elements,
-#   which is "never" unless ``_set_parallel_min`` lowers it. Measured on the
-#   project's 2-core machine at the DESIGN.md workload: two threads run the
-#   big kernels alone ~1.7-2x faster (softmax_loss, the cells), yet a whole
-#   training step got 2-7x SLOWER, because libgomp's threads spin after each
-#   parallel region while OpenBLAS's threads need the same two cores; with
-#   OMP_WAIT_POLICY=passive the step was as fast as single-threaded, no
-#   faster (the step's time is in the GEMMs). So BLAS owns the cores.
+# * Threads: one pool (pool.pxi, fastcap/_kernels/engine/pool.c) runs the
+#   engine, the update rules, the embedding scatter-add and the softmax loss
+#   over fastcap.set_num_threads threads, each output element written by one
+#   thread in a fixed order (results do not depend on the thread count). Not
+#   OpenMP: libgomp's idle threads spin after each parallel region while
+#   OpenBLAS needs the same cores for the next GEMM (measured earlier on 2
+#   cores: a training step 2-7x slower); the pool's workers sleep ~20 us
+#   after a task. The cell kernels' ``prange`` loops (OpenMP, when compiled
+#   in) stay off unless ``_set_parallel_min`` lowers their threshold: they
+#   run inside the BLAS time loop only (float64), between small GEMMs.
 cimport cython
 from cython.parallel cimport prange
 from libc.math cimport log, sqrt, sqrtf

@@ -48,6 +48,11 @@ _BLAS = _types.SimpleNamespace(**_blas_recurrence.kernels(_types.SimpleNamespace
 cdef bint _engine_on = os.environ.get("FASTCAP_ENGINE", "on").strip().lower() not in ("0", "off", "no", "false")
 
 
+def engine_on():
+    """Whether float32 recurrences run on the engine (see use_engine)."""
+    return bool(_engine_on)
+
+
 def use_engine(bint on):
     """Switch the float32 engine on or off (off: the BLAS loop); returns the previous setting.
     FASTCAP_ENGINE=off sets it off at import. For parity tests and benchmarks."""

@@ -107,3 +107,35 @@ def test_one_budget_for_blas_and_the_engine():
             pytest.fail("the cython backend does not load in CI")
         pytest.skip("the cython backend does not load here")
     assert out == ["2 2", "3 3", "3", "3"]
+
+
+def test_openblas_runs_on_the_engine_pool():
+    """Where the Cython backend loads and OpenBLAS has the threading hook,
+    threaded BLAS calls run on the engine's pool (not OpenBLAS's own spinning
+    workers), with the same results; FASTCAP_BLAS_POOL=off leaves OpenBLAS alone."""
+    code = """
+        import numpy as np
+        import fastcap
+        from fastcap import _backend, _threads
+        if "cython" not in fastcap.available_backends():
+            print("no cython"); raise SystemExit
+        cy = _backend.load("cython").module
+        fastcap.set_num_threads(2)
+        a = np.random.default_rng(0).standard_normal((600, 700)).astype(np.float32)
+        b = np.random.default_rng(1).standard_normal((700, 500)).astype(np.float32)
+        before = cy.blas_calls()
+        c = a @ b
+        err = np.abs(c - a.astype(np.float64) @ b).max() / np.abs(c).max()
+        print(len(_threads.blas_pool()), cy.blas_calls() - before, err < 1e-5)
+    """
+    for env, routed in (({}, True), ({"FASTCAP_BLAS_POOL": "off"}, False)):
+        out = _run(code, **env)
+        if out == ["no cython"]:
+            if REQUIRE_ALL:
+                pytest.fail("the cython backend does not load in CI")
+            pytest.skip("the cython backend does not load here")
+        libs, calls, ok = out[0].split()
+        assert ok == "True"
+        if routed and libs == "0":
+            pytest.skip("this OpenBLAS has no threading hook (openblas_set_threads_callback_function, 0.3.27+)")
+        assert (int(libs) >= 1 and int(calls) >= 1) if routed else (libs, calls) == ("0", "0")

@@ -12,6 +12,9 @@ cdef extern from "engine/pool.h" nogil:
     ctypedef void (*fc_task)(void *ctx, int tid, int nthreads) noexcept nogil
     int fc_pool_run(fc_task task, void *ctx, int n)
     int fc_pool_last_threads()
+    long fc_blas_calls()
+    void fc_openblas_threads(int sync, void *dojob, int numjobs, size_t jobdata_elsize,
+                             void *jobdata, int dojob_data)
 
 
 def _default_threads():
@@ -37,6 +40,27 @@ def set_num_threads(int n):
 
 def get_num_threads():
     return _engine_threads
+
+
+def openblas_callback_address():
+    """Address of the pool's OpenBLAS threading callback (fastcap._threads installs it)."""
+    return <size_t>&fc_openblas_threads
+
+
+def blas_calls():
+    """Threaded BLAS calls that ran on this pool (for tests)."""
+    return fc_blas_calls()
+
+
+def can_start_threads(int n):
+    """Whether the pool runs n threads at once (it starts them if needed)."""
+    with nogil:
+        fc_pool_run(_noop_task, NULL, n)
+    return fc_pool_last_threads() >= n
+
+
+cdef void _noop_task(void *ctx, int tid, int nth) noexcept nogil:
+    pass
 
 
 def last_engine_threads():

@@ -3,6 +3,8 @@
 #include "pool.h"
 
 #include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <time.h>
@@ -17,7 +19,7 @@
 /* How long an idle worker spins for the next task before it sleeps, and how
  * long a thread spins at a barrier before it starts yielding the core (which
  * matters only when the machine has fewer free cores than threads). */
-#define FC_IDLE_SPIN_NS 20000L
+#define FC_IDLE_SPIN_NS 100000L
 #define FC_BARRIER_SPIN 4000
 
 static pthread_mutex_t run_lock = PTHREAD_MUTEX_INITIALIZER; /* one task at a time */
@@ -148,3 +150,43 @@ int fc_pool_run(fc_task task, void *ctx, int n)
 }
 
 int fc_pool_last_threads(void) { return last_n; }
+
+/* --- OpenBLAS's jobs on this pool ---------------------------------------- */
+
+typedef struct {
+    fc_blas_dojob dojob;
+    char *jobdata;
+    size_t elsize;
+    int dojob_data;
+} blas_call;
+
+static atomic_long blas_calls;
+
+static void blas_task(void *ctx, int tid, int n)
+{
+    const blas_call *call = ctx;
+    (void)n;
+    call->dojob(tid, call->jobdata + (size_t)tid * call->elsize, call->dojob_data);
+}
+
+void fc_openblas_threads(int sync, fc_blas_dojob dojob, int numjobs, size_t jobdata_elsize,
+                         void *jobdata, int dojob_data)
+{
+    /* Always synchronous: OpenBLAS passes sync = 1 where it uses this hook. */
+    (void)sync;
+    blas_call call = {dojob, jobdata, jobdata_elsize, dojob_data};
+    atomic_fetch_add(&blas_calls, 1);
+    if (numjobs <= 1) {
+        if (numjobs == 1) blas_task(&call, 0, 1);
+        return;
+    }
+    fc_pool_run(blas_task, &call, numjobs);
+    if (fc_pool_last_threads() < numjobs) {
+        /* A job that did not run would leave its part of the product unwritten,
+         * and OpenBLAS's level-3 jobs wait on each other: never return. */
+        fprintf(stderr, "fastcap: could not start %d threads for a BLAS call; aborting\n", numjobs);
+        abort();
+    }
+}
+
+long fc_blas_calls(void) { return atomic_load(&blas_calls); }

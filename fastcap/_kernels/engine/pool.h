@@ -11,6 +11,8 @@
 #ifndef FASTCAP_ENGINE_POOL_H
 #define FASTCAP_ENGINE_POOL_H
 
+#include <stddef.h>
+
 #define FC_MAX_THREADS 256
 
 typedef void (*fc_task)(void *ctx, int tid, int nthreads);
@@ -26,5 +28,18 @@ void fc_pool_barrier(int n);
 
 /* Threads actually used by the last fc_pool_run (for tests). */
 int fc_pool_last_threads(void);
+
+/* OpenBLAS's threading callback (openblas_set_threads_callback_function,
+ * OpenBLAS >= 0.3.27): runs the numjobs jobs of one threaded BLAS call on
+ * this pool, all at once (level-3 jobs wait on each other), job i on thread
+ * i. Installed, OpenBLAS's own worker threads are never used again, so they
+ * cannot spin on the cores (for ~0.1 s after every call, measured) while
+ * the engine computes: BLAS and the engine share one pool and one budget. */
+typedef void (*fc_blas_dojob)(int thread_num, void *jobdata, int dojob_data);
+void fc_openblas_threads(int sync, fc_blas_dojob dojob, int numjobs, size_t jobdata_elsize,
+                         void *jobdata, int dojob_data);
+
+/* BLAS calls that ran through fc_openblas_threads (for tests). */
+long fc_blas_calls(void);
 
 #endif

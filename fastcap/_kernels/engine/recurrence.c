@@ -209,9 +209,14 @@ FC_INLINE void lstm_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
     vf_store_n(j->h_out + R * H + u0, h, nu);
 }
 
-static void lstm_forward_task(void *ctx, int tid, int nth)
+FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4]);
+
+/* The forward time loop of both cells: per step, each thread's panels of
+ * h_{t-1} @ Wh as tiles, each tile's rows straight into the cell (lstm: a
+ * constant in each caller, so each gets its own copy with the cell inlined).
+ * A panel covers FC_VW units (LSTM: 4 gates of them) or FC_PW (RNN). */
+FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm)
 {
-    const job *j = ctx;
     const int H = j->W->H, K = j->W->K;
     int p0, p1;
     my_panels(j->W->npanels, tid, nth, &p0, &p1);
@@ -221,11 +226,14 @@ static void lstm_forward_task(void *ctx, int tid, int nth)
         const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
         for (int p = p0; p < p1; p++) {
             const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
-#define BODY(mr, r)                                                        \
-    {                                                                      \
-        vf acc[FC_MR][4];                                                  \
-        tile(mr, A + (ptrdiff_t)(r) * H, H, panel, K, acc);                \
-        for (int m = 0; m < (mr); m++) lstm_fwd_row(j, t, (r) + m, p * FC_VW, acc[m]); \
+#define BODY(mr, r)                                                                   \
+    {                                                                                 \
+        vf acc[FC_MR][4];                                                             \
+        tile(mr, A + (ptrdiff_t)(r) * H, H, panel, K, acc);                           \
+        for (int m = 0; m < (mr); m++) {                                              \
+            if (lstm) lstm_fwd_row(j, t, (r) + m, p * FC_VW, acc[m]);                 \
+            else rnn_fwd_row(j, t, (r) + m, p * FC_PW, acc[m]);                       \
+        }                                                                             \
     }
             FC_ROW_TILES(0, n, BODY);
 #undef BODY
@@ -233,6 +241,8 @@ static void lstm_forward_task(void *ctx, int tid, int nth)
         fc_pool_barrier(nth);
     }
 }
+
+static void lstm_forward_task(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 1); }
 
 void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,
                      const ptrdiff_t *offsets, int T, int N, float *ifog_out, float *c_out,
@@ -257,30 +267,7 @@ FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
     }
 }
 
-static void rnn_forward_task(void *ctx, int tid, int nth)
-{
-    const job *j = ctx;
-    const int H = j->W->H, K = j->W->K;
-    int p0, p1;
-    my_panels(j->W->npanels, tid, nth, &p0, &p1);
-    for (int t = 0; t < j->T; t++) {
-        const int n = ROWS(t);
-        FC_CHECK(n <= (t == 0 ? j->N : ROWS(t - 1)));
-        const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
-        for (int p = p0; p < p1; p++) {
-            const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
-#define BODY(mr, r)                                                        \
-    {                                                                      \
-        vf acc[FC_MR][4];                                                  \
-        tile(mr, A + (ptrdiff_t)(r) * H, H, panel, K, acc);                \
-        for (int m = 0; m < (mr); m++) rnn_fwd_row(j, t, (r) + m, p * FC_PW, acc[m]); \
-    }
-            FC_ROW_TILES(0, n, BODY);
-#undef BODY
-        }
-        fc_pool_barrier(nth);
-    }
-}
+static void rnn_forward_task(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 0); }
 
 void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
                     const ptrdiff_t *offsets, int T, int N, float *h_out, int nthreads)

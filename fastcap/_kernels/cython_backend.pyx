@@ -523,9 +523,11 @@ cdef double _softmax_row(const floating_t *x, Py_ssize_t V, Py_ssize_t y, double
     return log(total) - (x[y] - mx)
 
 
-# Rows are split over the pool in blocks of _LOSS_BLOCK; each block's loss is
-# summed in row order and the blocks in block order, so the loss (like dx)
-# does not depend on the thread count.
+# Rows are split over the pool in blocks of _LOSS_BLOCK rows. Each row's loss
+# goes to row_loss[m], and the rows are summed after, in row order, in double:
+# the loss (like dx) has the same bits for any thread count, and the bits of
+# one sequential sum (a numerical gradient of it, as the seeds' gradient
+# check takes, differences two such sums).
 cdef enum:
     _LOSS_BLOCK = 32
 
@@ -536,34 +538,31 @@ cdef struct _Softmax:
     const Py_ssize_t *y
     const unsigned char *mask
     void *dx
-    double *block_loss
+    double *row_loss
     double scale
     Py_ssize_t M, V
 
 
-cdef inline void _softmax_blocks(const floating_t *x, floating_t *dx, const _Softmax *s,
-                                 Py_ssize_t b0, Py_ssize_t b1) noexcept nogil:
-    cdef Py_ssize_t b, m, j, V = s.V
-    cdef double total
-    for b in range(b0, b1):
-        total = 0
-        for m in range(b * _LOSS_BLOCK, min((b + 1) * _LOSS_BLOCK, s.M)):
-            if s.mask[m]:
-                total += _softmax_row(x + m * V, V, s.y[m], s.scale, dx + m * V)
-            else:
-                for j in range(V):
-                    dx[m * V + j] = 0
-        s.block_loss[b] = total
+cdef inline void _softmax_rows(const floating_t *x, floating_t *dx, const _Softmax *s,
+                               Py_ssize_t m0, Py_ssize_t m1) noexcept nogil:
+    cdef Py_ssize_t m, j, V = s.V
+    for m in range(m0, m1):
+        if s.mask[m]:
+            s.row_loss[m] = _softmax_row(x + m * V, V, s.y[m], s.scale, dx + m * V)
+        else:
+            s.row_loss[m] = 0
+            for j in range(V):
+                dx[m * V + j] = 0
 
 
 cdef void _softmax_task(void *ctx, int tid, int nth) noexcept nogil:
     cdef const _Softmax *s = <const _Softmax *>ctx
-    cdef Py_ssize_t b0, b1
-    _split((s.M + _LOSS_BLOCK - 1) // _LOSS_BLOCK, tid, nth, 1, &b0, &b1)
+    cdef Py_ssize_t m0, m1
+    _split(s.M, tid, nth, _LOSS_BLOCK, &m0, &m1)
     if s.f64:
-        _softmax_blocks(<const double *>s.x, <double *>s.dx, s, b0, b1)
+        _softmax_rows(<const double *>s.x, <double *>s.dx, s, m0, m1)
     else:
-        _softmax_blocks(<const float *>s.x, <float *>s.dx, s, b0, b1)
+        _softmax_rows(<const float *>s.x, <float *>s.dx, s, m0, m1)
 
 
 def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
@@ -576,19 +575,19 @@ def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
     s.f64, s.M, s.V, s.scale = floating_t is double, x.shape[0], x.shape[1], scale
     if s.V == 0 or s.M == 0:
         return 0.0
-    cdef Py_ssize_t nblocks = (s.M + _LOSS_BLOCK - 1) // _LOSS_BLOCK, b
-    block_loss = np.empty(nblocks, dtype=np.float64)
-    cdef double[::1] bl = block_loss
-    s.x, s.y, s.mask, s.dx, s.block_loss = &x[0, 0], &y[0], &mask[0], &dx_out[0, 0], &bl[0]
+    row_loss = np.empty(s.M, dtype=np.float64)
+    cdef double[::1] rl = row_loss
+    s.x, s.y, s.mask, s.dx, s.row_loss = &x[0, 0], &y[0], &mask[0], &dx_out[0, 0], &rl[0]
     cdef int nth = _threads_for(s.M * s.V, _GRAIN)
     cdef double loss = 0
+    cdef Py_ssize_t m
     with nogil:
         if nth > 1:
             fc_pool_run(_softmax_task, &s, nth)
         else:
             _softmax_task(&s, 0, 1)
-        for b in range(nblocks):
-            loss += bl[b]
+        for m in range(s.M):
+            loss += rl[m]
     return loss * scale
 
 

@@ -117,3 +117,56 @@ def like(name, a, ref, ref_name):
     if a.dtype != ref.dtype:
         raise TypeError(f"{name} must have dtype {ref.dtype} (the dtype of {ref_name}), got {a.dtype}")
     return np.ascontiguousarray(a)
+
+
+def count(name, value, minimum=0):
+    """``value`` as a Python int >= minimum (an integral float such as 30.0 is accepted)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {type(value).__name__} {value!r}")
+    if not np.isfinite(value) or int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>")
+
+
+def word_to_idx(mapping, name="word_to_idx", required=("<NULL>",)):
+    """Check a vocabulary ``{word (str): index (int)}`` and return it with int indices.
+
+    Indices are non-negative integers, one per word. The special tokens
+    (SPECIAL_TOKENS) must lie in [0, V), V = len(mapping): the model feeds and
+    compares them as rows of its (V, ...) weight tables, so one outside would
+    make a compiled kernel read past them. Other words may have larger indices
+    (the CS231n seed's vocabulary ``{'<NULL>': 0, 'cat': 2, 'dog': 3}`` does);
+    captions are checked against V before they reach a kernel.
+    """
+    if not isinstance(mapping, dict):
+        raise TypeError(f"{name} must be a dict of word -> index, got {type(mapping).__name__}")
+    V = len(mapping)
+    owner = {}
+    for word, i in mapping.items():
+        if not isinstance(word, str):
+            raise TypeError(f"{name} keys must be words (str), got {type(word).__name__} {word!r}"[:300])
+        if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+            raise TypeError(f"{name}[{word!r}] must be an integer index, got "
+                            f"{type(i).__name__} {i!r}"[:300])
+        if i < 0 or (word in SPECIAL_TOKENS and i >= V):
+            raise ValueError(f"{name}[{word!r}] is {int(i)}, outside [0, {V}) (the model has one "
+                             f"row per word of the {V}-word vocabulary)")
+        if int(i) in owner:
+            raise ValueError(f"{name} maps both {owner[int(i)]!r} and {word!r} to index {int(i)}")
+        owner[int(i)] = word
+    for token in required:
+        if token not in mapping:
+            raise ValueError(f"{name} must contain the {token!r} token")
+    return {w: int(i) for w, i in mapping.items()}
+
+
+def tokens_fit(mapping, vocab_size, table="params['W_embed']", name="word_to_idx"):
+    """The special tokens of ``mapping`` index rows of a (vocab_size, ...) table."""
+    for token in SPECIAL_TOKENS:
+        i = mapping.get(token)
+        if i is not None and not 0 <= i < vocab_size:
+            raise ValueError(f"{name}[{token!r}] is {i}, outside the {vocab_size} rows of {table} "
+                             f"(the parameters have a smaller vocabulary than {name})")

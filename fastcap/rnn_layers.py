@@ -18,8 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import _backend
-from ._validate import Dims, as_float, as_indices, as_mask, cache_of, like, same_dtype
+from . import _backend, _validate_cache
+from ._validate import Dims, as_float, as_indices, as_mask, like, same_dtype
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
@@ -128,6 +128,9 @@ def _check_cell_inputs(x, prev_h, Wx, Wh, b, gates, seq):
     Wx, Wh, b = as_float("Wx", Wx, 2), as_float("Wh", Wh, 2), as_float("b", b, 1)
     dims = Dims()
     dims.match("x", x, ("N", "T", "D") if seq else ("N", "D"))
+    if Wh.shape[1] == gates * Wh.shape[0] == Wx.shape[1] == b.shape[0]:
+        # The weights agree with each other: a hidden state of another width is what is wrong.
+        dims.match("Wh", Wh, ("H", "G"))
     dims.match("h0" if seq else "prev_h", prev_h, ("N", "H"))
     G = gates * dims["H"]
     dims.match("Wx", Wx, ("D", G))
@@ -232,7 +235,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
 
 def rnn_step_backward(dnext_h, cache):
     """dnext_h (N, H), cache -> dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)."""
-    cache = cache_of("cache", cache, RNNStepCache, "rnn_step_forward")
+    cache = _validate_cache.rnn_step(cache)
     dnext_h = like("dnext_h", dnext_h, cache.next_h, "next_h")
     da = np.empty_like(dnext_h)
     _backend.kernels().rnn_cell_backward(dnext_h, cache.next_h, da)
@@ -271,7 +274,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
 def rnn_backward(dh, cache):
     """dh (N, T, H) upstream gradient of every hidden state, cache ->
     dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)."""
-    cache = cache_of("cache", cache, RNNCache, "rnn_forward")
+    cache = _validate_cache.rnn_seq(cache)
     da, dh0, dWh = _rnn_backward_packed(_check_seq_grad(dh, cache.core), cache.core)
     dx, dWx, db = _input_grads(da, cache.x, cache.Wx)
     return _unpack_full(dx, cache.core), dh0, dWx, dWh, db
@@ -302,7 +305,7 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
 def lstm_step_backward(dnext_h, dnext_c, cache):
     """dnext_h (N, H), dnext_c (N, H), cache ->
     dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
-    cache = cache_of("cache", cache, LSTMStepCache, "lstm_step_forward")
+    cache = _validate_cache.lstm_step(cache)
     dnext_h = like("dnext_h", dnext_h, cache.next_c, "next_h")
     dnext_c = like("dnext_c", dnext_c, cache.next_c, "next_c")
     da = np.empty_like(cache.ifog)
@@ -349,7 +352,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
 
 def lstm_backward(dh, cache):
     """dh (N, T, H), cache -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
-    cache = cache_of("cache", cache, LSTMCache, "lstm_forward")
+    cache = _validate_cache.lstm_seq(cache)
     da, dh0, dWh = _lstm_backward_packed(_check_seq_grad(dh, cache.core), cache.core)
     dx, dWx, db = _input_grads(da, cache.x, cache.Wx)
     return _unpack_full(dx, cache.core), dh0, dWx, dWh, db
@@ -381,7 +384,7 @@ def word_embedding_forward(x, W):
 
 def word_embedding_backward(dout, cache):
     """dout (N, T, D), cache -> dW (V, D), the rows of dout summed per word."""
-    cache = cache_of("cache", cache, EmbeddingCache, "word_embedding_forward")
+    cache = _validate_cache.embedding(cache)
     dout = as_float("dout", dout, 3)
     if dout.shape[0] * dout.shape[1] != cache.idx.size:
         raise ValueError(
@@ -390,7 +393,7 @@ def word_embedding_backward(dout, cache):
         )
     if dout.dtype != cache.dtype:
         raise TypeError(f"dout must have dtype {cache.dtype} (the dtype of W), got {dout.dtype}")
-    return _embed_backward(dout.reshape(-1, dout.shape[2]), cache.idx, cache.vocab_size)
+    return _embed_backward(dout.reshape(cache.idx.size, dout.shape[2]), cache.idx, cache.vocab_size)
 
 
 # ----------------------------------------------------------------------------
@@ -425,7 +428,7 @@ def temporal_affine_forward(x, w, b):
 
 def temporal_affine_backward(dout, cache):
     """dout (N, T, M), cache -> dx (N, T, D), dw (D, M), db (M,)."""
-    cache = cache_of("cache", cache, AffineCache, "temporal_affine_forward")
+    cache = _validate_cache.affine(cache)
     x, w, _ = cache
     N, T, D = x.shape
     dout = like("dout", dout, np.empty((N, T, w.shape[1]), dtype=w.dtype), "out")

@@ -108,7 +108,8 @@ def softmax_loss(x, y, mask, scale, dx_out):
     loss = -float(np.sum(log_prob_y[mask], dtype=np.float64)) * scale
     dx_out /= sums
     dx_out[rows, y] -= 1.0
-    dx_out *= (mask * scale).astype(dx_out.dtype)[:, None]
+    dx_out *= dx_out.dtype.type(scale)
+    dx_out[~mask] = 0  # not a product with the mask: inf or NaN logits would leave NaN
     return loss
 
 

@@ -11,6 +11,7 @@ import numpy as np
 
 from .. import _backend
 from .. import rnn_layers as L
+from .. import _validate
 from .._validate import Dims, FLOAT_DTYPES, as_float, as_indices
 
 _CELLS = {"rnn": (1, L._rnn_forward_packed, L._rnn_backward_packed),
@@ -32,8 +33,7 @@ class CaptioningRNN:
             raise ValueError(f"cell_type must be 'rnn' or 'lstm', got {cell_type!r}")
         if np.dtype(dtype) not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
-        if "<NULL>" not in word_to_idx:
-            raise ValueError("word_to_idx must contain the '<NULL>' padding token")
+        word_to_idx = _validate.word_to_idx(word_to_idx)  # before any index reaches a kernel
         for name, n in (("input_dim", input_dim), ("wordvec_dim", wordvec_dim), ("hidden_dim", hidden_dim)):
             if int(n) != n or n < 1:
                 raise ValueError(f"{name} must be a positive integer, got {n!r}")
@@ -76,6 +76,7 @@ class CaptioningRNN:
         if dims["G"] != G * dims["H"]:
             raise ValueError(f"params['Wx'] must have {G}*H = {G * dims['H']} columns for "
                              f"cell_type {self.cell_type!r}, got {dims['G']}")
+        _validate.tokens_fit({"<NULL>": self._null, "<START>": self._start, "<END>": self._end}, dims["V"])
         return out
 
     def _features(self, features, D):
@@ -195,8 +196,7 @@ class CaptioningRNN:
         """
         if self._start is None:
             raise ValueError("sampling needs a '<START>' token in word_to_idx")
-        if int(max_length) != max_length or max_length < 0:
-            raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
+        max_length = _validate.count("max_length", max_length)
         state = self.initial_hidden(features)
         end = -1 if self._end is None else self._end
         return _greedy_decode(state, self._start, end, self._null, int(max_length))

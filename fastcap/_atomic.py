@@ -6,7 +6,26 @@ a half-written file under the final name.
 import os
 import tempfile
 
-__all__ = ["atomic_write"]
+__all__ = ["atomic_write", "temporaries"]
+
+
+_SUFFIX = ".tmp"
+
+
+def temporaries(directory, names):
+    """Paths of the temporary files that writes of ``names`` into ``directory`` left behind.
+
+    ``atomic_write`` removes its temporary file on any exception, but a process
+    killed (SIGKILL, power loss) while writing leaves it; only call this while
+    no other process can be writing these names (fastcap.rundir holds a lock).
+    """
+    try:
+        entries = os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    prefixes = tuple(f".{name}." for name in names)
+    return [os.path.join(directory, e) for e in sorted(entries)
+            if e.startswith(prefixes) and e.endswith(_SUFFIX)]
 
 
 def _fsync(fd):
@@ -38,7 +57,7 @@ def atomic_write(path, write):
     path = os.path.abspath(os.fspath(path))
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=_SUFFIX)
     os.close(fd)
     try:
         write(tmp)

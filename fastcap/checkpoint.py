@@ -29,17 +29,21 @@ checkpoint as it was.
 import dataclasses
 import json
 import os
+import stat
+import zipfile
+import zlib
 
 import numpy as np
 
 from . import _atomic
+from . import checkpoint_schema as schema
+from .checkpoint_schema import LIMITS, PARAM_NAMES
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "atomic_write", "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "fastcap-checkpoint"
 FORMAT_VERSION = 1
-PARAM_NAMES = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab")
 MODEL_KEYS = ("cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype")
 
 
@@ -238,75 +242,164 @@ def _not_a_checkpoint(path, why):
     return CheckpointError(f"{path} is not a fastcap checkpoint ({why})")
 
 
+def _regular_file(path, what="checkpoint"):
+    """Refuse what is not a regular file (a FIFO would block the reader forever)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise CheckpointError(f"no {what} at {path}") from None
+    except OSError as exc:
+        raise CheckpointError(f"cannot read {what} {path} ({exc.strerror})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path} is not a regular file (a {what} is an .npz file)")
+
+
+class _Members:
+    """Reads single ``.npy`` members of a zip (``np.savez``) file, bounded by their headers.
+
+    Only members that are asked for are decompressed, and only after their
+    ``.npy`` header (dtype, shape) and the zip's declared size agree with what
+    the caller expects; the zip reader stops at the declared size, so a member
+    cannot inflate past it.
+    """
+
+    def __init__(self, path, zf):
+        self.path, self.zf = path, zf
+
+    def read(self, name, dtypes, shape=None, max_bytes=None, why=""):
+        """The array ``name`` (dtype one of ``dtypes``; ``shape`` exact or None) in native byte order.
+
+        ``why``: where the expected shape comes from, for the error message."""
+        try:
+            info = self.zf.getinfo(name + ".npy")
+        except KeyError:
+            raise CheckpointError(f"checkpoint {self.path} is incomplete: missing {name!r}") from None
+        where = f"checkpoint {self.path}: member {name!r}"
+        with self.zf.open(info) as f:
+            try:
+                version = np.lib.format.read_magic(f)
+                if version == (1, 0):
+                    header = np.lib.format.read_array_header_1_0(f, max_header_size=10000)
+                elif version == (2, 0):
+                    header = np.lib.format.read_array_header_2_0(f, max_header_size=10000)
+                else:
+                    raise ValueError(f"unsupported .npy version {version}")
+            except (ValueError, OSError, EOFError) as exc:
+                raise CheckpointError(f"{where} is not a readable array ({exc})") from None
+            got_shape, fortran, dtype = header
+            if dtype.hasobject or dtype.newbyteorder("=").name not in dtypes:
+                raise CheckpointError(f"{where} must have dtype {' or '.join(dtypes)}, got {dtype}")
+            if shape is not None and tuple(got_shape) != tuple(shape):
+                raise CheckpointError(f"{where} has shape {tuple(got_shape)}, but {why or 'the format'} "
+                                      f"needs {tuple(shape)}")
+            nbytes = int(np.prod(got_shape, dtype=np.int64)) * dtype.itemsize
+            limit = LIMITS["array_bytes"] if max_bytes is None else max_bytes
+            if nbytes > limit:
+                raise CheckpointError(f"{where} is {nbytes:,} bytes, more than the {limit:,} allowed")
+            if info.file_size != f.tell() + nbytes:
+                raise CheckpointError(f"{where} declares {info.file_size:,} bytes but its header "
+                                      f"describes {f.tell() + nbytes:,}")
+            try:
+                raw = f.read(nbytes)
+            except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+                raise CheckpointError(f"{where} is damaged ({exc})") from None
+        if len(raw) != nbytes:
+            raise CheckpointError(f"{where} is truncated")
+        a = np.frombuffer(raw, dtype=dtype)
+        a = a.reshape(got_shape, order="F" if fortran else "C")
+        return np.array(a, dtype=dtype.newbyteorder("="), order="C")  # a writable native copy
+
+    def json(self, name):
+        try:
+            a = self.read(name, dtypes=_TEXT_DTYPES, shape=(), max_bytes=LIMITS["meta_bytes"])
+        except CheckpointError as exc:
+            raise _not_a_checkpoint(self.path, str(exc)) from None
+        try:
+            return json.loads(str(a))
+        except RecursionError:
+            raise CheckpointError(f"checkpoint {self.path}: member {name!r} is JSON nested too "
+                                  "deeply") from None
+        except ValueError as exc:
+            raise _not_a_checkpoint(self.path, f"unreadable {name}: {exc}") from None
+
+
+class _AnyUnicode(tuple):
+    def __contains__(self, name):
+        return name.startswith("str")  # '<U12' is 'str384'
+
+
+_TEXT_DTYPES = _AnyUnicode(("a unicode string",))
+
+
 def load_checkpoint(path):
-    """Read and check a checkpoint written by ``save_checkpoint``. Raises CheckpointError."""
+    """Read and check a checkpoint written by ``save_checkpoint``. Raises CheckpointError.
+
+    Every field is checked against ``fastcap.checkpoint_schema`` before any is
+    used; only the members the schema names are read.
+    """
     path = os.fspath(path)
-    if not os.path.exists(path):
-        raise CheckpointError(f"no checkpoint at {path}")
     if os.path.isdir(path):
         candidate = os.path.join(path, "checkpoint.npz")
-        if not os.path.isfile(candidate):
+        if not os.path.exists(candidate):
             raise CheckpointError(f"{path} is a directory without a checkpoint.npz")
         path = candidate
+    _regular_file(path)
     try:
-        with np.load(path, allow_pickle=False) as z:
-            files = {k: z[k] for k in z.files}
-    except Exception as exc:  # np.load raises many types for a file that is not an .npz
-        raise _not_a_checkpoint(path, f"{type(exc).__name__}: {exc}") from exc
-    if "meta" not in files or "vocab" not in files:
-        raise _not_a_checkpoint(path, "no 'meta' or 'vocab' entry")
-    try:
-        meta = json.loads(str(files["meta"]))
-        idx_to_word = json.loads(str(files["vocab"]))
-    except ValueError as exc:
-        raise _not_a_checkpoint(path, f"unreadable metadata: {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise _not_a_checkpoint(path, "its metadata does not name the fastcap checkpoint format")
-    if meta.get("version", 0) > FORMAT_VERSION:
-        raise CheckpointError(f"{path} was written by a newer fastcap (checkpoint format "
-                              f"{meta['version']}; this fastcap reads up to {FORMAT_VERSION})")
-    try:
-        config = meta["config"]
-        model_cfg = config["model"]
-        missing = [k for k in MODEL_KEYS if k not in model_cfg]
-        if missing:
-            raise KeyError(", ".join(missing))
-        params = {name: files[f"param/{name}"] for name in PARAM_NAMES}
-        optim_configs = {}
-        for name, scalars in meta["optim_scalars"].items():
-            cfg = dict(scalars)
-            for key in meta["optim_arrays"].get(name, []):
-                cfg[key] = files[f"optim/{name}/{key}"]
-            optim_configs[name] = cfg
-        rng = meta["rng"]
-        rng_state = (rng["kind"], files["rng/keys"], rng["pos"], rng["has_gauss"],
-                     rng["cached_gaussian"])
-        loss_history = files["loss_history"].tolist()
-    except KeyError as exc:
-        raise CheckpointError(f"checkpoint {path} is incomplete: missing {exc}") from exc
-    if not isinstance(idx_to_word, list) or not all(isinstance(w, str) for w in idx_to_word):
-        raise CheckpointError(f"checkpoint {path}: the vocabulary is not a list of words")
-    ckpt = Checkpoint(path=path, config=config, iteration=int(meta["iteration"]),
-                      epoch=int(meta["epoch"]), epochs=list(meta.get("epochs", [])),
-                      params=params, optim_configs=optim_configs, rng_state=rng_state,
-                      loss_history=loss_history, idx_to_word=idx_to_word, meta=meta)
-    _check_shapes(ckpt)
-    return ckpt
+        zf = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise _not_a_checkpoint(path, f"{type(exc).__name__}: {exc}") from None
+    with zf:
+        z = _Members(path, zf)
+        names = set(zf.namelist())
+        if "meta.npy" not in names or "vocab.npy" not in names:
+            raise _not_a_checkpoint(path, "no 'meta' or 'vocab' entry")
+        meta = z.json("meta")
+        if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+            raise _not_a_checkpoint(path, "its metadata does not name the fastcap checkpoint format")
+        version = meta.get("version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
+            raise CheckpointError(f"{path} was written by a newer fastcap (checkpoint format "
+                                  f"{version}; this fastcap reads up to {FORMAT_VERSION})")
+        try:
+            schema.check_meta(meta)
+        except schema.SchemaError as exc:
+            raise CheckpointError(f"checkpoint {path}: {exc}") from None
+        idx_to_word = z.json("vocab")
+        _check_vocab_list(path, idx_to_word)
+        why = f"its config ({_describe(meta['config']['model'])}, {len(idx_to_word)} words)"
+        arrays = {name: z.read(name, dtypes, shape, why=why)
+                  for name, (dtypes, shape) in schema.array_specs(meta, len(idx_to_word)).items()}
+    bad = [name for name, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: {bad[0]} holds NaN or infinite values")
+    params = {name: arrays[f"param/{name}"] for name in PARAM_NAMES}
+    optim_configs = {}
+    for name, scalars in meta["optim_scalars"].items():
+        cfg = dict(scalars)
+        for key in meta["optim_arrays"].get(name, []):
+            cfg[key] = arrays[f"optim/{name}/{key}"]
+        optim_configs[name] = cfg
+    rng = meta["rng"]
+    rng_state = (rng["kind"], arrays["rng/keys"], rng["pos"], rng["has_gauss"], rng["cached_gaussian"])
+    return Checkpoint(path=path, config=meta["config"], iteration=meta["iteration"],
+                      epoch=meta["epoch"], epochs=list(meta["epochs"]), params=params,
+                      optim_configs=optim_configs, rng_state=rng_state,
+                      loss_history=arrays["loss_history"].tolist(), idx_to_word=idx_to_word,
+                      meta=meta)
 
 
-def _check_shapes(ckpt):
-    m = ckpt.model_config
-    V, D, W, H = len(ckpt.idx_to_word), m["input_dim"], m["wordvec_dim"], m["hidden_dim"]
-    if m["cell_type"] not in ("rnn", "lstm"):
-        raise CheckpointError(f"checkpoint {ckpt.path}: unknown cell_type {m['cell_type']!r}")
-    G = H * (4 if m["cell_type"] == "lstm" else 1)
-    expected = {"W_embed": (V, W), "W_proj": (D, H), "b_proj": (H,), "Wx": (W, G),
-                "Wh": (H, G), "b": (G,), "W_vocab": (H, V), "b_vocab": (V,)}
-    for name, shape in expected.items():
-        got = ckpt.params[name].shape
-        if got != shape:
-            raise CheckpointError(
-                f"checkpoint {ckpt.path} is inconsistent: parameter {name} has shape {got}, but its "
-                f"config ({_describe(m)}, {V} words) needs {shape}")
-        if ckpt.params[name].dtype.kind != "f":
-            raise CheckpointError(f"checkpoint {ckpt.path}: parameter {name} is not a float array")
+def _check_vocab_list(path, idx_to_word):
+    if not isinstance(idx_to_word, list) or not 0 < len(idx_to_word) <= LIMITS["vocab"]:
+        raise CheckpointError(f"checkpoint {path}: the vocabulary must be a list of 1 to "
+                              f"{LIMITS['vocab']} words")
+    for i, w in enumerate(idx_to_word):
+        if not isinstance(w, str):
+            raise CheckpointError(f"checkpoint {path}: vocabulary word {i} must be a string, got "
+                                  f"{type(w).__name__}")
+    if len(set(idx_to_word)) != len(idx_to_word):
+        seen = set()
+        dup = next(w for w in idx_to_word if w in seen or seen.add(w))
+        raise CheckpointError(f"checkpoint {path}: the vocabulary lists {dup!r} twice")
+    for token in ("<NULL>",):
+        if token not in idx_to_word:
+            raise CheckpointError(f"checkpoint {path}: the vocabulary has no {token} token")

@@ -9,6 +9,7 @@ run saves a checkpoint first and says where).
 import argparse
 import json
 import os
+import signal
 import sys
 import traceback
 
@@ -221,7 +222,8 @@ def cmd_show(args):
 def cmd_make_data(args):
     from .datagen import write_coco_data
 
-    out = write_coco_data(args.out_dir, num_train_images=args.num_train, num_val_images=args.num_val,
+    out = write_coco_data(args.out_dir, overwrite=args.overwrite,
+                          num_train_images=args.num_train, num_val_images=args.num_val,
                           captions_per_image=args.captions_per_image, pca_dim=args.pca_dim,
                           full_dim=args.full_dim, seed=args.seed)
     n_tr, n_va = args.num_train * args.captions_per_image, args.num_val * args.captions_per_image
@@ -393,7 +395,8 @@ def build_parser():
     g.add_argument("--resume", metavar="CHECKPOINT",
                    help="continue the run saved in CHECKPOINT (a checkpoint.npz or its directory)")
     g.add_argument("--overwrite", action="store_true",
-                   help="start a new run even if --out already holds one")
+                   help="start a new run even if --out already holds one (its files are removed "
+                        "when the new run starts)")
     g.add_argument("--print-every", type=_nonneg_int, default=0, metavar="N",
                    help="also print the loss every N iterations (default: never)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -482,6 +485,8 @@ def build_parser():
     p.add_argument("--full-dim", type=_positive_int, default=gd["full_dim"], metavar="D",
                    help=f"fc7 feature size (default {gd['full_dim']})")
     p.add_argument("--seed", type=_nonneg_int, default=gd["seed"], help=f"(default {gd['seed']})")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the data files OUT_DIR already holds")
     p.set_defaults(func=cmd_make_data)
 
     # ---- info
@@ -525,8 +530,18 @@ def _report(exc, debug, internal=False):
         print("expected layout: " + LAYOUT, file=sys.stderr)
 
 
+def _interrupted(argv_given):
+    """Exit status 130. As the command, a further Ctrl-C now ends the process at once
+    (the default action) instead of raising KeyboardInterrupt inside the interpreter's
+    exit handlers, which would print their traceback."""
+    if not argv_given:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+    return 130
+
+
 def main(argv=None):
     """Run the fastcap command line; returns the exit status."""
+    argv_given = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = bool(os.environ.get("FASTCAP_DEBUG"))
     # `bench` takes its own arguments: hand everything after it to fastcap.bench.
@@ -547,10 +562,10 @@ def main(argv=None):
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return 130
+        return _interrupted(argv_given)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted(argv_given)
     except BrokenPipeError:  # e.g. `fastcap sample ... | head`
         try:
             sys.stdout = open(os.devnull, "w")

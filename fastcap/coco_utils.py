@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-__all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "LAYOUT"]
+__all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "LAYOUT", "DATA_FILES"]
 
 DEFAULT_DIR = os.environ.get("FASTCAP_COCO_DIR", os.path.join("cs231n", "datasets", "coco_captioning"))
 
@@ -20,10 +20,17 @@ a CS231n coco_captioning directory holds:
 (`fastcap make-data DIR` writes generated data in this layout)"""
 
 
+# Every file of the layout (what `fastcap make-data` writes).
+DATA_FILES = ("coco2014_captions.h5", "coco2014_vocab.json", "train2014_urls.txt", "val2014_urls.txt",
+              *(f"{split}2014_vgg16_fc7{suffix}.h5" for split in ("train", "val") for suffix in ("", "_pca")))
+
+
 def _need(base_dir, name):
     path = os.path.join(base_dir, name)
-    if not os.path.isfile(path):
+    if not os.path.exists(path):
         raise FileNotFoundError(f"{path} is missing; {LAYOUT}")
+    if not os.path.isfile(path):  # a FIFO or device would block or never end
+        raise ValueError(f"{path} is not a regular file; {LAYOUT}")
     return path
 
 
@@ -36,15 +43,68 @@ def _read_h5(path, names):
             for name, dtype, ndim in names:
                 if name not in f:
                     raise ValueError(f"{path} has no dataset {name!r}; {LAYOUT}")
-                a = np.asarray(f[name])
-                if a.ndim != ndim or not np.issubdtype(a.dtype, dtype):
-                    kind = "an integer" if dtype is np.integer else "a float"
+                ds = f[name]
+                if not isinstance(ds, h5py.Dataset):
+                    raise ValueError(f"{path}: {name!r} must be a dataset, got a group; {LAYOUT}")
+                kind = "an integer" if dtype is np.integer else "a float"
+                if len(ds.shape) != ndim or ds.dtype.kind not in ("iu" if dtype is np.integer else "f"):
                     raise ValueError(f"{path}: dataset {name!r} must be {kind} array with "
-                                     f"{ndim} dimensions, got {a.dtype} {a.shape}")
-                out[name] = a
+                                     f"{ndim} dimensions, got {ds.dtype} {ds.shape}")
+                out[name] = _native(np.asarray(ds), dtype)
     except OSError as exc:
         raise ValueError(f"{path} is not a readable HDF5 file ({exc})") from exc
     return out
+
+
+def _native(a, kind):
+    """Big-endian arrays (as other tools write HDF5) in native byte order; float16 and
+    narrower integers widened to the layout's float32 / int32, so no later step sees them."""
+    a = a.astype(a.dtype.newbyteorder("="), copy=False)
+    if kind is np.floating and a.dtype.itemsize < 4:
+        return a.astype(np.float32)
+    if kind is np.integer and a.dtype != np.int32 and a.dtype.itemsize <= 4 and not (
+            a.dtype.kind == "u" and a.dtype.itemsize == 4):
+        return a.astype(np.int32)
+    return a
+
+
+def _read_lines(path):
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ValueError(f"{path}: line {line} is not UTF-8 text (byte {exc.start}); the file "
+                         "must hold one URL per line") from None
+    return [line.strip() for line in text.splitlines()]
+
+
+def _read_vocab(path):
+    from ._validate import word_to_idx as check_word_to_idx
+
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        vocab = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError(f"{path} is JSON nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} must be JSON with 'idx_to_word' and 'word_to_idx' ({exc})") from None
+    if not isinstance(vocab, dict) or "idx_to_word" not in vocab or "word_to_idx" not in vocab:
+        raise ValueError(f"{path} must be a JSON object with 'idx_to_word' and 'word_to_idx'")
+    idx_to_word = vocab["idx_to_word"]
+    if not isinstance(idx_to_word, list) or not all(isinstance(w, str) for w in idx_to_word):
+        bad = idx_to_word if not isinstance(idx_to_word, list) else next(
+            w for w in idx_to_word if not isinstance(w, str))
+        raise ValueError(f"{path}: field idx_to_word must be a list of words (strings), found "
+                         f"{type(bad).__name__} {str(bad)[:60]}")
+    try:
+        word_to_idx = check_word_to_idx(vocab["word_to_idx"], name=f"{path}: field word_to_idx",
+                                        required=())
+    except (TypeError, ValueError) as exc:
+        raise ValueError(str(exc)) from None
+    return idx_to_word, word_to_idx
 
 
 def load_coco_data(base_dir=DEFAULT_DIR, max_train=None, pca_features=True):
@@ -65,15 +125,9 @@ def load_coco_data(base_dir=DEFAULT_DIR, max_train=None, pca_features=True):
     for split in ("train", "val"):
         path = _need(base_dir, f"{split}2014_vgg16_fc7{suffix}.h5")
         data[f"{split}_features"] = _read_h5(path, [("features", np.floating, 2)])["features"]
-    with open(_need(base_dir, "coco2014_vocab.json")) as f:
-        try:
-            vocab = json.load(f)
-            data["idx_to_word"], data["word_to_idx"] = vocab["idx_to_word"], vocab["word_to_idx"]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise ValueError(f"{f.name} must be JSON with 'idx_to_word' and 'word_to_idx' ({exc})") from exc
+    data["idx_to_word"], data["word_to_idx"] = _read_vocab(_need(base_dir, "coco2014_vocab.json"))
     for split in ("train", "val"):
-        with open(_need(base_dir, f"{split}2014_urls.txt")) as f:
-            data[f"{split}_urls"] = np.asarray([line.strip() for line in f])
+        data[f"{split}_urls"] = np.asarray(_read_lines(_need(base_dir, f"{split}2014_urls.txt")))
     _check_consistent(data, base_dir)
     if max_train is not None:
         num_train = data["train_captions"].shape[0]
@@ -95,11 +149,13 @@ def _check_consistent(data, base_dir):
             raise ValueError(f"{base_dir}: {split}_captions has {caps.shape[0]} rows but "
                              f"{split}_image_idxs has {idxs.shape[0]}")
         if caps.size and (caps.min() < 0 or caps.max() >= V):
-            raise ValueError(f"{base_dir}: {split}_captions holds word index {int(caps.max())}, outside "
-                             f"the vocabulary of {V} words in coco2014_vocab.json")
+            bad = int(caps.min()) if caps.min() < 0 else int(caps.max())
+            raise ValueError(f"{base_dir}: {split}_captions holds word index {bad}, outside "
+                             f"[0, {V}) (the {V} words of coco2014_vocab.json)")
         if idxs.size and (idxs.min() < 0 or idxs.max() >= n_img):
-            raise ValueError(f"{base_dir}: {split}_image_idxs points past the {n_img} rows of the "
-                             f"{split} features")
+            bad = int(idxs.min()) if idxs.min() < 0 else int(idxs.max())
+            raise ValueError(f"{base_dir}: {split}_image_idxs holds image index {bad}, outside "
+                             f"[0, {n_img}) (the rows of the {split} features)")
         if len(data[f"{split}_urls"]) != n_img:
             raise ValueError(f"{base_dir}: {split}2014_urls.txt has {len(data[f'{split}_urls'])} lines "
                              f"for {n_img} images")

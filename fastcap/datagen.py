@@ -15,6 +15,7 @@ Everything is drawn from ``np.random.default_rng`` children of one
 """
 import functools
 import json
+import os
 import pathlib
 import re
 
@@ -345,7 +346,7 @@ def _write_text(path, text):
     _atomic_write(path, write)
 
 
-def write_coco_data(out_dir, **kwargs):
+def write_coco_data(out_dir, overwrite=False, **kwargs):
     """Write ``generate_coco_data(**kwargs)`` to ``out_dir`` in the CS231n layout.
 
     Files: ``coco2014_captions.h5`` (``train_captions``, ``val_captions``,
@@ -354,11 +355,18 @@ def write_coco_data(out_dir, **kwargs):
     (``features``: float32 (num_images, pca_dim)), ``coco2014_vocab.json``
     (``idx_to_word``, ``word_to_idx``) and ``{train,val}2014_urls.txt`` (one URL
     per line). Each file is written atomically. ``out_dir`` is created if needed;
-    existing files of these names are replaced. Returns ``out_dir`` as a Path.
+    existing files of these names raise FileExistsError (listing them) before
+    anything is generated, unless ``overwrite``. Returns ``out_dir`` as a Path.
     """
+    from .coco_utils import DATA_FILES
+
+    out = pathlib.Path(out_dir)
+    existing = [name for name in DATA_FILES if os.path.lexists(out / name)]
+    if existing and not overwrite:
+        raise FileExistsError(f"{out} already holds {', '.join(existing)}, which make-data would "
+                              "replace; pass --overwrite to replace them, or choose another directory")
     kwargs["full_features"] = True  # the fc7 files need them
     data = generate_coco_data(**kwargs)
-    out = pathlib.Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
     _write_h5(out / "coco2014_captions.h5", {

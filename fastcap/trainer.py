@@ -39,7 +39,8 @@ import numpy as np
 
 from . import distributed as _distributed
 from . import metrics as _metrics
-from .captioning_solver import CaptioningSolver, UPDATE_RULES
+from . import rundir
+from .captioning_solver import CaptioningSolver, TrainingDivergedError, UPDATE_RULES
 from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
 from .classifiers.rnn import CaptioningRNN
 
@@ -79,8 +80,15 @@ _GENERATED_KEYS = {"num_train_images": "num_train_images", "num_val_images": "nu
 # What a resumed run may change; everything else must match the checkpoint.
 _RESUME_OVERRIDABLE = {"epochs", "eval_images", "max_length", "num_samples"}
 
-OUTPUT_FILES = ("checkpoint.npz", "config.json", "history.json", "loss.png", "metrics.json",
-                "samples.txt", "samples.json")
+OUTPUT_FILES = rundir.OUTPUT_FILES
+
+# A run diverges when its validation loss is above DIVERGENCE_FACTOR times the
+# untrained model's at DIVERGENCE_EVALUATIONS evaluations in a row (or is not
+# finite): a model that learns nothing stays near the untrained loss, so a loss
+# far above it means the updates are destroying the model. A suspect
+# evaluation is not checkpointed, so the last good checkpoint is kept.
+DIVERGENCE_FACTOR = 3.0
+DIVERGENCE_EVALUATIONS = 2
 
 
 class DataError(ValueError):
@@ -346,6 +354,15 @@ def _write_text(path, text):
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
+def _remove_stale(out_dir, names):
+    # Only called with the run directory's lock held and owned by this run (fastcap.rundir).
+    for name in names:
+        try:
+            os.unlink(os.path.join(out_dir, name))
+        except FileNotFoundError:
+            pass
+
+
 class Trainer:
     """One training run. ``Trainer(options, out_dir, resume=None).run()``.
 
@@ -371,12 +388,13 @@ class Trainer:
             out_dir = os.path.dirname(self.ckpt.path) if self.ckpt else _default_out_dir()
         self.out_dir = os.path.abspath(os.fspath(out_dir))
         self.checkpoint_path = os.path.join(self.out_dir, "checkpoint.npz")
-        if (self.ckpt is None and not overwrite and os.path.exists(self.checkpoint_path)):
-            raise CheckpointError(
-                f"{self.out_dir} already holds a run (checkpoint.npz); continue it with "
-                f"`fastcap train --resume {self.checkpoint_path}`, or pass --overwrite or "
-                "another --out")
+        self.overwrite = bool(overwrite)
+        if self.root:  # rank 0 alone writes the run directory
+            rundir.check_out_dir(self.out_dir, self._resume_path(), self.overwrite)
         self._bar = None
+
+    def _resume_path(self):
+        return self.ckpt.path if self.ckpt is not None else None
 
     # -------------------------------------------------------------- output
     def say(self, msg):
@@ -414,6 +432,12 @@ class Trainer:
             self.ckpt.load_params_into(self.model)
             self.ckpt.restore_solver(self.solver)
             self.epochs = [dict(e) for e in self.ckpt.epochs][: self.solver.epoch + 1]
+            s, per = self.solver, self.solver.iterations_per_epoch
+            if s.epoch > s.iteration // per or len(self.epochs) < s.epoch:
+                raise CheckpointError(
+                    f"checkpoint {self.ckpt.path} is inconsistent: epoch {s.epoch} after "
+                    f"{s.iteration} iterations ({per} per epoch on this data), with "
+                    f"{len(self.epochs)} evaluations recorded")
         # The fixed validation subset: the first eval_images images (0 = all).
         ev = cfg["eval"]
         val_ids = np.unique(self.data["val_image_idxs"])
@@ -457,14 +481,46 @@ class Trainer:
         tl = "" if train_loss is None else f"train loss {train_loss:.3f}  "
         self.say(f"{label}: {tl}val loss {val_loss:.3f}  {_fmt_metrics(m)}")
 
+    def _diverging(self):
+        """How many evaluations in a row, up to the last, are diverging (see DIVERGENCE_FACTOR)."""
+        if not self.epochs:
+            return 0
+        limit = DIVERGENCE_FACTOR * self.epochs[0]["val_loss"]
+        n = 0
+        for e in reversed(self.epochs[1:]):
+            if math.isfinite(e["val_loss"]) and e["val_loss"] <= limit:
+                break
+            n += 1
+        return n
+
+    def _good_checkpoint(self):
+        if getattr(self, "_saved_at", None) is None and not os.path.exists(self.checkpoint_path):
+            return "no checkpoint was written"
+        return f"the last good checkpoint, {self.checkpoint_path}, was kept"
+
+    def _check_divergence(self, final=False):
+        n = self._diverging()
+        last = self.epochs[-1]["val_loss"] if self.epochs else None
+        if n and (n >= DIVERGENCE_EVALUATIONS or final or not math.isfinite(last)):
+            recent = ", ".join(f"{e['val_loss']:.4g} at epoch {e['epoch']}" for e in self.epochs[-n:])
+            raise TrainingDivergedError(
+                f"training diverged: validation loss {recent}, against {self.epochs[0]['val_loss']:.4g} "
+                f"for the untrained model (the limit is {DIVERGENCE_FACTOR:g}x that); "
+                f"{self._good_checkpoint()}; lower the learning rate (--lr, now "
+                f"{self.config['train']['learning_rate']:g})")
+
     def save(self):
+        """Checkpoint and history, unless the run is diverging (then the last good one stays)."""
+        if self._diverging():
+            return False
         self._saved_at = (self.solver.iteration, len(self.epochs))
         if not self.root:
-            return
+            return True
         save_checkpoint(self.checkpoint_path, model=self.model, solver=self.solver,
                         config=self.config, epochs=self.epochs,
                         idx_to_word=self.data["idx_to_word"])
         self._write_history()
+        return True
 
     def _write_history(self):
         s = self.solver
@@ -476,12 +532,40 @@ class Trainer:
 
     # -------------------------------------------------------------- the loop
     def run(self):
-        """Train to the end; returns a summary dict. Raises TrainingInterrupted on Ctrl-C."""
+        """Train to the end; returns a summary dict. Raises TrainingInterrupted on Ctrl-C,
+        TrainingDivergedError when the loss explodes, rundir.RunDirError when another run holds
+        the directory."""
         if not hasattr(self, "solver"):
             self.setup()
         if self.comm is not None:  # rank 0's paths (a default --out is named by the clock)
             self.out_dir, self.checkpoint_path = self.comm.bcast(
                 (self.out_dir, self.checkpoint_path), root=0)
+        # Rank 0 alone writes, so it alone locks and prepares the directory; every rank
+        # learns whether it could.
+        lock, error, removed = None, None, []
+        if self.root:
+            try:
+                lock = rundir.RunLock(self.out_dir).acquire()
+                removed = rundir.prepare_out_dir(self.out_dir, self._resume_path(), self.overwrite)
+            except rundir.RunDirError as exc:
+                if lock is not None:
+                    lock.release()
+                lock, error = None, str(exc)
+        if self.comm is not None:
+            error = self.comm.bcast(error, root=0)
+        if error is not None:
+            raise rundir.RunDirError(error)
+        try:
+            if removed:
+                self.say(f"removed {', '.join(removed)} from {self.out_dir}")
+            # Overflow on the way to a diverged loss is reported by fastcap's own checks.
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                return self._run()
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _run(self):
         if self.root:
             os.makedirs(self.out_dir, exist_ok=True)
         s, cfg = self.solver, self.config
@@ -523,13 +607,17 @@ class Trainer:
             with guard:
                 while len(self.epochs) < s.epoch + 1:  # epoch 0, or an eval an interrupt cut short
                     self._record_epoch()
+                    self._check_divergence()
                     self.save()
                 while s.iteration < total:
                     if self.stop_after is not None and s.iteration >= self.stop_after:
                         raise KeyboardInterrupt
                     t0 = time.perf_counter()
                     guard.in_step = True
-                    loss = s.step()
+                    try:
+                        loss = s.step()
+                    except TrainingDivergedError as exc:
+                        raise TrainingDivergedError(f"{exc}; {self._good_checkpoint()}") from None
                     epoch_done = s.iteration % per == 0
                     if epoch_done:
                         s.end_epoch()
@@ -546,6 +634,7 @@ class Trainer:
                         raise KeyboardInterrupt
                     if epoch_done:
                         self._record_epoch()
+                        self._check_divergence()
                         self.save()
         except KeyboardInterrupt:
             self._bar = None
@@ -558,7 +647,11 @@ class Trainer:
                     + (f" (the last checkpoint, {self.checkpoint_path}, is from epoch "
                        f"{len(self.epochs) - 1})" if os.path.exists(self.checkpoint_path) else ""),
                     None, s.iteration, s.epoch) from None
-            self.save()
+            if not self.save():
+                raise TrainingInterrupted(
+                    f"interrupted after iteration {s.iteration} of {total} while the validation "
+                    f"loss was diverging; {self._good_checkpoint()}", None, s.iteration,
+                    s.epoch) from None
             raise TrainingInterrupted(
                 f"interrupted after iteration {s.iteration} of {total} ({s.epoch} of "
                 f"{s.num_epochs} epochs done); checkpoint saved to "
@@ -574,6 +667,7 @@ class Trainer:
     # -------------------------------------------------------------- the end
     def finish(self, wall, steps, step_time):
         s = self.solver
+        self._check_divergence(final=True)
         if getattr(self, "_saved_at", None) != (s.iteration, len(self.epochs)):
             self.save()
         if not self.root:
@@ -606,6 +700,7 @@ class Trainer:
         n = self.config["eval"]["num_samples"]
         ids = self.eval_ids[:n]
         if len(ids) == 0:
+            _remove_stale(self.out_dir, ("samples.json", "samples.txt"))  # an earlier run's
             return
         _, image_ids, refs, cands = evaluate_captions(
             self.model, self.data, "val", ids, max_length=self.config["eval"]["max_length"])
@@ -624,6 +719,7 @@ class Trainer:
         except ImportError:
             self.say("note: matplotlib is not installed, so no loss.png "
                      "(`pip install matplotlib` to get the plot)")
+            _remove_stale(self.out_dir, ("loss.png",))
             return False
         s = self.solver
         per = s.iterations_per_epoch

@@ -257,7 +257,7 @@ def _bad_vocab(d):
     words = vocab["idx_to_word"][:20]  # the captions use words past index 20
     (d / "coco2014_vocab.json").write_text(json.dumps(
         {"idx_to_word": words, "word_to_idx": {w: i for i, w in enumerate(words)}}))
-    return "outside the vocabulary"
+    return "outside [0, 20)"
 
 
 def _bad_vocab_json(d):

@@ -246,8 +246,13 @@ def test_write_coco_data_roundtrip(tmp_path):
     assert vocab["idx_to_word"] == expected["idx_to_word"]
     assert vocab["word_to_idx"] == expected["word_to_idx"]
 
-    # rewriting into an existing directory replaces the files
-    write_coco_data(out_dir, **{**SMALL, "seed": 99})
+    # rewriting into an existing directory is refused (naming the files), then replaces them
+    # when asked to
+    before = (out_dir / "coco2014_vocab.json").read_bytes()
+    with pytest.raises(FileExistsError, match="coco2014_vocab.json.*--overwrite"):
+        write_coco_data(out_dir, **{**SMALL, "seed": 99})
+    assert (out_dir / "coco2014_vocab.json").read_bytes() == before
+    write_coco_data(out_dir, overwrite=True, **{**SMALL, "seed": 99})
     with h5py.File(out_dir / "coco2014_captions.h5", "r") as f:
         assert not np.array_equal(f["train_captions"][()], expected["train_captions"])
 

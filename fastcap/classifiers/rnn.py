@@ -81,7 +81,7 @@ class CaptioningRNN:
 
     def _features(self, features, D):
         features = np.asarray(features)
-        if features.dtype not in FLOAT_DTYPES and not np.issubdtype(features.dtype, np.integer):
+        if features.dtype.kind != "f" and not np.issubdtype(features.dtype, np.integer):
             raise TypeError(f"features must be a float array, got dtype {features.dtype}")
         # Features are data, not parameters: cast them to the model's dtype.
         features = as_float("features", features.astype(self.dtype, copy=False), 2)

@@ -1,0 +1,312 @@
+"""The checkpoint schema: every field of a checkpoint, its type and its bounds.
+
+``fastcap.checkpoint.load_checkpoint`` checks a checkpoint's JSON metadata
+against ``META`` and each array member against ``array_specs`` before using
+any of it, so a crafted checkpoint gets a one-line error naming the file and
+the field instead of crashing (an MT19937 position past its key segfaulted
+NumPy), looping (an epoch counter of 10**6) or allocating without bound (a
+generated data set of 3,000,000 images). The bounds are far above any real
+run and low enough that what a checkpoint can ask for fits in memory.
+
+A spec is a small object with ``check(value, path)`` (raises ``SchemaError``
+naming ``path``) and ``bad_values()`` (values it must reject: the fuzz test
+in ``tests/test_checkpoint_hostile.py`` writes each of them into a checkpoint).
+"""
+import math
+
+__all__ = ["SchemaError", "META", "LIMITS", "array_specs", "walk"]
+
+
+class SchemaError(ValueError):
+    """A field that does not fit the schema; ``path`` names it (``config.model.hidden_dim``)."""
+
+    def __init__(self, path, message):
+        super().__init__(f"field {path} {message}")
+        self.path = path
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Int:
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def check(self, value, path):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SchemaError(path, f"must be an integer in [{self.lo}, {self.hi}], got "
+                                    f"{type(value).__name__} {_show(value)}")
+        if not self.lo <= value <= self.hi:
+            raise SchemaError(path, f"must be an integer in [{self.lo}, {self.hi}], got {value}")
+
+    def bad_values(self):
+        return [self.lo - 1, self.hi + 1, float(self.lo), str(self.lo), None, True, [self.lo]]
+
+
+class Float:
+    """A finite number in [lo, hi] (an integer is accepted); ``positive`` excludes lo."""
+
+    def __init__(self, lo=-math.inf, hi=math.inf, positive=False):
+        self.lo, self.hi, self.positive = lo, hi, positive
+
+    def _range(self):
+        return f"({self.lo}, {self.hi}]" if self.positive else f"[{self.lo}, {self.hi}]"
+
+    def check(self, value, path):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SchemaError(path, f"must be a finite number in {self._range()}, got "
+                                    f"{type(value).__name__} {_show(value)}")
+        if not math.isfinite(value) or not self.lo <= value <= self.hi or (
+                self.positive and value <= self.lo):
+            raise SchemaError(path, f"must be a finite number in {self._range()}, got {value}")
+
+    def bad_values(self):
+        bad = [math.nan, math.inf, "1", None, [1.0]]
+        if self.positive or self.lo > -math.inf:
+            bad.append(self.lo - 1)
+        return bad
+
+
+class Choice:
+    def __init__(self, *choices):
+        self.choices = choices
+
+    def check(self, value, path):
+        if not any(type(value) is type(c) and value == c for c in self.choices):
+            raise SchemaError(path, f"must be one of {', '.join(map(repr, self.choices))}, got "
+                                    f"{_show(value)}")
+
+    def bad_values(self):
+        return ["not-" + str(self.choices[0]), None, 1.5, [self.choices[0]]]
+
+
+class Str:
+    def __init__(self, max_len=4096):
+        self.max_len = max_len
+
+    def check(self, value, path):
+        if not isinstance(value, str) or not 0 < len(value) <= self.max_len:
+            raise SchemaError(path, f"must be a string of 1 to {self.max_len} characters, got "
+                                    f"{type(value).__name__} {_show(value)}")
+
+    def bad_values(self):
+        return ["", 1, None, ["x"]]
+
+
+class Optional:
+    def __init__(self, spec):
+        self.spec = spec
+
+    def check(self, value, path):
+        if value is not None:
+            self.spec.check(value, path)
+
+    def bad_values(self):
+        return [v for v in self.spec.bad_values() if v is not None]
+
+
+class Dict:
+    """A JSON object with exactly these keys (``optional`` ones may be missing)."""
+
+    def __init__(self, fields, optional=(), extra=False):
+        self.fields, self.optional, self.extra = fields, set(optional), extra
+
+    def check(self, value, path):
+        if not isinstance(value, dict):
+            raise SchemaError(path, f"must be a JSON object, got {type(value).__name__} {_show(value)}")
+        for key, spec in self.fields.items():
+            if key not in value:
+                if key in self.optional:
+                    continue
+                raise SchemaError(f"{path}.{key}" if path else key, "is missing")
+            spec.check(value[key], f"{path}.{key}" if path else key)
+        unknown = sorted(set(value) - set(self.fields))
+        if unknown and not self.extra:
+            raise SchemaError(path or "(top level)", f"has unknown keys {unknown[:5]}")
+
+    def bad_values(self):
+        return [[], "x", None, 1]
+
+
+class Union:
+    """One of several Dict specs, chosen by the value of ``key``."""
+
+    def __init__(self, key, by_value):
+        self.key, self.by_value = key, by_value
+
+    def check(self, value, path):
+        if not isinstance(value, dict):
+            raise SchemaError(path, f"must be a JSON object, got {type(value).__name__} {_show(value)}")
+        choice = value.get(self.key)
+        if not isinstance(choice, str) or choice not in self.by_value:
+            raise SchemaError(f"{path}.{self.key}", f"must be one of "
+                                                    f"{', '.join(map(repr, self.by_value))}, got {_show(choice)}")
+        self.by_value[choice].check(value, path)
+
+    def bad_values(self):
+        return [[], None, {self.key: "elsewhere"}]
+
+
+class List:
+    def __init__(self, item, max_len):
+        self.item, self.max_len = item, max_len
+
+    def check(self, value, path):
+        if not isinstance(value, list) or len(value) > self.max_len:
+            raise SchemaError(path, f"must be a list of at most {self.max_len} items, got "
+                                    f"{type(value).__name__} {_show(value)}")
+        for i, v in enumerate(value):
+            self.item.check(v, f"{path}[{i}]")
+
+    def bad_values(self):
+        return [{}, "x", None, [None]]
+
+
+class Mapping:
+    """A JSON object from keys in ``keys`` to values of one spec."""
+
+    def __init__(self, keys, value):
+        self.keys, self.value = keys, value
+
+    def check(self, value, path):
+        if not isinstance(value, dict):
+            raise SchemaError(path, f"must be a JSON object, got {type(value).__name__} {_show(value)}")
+        for k, v in value.items():
+            if k not in self.keys:
+                raise SchemaError(f"{path}.{k}", f"is not one of {', '.join(self.keys)}")
+            self.value.check(v, f"{path}.{k}")
+
+    def bad_values(self):
+        return [[], None, {"no such key": {}}]
+
+
+# ---------------------------------------------------------------- the schema
+# Unknown keys are allowed (and ignored) where a later fastcap may add settings;
+# the optimizer and RNG state, which reach NumPy and the kernels, are exact.
+# What a checkpoint can ask for. A real run is far below each bound.
+LIMITS = {
+    "dim": 1 << 16,  # input_dim, wordvec_dim, hidden_dim, pca_dim, full_dim
+    "vocab": 1 << 20,  # words
+    "images": 1 << 20,  # generated images per split
+    "feature_floats": 1 << 28,  # generated images x feature size (1 GiB of float32)
+    "epochs": 1 << 20,
+    "iterations": 1 << 40,
+    "max_length": 1000,
+    "meta_bytes": 64 << 20,  # the JSON members
+    "array_bytes": 4 << 30,  # any one array member
+}
+_SEED = Int(0, 2**32 - 1)
+_DIM = Int(1, LIMITS["dim"])
+_OPTIM_SCALARS = {"learning_rate": Float(0, 1e12, positive=True), "momentum": Float(0, 1),
+                  "decay_rate": Float(0, 1), "epsilon": Float(0, 1), "beta1": Float(0, 1),
+                  "beta2": Float(0, 1), "t": Int(0, LIMITS["iterations"])}
+OPTIM_ARRAYS = ("velocity", "cache", "m", "v")  # the array entries of the update rules' configs
+PARAM_NAMES = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab")
+
+
+def _update_rules():
+    from .captioning_solver import UPDATE_RULES
+
+    return UPDATE_RULES
+
+
+def _metric_names():
+    from .metrics import METRIC_NAMES
+
+    return METRIC_NAMES
+
+
+_EPOCH = Dict({"epoch": Int(0, LIMITS["epochs"]), "iteration": Int(0, LIMITS["iterations"]),
+               "train_loss": Optional(Float()), "val_loss": Float(),
+               **{k: Float() for k in _metric_names()}, "eval_seconds": Float(0)},
+              optional=("eval_seconds",), extra=True)
+
+META = Dict({
+    "format": Choice("fastcap-checkpoint"),
+    "version": Int(1, 1),
+    "fastcap_version": Str(100),
+    "iteration": Int(0, LIMITS["iterations"]),
+    "epoch": Int(0, LIMITS["epochs"]),
+    "config": Dict({
+        "model": Dict({"cell_type": Choice("rnn", "lstm"), "input_dim": _DIM, "wordvec_dim": _DIM,
+                       "hidden_dim": _DIM, "dtype": Choice("float32", "float64")}, extra=True),
+        "train": Dict({"update_rule": Choice(*_update_rules()),
+                       "learning_rate": _OPTIM_SCALARS["learning_rate"],
+                       "lr_decay": Float(0, 1e6, positive=True),
+                       "batch_size": Int(1, 1 << 20), "num_epochs": Int(0, LIMITS["epochs"]),
+                       "seed": _SEED, "max_train": Optional(Int(1, 1 << 32))}, extra=True),
+        "data": Union("source", {
+            "generated": Dict({"source": Choice("generated"),
+                               "num_train_images": Int(1, LIMITS["images"]),
+                               "num_val_images": Int(1, LIMITS["images"]),
+                               "captions_per_image": Int(1, 100), "pca_dim": _DIM,
+                               "full_dim": _DIM, "seed": _SEED, "pca": Choice(True, False)}, extra=True),
+            "dir": Dict({"source": Choice("dir"), "path": Str(), "pca": Choice(True, False)}, extra=True),
+        }),
+        "eval": Dict({"eval_images": Int(0, LIMITS["images"]),
+                      "max_length": Int(1, LIMITS["max_length"]),
+                      "num_samples": Int(0, LIMITS["images"])}, extra=True),
+    }, extra=True),
+    "epochs": List(_EPOCH, LIMITS["epochs"] + 1),
+    "optim_scalars": Mapping(PARAM_NAMES, Dict(_OPTIM_SCALARS, optional=tuple(_OPTIM_SCALARS))),
+    "optim_arrays": Mapping(PARAM_NAMES, List(Choice(*OPTIM_ARRAYS), len(OPTIM_ARRAYS))),
+    "rng": Dict({"kind": Choice("MT19937"), "pos": Int(0, 624), "has_gauss": Int(0, 1),
+                 "cached_gaussian": Float()}),
+}, extra=True)  # a later fastcap may add keys: they are ignored
+
+
+def check_meta(meta):
+    """Check the metadata against META, then what one field says about another."""
+    META.check(meta, "")
+    cfg = meta["config"]
+    data = cfg["data"]
+    if data["source"] == "generated":
+        dim = data["pca_dim"] if data["pca"] else data["full_dim"]
+        floats = (data["num_train_images"] + data["num_val_images"]) * dim
+        if floats > LIMITS["feature_floats"]:
+            raise SchemaError("config.data", f"asks for {floats:,} generated feature values, more "
+                                             f"than the {LIMITS['feature_floats']:,} a checkpoint may ask for")
+    if meta["epoch"] > meta["iteration"] or meta["epoch"] > cfg["train"]["num_epochs"]:
+        raise SchemaError("epoch", f"is {meta['epoch']}, more than the iteration "
+                                   f"({meta['iteration']}) or config.train.num_epochs "
+                                   f"({cfg['train']['num_epochs']})")
+    if len(meta["epochs"]) > meta["epoch"] + 1:
+        raise SchemaError("epochs", f"records {len(meta['epochs'])} evaluations for epoch "
+                                    f"{meta['epoch']} (at most epoch + 1)")
+    for i, e in enumerate(meta["epochs"]):
+        if e["epoch"] != i:
+            raise SchemaError(f"epochs[{i}].epoch", f"must be {i}, got {e['epoch']}")
+    if set(meta["optim_arrays"]) - set(meta["optim_scalars"]):
+        raise SchemaError("optim_arrays", "names parameters that optim_scalars does not")
+
+
+def array_specs(meta, vocab_size):
+    """member name -> (allowed dtypes as ``str``, exact shape) for every array the schema names."""
+    m = meta["config"]["model"]
+    D, W, H, V = m["input_dim"], m["wordvec_dim"], m["hidden_dim"], vocab_size
+    G = H * (4 if m["cell_type"] == "lstm" else 1)
+    shapes = {"W_embed": (V, W), "W_proj": (D, H), "b_proj": (H,), "Wx": (W, G),
+              "Wh": (H, G), "b": (G,), "W_vocab": (H, V), "b_vocab": (V,)}
+    floats = ("float32", "float64")
+    specs = {f"param/{k}": (floats, s) for k, s in shapes.items()}
+    for name, keys in meta["optim_arrays"].items():
+        for key in keys:
+            specs[f"optim/{name}/{key}"] = (floats, shapes[name])
+    specs["rng/keys"] = (("uint32",), (624,))
+    specs["loss_history"] = (("float64",), (meta["iteration"],))
+    return specs
+
+
+def walk(spec=META, path=""):
+    """(path, spec) of every field of the schema, depth first (for the fuzz test)."""
+    yield path, spec
+    if isinstance(spec, Dict):
+        for key, sub in spec.fields.items():
+            yield from walk(sub, f"{path}.{key}" if path else key)
+    elif isinstance(spec, Union):
+        for sub in spec.by_value.values():
+            for p, s in walk(sub, path):
+                if p != path:
+                    yield p, s

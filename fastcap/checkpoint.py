@@ -358,8 +358,8 @@ def load_checkpoint(path):
             raise _not_a_checkpoint(path, "its metadata does not name the fastcap checkpoint format")
         version = meta.get("version")
         if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
-            raise CheckpointError(f"{path} was written by a newer fastcap (checkpoint format "
-                                  f"{version}; this fastcap reads up to {FORMAT_VERSION})")
+            raise CheckpointError(f"{path} was written by a newer fastcap (field version: checkpoint "
+                                  f"format {version}; this fastcap reads up to {FORMAT_VERSION})")
         try:
             schema.check_meta(meta)
         except schema.SchemaError as exc:

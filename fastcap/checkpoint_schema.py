@@ -191,6 +191,7 @@ LIMITS = {
     "vocab": 1 << 20,  # words
     "images": 1 << 20,  # generated images per split
     "feature_floats": 1 << 28,  # generated images x feature size (1 GiB of float32)
+    "captions": 1 << 22,  # generated captions (COCO has about 600,000)
     "epochs": 1 << 20,
     "iterations": 1 << 40,
     "max_length": 1000,
@@ -263,11 +264,18 @@ def check_meta(meta):
     cfg = meta["config"]
     data = cfg["data"]
     if data["source"] == "generated":
-        dim = data["pca_dim"] if data["pca"] else data["full_dim"]
-        floats = (data["num_train_images"] + data["num_val_images"]) * dim
+        # What generate_coco_data allocates: the PCA features (and the fc7 ones without
+        # PCA), the (full_dim, pca_dim) reduction, and the captions.
+        images = data["num_train_images"] + data["num_val_images"]
+        dim = data["pca_dim"] + (0 if data["pca"] else data["full_dim"])
+        floats = max(images * dim, data["full_dim"] * data["pca_dim"])
         if floats > LIMITS["feature_floats"]:
             raise SchemaError("config.data", f"asks for {floats:,} generated feature values, more "
                                              f"than the {LIMITS['feature_floats']:,} a checkpoint may ask for")
+        captions = images * data["captions_per_image"]
+        if captions > LIMITS["captions"]:
+            raise SchemaError("config.data", f"asks for {captions:,} generated captions, more than "
+                                             f"the {LIMITS['captions']:,} a checkpoint may ask for")
     if meta["epoch"] > meta["iteration"] or meta["epoch"] > cfg["train"]["num_epochs"]:
         raise SchemaError("epoch", f"is {meta['epoch']}, more than the iteration "
                                    f"({meta['iteration']}) or config.train.num_epochs "

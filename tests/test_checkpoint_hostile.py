@@ -98,7 +98,7 @@ def test_rng_position_past_the_key_is_refused_by_resume(good, tmp_path):
     d.mkdir()
     _write(d / "checkpoint.npz", members, _set(meta, "rng.pos", 10**6))
     proc = subprocess.run([sys.executable, "-m", "fastcap", "train", "--resume", str(d / "checkpoint.npz"),
-                           "--quiet"], capture_output=True, text=True, env=ENV, timeout=120)
+                           "--epochs", "2", "--quiet"], capture_output=True, text=True, env=ENV, timeout=120)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)  # was -11 (SIGSEGV)
     assert "field rng.pos must be an integer in [0, 624], got 1000000" in proc.stderr
 
@@ -243,6 +243,12 @@ def test_a_generated_data_spec_beyond_the_bound_is_refused(good, tmp_path):
     path, members, meta = good
     m = _set(_set(meta, "config.data.num_train_images", 1 << 20), "config.data.pca", False)
     with pytest.raises(CheckpointError, match="generated feature values"):
+        load_checkpoint(_write(tmp_path / "c.npz", members, m))
+    m = _set(_set(meta, "config.data.full_dim", 1 << 16), "config.data.pca_dim", 1 << 16)
+    with pytest.raises(CheckpointError, match="generated feature values"):
+        load_checkpoint(_write(tmp_path / "c.npz", members, m))
+    m = _set(_set(meta, "config.data.num_train_images", 1 << 18), "config.data.captions_per_image", 50)
+    with pytest.raises(CheckpointError, match="generated captions"):
         load_checkpoint(_write(tmp_path / "c.npz", members, m))
 
 

@@ -160,6 +160,8 @@ def test_random_values_in_random_fields_load_or_name_the_field(good, tmp_path, d
     (lambda m: _set(m, "iteration", float("inf")), "field iteration must be an integer"),
     (lambda m: _set(m, "iteration", -5), "field iteration must be an integer in [0, "),
     (lambda m: _set(m, "config.model.hidden_dim", 8.0), "field config.model.hidden_dim must be an integer"),
+    (lambda m: _set(m, "config.model.dtype", "float16"), "field config.model.dtype must be one of 'float32', 'float64'"),
+    (lambda m: _set(m, "config.model.dtype", "O"), "field config.model.dtype must be one of"),
     (lambda m: _set(m, "optim_scalars.Wx.learning_rate", "0.01"),
      "field optim_scalars.Wx.learning_rate must be a finite number"),
     (lambda m: _set(m, "config.data.num_train_images", 3000000),
@@ -196,6 +198,14 @@ def test_malformed_arrays_name_the_member(good, tmp_path, member, value, words):
     with pytest.raises(CheckpointError) as info:
         load_checkpoint(p)
     assert member in str(info.value) and words in str(info.value), str(info.value)
+
+
+def test_an_object_member_is_refused_without_unpickling(good, tmp_path):
+    path, members, meta = good
+    p = tmp_path / "obj.npz"
+    np.savez(p, **dict(members, **{"param/Wx": np.array([{"a": 1}], dtype=object)}))
+    with pytest.raises(CheckpointError, match=r"param/Wx' must have dtype float32 or float64, got object"):
+        load_checkpoint(p)
 
 
 def test_big_endian_members_load_as_native(good, tmp_path):

@@ -17,6 +17,8 @@ unchanged. Decoding stops when every kept hypothesis has finished or after
 """
 import numpy as np
 
+from ._validate import count
+
 __all__ = ["beam_search"]
 
 
@@ -34,11 +36,8 @@ def beam_search(model, features, beam_size=3, max_length=30):
     The output has the layout of ``model.sample``: the first column is the
     first generated word, ``<END>`` is kept, and later positions are ``<NULL>``.
     """
-    beam_size = int(beam_size)
-    if beam_size < 1:
-        raise ValueError(f"beam_size must be a positive integer, got {beam_size}")
-    if int(max_length) != max_length or max_length < 0:
-        raise ValueError(f"max_length must be a non-negative integer, got {max_length!r}")
+    beam_size = count("beam_size", beam_size, minimum=1)
+    max_length = count("max_length", max_length)
     if model.start_token is None:
         raise ValueError("beam search needs a '<START>' token in word_to_idx")
     state = model.initial_hidden(features)  # validates params and features

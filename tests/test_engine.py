@@ -184,6 +184,12 @@ def test_step_api_is_the_sample_loop(cy):
     np.testing.assert_array_equal(np.where(ended, 0, np.stack(out, 1)), sample)
     with pytest.raises(ValueError, match="one index per state row"):
         model.step(state, np.array([1, 2]))
+    # a state handed back tampered is refused before any kernel runs
+    state.h = state.h[:, :10].copy()
+    with pytest.raises(ValueError, match="DecodeState.h must have shape"):
+        model.step(state, np.ones(6, int))
+    with pytest.raises(TypeError, match="DecodeState"):
+        model.step({"h": 1}, np.ones(6, int))
 
 
 def _lstm_args(N=4, T=3, H=9):
@@ -218,3 +224,14 @@ def test_engine_rejects_weights_packed_for_another_call(cy):
             cy.lstm_recurrence_forward(a["xw"], a["h0"], a["c0"], Wp, a["bs"], a["ifog"], a["c"], a["h"])
     with pytest.raises(ValueError, match="recurrent_pack: Wh must have shape"):
         cy.recurrent_pack(np.zeros((9, 30), np.float32), 4, False)
+
+
+@pytest.mark.parametrize("kw, err, match", [
+    (dict(max_length=float("inf")), ValueError, "max_length"), (dict(max_length=None), TypeError, "max_length"),
+    (dict(max_length=-1), ValueError, "max_length"), (dict(beam_size=0), ValueError, "beam_size"),
+    (dict(beam_size=2.5), ValueError, "beam_size"), (dict(beam_size="3"), TypeError, "beam_size"),
+])
+def test_beam_search_arguments_are_named(kw, err, match):
+    model = _model("rnn", np.float64)
+    with pytest.raises(err, match=match):
+        beam_search(model, np.ones((2, 20)), **kw)

@@ -181,6 +181,9 @@ class CaptioningRNN:
     def step(self, state, words):
         """Feed one word per row: words (n,) integer indices in [0, V), n =
         state.rows -> (scores (n, V) = h @ W_vocab + b_vocab, the next state)."""
+        if not isinstance(state, DecodeState):
+            raise TypeError(f"state must be a DecodeState from initial_hidden or step, got {type(state).__name__}")
+        state.check()
         words = as_indices("words", words, 1, state.params["W_embed"].shape[0])
         if words.shape[0] != state.rows:
             raise ValueError(f"words must have one index per state row ({state.rows}), got shape {words.shape}")
@@ -229,6 +232,24 @@ class DecodeState:
     @property
     def rows(self):
         return self.h.shape[0]
+
+    def check(self):
+        """Raise ValueError unless h, c and the word table fit the parameters (a
+        state is handed back by the caller, so it is checked before kernels see it)."""
+        P = self.params
+        (V, _), (H, G) = P["W_embed"].shape, P["Wh"].shape
+        table, known = self._table
+        want = {"h": (self.rows, H), "table": (V, G), "known": (V,)}
+        got = {"h": self.h.shape, "table": table.shape, "known": known.shape}
+        if self.lstm:
+            want["c"], got["c"] = (self.rows, H), getattr(self.c, "shape", None)
+        for k, shape in want.items():
+            if got[k] != shape:
+                raise ValueError(f"DecodeState.{k} must have shape {shape} (from the parameters), got {got[k]}")
+        arrays = [self.h, table] + ([self.c] if self.lstm else [])
+        if any(not isinstance(a, np.ndarray) or a.dtype != P["Wh"].dtype or not a.flags.c_contiguous
+               for a in arrays) or known.dtype != bool:
+            raise ValueError(f"DecodeState arrays must be C-contiguous {P['Wh'].dtype} (and a bool mask)")
 
     def select(self, rows):
         """The state of rows `rows` (an index array or boolean mask), e.g. the

@@ -30,10 +30,12 @@
 #define FC_MR 2
 #define FC_ISA "avx2"
 #else
+#if defined(__SSE2__)
 #include <emmintrin.h> /* SSE2: part of every x86-64 CPU */
+#endif
 #define FC_VW 4
 #define FC_MR 2
-#define FC_ISA "baseline"
+#define FC_ISA "baseline" /* SSE2 on x86-64; GCC's generic 4-float vectors elsewhere */
 #endif
 
 #define FC_PW (4 * FC_VW) /* columns of a packed weight panel: 4 vectors */
@@ -49,8 +51,12 @@ static inline vf vf_set1(float s) /* every lane s (0 + s would turn -0.0 into +0
     return (vf)_mm512_set1_ps(s);
 #elif FC_VW == 8
     return (vf)_mm256_set1_ps(s);
-#else
+#elif defined(__SSE2__)
     return (vf)_mm_set1_ps(s);
+#else /* another architecture: GCC's generic vectors */
+    vf v;
+    for (int i = 0; i < FC_VW; i++) v[i] = s;
+    return v;
 #endif
 }
 

@@ -3,7 +3,9 @@
 Kernels are called directly with the arguments the public layers give them
 (fastcap._kernels documents the contract): per-timestep cells at (N, H) /
 (N, 4H), the embedding, vocabulary affine and softmax loss at M = N*16 rows,
-the argmax of one greedy decoding step at (N, V), and the update rules on a
+the argmax of one greedy decoding step at (N, V), the four recurrences over
+the whole packed sequence (weights packed beforehand; ``recurrent_pack`` of
+the LSTM's Wh on its own), and the update rules on a
 512 x 2048 array (the LSTM's Wh, the largest recurrent parameter; they do not
 depend on N). One
 ``benchmark.group`` per kernel and size, so each table compares backends.
@@ -69,6 +71,27 @@ def kernel_args(name, n, seed=0):
         return randn(M, V), y, mask, 1.0 / n, empty(M, V)
     if name == "argmax_words":  # one greedy decoding step: the scores h @ W_vocab of n captions
         return randn(n, V), np.zeros(V, f32), wl.END, np.empty(n, dtype=np.intp)
+    if "_recurrence_" in name or name == "recurrent_pack":
+        # The whole packed time loop of the model: captions sorted by length,
+        # each run to its last scored word (the workload's lengths).
+        lengths = np.sort((captions[:, 1:] != wl.NULL).sum(axis=1))[::-1]
+        bs = np.array([(lengths > t).sum() for t in range(lengths[0])], dtype=np.intp)
+        P = int(bs.sum())
+        G = (4 if name.startswith("lstm") or name == "recurrent_pack" else 1) * H
+        Wh = randn(H, G, scale=H**-0.5)
+        if name == "recurrent_pack":
+            return Wh, 4, True
+        Whp = _backend.kernels().recurrent_pack(Wh, G // H, name.endswith("backward"))
+        if name == "rnn_recurrence_forward":
+            return randn(P, H), randn(n, H), Whp, bs, empty(P, H)
+        if name == "rnn_recurrence_backward":
+            return randn(P, H), randn(n, H), Whp, np.tanh(randn(P, H)), bs, empty(P, H), empty(n, H)
+        if name == "lstm_recurrence_forward":
+            return randn(P, G), randn(n, H), np.zeros((n, H), f32), Whp, bs, empty(P, G), empty(P, H), empty(P, H)
+        ifog = randn(P, G)
+        ifog[:, : 3 * H] = _sigmoid(ifog[:, : 3 * H])
+        ifog[:, 3 * H :] = np.tanh(ifog[:, 3 * H :])
+        return randn(P, H), np.zeros((n, H), f32), Whp, ifog, randn(P, H), bs, empty(P, G), empty(n, H)
     shape = UPDATE_SHAPE
     w, dw = randn(*shape, scale=0.02), randn(*shape, scale=1e-3)
     if name == "sgd_update":
@@ -83,6 +106,8 @@ def kernel_args(name, n, seed=0):
 
 
 PER_BATCH = ["rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
+             "rnn_recurrence_forward", "rnn_recurrence_backward", "lstm_recurrence_forward",
+             "lstm_recurrence_backward", "recurrent_pack",
              "embedding_forward", "embedding_backward", "affine_forward", "affine_backward",
              "softmax_loss", "argmax_words"]
 UPDATES = ["sgd_update", "sgd_momentum_update", "rmsprop_update", "adam_update"]
@@ -98,8 +123,10 @@ def test_table_is_covered():
 @pytest.mark.parametrize("n", wl.BATCHES, ids=lambda n: f"N{n}")
 @pytest.mark.parametrize("name", PER_BATCH)
 def test_bench_kernel(benchmark, backend, name, n):
+    if name == "recurrent_pack" and n != wl.BATCHES[0]:
+        pytest.skip("packing does not depend on N")
     fn = getattr(_backend.load(backend), name)
-    args = kernel_args(name, n)
+    args = kernel_args(name, n)  # under the active backend: its packing of Wh
     measure(benchmark, lambda: fn(*args), kind="kernel", impl=backend,
             group=f"kernel {name} N={n}", kernel=name, n=n)
 

@@ -257,6 +257,18 @@ class DecodeState:
         return DecodeState(self.cell_type, self.params, self.h[rows],
                            None if self.c is None else self.c[rows], self.packed, self._table)
 
+    def precompute_inputs(self):
+        """Fill the word table for every word at once: one (V, W) @ (W, G)
+        GEMM instead of a small one per step for the words first fed then.
+        Worth it when decoding will feed about V words or more (measured:
+        greedy decoding of 100 LSTM captions, 30 words, V = 1004: 20 ms of
+        72 went to filling the table step by step)."""
+        P = self.params
+        table, known = self._table
+        np.dot(P["W_embed"], P["Wx"], out=table)  # straight into the table: no 8 MB temporary
+        table += P["b"]
+        known[...] = True
+
     def _inputs(self, words):
         """xw (n, G) = W_embed[words] @ Wx + b."""
         P, K = self.params, _backend.kernels()
@@ -304,6 +316,8 @@ def _greedy_decode(state, start, end, null, max_length):
     captions = np.full((N, max_length), null, dtype=np.int32)
     if not N:
         return captions
+    if N > _DIRECT_ROWS and N * max_length >= W_vocab.shape[1]:
+        state.precompute_inputs()
     alive = np.arange(N)  # caption of each running row
     word = np.full(N, start, dtype=np.intp)  # (n,) last word of each running caption
     for t in range(max_length):

@@ -1,9 +1,11 @@
 """Recurrent, embedding, affine and loss layers of the CS231n captioning model.
 
 Each public ``<layer>_forward`` validates its inputs, runs the shared
-orchestration below (matrix products in BLAS, sequence loops in Python) and
-calls the active backend's kernels (``fastcap._kernels``) for the per-timestep
-elementwise work. Each ``<layer>_backward`` takes the upstream gradient and the
+orchestration below (the large matrix products in BLAS: input projections
+over all steps, dWh, the affine layers) and calls the active backend's
+kernels (``fastcap._kernels``): the recurrence kernels own the whole time
+loop (the Cython backend's compiled engine in float32, a BLAS loop
+elsewhere), the others the elementwise work. Each ``<layer>_backward`` takes the upstream gradient and the
 cache its forward returned. Caches are NamedTuples of plain arrays, identical
 for every backend, so a forward under one backend feeds a backward under
 another.

@@ -21,6 +21,7 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _backend, _validate_cache
+from ._kernels.blas_recurrence import steps
 from ._validate import Dims, as_float, as_indices, as_mask, like, same_dtype
 
 __all__ = [
@@ -158,17 +159,12 @@ def _batch_sizes(packing):
     return np.asarray(packing.batch_sizes, dtype=np.intp)
 
 
-def _steps(packing):
-    """(t, n, rows of step t) for every step, in time order."""
-    return [(t, n, slice(o, o + n)) for t, (n, o) in enumerate(zip(*packing))]
-
-
 def _recurrent_weight_grad(core, da):
     """dWh (H, G) = sum over steps of h_{t-1}.T @ da_t, from the packed gate gradients da (P, G)."""
     h0, h, packing = core.h0, core.h, core.packing
     # h_{t-1} of every packed row (h0 at t = 0), so dWh is one GEMM over all steps.
     h_prev = np.empty_like(h)
-    for t, n, rows in _steps(packing):
+    for t, n, rows in steps(packing.batch_sizes):
         h_prev[rows] = h0[:n] if t == 0 else h[packing.offsets[t - 1] :][:n]
     return h_prev.T @ da
 

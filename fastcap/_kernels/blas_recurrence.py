@@ -17,7 +17,7 @@ def recurrent_pack(Wh, gates, transpose):
     return Wh
 
 
-def _steps(batch_sizes):
+def steps(batch_sizes):
     """(t, n, rows of step t) for every step, in time order."""
     out, o = [], 0
     for t, n in enumerate(batch_sizes):
@@ -30,7 +30,7 @@ def _steps(batch_sizes):
 def rnn_forward(cells, xw, h0, Wh, batch_sizes, h_out):
     hw = np.empty_like(h0)  # (N, H)
     prev = h0
-    for _, n, rows in _steps(batch_sizes):
+    for _, n, rows in steps(batch_sizes):
         np.dot(prev[:n], Wh, out=hw[:n])
         cells.rnn_cell_forward(xw[rows], hw[:n], h_out[rows])
         prev = h_out[rows]
@@ -41,7 +41,7 @@ def rnn_backward(cells, dh, h0, Wh, h, batch_sizes, da_out, dh0_out):
     # dh0_out doubles as the gradient into h_{t-1} from step t; rows of
     # sequences not yet running stay 0.
     dh0_out[...] = 0
-    for _, n, rows in reversed(_steps(batch_sizes)):
+    for _, n, rows in reversed(steps(batch_sizes)):
         np.add(dh[rows], dh0_out[:n], out=dsum[:n])
         cells.rnn_cell_backward(dsum[:n], h[rows], da_out[rows])
         np.dot(da_out[rows], Wh.T, out=dh0_out[:n])
@@ -50,7 +50,7 @@ def rnn_backward(cells, dh, h0, Wh, h, batch_sizes, da_out, dh0_out):
 def lstm_forward(cells, xw, h0, c0, Wh, batch_sizes, ifog_out, c_out, h_out):
     hw = np.empty((h0.shape[0], Wh.shape[1]), dtype=h0.dtype)  # (N, 4H)
     prev_h, prev_c = h0, c0
-    for _, n, rows in _steps(batch_sizes):
+    for _, n, rows in steps(batch_sizes):
         np.dot(prev_h[:n], Wh, out=hw[:n])
         cells.lstm_cell_forward(xw[rows], hw[:n], prev_c[:n], ifog_out[rows], c_out[rows], h_out[rows])
         prev_h, prev_c = h_out[rows], c_out[rows]
@@ -62,10 +62,10 @@ def lstm_backward(cells, dh, c0, Wh, ifog, c, batch_sizes, da_out, dh0_out):
     # Gradients into c_{t-1} from step t: two buffers, swapped each step, so a
     # kernel's input and output never alias.
     dc_in, dc_out = np.zeros_like(c0), np.zeros_like(c0)
-    steps = _steps(batch_sizes)
-    for t, n, rows in reversed(steps):
+    all_steps = steps(batch_sizes)
+    for t, n, rows in reversed(all_steps):
         np.add(dh[rows], dh0_out[:n], out=dsum[:n])
-        c_prev = c0[:n] if t == 0 else c[steps[t - 1][2]][:n]
+        c_prev = c0[:n] if t == 0 else c[all_steps[t - 1][2]][:n]
         cells.lstm_cell_backward(dsum[:n], dc_in[:n], ifog[rows], c_prev, c[rows], da_out[rows], dc_out[:n])
         np.dot(da_out[rows], Wh.T, out=dh0_out[:n])
         dc_in, dc_out = dc_out, dc_in

@@ -19,14 +19,15 @@ from .captioning_solver import CaptioningSolver, TrainingDivergedError
 from .classifiers.rnn import CaptioningRNN
 from .coco_utils import decode_captions, load_coco_data, sample_coco_minibatch
 from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
-from .optim import adam, rmsprop, sgd, sgd_momentum
+from . import optim as _optim
+from .optim import *  # noqa: F401,F403 (the update rules)
 from .rnn_layers import *  # noqa: F401,F403
 from .rnn_layers import __all__ as _layer_names
 
 # After NumPy is loaded, so that FASTCAP_NUM_THREADS reaches its BLAS.
 from ._threads import get_engine_threads, get_num_threads, set_num_threads  # noqa: E402
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one version: pyproject.toml reads it (tool.setuptools.dynamic)
 
 __all__ = [
     "set_backend", "get_backend", "use_backend", "available_backends", "BackendUnavailableError",
@@ -34,7 +35,7 @@ __all__ = [
     "CaptioningRNN", "CaptioningSolver", "TrainingDivergedError",
     "load_coco_data", "sample_coco_minibatch", "decode_captions",
     "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error",
-    "sgd", "sgd_momentum", "rmsprop", "adam", *_layer_names,
+    *_optim.UPDATE_RULES, *_layer_names,
 ]  # fmt: skip
 
 _init_from_environment()

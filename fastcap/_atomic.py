@@ -6,7 +6,7 @@ a half-written file under the final name.
 import os
 import tempfile
 
-__all__ = ["atomic_write", "temporaries"]
+__all__ = ["atomic_write", "atomic_write_text", "temporaries"]
 
 
 _SUFFIX = ".tmp"
@@ -73,3 +73,13 @@ def atomic_write(path, write):
         raise
     _fsync_dir(directory)
     return path
+
+
+def atomic_write_text(path, text):
+    """Write the string ``text`` (UTF-8) to ``path`` atomically; returns the absolute path."""
+
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+
+    return atomic_write(path, write)

@@ -1,13 +1,11 @@
 """CaptioningSolver: minibatch training of a captioning model, as in CS231n."""
 import math
 
-
 from . import optim
 from .coco_utils import sample_coco_minibatch
+from .optim import UPDATE_RULES
 
 __all__ = ["CaptioningSolver", "TrainingDivergedError"]
-
-UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
 
 
 class TrainingDivergedError(FloatingPointError):

@@ -38,28 +38,17 @@ import numpy as np
 from . import _atomic
 from . import checkpoint_schema as schema
 from .checkpoint_schema import LIMITS, PARAM_NAMES
+from .model_config import ModelConfig
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
-           "atomic_write", "FORMAT", "FORMAT_VERSION"]
+           "FORMAT", "FORMAT_VERSION"]
 
 FORMAT = "fastcap-checkpoint"
 FORMAT_VERSION = 1
-MODEL_KEYS = ("cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype")
 
 
 class CheckpointError(ValueError):
     """A checkpoint that cannot be read, or that does not fit the data or model."""
-
-
-def atomic_write(path, write):
-    """Write ``path`` atomically: ``write(f)`` fills a binary temporary file
-    (see ``fastcap._atomic.atomic_write``). Returns the absolute path."""
-
-    def fill(tmp):
-        with open(tmp, "wb") as f:
-            write(f)
-
-    return _atomic.atomic_write(path, fill)
 
 
 def _json_default(obj):
@@ -97,6 +86,11 @@ class Checkpoint:
         return self.config["model"]
 
     @property
+    def model(self):
+        """The ModelConfig of the checkpoint's model."""
+        return ModelConfig.from_dict(self.model_config)
+
+    @property
     def word_to_idx(self):
         return {w: i for i, w in enumerate(self.idx_to_word)}
 
@@ -124,15 +118,7 @@ class Checkpoint:
 
     def build_model(self):
         """A CaptioningRNN with this checkpoint's vocabulary, sizes and parameters."""
-        from .classifiers.rnn import CaptioningRNN
-
-        m = self.model_config
-        model = CaptioningRNN(self.word_to_idx, input_dim=m["input_dim"],
-                              wordvec_dim=m["wordvec_dim"], hidden_dim=m["hidden_dim"],
-                              cell_type=m["cell_type"], dtype=np.dtype(m["dtype"]),
-                              rng=np.random.default_rng(0))
-        self.load_params_into(model)
-        return model
+        return self.load_params_into(self.model.build(self.word_to_idx))
 
     def load_params_into(self, model):
         """Copy the parameters into ``model`` after checking every name, shape and dtype."""
@@ -144,7 +130,8 @@ class Checkpoint:
                 raise CheckpointError(
                     f"checkpoint {self.path} does not fit this model: parameter {name} has shape "
                     f"{saved.shape} in the checkpoint and {value.shape} in the model "
-                    f"({_describe(self.model_config)} vs {_describe_model(model)})")
+                    f"({self.model.describe(keys=True)} vs "
+                    f"{ModelConfig.from_model(model).describe(keys=True)})")
         extra = set(self.params) - set(model.params)
         if extra:
             raise CheckpointError(f"checkpoint {self.path} has unknown parameters {sorted(extra)}")
@@ -177,21 +164,10 @@ class Checkpoint:
         return solver
 
 
-def _describe(m):
-    return (f"{m['cell_type']} with wordvec_dim {m['wordvec_dim']}, hidden_dim {m['hidden_dim']}, "
-            f"input_dim {m['input_dim']}")
-
-
-def _describe_model(model):
-    p = model.params
-    return (f"{model.cell_type} with wordvec_dim {p['W_embed'].shape[1]}, hidden_dim "
-            f"{p['Wh'].shape[0]}, input_dim {p['W_proj'].shape[0]}")
-
-
 def save_checkpoint(path, *, model, solver, config, epochs, idx_to_word, extra_meta=None):
     """Write a checkpoint of ``model`` and ``solver`` to ``path`` atomically.
 
-    config: JSON-able dict with a ``model`` entry (see MODEL_KEYS) and the
+    config: JSON-able dict with a ``model`` entry (``ModelConfig.as_dict()``) and the
     training and data settings; epochs: the per-epoch history (list of dicts);
     idx_to_word: the vocabulary. The solver's ``rng`` must be a
     ``np.random.RandomState`` (its MT19937 state is saved). Returns the path.
@@ -235,7 +211,11 @@ def save_checkpoint(path, *, model, solver, config, epochs, idx_to_word, extra_m
     }
     arrays["meta"] = np.array(_dumps(meta))
     arrays["vocab"] = np.array(json.dumps(list(idx_to_word)))
-    return atomic_write(path, lambda f: np.savez(f, **arrays))
+    def write(tmp):
+        with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
+            np.savez(f, **arrays)
+
+    return _atomic.atomic_write(path, write)
 
 
 def _not_a_checkpoint(path, why):
@@ -366,7 +346,8 @@ def load_checkpoint(path):
             raise CheckpointError(f"checkpoint {path}: {exc}") from None
         idx_to_word = z.json("vocab")
         _check_vocab_list(path, idx_to_word)
-        why = f"its config ({_describe(meta['config']['model'])}, {len(idx_to_word)} words)"
+        model = ModelConfig.from_dict(meta["config"]["model"])
+        why = f"its config ({model.describe(keys=True)}, {len(idx_to_word)} words)"
         arrays = {name: z.read(name, dtypes, shape, why=why)
                   for name, (dtypes, shape) in schema.array_specs(meta, len(idx_to_word)).items()}
     bad = [name for name, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]

@@ -14,6 +14,8 @@ in ``tests/test_checkpoint_hostile.py`` writes each of them into a checkpoint).
 """
 import math
 
+from .model_config import CELL_TYPES, DTYPES
+
 __all__ = ["SchemaError", "META", "LIMITS", "array_specs", "walk"]
 
 
@@ -208,7 +210,7 @@ PARAM_NAMES = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_voc
 
 
 def _update_rules():
-    from .captioning_solver import UPDATE_RULES
+    from .optim import UPDATE_RULES
 
     return UPDATE_RULES
 
@@ -231,8 +233,8 @@ META = Dict({
     "iteration": Int(0, LIMITS["iterations"]),
     "epoch": Int(0, LIMITS["epochs"]),
     "config": Dict({
-        "model": Dict({"cell_type": Choice("rnn", "lstm"), "input_dim": _DIM, "wordvec_dim": _DIM,
-                       "hidden_dim": _DIM, "dtype": Choice("float32", "float64")}, extra=True),
+        "model": Dict({"cell_type": Choice(*CELL_TYPES), "input_dim": _DIM, "wordvec_dim": _DIM,
+                       "hidden_dim": _DIM, "dtype": Choice(*DTYPES)}, extra=True),
         "train": Dict({"update_rule": Choice(*_update_rules()),
                        "learning_rate": _OPTIM_SCALARS["learning_rate"],
                        "lr_decay": Float(0, 1e6, positive=True),
@@ -297,7 +299,7 @@ def array_specs(meta, vocab_size):
     G = H * (4 if m["cell_type"] == "lstm" else 1)
     shapes = {"W_embed": (V, W), "W_proj": (D, H), "b_proj": (H,), "Wx": (W, G),
               "Wh": (H, G), "b": (G,), "W_vocab": (H, V), "b_vocab": (V,)}
-    floats = ("float32", "float64")
+    floats = DTYPES
     specs = {f"param/{k}": (floats, s) for k, s in shapes.items()}
     for name, keys in meta["optim_arrays"].items():
         for key in keys:

@@ -13,36 +13,15 @@ import signal
 import sys
 import traceback
 
+from .options import (DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS, POSITIVE_INT, TRAIN_OPTIONS,
+                      add_options)
+
 __all__ = ["main", "build_parser"]
 
 PROG = "fastcap"
 
 
-class CLIError(Exception):
-    """An error to report as one line, exit status 1."""
-
-
 # ---------------------------------------------------------------- helpers
-def _number(kind, ok, expected):
-    """An argparse `type` converting with `kind` and accepting values where ok(value)."""
-
-    def parse(text):
-        try:
-            value = kind(text)
-        except ValueError:
-            value = None
-        if value is None or not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
-        return value
-
-    return parse
-
-
-_positive_int = _number(int, lambda v: v >= 1, "a positive integer")
-_nonneg_int = _number(int, lambda v: v >= 0, "an integer >= 0")
-_positive_float = _number(float, lambda v: 0 < v < float("inf"), "a positive number")  # not NaN/inf
-
-
 def set_threads(n):
     """Use n BLAS threads (fastcap.set_num_threads); None leaves the default."""
     if n is not None:
@@ -66,10 +45,12 @@ def _setup_runtime(args):
 
 
 def _add_runtime_options(p):
-    p.add_argument("--backend", choices=("auto", "numpy", "numba", "cython"),
+    from ._backend import VALID_NAMES
+
+    p.add_argument("--backend", choices=("auto", *(n for n in VALID_NAMES if n != "auto")),
                    help="kernel backend (default: $FASTCAP_BACKEND, else auto = the fastest "
                         "that loads)")
-    p.add_argument("--threads", type=_positive_int, metavar="N",
+    p.add_argument("--threads", type=POSITIVE_INT.argtype(), metavar="N",
                    help="BLAS threads (fastcap's kernels are single-threaded; default: as configured)")
 
 
@@ -79,8 +60,6 @@ def _one_line(text):
 
 # ---------------------------------------------------------------- train
 def _train_options(args):
-    from .trainer import DEFAULTS
-
     return {k: getattr(args, k, None) for k in list(DEFAULTS) + ["data"]}
 
 
@@ -133,9 +112,8 @@ def _load_for_inference(args):
 
 
 def _describe_ckpt(ckpt):
-    m = ckpt.model_config
-    return (f"{ckpt.path}: {m['cell_type'].upper()} (wordvec {m['wordvec_dim']}, hidden "
-            f"{m['hidden_dim']}, {m['dtype']}), epoch {ckpt.epoch}, iteration {ckpt.iteration}")
+    return (f"{ckpt.path}: {ckpt.model.describe()}, epoch {ckpt.epoch}, "
+            f"iteration {ckpt.iteration}")
 
 
 def cmd_sample(args):
@@ -187,9 +165,9 @@ def cmd_evaluate(args):
         if args.json == "-":
             print(text)
             return 0
-        from .checkpoint import atomic_write
+        from ._atomic import atomic_write_text
 
-        atomic_write(args.json, lambda f: f.write((text + "\n").encode()))
+        atomic_write_text(args.json, text + "\n")
     print(f"checkpoint {_describe_ckpt(ckpt)}")
     print(f"{args.split}: {result['images']} images, {result['references']} reference captions, "
           f"{'greedy decoding' if args.beam_size == 1 else f'beam search (beam {args.beam_size})'}")
@@ -316,9 +294,22 @@ def run_bench(argv):
 
 
 # ---------------------------------------------------------------- parser
+_INFERENCE_COMMANDS = (
+    ("sample", cmd_sample, "print ground-truth and generated captions of a checkpoint",
+     "Print ground-truth and generated captions for images of a split; greedy by default, beam "
+     "search with --beam-size."),
+    ("evaluate", cmd_evaluate, "BLEU-1..4 and CIDEr-D of a checkpoint over a split",
+     "Corpus BLEU-1..4 and CIDEr-D (COCO caption evaluation scorers) of a checkpoint's captions "
+     "against all reference captions of each image of a split."),
+    ("show", cmd_show, "a contact sheet (PNG): images with ground-truth and generated captions",
+     "Draw the first N images of a split with their ground-truth captions and the checkpoint's "
+     "greedy (and, with --beam-size, beam-search) caption. Images that cannot be downloaded get "
+     "a placeholder tile; generated:// images are drawn offline."),
+)
+
+
 def build_parser():
     from .coco_utils import LAYOUT
-    from .trainer import DEFAULTS, GENERATED_DEFAULTS
 
     debug = argparse.ArgumentParser(add_help=False)
     debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
@@ -332,7 +323,6 @@ def build_parser():
     sub.required = True
 
     # ---- train
-    d = DEFAULTS
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser(
         "train", parents=[debug], formatter_class=fmt,
@@ -346,147 +336,24 @@ def build_parser():
                     "\"fastcap[mpi]\"): data-parallel over K ranks, --batch-size the global\n"
                     "batch, cores/K threads per rank (docs/distributed.md).",
         epilog=f"--data DIR expects the CS231n layout:\n{LAYOUT}")
-    g = p.add_argument_group("data")
-    g.add_argument("--data", metavar="DIR",
-                   help="a CS231n coco_captioning directory (default: generated data)")
-    g.add_argument("--pca", action=argparse.BooleanOptionalAction, default=None,
-                   help="use the 512-d PCA features (default) or, with --no-pca, the 4096-d fc7 ones")
-    g.add_argument("--max-train", type=_positive_int, metavar="N",
-                   help="train on N captions drawn (without replacement) from the training split")
-    g.add_argument("--num-train-images", type=_positive_int, metavar="N",
-                   help=f"generated data: training images (default {d['num_train_images']})")
-    g.add_argument("--num-val-images", type=_positive_int, metavar="N",
-                   help=f"generated data: validation images (default {d['num_val_images']})")
-    g.add_argument("--captions-per-image", type=_positive_int, metavar="N",
-                   help=f"generated data: captions per image (default {d['captions_per_image']})")
-    g.add_argument("--data-seed", type=_nonneg_int, metavar="S",
-                   help=f"generated data: seed (default {d['data_seed']})")
-    g = p.add_argument_group("model")
-    g.add_argument("--cell", choices=("rnn", "lstm"), help=f"recurrent cell (default {d['cell']})")
-    g.add_argument("--hidden-dim", type=_positive_int, metavar="H",
-                   help=f"hidden size (default {d['hidden_dim']})")
-    g.add_argument("--wordvec-dim", type=_positive_int, metavar="W",
-                   help=f"word-vector size (default {d['wordvec_dim']})")
-    g.add_argument("--dtype", choices=("float32", "float64"), help=f"(default {d['dtype']})")
-    g = p.add_argument_group("optimization")
-    g.add_argument("--update-rule", choices=("sgd", "sgd_momentum", "rmsprop", "adam"),
-                   help=f"(default {d['update_rule']})")
-    g.add_argument("--lr", type=_positive_float, metavar="LR",
-                   help=f"learning rate (default {d['lr']:g})")
-    g.add_argument("--lr-decay", type=_positive_float, metavar="F",
-                   help=f"learning-rate factor after each epoch (default {d['lr_decay']:g})")
-    g.add_argument("--batch-size", type=_positive_int, metavar="N",
-                   help=f"captions per minibatch (default {d['batch_size']})")
-    g.add_argument("--epochs", type=_nonneg_int, metavar="N",
-                   help=f"epochs (default {d['epochs']}); with --resume, the new total")
-    g.add_argument("--seed", type=_nonneg_int, metavar="S",
-                   help=f"seed of the initialisation and the minibatches (default {d['seed']})")
-    g = p.add_argument_group("evaluation and output")
-    g.add_argument("--eval-images", type=_nonneg_int, metavar="N",
-                   help=f"validation images scored at each epoch end (default {d['eval_images']}; "
-                        "0 = all)")
-    g.add_argument("--num-samples", type=_nonneg_int, metavar="N",
-                   help=f"validation samples written to samples.txt (default {d['num_samples']})")
-    g.add_argument("--max-length", type=_positive_int, metavar="L",
-                   help=f"longest generated caption (default {d['max_length']})")
-    g.add_argument("--out", metavar="DIR",
-                   help="run directory (default: runs/fastcap-<time>, or the checkpoint's "
-                        "directory with --resume)")
-    g.add_argument("--resume", metavar="CHECKPOINT",
-                   help="continue the run saved in CHECKPOINT (a checkpoint.npz or its directory)")
-    g.add_argument("--overwrite", action="store_true",
-                   help="start a new run even if --out already holds one (its files are removed "
-                        "when the new run starts)")
-    g.add_argument("--print-every", type=_nonneg_int, default=0, metavar="N",
-                   help="also print the loss every N iterations (default: never)")
-    g.add_argument("--quiet", action="store_true", help="no progress bar")
-    g.add_argument("--stop-after-iterations", type=_nonneg_int, help=argparse.SUPPRESS)
+    add_options(p, TRAIN_OPTIONS, groups=True)
     _add_runtime_options(p.add_argument_group("runtime"))
     p.set_defaults(func=cmd_train)
 
-    # ---- sample
-    p = sub.add_parser("sample", parents=[debug],
-                       help="print ground-truth and generated captions of a checkpoint",
-                       description="Print ground-truth and generated captions for images of a "
-                                   "split; greedy by default, beam search with --beam-size.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--data", metavar="DIR",
-                   help="CS231n data directory (default: the data the checkpoint was trained on)")
-    p.add_argument("--split", choices=("train", "val"), default="val")
-    p.add_argument("-n", type=_positive_int, default=10, metavar="N",
-                   help="number of images (default 10)")
-    p.add_argument("--seed", type=_nonneg_int, help="pick N random images with this seed "
-                                                    "(default: the first N)")
-    p.add_argument("--beam-size", type=_positive_int, default=1, metavar="K",
-                   help="beam width (default 1 = greedy)")
-    p.add_argument("--max-length", type=_positive_int, default=30, metavar="L")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    _add_runtime_options(p)
-    p.set_defaults(func=cmd_sample)
-
-    # ---- evaluate
-    p = sub.add_parser("evaluate", parents=[debug],
-                       help="BLEU-1..4 and CIDEr-D of a checkpoint over a split",
-                       description="Corpus BLEU-1..4 and CIDEr-D (COCO caption evaluation "
-                                   "scorers) of a checkpoint's captions against all reference "
-                                   "captions of each image of a split.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--data", metavar="DIR",
-                   help="CS231n data directory (default: the data the checkpoint was trained on)")
-    p.add_argument("--split", choices=("train", "val"), default="val")
-    p.add_argument("--max-images", type=_nonneg_int, default=0, metavar="N",
-                   help="score only the first N images (default 0 = all)")
-    p.add_argument("--beam-size", type=_positive_int, default=1, metavar="K",
-                   help="beam width (default 1 = greedy)")
-    p.add_argument("--max-length", type=_positive_int, default=30, metavar="L")
-    p.add_argument("--json", nargs="?", const="-", metavar="FILE",
-                   help="write the results as JSON to FILE (without FILE: print JSON only)")
-    _add_runtime_options(p)
-    p.set_defaults(func=cmd_evaluate)
-
-    # ---- show
-    p = sub.add_parser("show", parents=[debug],
-                       help="a contact sheet (PNG): images with ground-truth and generated captions",
-                       description="Draw the first N images of a split with their ground-truth "
-                                   "captions and the checkpoint's greedy (and, with --beam-size, "
-                                   "beam-search) caption. Images that cannot be downloaded get a "
-                                   "placeholder tile; generated:// images are drawn offline.")
-    p.add_argument("checkpoint", metavar="CHECKPOINT")
-    p.add_argument("--data", metavar="DIR",
-                   help="CS231n data directory (default: the data the checkpoint was trained on)")
-    p.add_argument("--split", choices=("train", "val"), default="val")
-    p.add_argument("-n", type=_positive_int, default=8, metavar="N", help="images (default 8)")
-    p.add_argument("--beam-size", type=_positive_int, metavar="K",
-                   help="also show the beam-search caption with beam K")
-    p.add_argument("--max-length", type=_positive_int, default=30, metavar="L")
-    p.add_argument("--out", metavar="FILE.png",
-                   help="where to write the sheet (default contact_sheet_SPLIT.png)")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace --out even if it is not a contact sheet fastcap wrote")
-    _add_runtime_options(p)
-    p.set_defaults(func=cmd_show)
+    # ---- sample, evaluate, show
+    for name, func, help, description in _INFERENCE_COMMANDS:
+        p = sub.add_parser(name, parents=[debug], help=help, description=description)
+        add_options(p, INFERENCE_OPTIONS[name])
+        _add_runtime_options(p)
+        p.set_defaults(func=func)
 
     # ---- make-data
-    gd = GENERATED_DEFAULTS
     p = sub.add_parser("make-data", parents=[debug], formatter_class=fmt,
                        help="write generated data in the CS231n coco_captioning layout",
                        description="Write a deterministic generated captioning dataset in the "
                                    "CS231n layout (usable with --data).",
                        epilog=LAYOUT)
-    p.add_argument("out_dir", metavar="OUT_DIR")
-    p.add_argument("--num-train", type=_positive_int, default=gd["num_train_images"], metavar="N",
-                   help=f"training images (default {gd['num_train_images']})")
-    p.add_argument("--num-val", type=_positive_int, default=gd["num_val_images"], metavar="N",
-                   help=f"validation images (default {gd['num_val_images']})")
-    p.add_argument("--captions-per-image", type=_positive_int, default=gd["captions_per_image"],
-                   metavar="N", help=f"(default {gd['captions_per_image']})")
-    p.add_argument("--pca-dim", type=_positive_int, default=gd["pca_dim"], metavar="D",
-                   help=f"PCA feature size (default {gd['pca_dim']})")
-    p.add_argument("--full-dim", type=_positive_int, default=gd["full_dim"], metavar="D",
-                   help=f"fc7 feature size (default {gd['full_dim']})")
-    p.add_argument("--seed", type=_nonneg_int, default=gd["seed"], help=f"(default {gd['seed']})")
-    p.add_argument("--overwrite", action="store_true",
-                   help="replace the data files OUT_DIR already holds")
+    add_options(p, MAKE_DATA_OPTIONS)
     p.set_defaults(func=cmd_make_data)
 
     # ---- info
@@ -502,12 +369,9 @@ def build_parser():
 
 
 def _version():
-    try:
-        from . import __version__
+    from . import __version__  # the one version (pyproject.toml reads it too)
 
-        return __version__
-    except ImportError:  # pragma: no cover
-        return "?"
+    return __version__
 
 
 def _report(exc, debug, internal=False):

@@ -11,7 +11,11 @@ import numpy as np
 from . import _backend
 from ._validate import FLOAT_DTYPES
 
-__all__ = ["sgd", "sgd_momentum", "rmsprop", "adam"]
+# The update rules, by name: each is a function of this module (CaptioningSolver,
+# the CLI and the checkpoint schema read this list).
+UPDATE_RULES = ("sgd", "sgd_momentum", "rmsprop", "adam")
+
+__all__ = ["UPDATE_RULES", *UPDATE_RULES]
 
 
 def _prepare(w, dw, config):

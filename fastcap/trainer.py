@@ -40,45 +40,15 @@ import numpy as np
 from . import distributed as _distributed
 from . import metrics as _metrics
 from . import rundir
-from .captioning_solver import CaptioningSolver, TrainingDivergedError, UPDATE_RULES
-from .checkpoint import CheckpointError, atomic_write, load_checkpoint, save_checkpoint
-from .classifiers.rnn import CaptioningRNN
+from .captioning_solver import CaptioningSolver, TrainingDivergedError
+from ._atomic import atomic_write, atomic_write_text
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .model_config import ModelConfig
+from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS,
+                      RESUME_OVERRIDABLE, check_options)
 
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
            "resolve_config", "load_data", "Trainer", "evaluate_captions", "caption_loss"]
-
-# The data `fastcap train` makes when no --data is given.
-GENERATED_DEFAULTS = {"num_train_images": 2000, "num_val_images": 500, "captions_per_image": 5,
-                      "pca_dim": 512, "full_dim": 4096, "seed": 0}
-
-# Defaults of the flat options (the CLI's names); chosen so that a default run
-# takes a minute or two on 2 cores with the NumPy backend.
-DEFAULTS = {
-    "cell": "lstm", "hidden_dim": 256, "wordvec_dim": 128, "dtype": "float32",
-    "update_rule": "adam", "lr": 3e-3, "lr_decay": 0.9, "batch_size": 100, "epochs": 5,
-    "seed": 0, "max_train": None, "pca": True,
-    "num_train_images": GENERATED_DEFAULTS["num_train_images"],
-    "num_val_images": GENERATED_DEFAULTS["num_val_images"],
-    "captions_per_image": GENERATED_DEFAULTS["captions_per_image"],
-    "data_seed": GENERATED_DEFAULTS["seed"],
-    "eval_images": 200, "max_length": 30, "num_samples": 10,
-}
-
-# flat option -> (config section, key)
-_OPTION_KEYS = {
-    "cell": ("model", "cell_type"), "hidden_dim": ("model", "hidden_dim"),
-    "wordvec_dim": ("model", "wordvec_dim"), "dtype": ("model", "dtype"),
-    "update_rule": ("train", "update_rule"), "lr": ("train", "learning_rate"),
-    "lr_decay": ("train", "lr_decay"), "batch_size": ("train", "batch_size"),
-    "epochs": ("train", "num_epochs"), "seed": ("train", "seed"),
-    "max_train": ("train", "max_train"),
-    "eval_images": ("eval", "eval_images"), "max_length": ("eval", "max_length"),
-    "num_samples": ("eval", "num_samples"),
-}
-_GENERATED_KEYS = {"num_train_images": "num_train_images", "num_val_images": "num_val_images",
-                   "captions_per_image": "captions_per_image", "data_seed": "seed"}
-# What a resumed run may change; everything else must match the checkpoint.
-_RESUME_OVERRIDABLE = {"epochs", "eval_images", "max_length", "num_samples"}
 
 OUTPUT_FILES = rundir.OUTPUT_FILES
 
@@ -104,33 +74,11 @@ class TrainingInterrupted(Exception):
 
 
 # ---------------------------------------------------------------- configuration
-def _check_options(o):
-    for name in ("hidden_dim", "wordvec_dim", "batch_size", "num_train_images", "num_val_images",
-                 "captions_per_image", "max_length"):
-        if o.get(name) is not None and o[name] < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {o[name]}")
-    for name in ("epochs", "seed", "data_seed", "eval_images", "num_samples"):
-        if o.get(name) is not None and o[name] < 0:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 0, got {o[name]}")
-    if o.get("max_train") is not None and o["max_train"] < 1:
-        raise ValueError(f"--max-train must be at least 1, got {o['max_train']}")
-    if o.get("lr") is not None and not (o["lr"] > 0 and math.isfinite(o["lr"])):
-        raise ValueError(f"--lr must be a positive number, got {o['lr']}")
-    if o.get("lr_decay") is not None and not (o["lr_decay"] > 0 and math.isfinite(o["lr_decay"])):
-        raise ValueError(f"--lr-decay must be a positive number, got {o['lr_decay']}")
-    if o.get("cell") is not None and o["cell"] not in ("rnn", "lstm"):
-        raise ValueError(f"--cell must be rnn or lstm, got {o['cell']!r}")
-    if o.get("update_rule") is not None and o["update_rule"] not in UPDATE_RULES:
-        raise ValueError(f"--update-rule must be one of {', '.join(UPDATE_RULES)}")
-    if o.get("dtype") is not None and o["dtype"] not in ("float32", "float64"):
-        raise ValueError(f"--dtype must be float32 or float64, got {o['dtype']!r}")
-
-
 def _data_spec(o):
     if o.get("data") is not None:
         return {"source": "dir", "path": os.path.abspath(os.fspath(o["data"])), "pca": bool(o["pca"])}
     spec = {"source": "generated", **GENERATED_DEFAULTS}
-    for opt, key in _GENERATED_KEYS.items():
+    for opt, key in GENERATED_KEYS.items():
         spec[key] = int(o[opt])
     spec["pca"] = bool(o["pca"])
     return spec
@@ -145,12 +93,12 @@ def resolve_config(options, checkpoint=None):
     data with the same vocabulary and feature size).
     """
     options = dict(options)
-    _check_options(options)
+    check_options(options)
     if checkpoint is None:
         o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
         o["data"] = options.get("data")
         config = {"model": {}, "train": {}, "eval": {}}
-        for opt, (section, key) in _OPTION_KEYS.items():
+        for opt, (section, key) in OPTION_KEYS.items():
             config[section][key] = o[opt]
         config["data"] = _data_spec(o)
         config["model"]["input_dim"] = None  # known once the data is loaded
@@ -158,11 +106,11 @@ def resolve_config(options, checkpoint=None):
 
     config = json.loads(json.dumps(checkpoint.config))  # deep copy
     conflicts = []
-    for opt, (section, key) in _OPTION_KEYS.items():
+    for opt, (section, key) in OPTION_KEYS.items():
         given = options.get(opt)
         if given is None:
             continue
-        if opt in _RESUME_OVERRIDABLE:
+        if opt in RESUME_OVERRIDABLE:
             config[section][key] = given
         elif given != config[section].get(key):
             conflicts.append(f"--{opt.replace('_', '-')} {given} (the checkpoint has "
@@ -175,7 +123,7 @@ def resolve_config(options, checkpoint=None):
         config["data"] = {"source": "dir", "path": os.path.abspath(os.fspath(options["data"])),
                           "pca": data.get("pca", True)}
     elif data["source"] == "generated":
-        for opt, key in _GENERATED_KEYS.items():
+        for opt, key in GENERATED_KEYS.items():
             if options.get(opt) is not None and options[opt] != data[key]:
                 conflicts.append(f"--{opt.replace('_', '-')} {options[opt]} (the checkpoint's "
                                  f"generated data has {data[key]})")
@@ -347,11 +295,7 @@ def _default_out_dir():
 
 def _write_json(path, obj):
     text = json.dumps(obj, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x))
-    atomic_write(path, lambda f: f.write((text + "\n").encode()))
-
-
-def _write_text(path, text):
-    atomic_write(path, lambda f: f.write(text.encode()))
+    atomic_write_text(path, text + "\n")
 
 
 def _remove_stale(out_dir, names):
@@ -418,10 +362,7 @@ class Trainer:
             self.ckpt.check_vocab(self.data["idx_to_word"], source)
             self.ckpt.check_input_dim(input_dim, source)
         m["input_dim"] = input_dim
-        self.model = CaptioningRNN(self.data["word_to_idx"], input_dim=input_dim,
-                                   wordvec_dim=m["wordvec_dim"], hidden_dim=m["hidden_dim"],
-                                   cell_type=m["cell_type"], dtype=np.dtype(m["dtype"]),
-                                   rng=np.random.default_rng(t["seed"]))
+        self.model = ModelConfig.from_dict(m).build(self.data["word_to_idx"], seed=t["seed"])
         self.solver = CaptioningSolver(
             self.model, self.data, update_rule=t["update_rule"],
             optim_config={"learning_rate": t["learning_rate"]}, lr_decay=t["lr_decay"],
@@ -575,8 +516,7 @@ class Trainer:
         from . import get_backend
 
         verb = "resuming" if self.ckpt else "training"
-        self.say(f"fastcap: {verb} {m['cell_type'].upper()} (wordvec {m['wordvec_dim']}, hidden "
-                 f"{m['hidden_dim']}, {m['dtype']}) on {self.source}: "
+        self.say(f"fastcap: {verb} {ModelConfig.from_dict(m).describe()} on {self.source}: "
                  f"{self.data['train_captions'].shape[0]} train captions, "
                  f"{len(self.eval_ids)} val images for evaluation; backend {get_backend()}")
         self.say(f"{s.num_epochs} epoch{'' if s.num_epochs == 1 else 's'} x {per} iteration"
@@ -708,7 +648,7 @@ class Trainer:
         samples = [{"image": int(i), "url": str(urls[i]), "generated": c, "references": r}
                    for i, r, c in zip(image_ids.tolist(), refs, cands)]
         _write_json(os.path.join(self.out_dir, "samples.json"), samples)
-        _write_text(os.path.join(self.out_dir, "samples.txt"), format_samples(samples))
+        atomic_write_text(os.path.join(self.out_dir, "samples.txt"), format_samples(samples))
 
     def _plot(self):
         path = os.path.join(self.out_dir, "loss.png")
@@ -750,7 +690,7 @@ class Trainer:
         lines = ax2.get_legend_handles_labels(), ax3.get_legend_handles_labels()
         ax2.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="lower right")
         fig.tight_layout()
-        atomic_write(path, lambda f: fig.savefig(f, format="png"))
+        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
         return True
 
 

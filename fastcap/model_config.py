@@ -1,0 +1,78 @@
+"""The model configuration of a run: one object that validates, describes and builds a CaptioningRNN.
+
+A run's ``config["model"]`` and a checkpoint's model entry are this object's
+``as_dict()``; ``describe()`` is the one human-readable form of a model that
+the CLI, the trainer and the checkpoint errors print.
+"""
+import dataclasses
+
+import numpy as np
+
+from ._validate import FLOAT_DTYPES
+
+__all__ = ["ModelConfig", "CELL_TYPES", "DTYPES", "MODEL_KEYS"]
+
+CELL_TYPES = ("rnn", "lstm")
+DTYPES = tuple(d.name for d in FLOAT_DTYPES)
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """cell_type (one of CELL_TYPES), input_dim (image-feature size D, None until the
+    data is loaded), wordvec_dim (W), hidden_dim (H), dtype (a name in DTYPES)."""
+
+    cell_type: str
+    input_dim: object  # int, or None before the data is known
+    wordvec_dim: int
+    hidden_dim: int
+    dtype: str
+
+    def __post_init__(self):
+        if self.cell_type not in CELL_TYPES:
+            raise ValueError(f"cell_type must be one of {', '.join(CELL_TYPES)}, "
+                             f"got {self.cell_type!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {self.dtype!r}")
+        for name in ("wordvec_dim", "hidden_dim") + (("input_dim",) if self.input_dim is not None
+                                                      else ()):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    @classmethod
+    def from_dict(cls, d):
+        """From a config's ``model`` entry (extra keys are ignored)."""
+        return cls(**{k: d.get(k) for k in MODEL_KEYS})
+
+    @classmethod
+    def from_model(cls, model):
+        """The configuration a CaptioningRNN's parameters have."""
+        p = model.params
+        return cls(model.cell_type, int(p["W_proj"].shape[0]), int(p["W_embed"].shape[1]),
+                   int(p["Wh"].shape[0]), np.dtype(model.dtype).name)
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    def describe(self, keys=False):
+        """``LSTM (wordvec 128, hidden 256, float32)``, as the CLI prints a model; keys=True
+        names the config keys and the input size, as errors about a mismatch do:
+        ``lstm with wordvec_dim 128, hidden_dim 256, input_dim 512``."""
+        if keys:
+            return (f"{self.cell_type} with wordvec_dim {self.wordvec_dim}, hidden_dim "
+                    f"{self.hidden_dim}, input_dim {self.input_dim}")
+        return (f"{self.cell_type.upper()} (wordvec {self.wordvec_dim}, hidden {self.hidden_dim}, "
+                f"{self.dtype})")
+
+    def build(self, word_to_idx, seed=0):
+        """A CaptioningRNN of this configuration, initialised from ``default_rng(seed)``."""
+        from .classifiers.rnn import CaptioningRNN
+
+        if self.input_dim is None:
+            raise ValueError("the model's input_dim is not known yet (the data sets it)")
+        return CaptioningRNN(word_to_idx, input_dim=self.input_dim, wordvec_dim=self.wordvec_dim,
+                             hidden_dim=self.hidden_dim, cell_type=self.cell_type,
+                             dtype=np.dtype(self.dtype), rng=np.random.default_rng(seed))
+
+
+MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig))

@@ -1,0 +1,259 @@
+"""The command-line options of fastcap, declared once: parser, defaults, validation and config keys.
+
+Each ``Option`` is one flag. ``add_options`` puts a list of them into an
+argparse parser; ``DEFAULTS`` (a training run's defaults, by option name),
+``OPTION_KEYS`` (option -> (config section, key)), ``GENERATED_KEYS`` (option
+-> key of the generated-data spec) and ``RESUME_OVERRIDABLE`` (what a resumed
+run may change) are read off ``TRAIN_OPTIONS``; ``check_options`` validates a
+flat options dict (as ``Trainer`` gets it from Python) with the same checks the
+parser applies to the command line.
+"""
+import argparse
+import dataclasses
+import math
+
+from .model_config import CELL_TYPES, DTYPES
+from .optim import UPDATE_RULES
+
+__all__ = ["Option", "Kind", "TRAIN_OPTIONS", "INFERENCE_OPTIONS", "MAKE_DATA_OPTIONS",
+           "DEFAULTS", "GENERATED_DEFAULTS", "OPTION_KEYS", "GENERATED_KEYS",
+           "RESUME_OVERRIDABLE", "add_options", "check_options"]
+
+# The data `fastcap train` makes when no --data is given (and `fastcap make-data`'s defaults).
+GENERATED_DEFAULTS = {"num_train_images": 2000, "num_val_images": 500, "captions_per_image": 5,
+                      "pca_dim": 512, "full_dim": 4096, "seed": 0}
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A value type: ``convert`` parses the command line's text, ``ok`` accepts a value,
+    ``expected`` names what is accepted (in both the parser's and check_options' errors)."""
+
+    convert: type
+    ok: object
+    expected: str
+
+    def argtype(self):
+        def parse(text):
+            try:
+                value = self.convert(text)
+            except ValueError:
+                value = None
+            if value is None or not self.ok(value):
+                raise argparse.ArgumentTypeError(f"expected {self.expected}, got {text!r}")
+            return value
+
+        return parse
+
+
+POSITIVE_INT = Kind(int, lambda v: v >= 1, "a positive integer")
+NONNEG_INT = Kind(int, lambda v: v >= 0, "an integer >= 0")
+POSITIVE_FLOAT = Kind(float, lambda v: 0 < v and math.isfinite(v), "a positive number")
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One flag. name: the dest (``--name-with-dashes``, unless ``flag`` is given);
+    default: a training run's default (None: none; the parser's default is ``parser_default``,
+    None = not given); help may hold ``{default}``; config: (section, key) in a run's config;
+    generated: its key in the generated-data spec; resumable: a resumed run may change it."""
+
+    name: str
+    kind: Kind = None
+    help: str = None
+    metavar: str = None
+    choices: tuple = None
+    default: object = None
+    group: str = None
+    config: tuple = None
+    generated: str = None
+    resumable: bool = False
+    flag: str = None
+    action: object = None
+    parser_default: object = None
+    positional: bool = False
+    nargs: object = None
+    const: object = None
+
+    @property
+    def option_string(self):
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def check(self, value):
+        """Raise ValueError naming the option unless ``value`` is acceptable (None = not given)."""
+        if value is None:
+            return
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{self.option_string} must be one of {', '.join(self.choices)}, "
+                             f"got {value!r}")
+        if self.kind is not None:
+            try:
+                ok = self.kind.ok(value)
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{self.option_string} must be {self.kind.expected}, got {value!r}")
+
+    def add_to(self, parser):
+        kwargs = {"help": self.help.format(default=self.default) if self.help else None}
+        for key in ("metavar", "choices", "action", "nargs", "const"):
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        if self.kind is not None:
+            kwargs["type"] = self.kind.argtype()
+        if self.action not in ("store_true",):
+            kwargs["default"] = self.parser_default
+        if self.positional:
+            return parser.add_argument(self.name, **kwargs)
+        return parser.add_argument(self.option_string, **kwargs, **(
+            {"dest": self.name} if self.flag else {}))
+
+
+def _gen(name, what, key=None, metavar="N", kind=POSITIVE_INT):
+    key = key or name
+    return Option(name, kind, f"generated data: {what} (default {{default}})", metavar,
+                  default=GENERATED_DEFAULTS[key], group="data", generated=key)
+
+
+# `fastcap train`, in the order of its --help, with the group each is listed under.
+TRAIN_OPTIONS = (
+    Option("data", help="a CS231n coco_captioning directory (default: generated data)",
+           metavar="DIR", group="data"),
+    Option("pca", help="use the 512-d PCA features (default) or, with --no-pca, the 4096-d fc7 "
+                       "ones", action=argparse.BooleanOptionalAction, default=True, group="data"),
+    Option("max_train", POSITIVE_INT, "train on N captions drawn (without replacement) from the "
+                                      "training split", "N", group="data",
+           config=("train", "max_train")),
+    _gen("num_train_images", "training images"),
+    _gen("num_val_images", "validation images"),
+    _gen("captions_per_image", "captions per image"),
+    _gen("data_seed", "seed", key="seed", metavar="S", kind=NONNEG_INT),
+    Option("cell", help="recurrent cell (default {default})", choices=CELL_TYPES, default="lstm",
+           group="model", config=("model", "cell_type")),
+    Option("hidden_dim", POSITIVE_INT, "hidden size (default {default})", "H", default=256,
+           group="model", config=("model", "hidden_dim")),
+    Option("wordvec_dim", POSITIVE_INT, "word-vector size (default {default})", "W", default=128,
+           group="model", config=("model", "wordvec_dim")),
+    Option("dtype", help="(default {default})", choices=DTYPES, default="float32", group="model",
+           config=("model", "dtype")),
+    Option("update_rule", help="(default {default})", choices=UPDATE_RULES, default="adam",
+           group="optimization", config=("train", "update_rule")),
+    Option("lr", POSITIVE_FLOAT, "learning rate (default {default:g})", "LR", default=3e-3,
+           group="optimization", config=("train", "learning_rate")),
+    Option("lr_decay", POSITIVE_FLOAT, "learning-rate factor after each epoch (default "
+                                       "{default:g})", "F", default=0.9, group="optimization",
+           config=("train", "lr_decay")),
+    Option("batch_size", POSITIVE_INT, "captions per minibatch (default {default})", "N",
+           default=100, group="optimization", config=("train", "batch_size")),
+    Option("epochs", NONNEG_INT, "epochs (default {default}); with --resume, the new total", "N",
+           default=5, group="optimization", config=("train", "num_epochs"), resumable=True),
+    Option("seed", NONNEG_INT, "seed of the initialisation and the minibatches (default "
+                               "{default})", "S", default=0, group="optimization",
+           config=("train", "seed")),
+    Option("eval_images", NONNEG_INT, "validation images scored at each epoch end (default "
+                                      "{default}; 0 = all)", "N", default=200,
+           group="evaluation and output", config=("eval", "eval_images"), resumable=True),
+    Option("num_samples", NONNEG_INT, "validation samples written to samples.txt (default "
+                                      "{default})", "N", default=10,
+           group="evaluation and output", config=("eval", "num_samples"), resumable=True),
+    Option("max_length", POSITIVE_INT, "longest generated caption (default {default})", "L",
+           default=30, group="evaluation and output", config=("eval", "max_length"),
+           resumable=True),
+    # How the run is driven, not what it computes: not in the config.
+    Option("out", help="run directory (default: runs/fastcap-<time>, or the checkpoint's "
+                       "directory with --resume)", metavar="DIR", group="evaluation and output"),
+    Option("resume", help="continue the run saved in CHECKPOINT (a checkpoint.npz or its "
+                          "directory)", metavar="CHECKPOINT", group="evaluation and output"),
+    Option("overwrite", help="start a new run even if --out already holds one (its files are "
+                             "removed when the new run starts)", action="store_true",
+           group="evaluation and output"),
+    Option("print_every", NONNEG_INT, "also print the loss every N iterations (default: never)",
+           "N", parser_default=0, group="evaluation and output"),
+    Option("quiet", help="no progress bar", action="store_true", group="evaluation and output"),
+    Option("stop_after_iterations", NONNEG_INT, argparse.SUPPRESS,
+           group="evaluation and output"),
+)
+
+_BY_NAME = {o.name: o for o in TRAIN_OPTIONS}
+DEFAULTS = {o.name: o.default for o in TRAIN_OPTIONS if o.config or o.generated or o.name == "pca"}
+OPTION_KEYS = {o.name: o.config for o in TRAIN_OPTIONS if o.config}
+GENERATED_KEYS = {o.name: o.generated for o in TRAIN_OPTIONS if o.generated}
+RESUME_OVERRIDABLE = {o.name for o in TRAIN_OPTIONS if o.resumable}
+
+
+def _data(what="the data the checkpoint was trained on"):
+    return Option("data", help=f"CS231n data directory (default: {what})", metavar="DIR")
+
+
+_SPLIT = Option("split", choices=("train", "val"), parser_default="val")
+_MAX_LENGTH = Option("max_length", POSITIVE_INT, metavar="L", parser_default=30)
+_CHECKPOINT = Option("checkpoint", metavar="CHECKPOINT", positional=True)
+_GREEDY_BEAM = Option("beam_size", POSITIVE_INT, "beam width (default 1 = greedy)", "K",
+                      parser_default=1)
+
+# sample, evaluate and show: the checkpoint and data they read, and how they decode.
+INFERENCE_OPTIONS = {
+    "sample": (
+        _CHECKPOINT, _data(), _SPLIT,
+        Option("n", POSITIVE_INT, "number of images (default 10)", "N", flag="-n",
+               parser_default=10),
+        Option("seed", NONNEG_INT, "pick N random images with this seed (default: the first N)"),
+        _GREEDY_BEAM, _MAX_LENGTH,
+        Option("json", help="print JSON instead of text", action="store_true"),
+    ),
+    "evaluate": (
+        _CHECKPOINT, _data(), _SPLIT,
+        Option("max_images", NONNEG_INT, "score only the first N images (default 0 = all)", "N",
+               parser_default=0),
+        _GREEDY_BEAM, _MAX_LENGTH,
+        Option("json", help="write the results as JSON to FILE (without FILE: print JSON only)",
+               metavar="FILE", nargs="?", const="-"),
+    ),
+    "show": (
+        _CHECKPOINT, _data(), _SPLIT,
+        Option("n", POSITIVE_INT, "images (default 8)", "N", flag="-n", parser_default=8),
+        Option("beam_size", POSITIVE_INT, "also show the beam-search caption with beam K", "K"),
+        _MAX_LENGTH,
+        Option("out", help="where to write the sheet (default contact_sheet_SPLIT.png)",
+               metavar="FILE.png"),
+        Option("overwrite", help="replace --out even if it is not a contact sheet fastcap wrote",
+               action="store_true"),
+    ),
+}
+
+
+def _made(name, key, help, metavar="N", kind=POSITIVE_INT):
+    return Option(name, kind, help, metavar, default=GENERATED_DEFAULTS[key],
+                  parser_default=GENERATED_DEFAULTS[key])
+
+
+MAKE_DATA_OPTIONS = (
+    Option("out_dir", metavar="OUT_DIR", positional=True),
+    _made("num_train", "num_train_images", "training images (default {default})"),
+    _made("num_val", "num_val_images", "validation images (default {default})"),
+    _made("captions_per_image", "captions_per_image", "(default {default})"),
+    _made("pca_dim", "pca_dim", "PCA feature size (default {default})", "D"),
+    _made("full_dim", "full_dim", "fc7 feature size (default {default})", "D"),
+    _made("seed", "seed", "(default {default})", None, NONNEG_INT),
+    Option("overwrite", help="replace the data files OUT_DIR already holds", action="store_true"),
+)
+
+
+def add_options(parser, options, groups=False):
+    """Add ``options`` to an argparse parser; groups=True lists them under their ``group``."""
+    made = {}
+    for o in options:
+        target = parser
+        if groups and o.group is not None:
+            if o.group not in made:
+                made[o.group] = parser.add_argument_group(o.group)
+            target = made[o.group]
+        o.add_to(target)
+    return made
+
+
+def check_options(options):
+    """Raise ValueError naming the option for any bad value in a flat train-options dict."""
+    for name, value in options.items():
+        if name in _BY_NAME:
+            _BY_NAME[name].check(value)

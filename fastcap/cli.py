@@ -83,7 +83,7 @@ def cmd_train(args):
 def _agreed_by_all_ranks(exc):
     """Errors every rank of a data-parallel run raises alike (see fastcap.distributed)."""
     from .captioning_solver import TrainingDivergedError
-    from .trainer import TrainingInterrupted
+    from .interrupts import TrainingInterrupted
 
     # The loss is the global batch's on every rank; an interrupt with a
     # checkpoint is the agreed stop (without one: a second Ctrl-C, this rank's).
@@ -94,7 +94,7 @@ def _agreed_by_all_ranks(exc):
 # ---------------------------------------------------------------- sample / evaluate
 def _load_for_inference(args):
     from .checkpoint import load_checkpoint
-    from .trainer import DataError, describe_data, load_data
+    from .data import DataError, describe_data, load_data
 
     ckpt = load_checkpoint(args.checkpoint)
     spec = ckpt.config["data"]
@@ -120,7 +120,7 @@ def cmd_sample(args):
     import numpy as np
 
     from .metrics import decode_for_metrics, references_by_image
-    from .trainer import format_samples, generate
+    from .evaluation import format_samples, generate
 
     _setup_runtime(args)
     ckpt, model, data, source = _load_for_inference(args)
@@ -148,7 +148,7 @@ def cmd_sample(args):
 def cmd_evaluate(args):
     import numpy as np
 
-    from .trainer import evaluate_captions
+    from .evaluation import evaluate_captions
 
     _setup_runtime(args)
     ckpt, model, data, source = _load_for_inference(args)
@@ -420,7 +420,7 @@ def main(argv=None):
     debug = debug or getattr(args, "debug", False)
     from .checkpoint import CheckpointError
     from .distributed import RankError
-    from .trainer import TrainingInterrupted
+    from .interrupts import TrainingInterrupted
 
     try:
         return int(args.func(args) or 0)

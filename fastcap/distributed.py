@@ -323,7 +323,7 @@ def evaluate(comm, model, data, image_ids, captions, features, max_length):
     scores the gathered captions (COCO's scorers run in one process).
     """
     from . import metrics as _metrics
-    from .trainer import caption_loss, generate
+    from .evaluation import caption_loss, generate
 
     K, r = comm.Get_size(), comm.Get_rank()
     n = captions.shape[0]

@@ -27,7 +27,7 @@ import sys
 from . import _atomic
 
 __all__ = ["OUTPUT_FILES", "LOCK_NAME", "RunDirError", "RunLock", "check_out_dir",
-           "prepare_out_dir"]
+           "prepare_out_dir", "default_out_dir"]
 
 # Every file a training run writes into its directory.
 OUTPUT_FILES = ("checkpoint.npz", "config.json", "history.json", "loss.png", "metrics.json",
@@ -150,3 +150,8 @@ def prepare_out_dir(out_dir, resume_path=None, overwrite=False):
         except FileNotFoundError:  # pragma: no cover
             pass
     return removed
+
+
+def default_out_dir():
+    """``runs/fastcap-<local time>``: where a new run goes without --out."""
+    return os.path.join("runs", datetime.datetime.now().strftime("fastcap-%Y%m%d-%H%M%S"))

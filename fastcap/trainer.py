@@ -1,38 +1,24 @@
-"""Training runs as ``fastcap train`` does them: data, model, solver, progress,
-per-epoch evaluation, checkpoints, resume, and the files of a run directory.
+"""The training loop of ``fastcap train``: set up data, model and solver, step, evaluate each epoch, checkpoint, resume.
 
-A run is described by a JSON-able ``config`` dict (stored in every
-checkpoint)::
-
-    {"model": {"cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype"},
-     "train": {"update_rule", "learning_rate", "lr_decay", "batch_size",
-               "num_epochs", "seed", "max_train"},
-     "data":  {"source": "generated", "num_train_images", "num_val_images",
-               "captions_per_image", "pca_dim", "full_dim", "seed", "pca"}
-              or {"source": "dir", "path", "pca"},
-     "eval":  {"eval_images", "max_length", "num_samples"}}
+Its parts live beside it: the run config (fastcap.config, from the options of
+fastcap.options), the data (fastcap.data), inference and metrics
+(fastcap.evaluation), Ctrl-C handling (fastcap.interrupts), the run directory
+(fastcap.rundir) and the files written into it (fastcap.run_outputs). The
+names tests and scripts import from here (``Trainer``, ``DEFAULTS``,
+``resolve_config``, ``DataError``, ``TrainingInterrupted``, ``load_data``,
+``caption_loss``, ``evaluate_captions``) are those modules' own.
 
 Determinism: the model is initialised from ``np.random.default_rng(seed)``,
 minibatches come from the solver's ``np.random.RandomState(seed)``, a
 ``max_train`` subset from ``np.random.default_rng([seed, 1])``, and evaluation
 uses a fixed set of validation images and no randomness. A checkpoint holds
 all of that state, so an interrupted and resumed run makes the same updates,
-and has the same loss history, as an uninterrupted one.
-
-Interrupts: the first Ctrl-C during a training step lets the step finish (a
-half-applied update would not be resumable), then the run saves a checkpoint
-and stops with ``TrainingInterrupted``; a Ctrl-C anywhere else (evaluation,
-saving) stops at once, saving the state after the last whole step. A second
-Ctrl-C during a step stops at once without saving; the last epoch's
-checkpoint is left as it was.
+and has the same loss history, as an uninterrupted one (interrupts: see
+fastcap.interrupts).
 """
-import datetime
-import json
 import math
 import os
-import signal
 import sys
-import threading
 import time
 
 import numpy as np
@@ -41,11 +27,14 @@ from . import distributed as _distributed
 from . import metrics as _metrics
 from . import rundir
 from .captioning_solver import CaptioningSolver, TrainingDivergedError
-from ._atomic import atomic_write, atomic_write_text
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .config import resolve_config
+from .data import DataError, describe_data, load_data, subsample_train
+from .evaluation import caption_loss, evaluate_captions, format_metrics
+from .interrupts import InterruptGuard, TrainingInterrupted
 from .model_config import ModelConfig
-from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS,
-                      RESUME_OVERRIDABLE, check_options)
+from .options import DEFAULTS, GENERATED_DEFAULTS
+from .run_outputs import plot_history, write_json, write_samples
 
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
            "resolve_config", "load_data", "Trainer", "evaluate_captions", "caption_loss"]
@@ -61,252 +50,7 @@ DIVERGENCE_FACTOR = 3.0
 DIVERGENCE_EVALUATIONS = 2
 
 
-class DataError(ValueError):
-    """Training data that cannot be used (shapes, vocabulary, missing data)."""
-
-
-class TrainingInterrupted(Exception):
-    """A run stopped early (Ctrl-C); ``checkpoint`` is where its state is, or None."""
-
-    def __init__(self, message, checkpoint, iteration, epoch):
-        super().__init__(message)
-        self.checkpoint, self.iteration, self.epoch = checkpoint, iteration, epoch
-
-
-# ---------------------------------------------------------------- configuration
-def _data_spec(o):
-    if o.get("data") is not None:
-        return {"source": "dir", "path": os.path.abspath(os.fspath(o["data"])), "pca": bool(o["pca"])}
-    spec = {"source": "generated", **GENERATED_DEFAULTS}
-    for opt, key in GENERATED_KEYS.items():
-        spec[key] = int(o[opt])
-    spec["pca"] = bool(o["pca"])
-    return spec
-
-
-def resolve_config(options, checkpoint=None):
-    """The run config from flat ``options`` (None = not given) and an optional checkpoint.
-
-    A new run fills what is not given from DEFAULTS. A resumed run takes the
-    checkpoint's config; options given explicitly must agree with it, except
-    --epochs (continue for longer), the evaluation options and --data (other
-    data with the same vocabulary and feature size).
-    """
-    options = dict(options)
-    check_options(options)
-    if checkpoint is None:
-        o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
-        o["data"] = options.get("data")
-        config = {"model": {}, "train": {}, "eval": {}}
-        for opt, (section, key) in OPTION_KEYS.items():
-            config[section][key] = o[opt]
-        config["data"] = _data_spec(o)
-        config["model"]["input_dim"] = None  # known once the data is loaded
-        return config
-
-    config = json.loads(json.dumps(checkpoint.config))  # deep copy
-    conflicts = []
-    for opt, (section, key) in OPTION_KEYS.items():
-        given = options.get(opt)
-        if given is None:
-            continue
-        if opt in RESUME_OVERRIDABLE:
-            config[section][key] = given
-        elif given != config[section].get(key):
-            conflicts.append(f"--{opt.replace('_', '-')} {given} (the checkpoint has "
-                             f"{config[section].get(key)})")
-    data = config["data"]
-    if options.get("pca") is not None and bool(options["pca"]) != data.get("pca", True):
-        conflicts.append(f"--{'' if options['pca'] else 'no-'}pca (the checkpoint was trained "
-                         f"{'with' if data.get('pca', True) else 'without'} PCA features)")
-    if options.get("data") is not None:
-        config["data"] = {"source": "dir", "path": os.path.abspath(os.fspath(options["data"])),
-                          "pca": data.get("pca", True)}
-    elif data["source"] == "generated":
-        for opt, key in GENERATED_KEYS.items():
-            if options.get(opt) is not None and options[opt] != data[key]:
-                conflicts.append(f"--{opt.replace('_', '-')} {options[opt]} (the checkpoint's "
-                                 f"generated data has {data[key]})")
-    if conflicts:
-        raise CheckpointError(f"cannot resume {checkpoint.path} with " + "; ".join(conflicts)
-                              + ": a resumed run continues the checkpoint's model and schedule")
-    return config
-
-
-# ---------------------------------------------------------------- data
-def describe_data(spec):
-    if spec["source"] == "dir":
-        return f"{spec['path']} ({'PCA' if spec.get('pca', True) else 'fc7'} features)"
-    return (f"generated data ({spec['num_train_images']} train / {spec['num_val_images']} val "
-            f"images, {spec['captions_per_image']} captions each, seed {spec['seed']})")
-
-
-def load_data(spec):
-    """The data dict of a data spec (see the module docstring), checked for consistency."""
-    if spec["source"] == "generated":
-        from .datagen import generate_coco_data
-
-        kwargs = {k: spec[k] for k in GENERATED_DEFAULTS}
-        pca = spec.get("pca", True)
-        data = generate_coco_data(**kwargs, full_features=not pca)
-        if not pca:
-            for split in ("train", "val"):
-                data[f"{split}_features"] = data.pop(f"{split}_features_full")
-        source = "the generated data"
-    elif spec["source"] == "dir":
-        from .coco_utils import load_coco_data
-
-        path = spec["path"]
-        if not os.path.isdir(path):
-            raise DataError(f"data directory {path} does not exist (pass --data DIR; "
-                            "`fastcap make-data DIR` writes a generated one)")
-        data = load_coco_data(path, max_train=None, pca_features=spec.get("pca", True))
-        source = path
-    else:
-        raise DataError(f"unknown data source {spec['source']!r}")
-    check_data(data, source)
-    return data
-
-
-def check_data(data, source):
-    """Raise DataError when the data cannot train or evaluate a captioning model."""
-    for token in ("<NULL>", "<START>", "<END>"):
-        if token not in data["word_to_idx"]:
-            raise DataError(f"{source}: the vocabulary has no {token} token")
-    dims = set()
-    for split in ("train", "val"):
-        caps, feats = data[f"{split}_captions"], data[f"{split}_features"]
-        if caps.ndim != 2 or caps.shape[1] < 2:
-            raise DataError(f"{source}: {split}_captions must be (num_captions, T) with T >= 2, "
-                            f"got shape {caps.shape}")
-        if caps.shape[0] == 0:
-            raise DataError(f"{source}: {split}_captions is empty")
-        if feats.ndim != 2 or feats.shape[1] == 0:
-            raise DataError(f"{source}: {split} features must be (num_images, D), got {feats.shape}")
-        if not np.isfinite(feats).all():
-            raise DataError(f"{source}: the {split} features hold NaN or infinite values")
-        dims.add(feats.shape[1])
-    if len(dims) > 1:
-        raise DataError(f"{source}: train features are {data['train_features'].shape[1]}-d but val "
-                        f"features are {data['val_features'].shape[1]}-d")
-
-
-def subsample_train(data, max_train, seed):
-    """Keep ``max_train`` training captions, drawn without replacement (deterministic in seed)."""
-    n = data["train_captions"].shape[0]
-    if max_train is None or max_train >= n:
-        return data
-    keep = np.sort(np.random.default_rng([seed, 1]).choice(n, size=max_train, replace=False))
-    data = dict(data)
-    data["train_captions"] = data["train_captions"][keep]
-    data["train_image_idxs"] = data["train_image_idxs"][keep]
-    return data
-
-
-# ---------------------------------------------------------------- evaluation
-def _forward_loss(model, features, captions):
-    """``model.loss(features, captions)[0]`` without the backward pass, by the public layers."""
-    from . import rnn_layers as L
-
-    P = model.params
-    features = np.asarray(features, dtype=model.dtype)
-    h0 = features @ P["W_proj"] + P["b_proj"]
-    x, _ = L.word_embedding_forward(captions[:, :-1], P["W_embed"])
-    forward = L.lstm_forward if model.cell_type == "lstm" else L.rnn_forward
-    h, _ = forward(x, h0, P["Wx"], P["Wh"], P["b"])
-    scores, _ = L.temporal_affine_forward(h, P["W_vocab"], P["b_vocab"])
-    targets = captions[:, 1:]
-    loss, _ = L.temporal_softmax_loss(scores, targets, targets != model.null_token)
-    return float(loss)
-
-
-def caption_loss(model, captions, features, chunk=500):
-    """Mean per-caption loss (summed over time, as in training) over all ``captions``."""
-    total, n = 0.0, captions.shape[0]
-    for a in range(0, n, chunk):
-        total += _forward_loss(model, features[a:a + chunk], captions[a:a + chunk]) * min(chunk, n - a)
-    return total / n
-
-
-def generate(model, features, beam_size=1, max_length=30, chunk=512):
-    """Captions (N, max_length) for features, greedy (beam_size 1) or by beam search."""
-    out = []
-    for a in range(0, features.shape[0], chunk):
-        f = features[a:a + chunk]
-        if beam_size == 1:
-            out.append(model.sample(f, max_length=max_length))
-        else:
-            from .beam import beam_search
-
-            out.append(beam_search(model, f, beam_size=beam_size, max_length=max_length))
-    return np.concatenate(out) if out else np.zeros((0, max_length), np.int32)
-
-
-def evaluate_captions(model, data, split, image_ids=None, beam_size=1, max_length=30):
-    """Caption metrics of ``model`` over images of a split.
-
-    Returns (metrics dict with bleu1..4 and cider, image_ids, references, candidates).
-    """
-    image_ids, references = _metrics.references_by_image(data, split, image_ids)
-    captions = generate(model, data[f"{split}_features"][image_ids], beam_size, max_length)
-    candidates = _metrics.decode_for_metrics(captions, data["idx_to_word"])
-    return _metrics.caption_metrics(references, candidates), image_ids, references, candidates
-
-
-def _fmt_metrics(m):
-    return (f"BLEU-1 {m['bleu1']:.3f}  BLEU-2 {m['bleu2']:.3f}  BLEU-3 {m['bleu3']:.3f}  "
-            f"BLEU-4 {m['bleu4']:.3f}  CIDEr {m['cider']:.3f}")
-
-
-# ---------------------------------------------------------------- interrupts
-class _InterruptGuard:
-    """Turns the first SIGINT during a training step into a request to stop after it.
-
-    always_defer (data-parallel runs): the first SIGINT anywhere is a request,
-    which the ranks agree on in the next step, so that they all stop after it.
-    """
-
-    def __init__(self, always_defer=False):
-        self.always_defer = always_defer
-        self.in_step = False
-        self.requested = False
-        self._previous = None
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-    def _handle(self, signum, frame):
-        if (self.in_step or self.always_defer) and not self.requested:
-            self.requested = True
-        else:
-            raise KeyboardInterrupt
-
-
 # ---------------------------------------------------------------- the run
-def _default_out_dir():
-    return os.path.join("runs", datetime.datetime.now().strftime("fastcap-%Y%m%d-%H%M%S"))
-
-
-def _write_json(path, obj):
-    text = json.dumps(obj, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x))
-    atomic_write_text(path, text + "\n")
-
-
-def _remove_stale(out_dir, names):
-    # Only called with the run directory's lock held and owned by this run (fastcap.rundir).
-    for name in names:
-        try:
-            os.unlink(os.path.join(out_dir, name))
-        except FileNotFoundError:
-            pass
-
-
 class Trainer:
     """One training run. ``Trainer(options, out_dir, resume=None).run()``.
 
@@ -329,7 +73,7 @@ class Trainer:
         self.ckpt = load_checkpoint(resume) if resume is not None else None
         self.config = resolve_config(options, self.ckpt)
         if out_dir is None:
-            out_dir = os.path.dirname(self.ckpt.path) if self.ckpt else _default_out_dir()
+            out_dir = os.path.dirname(self.ckpt.path) if self.ckpt else rundir.default_out_dir()
         self.out_dir = os.path.abspath(os.fspath(out_dir))
         self.checkpoint_path = os.path.join(self.out_dir, "checkpoint.npz")
         self.overwrite = bool(overwrite)
@@ -420,7 +164,7 @@ class Trainer:
         self.epochs.append(entry)
         label = "epoch 0 (untrained)" if e == 0 else f"epoch {e}/{s.num_epochs}"
         tl = "" if train_loss is None else f"train loss {train_loss:.3f}  "
-        self.say(f"{label}: {tl}val loss {val_loss:.3f}  {_fmt_metrics(m)}")
+        self.say(f"{label}: {tl}val loss {val_loss:.3f}  {format_metrics(m)}")
 
     def _diverging(self):
         """How many evaluations in a row, up to the last, are diverging (see DIVERGENCE_FACTOR)."""
@@ -465,7 +209,7 @@ class Trainer:
 
     def _write_history(self):
         s = self.solver
-        _write_json(os.path.join(self.out_dir, "history.json"), {
+        write_json(os.path.join(self.out_dir, "history.json"), {
             "iterations_per_epoch": s.iterations_per_epoch, "batch_size": s.batch_size,
             "num_epochs": s.num_epochs, "iteration": s.iteration, "epoch": s.epoch,
             "loss_history": [float(x) for x in s.loss_history], "epochs": self.epochs,
@@ -529,10 +273,10 @@ class Trainer:
             self.say(f"data-parallel over {self.comm.Get_size()} MPI ranks: "
                      f"{_distributed.describe_slices(self.comm, s.batch_size)}")
         if self.root:
-            _write_json(os.path.join(self.out_dir, "config.json"), cfg)
+            write_json(os.path.join(self.out_dir, "config.json"), cfg)
 
         dp = s.data_parallel
-        guard = _InterruptGuard(always_defer=dp is not None)
+        guard = InterruptGuard(always_defer=dp is not None)
         if dp is not None:
             dp.stop_requested = lambda: guard.requested
         step_time, steps, start = 0.0, 0, time.perf_counter()
@@ -621,87 +365,20 @@ class Trainer:
             "train_loss": last["train_loss"], "val_loss": last["val_loss"],
             **{k: last[k] for k in _metrics.METRIC_NAMES}, "untrained": untrained,
         }
-        _write_json(os.path.join(self.out_dir, "metrics.json"), summary)
-        self._write_samples()
-        self._plot()
+        write_json(os.path.join(self.out_dir, "metrics.json"), summary)
+        ev = self.config["eval"]
+        write_samples(self.out_dir, self.model, self.data, self.eval_ids[:ev["num_samples"]],
+                      ev["max_length"])
+        plot_history(os.path.join(self.out_dir, "loss.png"), self.solver, self.epochs,
+                     len(self.eval_ids))
         if steps:
             self.say(f"trained {steps} iterations in {wall:.1f} s "
                      f"({steps * s.batch_size / step_time:.0f} captions/s in training steps)")
         tl = "n/a" if last["train_loss"] is None else f"{last['train_loss']:.3f}"
         self.say(f"final train loss {tl} (mean over epoch {last['epoch']}), "
                  f"val loss {last['val_loss']:.3f} (untrained {first['val_loss']:.3f})")
-        self.say(f"val, {len(self.eval_ids)} images, greedy: {_fmt_metrics(last)}")
-        self.say(f"     untrained model:    {_fmt_metrics(untrained)}")
+        self.say(f"val, {len(self.eval_ids)} images, greedy: {format_metrics(last)}")
+        self.say(f"     untrained model:    {format_metrics(untrained)}")
         files = [f for f in OUTPUT_FILES if os.path.exists(os.path.join(self.out_dir, f))]
         self.say(f"wrote {', '.join(files)} to {self.out_dir}")
         return {"out_dir": self.out_dir, "metrics": summary, "seconds": wall}
-
-    def _write_samples(self):
-        n = self.config["eval"]["num_samples"]
-        ids = self.eval_ids[:n]
-        if len(ids) == 0:
-            _remove_stale(self.out_dir, ("samples.json", "samples.txt"))  # an earlier run's
-            return
-        _, image_ids, refs, cands = evaluate_captions(
-            self.model, self.data, "val", ids, max_length=self.config["eval"]["max_length"])
-        urls = self.data["val_urls"]
-        samples = [{"image": int(i), "url": str(urls[i]), "generated": c, "references": r}
-                   for i, r, c in zip(image_ids.tolist(), refs, cands)]
-        _write_json(os.path.join(self.out_dir, "samples.json"), samples)
-        atomic_write_text(os.path.join(self.out_dir, "samples.txt"), format_samples(samples))
-
-    def _plot(self):
-        path = os.path.join(self.out_dir, "loss.png")
-        try:
-            # The Agg canvas directly, not pyplot: no display, no global backend switch.
-            from matplotlib.backends.backend_agg import FigureCanvasAgg
-            from matplotlib.figure import Figure
-        except ImportError:
-            self.say("note: matplotlib is not installed, so no loss.png "
-                     "(`pip install matplotlib` to get the plot)")
-            _remove_stale(self.out_dir, ("loss.png",))
-            return False
-        s = self.solver
-        per = s.iterations_per_epoch
-        fig = Figure(figsize=(10, 4), dpi=100)
-        FigureCanvasAgg(fig)
-        ax, ax2 = fig.subplots(1, 2)
-        it = np.arange(1, len(s.loss_history) + 1)
-        ax.plot(it, s.loss_history, lw=0.6, alpha=0.5, color="C0", label="training (per batch)")
-        trained = [e for e in self.epochs if e["train_loss"] is not None]
-        if trained:
-            ax.plot([(e["epoch"] - 0.5) * per for e in trained], [e["train_loss"] for e in trained],
-                    "o-", color="C0", label="training (epoch mean)")
-        ax.plot([e["epoch"] * per for e in self.epochs], [e["val_loss"] for e in self.epochs],
-                "s-", color="C1", label="validation")
-        ax.set_xlabel("iteration")
-        ax.set_ylabel("loss per caption")
-        ax.set_title("loss")
-        ax.legend()
-        ep = [e["epoch"] for e in self.epochs]
-        for key, label in (("bleu1", "BLEU-1"), ("bleu4", "BLEU-4")):
-            ax2.plot(ep, [e[key] for e in self.epochs], "o-", label=label)
-        ax3 = ax2.twinx()
-        ax3.plot(ep, [e["cider"] for e in self.epochs], "s--", color="C3", label="CIDEr")
-        ax2.set_xlabel("epoch")
-        ax2.set_ylabel("BLEU")
-        ax3.set_ylabel("CIDEr")
-        ax2.set_title(f"validation captions ({len(self.eval_ids)} images, greedy)")
-        lines = ax2.get_legend_handles_labels(), ax3.get_legend_handles_labels()
-        ax2.legend(lines[0][0] + lines[1][0], lines[0][1] + lines[1][1], loc="lower right")
-        fig.tight_layout()
-        atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
-        return True
-
-
-def format_samples(samples):
-    """Human-readable ground truth against generated captions."""
-    lines = []
-    for s in samples:
-        lines.append(f"image {s['image']}  {s['url']}")
-        lines.append(f"  generated:    {s['generated']}")
-        for r in s["references"]:
-            lines.append(f"  ground truth: {r}")
-        lines.append("")
-    return "\n".join(lines)
-

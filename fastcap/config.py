@@ -1,0 +1,82 @@
+"""A training run's config: made from the flat options (fastcap.options) and, when resuming, a checkpoint.
+
+The config is a JSON-able dict, stored in config.json and in every checkpoint::
+
+    {"model": {"cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype"},
+     "train": {"update_rule", "learning_rate", "lr_decay", "batch_size",
+               "num_epochs", "seed", "max_train"},
+     "data":  {"source": "generated", "num_train_images", "num_val_images",
+               "captions_per_image", "pca_dim", "full_dim", "seed", "pca"}
+              or {"source": "dir", "path", "pca"},
+     "eval":  {"eval_images", "max_length", "num_samples"}}
+
+(``model`` is ``fastcap.model_config.ModelConfig.as_dict()``; which option
+fills which key is ``fastcap.options.OPTION_KEYS``.)
+"""
+import json
+import os
+
+from .checkpoint import CheckpointError
+from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS,
+                      RESUME_OVERRIDABLE, check_options)
+
+__all__ = ["resolve_config"]
+
+
+def _data_spec(o):
+    if o.get("data") is not None:
+        return {"source": "dir", "path": os.path.abspath(os.fspath(o["data"])), "pca": bool(o["pca"])}
+    spec = {"source": "generated", **GENERATED_DEFAULTS}
+    for opt, key in GENERATED_KEYS.items():
+        spec[key] = int(o[opt])
+    spec["pca"] = bool(o["pca"])
+    return spec
+
+
+def resolve_config(options, checkpoint=None):
+    """The run config from flat ``options`` (None = not given) and an optional checkpoint.
+
+    A new run fills what is not given from DEFAULTS. A resumed run takes the
+    checkpoint's config; options given explicitly must agree with it, except
+    --epochs (continue for longer), the evaluation options and --data (other
+    data with the same vocabulary and feature size).
+    """
+    options = dict(options)
+    check_options(options)
+    if checkpoint is None:
+        o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
+        o["data"] = options.get("data")
+        config = {"model": {}, "train": {}, "eval": {}}
+        for opt, (section, key) in OPTION_KEYS.items():
+            config[section][key] = o[opt]
+        config["data"] = _data_spec(o)
+        config["model"]["input_dim"] = None  # known once the data is loaded
+        return config
+
+    config = json.loads(json.dumps(checkpoint.config))  # deep copy
+    conflicts = []
+    for opt, (section, key) in OPTION_KEYS.items():
+        given = options.get(opt)
+        if given is None:
+            continue
+        if opt in RESUME_OVERRIDABLE:
+            config[section][key] = given
+        elif given != config[section].get(key):
+            conflicts.append(f"--{opt.replace('_', '-')} {given} (the checkpoint has "
+                             f"{config[section].get(key)})")
+    data = config["data"]
+    if options.get("pca") is not None and bool(options["pca"]) != data.get("pca", True):
+        conflicts.append(f"--{'' if options['pca'] else 'no-'}pca (the checkpoint was trained "
+                         f"{'with' if data.get('pca', True) else 'without'} PCA features)")
+    if options.get("data") is not None:
+        config["data"] = {"source": "dir", "path": os.path.abspath(os.fspath(options["data"])),
+                          "pca": data.get("pca", True)}
+    elif data["source"] == "generated":
+        for opt, key in GENERATED_KEYS.items():
+            if options.get(opt) is not None and options[opt] != data[key]:
+                conflicts.append(f"--{opt.replace('_', '-')} {options[opt]} (the checkpoint's "
+                                 f"generated data has {data[key]})")
+    if conflicts:
+        raise CheckpointError(f"cannot resume {checkpoint.path} with " + "; ".join(conflicts)
+                              + ": a resumed run continues the checkpoint's model and schedule")
+    return config

@@ -1,0 +1,77 @@
+"""Inference over many images: the loss of a caption set, captions by greedy or beam decoding, caption metrics and their text form.
+
+Used by the training loop (per-epoch validation), ``fastcap sample`` /
+``evaluate`` and the data-parallel evaluation (fastcap.distributed).
+"""
+import numpy as np
+
+from . import metrics as _metrics
+
+__all__ = ["caption_loss", "generate", "evaluate_captions", "format_metrics", "format_samples"]
+
+
+def _forward_loss(model, features, captions):
+    """``model.loss(features, captions)[0]`` without the backward pass, by the public layers."""
+    from . import rnn_layers as L
+
+    P = model.params
+    features = np.asarray(features, dtype=model.dtype)
+    h0 = features @ P["W_proj"] + P["b_proj"]
+    x, _ = L.word_embedding_forward(captions[:, :-1], P["W_embed"])
+    forward = L.lstm_forward if model.cell_type == "lstm" else L.rnn_forward
+    h, _ = forward(x, h0, P["Wx"], P["Wh"], P["b"])
+    scores, _ = L.temporal_affine_forward(h, P["W_vocab"], P["b_vocab"])
+    targets = captions[:, 1:]
+    loss, _ = L.temporal_softmax_loss(scores, targets, targets != model.null_token)
+    return float(loss)
+
+
+def caption_loss(model, captions, features, chunk=500):
+    """Mean per-caption loss (summed over time, as in training) over all ``captions``."""
+    total, n = 0.0, captions.shape[0]
+    for a in range(0, n, chunk):
+        total += _forward_loss(model, features[a:a + chunk], captions[a:a + chunk]) * min(chunk, n - a)
+    return total / n
+
+
+def generate(model, features, beam_size=1, max_length=30, chunk=512):
+    """Captions (N, max_length) for features, greedy (beam_size 1) or by beam search."""
+    out = []
+    for a in range(0, features.shape[0], chunk):
+        f = features[a:a + chunk]
+        if beam_size == 1:
+            out.append(model.sample(f, max_length=max_length))
+        else:
+            from .beam import beam_search
+
+            out.append(beam_search(model, f, beam_size=beam_size, max_length=max_length))
+    return np.concatenate(out) if out else np.zeros((0, max_length), np.int32)
+
+
+def evaluate_captions(model, data, split, image_ids=None, beam_size=1, max_length=30):
+    """Caption metrics of ``model`` over images of a split.
+
+    Returns (metrics dict with bleu1..4 and cider, image_ids, references, candidates).
+    """
+    image_ids, references = _metrics.references_by_image(data, split, image_ids)
+    captions = generate(model, data[f"{split}_features"][image_ids], beam_size, max_length)
+    candidates = _metrics.decode_for_metrics(captions, data["idx_to_word"])
+    return _metrics.caption_metrics(references, candidates), image_ids, references, candidates
+
+
+def format_metrics(m):
+    """One line: BLEU-1..4 and CIDEr of a metrics dict."""
+    return (f"BLEU-1 {m['bleu1']:.3f}  BLEU-2 {m['bleu2']:.3f}  BLEU-3 {m['bleu3']:.3f}  "
+            f"BLEU-4 {m['bleu4']:.3f}  CIDEr {m['cider']:.3f}")
+
+
+def format_samples(samples):
+    """Human-readable ground truth against generated captions."""
+    lines = []
+    for s in samples:
+        lines.append(f"image {s['image']}  {s['url']}")
+        lines.append(f"  generated:    {s['generated']}")
+        for r in s["references"]:
+            lines.append(f"  ground truth: {r}")
+        lines.append("")
+    return "\n".join(lines)

@@ -1,3 +1,9 @@
+"""Shared fixtures of the test suite: each backend in turn, the compiled ones, the Cython module, a seeded rng.
+
+Backend names come from the registry (``fastcap._backend``). A backend that
+does not load here skips its tests with the reason; under CI (``CI=true``,
+where every backend is built) it fails them instead (``require_backend``).
+"""
 import os
 
 import numpy as np
@@ -6,21 +12,36 @@ import pytest
 import fastcap
 from fastcap import _backend
 
-COMPILED = [name for name in ("numba", "cython") if name in fastcap.available_backends()]
+BACKENDS = tuple(_backend._BACKENDS)
+REFERENCE = "numpy"
+COMPILED = tuple(name for name in BACKENDS if name != REFERENCE)
 # CI installs and builds every backend: there, a missing one is a failure, not a skip.
 REQUIRE_ALL = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@pytest.fixture(params=["numpy", "numba", "cython"])
+def require_backend(name):
+    """Skip the calling test (or module) unless backend `name` loads here; fail it in CI."""
+    if name not in fastcap.available_backends():
+        why = _backend.unavailable_reasons().get(name)
+        if REQUIRE_ALL:
+            pytest.fail(f"backend {name!r} is unavailable in CI: {why}")
+        pytest.skip(f"backend {name!r} not available here: {why}", allow_module_level=True)
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request):
     """Every backend in turn, made active for the test."""
-    name = request.param
-    if name not in fastcap.available_backends():
-        if REQUIRE_ALL:
-            pytest.fail(f"backend {name!r} is unavailable in CI: {_backend.unavailable_reasons().get(name)}")
-        pytest.skip(f"backend {name!r} not available here: {_backend.unavailable_reasons().get(name)}")
-    with fastcap.use_backend(name):
-        yield name
+    require_backend(request.param)
+    with fastcap.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=COMPILED)
+def compiled(request):
+    """Every compiled backend in turn, made active for the test (the reference is compared with them)."""
+    require_backend(request.param)
+    with fastcap.use_backend(request.param):
+        yield request.param
 
 
 @pytest.fixture
@@ -30,11 +51,6 @@ def rng():
 
 @pytest.fixture(scope="session")
 def cython_module():
-    """The compiled module the cython backend uses here (the best build this
-    CPU runs); skipped (failed in CI) when it is not built."""
-    if "cython" not in fastcap.available_backends():
-        why = _backend.unavailable_reasons().get("cython")
-        if REQUIRE_ALL:
-            pytest.fail(f"the cython backend is unavailable in CI: {why}")
-        pytest.skip(f"the cython backend is not built here: {why}")
+    """The compiled module the cython backend uses here (the best build this CPU runs)."""
+    require_backend("cython")
     return _backend.load("cython").module

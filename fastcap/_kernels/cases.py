@@ -1,23 +1,28 @@
-"""The one table that drives the parity tests of every backend.
+"""The kernel case table: arguments for every kernel of ``KERNELS``, for the parity tests and the kernel benchmarks.
 
-Each row of ``CASES`` names a kernel of ``fastcap._kernels.KERNELS``, a
-function building its arguments from (rng, dtype, **dims), the indices of the
-arguments the kernel writes (``*_out`` arrays and in-place state), and the
-float32 tolerance: the largest scaled error ``max|a - b| / max|b|`` allowed
-between a backend's float32 result and the float64 reference (elementwise
-``rel_error`` is meaningless in float32 where outputs cancel to near zero).
-Each tolerance is at most about 10x the worst error the float32 *reference*
-showed over 8 seeds at these shapes, and the float32 reference must meet it
-too in the tests, so no tolerance is slack.
+``CASES`` maps each kernel name of ``fastcap._kernels.KERNELS`` to a ``Case``:
+a function building its arguments from (rng, dtype, **dims), the indices of
+the arguments the kernel writes (``*_out`` arrays and in-place state), and
+the float32 tolerance: the largest scaled error ``max|a - b| / max|b|``
+allowed between a backend's float32 result and the float64 reference
+(elementwise ``rel_error`` is meaningless in float32 where outputs cancel to
+near zero). Each tolerance is at most about 10x the worst error the float32
+*reference* showed over 8 seeds at the test shapes, and the float32 reference
+must meet it too in the tests, so no tolerance is slack. A tolerance of None
+marks a result that is backend-specific (``recurrent_pack``'s layout): it is
+checked through the rows that take packed weights (``Pack``).
 
-Shapes cover N = 1, T = 1, H not a multiple of 8, the COCO vocabulary of 1004
-and masks with fully masked rows.
+dims are N batch, T steps, H hidden, V vocabulary, W word vector (M = N*T
+rows). ``SHAPES`` are the test shapes: N = 1, T = 1, H not a multiple of 8,
+the COCO vocabulary of 1004, masks with fully masked rows, sequences of
+length 0. The benchmarks build the same arguments at the workload's dims and
+pass ``captions`` ((N, T + 1) int, CS231n layout, ``<NULL>`` = 0): then the
+words, targets, mask and sequence lengths are the captions' (as the model
+derives them) instead of random draws.
 """
-from typing import NamedTuple
+from typing import Callable, NamedTuple, Optional
 
 import numpy as np
-
-from fastcap._kernels import KERNEL_NAMES
 
 # Dimension sets each kernel is tested at.
 SHAPES = [
@@ -36,10 +41,9 @@ def _empty(dtype, *shape):
     return np.full(shape, np.nan, dtype=dtype)
 
 
-def _mask(rng, M):
-    mask = rng.random(M) < 0.7
-    mask[: max(1, M // 4)] = False  # fully masked rows
-    return mask
+def _time_major(captions, columns):
+    # (N, T+1) captions -> (M,) intp words of `columns` (inputs [:-1] or targets [1:]), step after step
+    return np.ascontiguousarray(captions[:, columns].T.reshape(-1)).astype(np.intp)
 
 
 def rnn_cell_forward(rng, dtype, N, H, **_):
@@ -65,23 +69,29 @@ def lstm_cell_backward(rng, dtype, N, H, **_):
 
 class Pack(NamedTuple):
     """An argument that is recurrent weights packed by the backend under test
-    (``recurrent_pack`` output is backend-specific, so ``run`` packs it)."""
+    (``recurrent_pack`` output is backend-specific, so ``bind`` packs it)."""
 
     Wh: np.ndarray
     gates: int
     transpose: bool
 
 
-def _batch_sizes(rng, N, T):
-    # Sequence lengths in [0, T], longest first, one of length T: uneven steps
-    # and (at N > 1) sequences of length 0.
-    lengths = np.sort(rng.integers(0, T + 1, N))[::-1]
-    lengths[0] = T
-    return np.array([(lengths > t).sum() for t in range(T)], dtype=np.intp)
+def _batch_sizes(rng, N, T, captions):
+    """(T,) intp: how many sequences run at each step, longest first. From
+    captions: each runs to its last scored word, as the model packs them.
+    Else lengths in [0, T], one of length T: uneven steps and (at N > 1)
+    sequences of length 0."""
+    if captions is not None:
+        scored = captions[:, 1:] != 0
+        lengths = np.where(scored.any(axis=1), T - np.argmax(scored[:, ::-1], axis=1), 0)
+    else:
+        lengths = np.sort(rng.integers(0, T + 1, N))[::-1]
+        lengths[0] = T
+    return np.array([(lengths > t).sum() for t in range(lengths.max())], dtype=np.intp)
 
 
-def _recurrence(rng, dtype, N, T, H, gates, backward):
-    bs = _batch_sizes(rng, N, T)
+def _recurrence(rng, dtype, N, T, H, gates, backward, captions=None):
+    bs = _batch_sizes(rng, N, T, captions)
     P, G = int(bs.sum()), gates * H
     Wh = Pack(_f(rng, dtype, H, G, scale=1 / np.sqrt(H)), gates, backward)
     h0 = _f(rng, dtype, N, H)
@@ -99,28 +109,37 @@ def _recurrence(rng, dtype, N, T, H, gates, backward):
             _empty(dtype, N, H)]
 
 
-def rnn_recurrence_forward(rng, dtype, N, T, H, **_):
-    return _recurrence(rng, dtype, N, T, H, 1, False)
+def rnn_recurrence_forward(rng, dtype, N, T, H, captions=None, **_):
+    return _recurrence(rng, dtype, N, T, H, 1, False, captions)
 
 
-def rnn_recurrence_backward(rng, dtype, N, T, H, **_):
-    return _recurrence(rng, dtype, N, T, H, 1, True)
+def rnn_recurrence_backward(rng, dtype, N, T, H, captions=None, **_):
+    return _recurrence(rng, dtype, N, T, H, 1, True, captions)
 
 
-def lstm_recurrence_forward(rng, dtype, N, T, H, **_):
-    return _recurrence(rng, dtype, N, T, H, 4, False)
+def lstm_recurrence_forward(rng, dtype, N, T, H, captions=None, **_):
+    return _recurrence(rng, dtype, N, T, H, 4, False, captions)
 
 
-def lstm_recurrence_backward(rng, dtype, N, T, H, **_):
-    return _recurrence(rng, dtype, N, T, H, 4, True)
+def lstm_recurrence_backward(rng, dtype, N, T, H, captions=None, **_):
+    return _recurrence(rng, dtype, N, T, H, 4, True, captions)
 
 
-def embedding_forward(rng, dtype, N, T, V, W, **_):
-    return [rng.integers(0, V, N * T).astype(np.intp), _f(rng, dtype, V, W), _empty(dtype, N * T, W)]
+def recurrent_pack(rng, dtype, H, **_):
+    # the LSTM's Wh for the backward product: the largest packing a step makes
+    return [_f(rng, dtype, H, 4 * H, scale=1 / np.sqrt(H)), 4, True]
 
 
-def embedding_backward(rng, dtype, N, T, V, W, **_):
-    idx = rng.integers(0, min(V, 3), N * T).astype(np.intp)  # many repeats: the scatter-add must sum
+def embedding_forward(rng, dtype, N, T, V, W, captions=None, **_):
+    idx = rng.integers(0, V, N * T).astype(np.intp) if captions is None else _time_major(captions, slice(0, -1))
+    return [idx, _f(rng, dtype, V, W), _empty(dtype, N * T, W)]
+
+
+def embedding_backward(rng, dtype, N, T, V, W, captions=None, **_):
+    if captions is None:
+        idx = rng.integers(0, min(V, 3), N * T).astype(np.intp)  # many repeats: the scatter-add must sum
+    else:
+        idx = _time_major(captions, slice(0, -1))
     return [_f(rng, dtype, N * T, W), idx, _empty(dtype, V, W)]
 
 
@@ -133,66 +152,73 @@ def affine_backward(rng, dtype, N, T, H, V, **_):
             _empty(dtype, N * T, H), _empty(dtype, H, V), _empty(dtype, V)]
 
 
-def softmax_loss(rng, dtype, N, T, V, **_):
+def softmax_loss(rng, dtype, N, T, V, captions=None, **_):
     M = N * T
-    return [_f(rng, dtype, M, V, scale=3), rng.integers(0, V, M).astype(np.intp), _mask(rng, M),
-            1.0 / N, _empty(dtype, M, V)]
+    x = _f(rng, dtype, M, V, scale=3)
+    if captions is None:
+        y = rng.integers(0, V, M).astype(np.intp)
+        mask = rng.random(M) < 0.7
+        mask[: max(1, M // 4)] = False  # fully masked rows
+    else:
+        y = _time_major(captions, slice(1, None))
+        mask = y != 0
+    return [x, y, mask, 1.0 / N, _empty(dtype, M, V)]
 
 
-def argmax_words(rng, dtype, N, T, V, **_):
-    M = N * T
+def argmax_words(rng, dtype, N, V, **_):
     # Small integer scores (exact in every dtype) tie often: the lowest index must win.
-    scores = rng.integers(-3, 4, (M, V)).astype(dtype)
+    scores = rng.integers(-3, 4, (N, V)).astype(dtype)
     b_vocab = rng.integers(0, 2, V).astype(dtype)
     scores[-1, V // 2] = np.nan  # a NaN wins, as in np.argmax
-    return [scores, b_vocab, 2 % V, np.full(M, -7, dtype=np.intp)]
+    return [scores, b_vocab, 2 % V, np.full(N, -7, dtype=np.intp)]
 
 
-def sgd_update(rng, dtype, V, W, **_):
-    return [_f(rng, dtype, V, W), _f(rng, dtype, V, W), 0.1]
+# The update rules run on an (H, 4H) array: the LSTM's Wh, the largest recurrent parameter.
+def sgd_update(rng, dtype, H, **_):
+    return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), 0.1]
 
 
-def sgd_momentum_update(rng, dtype, V, W, **_):
-    return [_f(rng, dtype, V, W), _f(rng, dtype, V, W), _f(rng, dtype, V, W), 0.1, 0.9]
+def sgd_momentum_update(rng, dtype, H, **_):
+    return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), 0.1, 0.9]
 
 
-def rmsprop_update(rng, dtype, V, W, **_):
-    return [_f(rng, dtype, V, W), _f(rng, dtype, V, W), np.abs(_f(rng, dtype, V, W)), 0.01, 0.99, 1e-8]
+def rmsprop_update(rng, dtype, H, **_):
+    return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), np.abs(_f(rng, dtype, H, 4 * H)), 0.01, 0.99, 1e-8]
 
 
-def adam_update(rng, dtype, V, W, **_):
-    return [_f(rng, dtype, V, W), _f(rng, dtype, V, W), _f(rng, dtype, V, W),
-            np.abs(_f(rng, dtype, V, W)), 0.005, 0.9, 0.999, 1e-8]
+def adam_update(rng, dtype, H, **_):
+    return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H),
+            np.abs(_f(rng, dtype, H, 4 * H)), 0.005, 0.9, 0.999, 1e-8]
 
 
-# (case name, kernel, argument builder, indices of written arguments, float32 tolerance)
-CASES = [
-    ("rnn_cell_forward", "rnn_cell_forward", rnn_cell_forward, (2,), 1e-6),
-    ("rnn_cell_backward", "rnn_cell_backward", rnn_cell_backward, (2,), 1e-6),
-    ("lstm_cell_forward", "lstm_cell_forward", lstm_cell_forward, (3, 4, 5), 2e-6),
-    ("lstm_cell_backward", "lstm_cell_backward", lstm_cell_backward, (5, 6), 2e-6),
-    ("rnn_recurrence_forward", "rnn_recurrence_forward", rnn_recurrence_forward, (4,), 2e-6),
-    ("rnn_recurrence_backward", "rnn_recurrence_backward", rnn_recurrence_backward, (5, 6), 2e-6),
-    ("lstm_recurrence_forward", "lstm_recurrence_forward", lstm_recurrence_forward, (5, 6, 7), 2e-6),
-    ("lstm_recurrence_backward", "lstm_recurrence_backward", lstm_recurrence_backward, (6, 7), 2e-6),
-    ("embedding_forward", "embedding_forward", embedding_forward, (2,), 1e-7),
-    ("embedding_backward", "embedding_backward", embedding_backward, (2,), 2e-6),
-    ("affine_forward", "affine_forward", affine_forward, (3,), 3e-6),
-    ("affine_backward", "affine_backward", affine_backward, (3, 4, 5), 6e-6),
-    ("softmax_loss", "softmax_loss", softmax_loss, (4,), 2e-6),
-    ("argmax_words", "argmax_words", argmax_words, (3,), 0.0),
-    ("sgd_update", "sgd_update", sgd_update, (0,), 1e-6),
-    ("sgd_momentum_update", "sgd_momentum_update", sgd_momentum_update, (0, 2), 1e-6),
-    ("rmsprop_update", "rmsprop_update", rmsprop_update, (0, 2), 1e-6),
-    ("adam_update", "adam_update", adam_update, (0, 2, 3), 1e-6),
-]
+class Case(NamedTuple):
+    build: Callable  # (rng, dtype, **dims) -> list of arguments
+    written: tuple  # indices of the arguments the kernel writes
+    tol32: Optional[float]  # float32 tolerance (see the module docstring); None: backend-specific
 
-# Kernels exercised through the rows of others (see Pack).
-COVERED_BY_OTHERS = {"recurrent_pack"}
-assert {c[1] for c in CASES} | COVERED_BY_OTHERS == set(KERNEL_NAMES), "every kernel needs a row in CASES"
 
-# The recurrence rows: what the compiled engine runs (tests/test_engine.py).
-ENGINE_KERNELS = {c[1] for c in CASES if "_recurrence_" in c[1]}
+# kernel -> its case, keyed by kernel name (the order of KERNELS)
+CASES = {
+    "rnn_cell_forward": Case(rnn_cell_forward, (2,), 1e-6),
+    "rnn_cell_backward": Case(rnn_cell_backward, (2,), 1e-6),
+    "lstm_cell_forward": Case(lstm_cell_forward, (3, 4, 5), 2e-6),
+    "lstm_cell_backward": Case(lstm_cell_backward, (5, 6), 2e-6),
+    "recurrent_pack": Case(recurrent_pack, (), None),
+    "rnn_recurrence_forward": Case(rnn_recurrence_forward, (4,), 2e-6),
+    "rnn_recurrence_backward": Case(rnn_recurrence_backward, (5, 6), 2e-6),
+    "lstm_recurrence_forward": Case(lstm_recurrence_forward, (5, 6, 7), 2e-6),
+    "lstm_recurrence_backward": Case(lstm_recurrence_backward, (6, 7), 2e-6),
+    "embedding_forward": Case(embedding_forward, (2,), 1e-7),
+    "embedding_backward": Case(embedding_backward, (2,), 2e-6),
+    "affine_forward": Case(affine_forward, (3,), 3e-6),
+    "affine_backward": Case(affine_backward, (3, 4, 5), 6e-6),
+    "softmax_loss": Case(softmax_loss, (4,), 2e-6),
+    "argmax_words": Case(argmax_words, (3,), 0.0),
+    "sgd_update": Case(sgd_update, (0,), 1e-6),
+    "sgd_momentum_update": Case(sgd_momentum_update, (0, 2), 1e-6),
+    "rmsprop_update": Case(rmsprop_update, (0, 2), 1e-6),
+    "adam_update": Case(adam_update, (0, 2, 3), 1e-6),
+}
 
 
 def as_dtype(args, dtype):
@@ -206,13 +232,8 @@ def as_dtype(args, dtype):
     return [cast(a) for a in args]
 
 
-def run(kernels, kernel, args, written):
-    """Call a kernel on copies of args; return its return value and written arrays."""
-    args = [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose) if isinstance(a, Pack)
+def bind(kernels, args):
+    """The arguments to call a kernel of `kernels` with: copies of the arrays,
+    every Pack packed by that backend's recurrent_pack."""
+    return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose) if isinstance(a, Pack)
             else a.copy() if isinstance(a, np.ndarray) else a for a in args]
-    before = [a.copy() if isinstance(a, np.ndarray) else None for a in args]
-    ret = getattr(kernels, kernel)(*args)
-    for i, (a, b) in enumerate(zip(args, before)):
-        if b is not None and i not in written:
-            np.testing.assert_array_equal(a, b, err_msg=f"{kernel} modified input argument {i}")
-    return ret, [args[i] for i in written]

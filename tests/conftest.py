@@ -1,4 +1,4 @@
-"""Shared fixtures of the test suite: each backend in turn, the compiled ones, the Cython module, a seeded rng.
+"""Shared fixtures of the test suite: each backend in turn, the compiled ones, the Cython module, a seeded rng, a small dataset.
 
 Backend names come from the registry (``fastcap._backend``). A backend that
 does not load here skips its tests with the reason; under CI (``CI=true``,
@@ -11,6 +11,7 @@ import pytest
 
 import fastcap
 from fastcap import _backend
+from fastcap.datagen import generate_coco_data
 
 BACKENDS = tuple(_backend._BACKENDS)
 REFERENCE = "numpy"
@@ -47,6 +48,12 @@ def compiled(request):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+@pytest.fixture(scope="session")
+def small_data():
+    """A small generated dataset (20 train / 12 val images, 20-dim features), shared read-only."""
+    return generate_coco_data(num_train_images=20, num_val_images=12, pca_dim=20, full_dim=20, seed=4)
 
 
 @pytest.fixture(scope="session")

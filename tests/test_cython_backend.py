@@ -25,7 +25,6 @@ import textwrap
 import numpy as np
 import pytest
 
-import fastcap
 from fastcap import _backend
 from fastcap._kernels.cases import CASES, SHAPES
 from fastcap.gradient_check import rel_error

@@ -17,11 +17,9 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import CaptioningRNN
-from fastcap.beam import beam_search
-
-from fastcap import _backend
+from fastcap import CaptioningRNN, _backend
 from fastcap._kernels.cases import CASES
+from fastcap.beam import beam_search
 
 from parity import ENGINE_KERNELS, assert_same, run, scaled_error
 
@@ -211,14 +209,3 @@ def test_engine_rejects_weights_packed_for_another_call(cy):
             cy.lstm_recurrence_forward(a["xw"], a["h0"], a["c0"], Wp, a["bs"], a["ifog"], a["c"], a["h"])
     with pytest.raises(ValueError, match="recurrent_pack: Wh must have shape"):
         cy.recurrent_pack(np.zeros((9, 30), np.float32), 4, False)
-
-
-@pytest.mark.parametrize("kw, err, match", [
-    (dict(max_length=float("inf")), ValueError, "max_length"), (dict(max_length=None), TypeError, "max_length"),
-    (dict(max_length=-1), ValueError, "max_length"), (dict(beam_size=0), ValueError, "beam_size"),
-    (dict(beam_size=2.5), ValueError, "beam_size"), (dict(beam_size="3"), TypeError, "beam_size"),
-])
-def test_beam_search_arguments_are_named(kw, err, match):
-    model = _model("rnn", np.float64)
-    with pytest.raises(err, match=match):
-        beam_search(model, np.ones((2, 20)), **kw)

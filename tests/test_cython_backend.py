@@ -1,4 +1,4 @@
-"""Cython-specific tests.
+"""What only the Cython backend has: threaded paths, its own math, const memoryviews, ISA builds, build switches, absence.
 
 test_kernel_parity.py runs every kernel of the table through the cython rows
 and test_public_parity.py the public API (layers, model, optimizers, a

@@ -1,4 +1,4 @@
-"""The compiled recurrent engine (the Cython backend in float32).
+"""The compiled recurrent engine (the Cython backend in float32): thread-count independence, the model on it, its argument checks.
 
 test_kernel_parity.py checks the four recurrence kernels of the engine against
 the reference in float32 (and test_cython_backend.py the baseline build's

@@ -1,14 +1,15 @@
-"""Every kernel of the kernel table, per backend, at the workload shapes.
+"""Every kernel of the kernel table, per backend, at the workload shapes, with the parity tests' arguments.
 
-Kernels are called directly with the arguments the public layers give them
-(fastcap._kernels documents the contract): per-timestep cells at (N, H) /
-(N, 4H), the embedding, vocabulary affine and softmax loss at M = N*16 rows,
-the argmax of one greedy decoding step at (N, V), the four recurrences over
-the whole packed sequence (weights packed beforehand; ``recurrent_pack`` of
-the LSTM's Wh on its own), and the update rules on a
-512 x 2048 array (the LSTM's Wh, the largest recurrent parameter; they do not
-depend on N). One
-``benchmark.group`` per kernel and size, so each table compares backends.
+The arguments come from the case table the parity tests use
+(``fastcap._kernels.cases``) at the workload's dims: per-timestep cells at
+(N, H) / (N, 4H); the embedding and softmax loss at M = N*16 rows, on the
+words, targets and mask of the workload's captions; the argmax of one greedy
+decoding step at (N, V); the four recurrences over the whole packed sequence
+of those captions (weights packed beforehand by the backend measured;
+``recurrent_pack`` of the LSTM's Wh on its own); the update rules on an
+H x 4H array (the LSTM's Wh, the largest recurrent parameter; they do not
+depend on N). One ``benchmark.group`` per kernel and size, so each table
+compares backends.
 
 Also here: the float32 GEMMs of a training step through NumPy's ``@``, at 1
 thread and at the suite's thread count, for their GFLOP/s.
@@ -20,104 +21,25 @@ from conftest import measure
 from threadpoolctl import threadpool_limits
 
 from fastcap import _backend
+from fastcap._kernels import KERNEL_NAMES
+from fastcap._kernels.cases import CASES, bind
 
 M_STEPS = wl.T - 1  # scored steps per caption
-UPDATE_SHAPE = (wl.H, 4 * wl.H)
-
-
-def _sigmoid(x):
-    return 0.5 * (1.0 + np.tanh(0.5 * x))
+UPDATES = [k for k in CASES if k.endswith("_update")]  # on one array, whatever N
+PER_BATCH = [k for k in CASES if k not in UPDATES]
 
 
 def kernel_args(name, n, seed=0):
-    """Arguments for kernel `name` at batch n (float32, C-contiguous, outputs preallocated)."""
+    """Arguments for kernel `name` at batch n of the workload (float32, outputs
+    preallocated, weights packed by the active backend)."""
     rng = np.random.default_rng(seed)
-    f32 = wl.DTYPE
-    H, V, W = wl.H, wl.V, wl.W
-    M = n * M_STEPS
-
-    def randn(*shape, scale=1.0):
-        return (scale * rng.standard_normal(shape)).astype(f32)
-
-    def empty(*shape):
-        return np.empty(shape, dtype=f32)
-
-    captions = wl.make_captions(n, rng)
-    words_tm = np.ascontiguousarray(captions.T).astype(np.intp)  # time-major as the model uses
-    idx = np.ascontiguousarray(words_tm[:-1].reshape(-1))  # (M,) inputs
-    y = np.ascontiguousarray(words_tm[1:].reshape(-1))  # (M,) targets
-    mask = y != wl.NULL
-    if name == "rnn_cell_forward":
-        return randn(n, H), randn(n, H), empty(n, H)
-    if name == "rnn_cell_backward":
-        return randn(n, H), np.tanh(randn(n, H)), empty(n, H)
-    if name == "lstm_cell_forward":
-        return randn(n, 4 * H), randn(n, 4 * H), randn(n, H), empty(n, 4 * H), empty(n, H), empty(n, H)
-    if name == "lstm_cell_backward":
-        ifog = randn(n, 4 * H)
-        ifog[:, : 3 * H] = _sigmoid(ifog[:, : 3 * H])
-        ifog[:, 3 * H :] = np.tanh(ifog[:, 3 * H :])
-        return randn(n, H), randn(n, H), ifog, randn(n, H), randn(n, H), empty(n, 4 * H), empty(n, H)
-    if name == "embedding_forward":
-        return idx, randn(V, W, scale=0.01), empty(M, W)
-    if name == "embedding_backward":
-        return randn(M, W), idx, empty(V, W)
-    if name == "affine_forward":
-        return np.tanh(randn(M, H)), randn(H, V, scale=H**-0.5), np.zeros(V, f32), empty(M, V)
-    if name == "affine_backward":
-        return randn(M, V, scale=0.01), np.tanh(randn(M, H)), randn(H, V, scale=H**-0.5), \
-            empty(M, H), empty(H, V), empty(V)
-    if name == "softmax_loss":
-        return randn(M, V), y, mask, 1.0 / n, empty(M, V)
-    if name == "argmax_words":  # one greedy decoding step: the scores h @ W_vocab of n captions
-        return randn(n, V), np.zeros(V, f32), wl.END, np.empty(n, dtype=np.intp)
-    if "_recurrence_" in name or name == "recurrent_pack":
-        # The whole packed time loop of the model: captions sorted by length,
-        # each run to its last scored word (the workload's lengths).
-        lengths = np.sort((captions[:, 1:] != wl.NULL).sum(axis=1))[::-1]
-        bs = np.array([(lengths > t).sum() for t in range(lengths[0])], dtype=np.intp)
-        P = int(bs.sum())
-        G = (4 if name.startswith("lstm") or name == "recurrent_pack" else 1) * H
-        Wh = randn(H, G, scale=H**-0.5)
-        if name == "recurrent_pack":
-            return Wh, 4, True
-        Whp = _backend.kernels().recurrent_pack(Wh, G // H, name.endswith("backward"))
-        if name == "rnn_recurrence_forward":
-            return randn(P, H), randn(n, H), Whp, bs, empty(P, H)
-        if name == "rnn_recurrence_backward":
-            return randn(P, H), randn(n, H), Whp, np.tanh(randn(P, H)), bs, empty(P, H), empty(n, H)
-        if name == "lstm_recurrence_forward":
-            return randn(P, G), randn(n, H), np.zeros((n, H), f32), Whp, bs, empty(P, G), empty(P, H), empty(P, H)
-        ifog = randn(P, G)
-        ifog[:, : 3 * H] = _sigmoid(ifog[:, : 3 * H])
-        ifog[:, 3 * H :] = np.tanh(ifog[:, 3 * H :])
-        return randn(P, H), np.zeros((n, H), f32), Whp, ifog, randn(P, H), bs, empty(P, G), empty(n, H)
-    shape = UPDATE_SHAPE
-    w, dw = randn(*shape, scale=0.02), randn(*shape, scale=1e-3)
-    if name == "sgd_update":
-        return w, dw, 1e-3
-    if name == "sgd_momentum_update":
-        return w, dw, np.zeros(shape, f32), 1e-3, 0.9
-    if name == "rmsprop_update":
-        return w, dw, np.zeros(shape, f32), 1e-3, 0.99, 1e-8
-    if name == "adam_update":
-        return w, dw, np.zeros(shape, f32), np.zeros(shape, f32), 1e-3, 0.9, 0.999, 1e-8
-    raise KeyError(name)
-
-
-PER_BATCH = ["rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
-             "rnn_recurrence_forward", "rnn_recurrence_backward", "lstm_recurrence_forward",
-             "lstm_recurrence_backward", "recurrent_pack",
-             "embedding_forward", "embedding_backward", "affine_forward", "affine_backward",
-             "softmax_loss", "argmax_words"]
-UPDATES = ["sgd_update", "sgd_momentum_update", "rmsprop_update", "adam_update"]
+    dims = dict(N=n, T=M_STEPS, D=wl.D, H=wl.H, V=wl.V, W=wl.W, captions=wl.make_captions(n, rng))
+    return bind(_backend.kernels(), CASES[name].build(rng, wl.DTYPE, **dims))
 
 
 def test_table_is_covered():
-    """Every kernel of the table has a benchmark here (a new kernel must get one)."""
-    from fastcap._kernels import KERNEL_NAMES
-
-    assert set(PER_BATCH + UPDATES) == set(KERNEL_NAMES)
+    """Every kernel of the table has a case, so a benchmark here (a new kernel must get one)."""
+    assert set(CASES) == set(KERNEL_NAMES)
 
 
 @pytest.mark.parametrize("n", wl.BATCHES, ids=lambda n: f"N{n}")
@@ -135,8 +57,9 @@ def test_bench_kernel(benchmark, backend, name, n):
 def test_bench_update(benchmark, backend, name):
     fn = getattr(_backend.load(backend), name)
     args = kernel_args(name, 0)
+    rows, cols = args[0].shape
     measure(benchmark, lambda: fn(*args), kind="kernel", impl=backend,
-            group=f"kernel {name} {UPDATE_SHAPE[0]}x{UPDATE_SHAPE[1]}", kernel=name)
+            group=f"kernel {name} {rows}x{cols}", kernel=name)
 
 
 # ---------------------------------------------------------------- GEMMs of a training step

@@ -1,3 +1,9 @@
+"""Shared fixtures of the test suite: each backend in turn, the compiled ones, the Cython module, a seeded rng, a small dataset.
+
+Backend names come from the registry (``fastcap._backend``). A backend that
+does not load here skips its tests with the reason; under CI (``CI=true``,
+where every backend is built) it fails them instead (``require_backend``).
+"""
 import os
 
 import numpy as np
@@ -5,22 +11,38 @@ import pytest
 
 import fastcap
 from fastcap import _backend
+from fastcap.datagen import generate_coco_data
 
-COMPILED = [name for name in ("numba", "cython") if name in fastcap.available_backends()]
+BACKENDS = tuple(_backend._BACKENDS)
+REFERENCE = "numpy"
+COMPILED = tuple(name for name in BACKENDS if name != REFERENCE)
 # CI installs and builds every backend: there, a missing one is a failure, not a skip.
 REQUIRE_ALL = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
-@pytest.fixture(params=["numpy", "numba", "cython"])
+def require_backend(name):
+    """Skip the calling test (or module) unless backend `name` loads here; fail it in CI."""
+    if name not in fastcap.available_backends():
+        why = _backend.unavailable_reasons().get(name)
+        if REQUIRE_ALL:
+            pytest.fail(f"backend {name!r} is unavailable in CI: {why}")
+        pytest.skip(f"backend {name!r} not available here: {why}", allow_module_level=True)
+
+
+@pytest.fixture(params=BACKENDS)
 def backend(request):
     """Every backend in turn, made active for the test."""
-    name = request.param
-    if name not in fastcap.available_backends():
-        if REQUIRE_ALL:
-            pytest.fail(f"backend {name!r} is unavailable in CI: {_backend.unavailable_reasons().get(name)}")
-        pytest.skip(f"backend {name!r} not available here: {_backend.unavailable_reasons().get(name)}")
-    with fastcap.use_backend(name):
-        yield name
+    require_backend(request.param)
+    with fastcap.use_backend(request.param):
+        yield request.param
+
+
+@pytest.fixture(params=COMPILED)
+def compiled(request):
+    """Every compiled backend in turn, made active for the test (the reference is compared with them)."""
+    require_backend(request.param)
+    with fastcap.use_backend(request.param):
+        yield request.param
 
 
 @pytest.fixture
@@ -29,12 +51,13 @@ def rng():
 
 
 @pytest.fixture(scope="session")
+def small_data():
+    """A small generated dataset (20 train / 12 val images, 20-dim features), shared read-only."""
+    return generate_coco_data(num_train_images=20, num_val_images=12, pca_dim=20, full_dim=20, seed=4)
+
+
+@pytest.fixture(scope="session")
 def cython_module():
-    """The compiled module the cython backend uses here (the best build this
-    CPU runs); skipped (failed in CI) when it is not built."""
-    if "cython" not in fastcap.available_backends():
-        why = _backend.unavailable_reasons().get("cython")
-        if REQUIRE_ALL:
-            pytest.fail(f"the cython backend is unavailable in CI: {why}")
-        pytest.skip(f"the cython backend is not built here: {why}")
+    """The compiled module the cython backend uses here (the best build this CPU runs)."""
+    require_backend("cython")
     return _backend.load("cython").module

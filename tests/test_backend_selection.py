@@ -29,17 +29,23 @@ def test_environment_variable_unknown_name_fails_at_import_listing_valid_names()
     assert "FASTCAP_BACKEND='tensorflow'" in r.stderr and "numpy, numba, cython, auto" in r.stderr
 
 
-def test_set_get_and_context_manager():
+def test_set_get_and_context_manager(compiled):
+    """use_backend switches to another backend for its block and restores the
+    one before, also when the block raises."""
     before = fastcap.get_backend()
     fastcap.set_backend("numpy")
-    assert fastcap.get_backend() == "numpy"
-    with fastcap.use_backend("numpy") as kernels:
-        assert kernels.name == "numpy"
-    with pytest.raises(ValueError):
-        with fastcap.use_backend("numpy"):
-            raise ValueError("inside")
-    assert fastcap.get_backend() == "numpy"  # restored after an exception too
-    fastcap.set_backend(before)
+    try:
+        assert fastcap.get_backend() == "numpy"
+        with fastcap.use_backend(compiled) as kernels:
+            assert kernels.name == compiled == fastcap.get_backend()
+            assert _backend.kernels() is kernels
+        assert fastcap.get_backend() == "numpy" and _backend.kernels().name == "numpy"
+        with pytest.raises(ValueError):
+            with fastcap.use_backend(compiled):
+                raise ValueError("inside")
+        assert fastcap.get_backend() == "numpy"  # restored after an exception too
+    finally:
+        fastcap.set_backend(before)
 
 
 def test_auto_takes_first_loadable_in_preference_order():

@@ -1,4 +1,4 @@
-"""Cython-specific tests.
+"""What only the Cython backend has: threaded paths, its own math, const memoryviews, ISA builds, build switches, absence.
 
 test_kernel_parity.py runs every kernel of the table through the cython rows
 and test_public_parity.py the public API (layers, model, optimizers, a
@@ -25,12 +25,12 @@ import textwrap
 import numpy as np
 import pytest
 
-import fastcap
 from fastcap import _backend
+from fastcap._kernels.cases import CASES, SHAPES
 from fastcap.gradient_check import rel_error
 
 from conftest import REQUIRE_ALL
-from kernel_cases import CASES, ENGINE_KERNELS, SHAPES, run
+from parity import COMPARED, ENGINE_KERNELS, assert_same, run, scaled_error
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -72,15 +72,12 @@ def test_threaded_paths_match_reference(cy):
     kernels = _backend.load("cython")
     previous = cy._set_parallel_min(0)
     try:
-        for name, kernel, build, written, _ in CASES:
+        for kernel in COMPARED:
             for dims in SHAPES:
-                args = build(np.random.default_rng(11), np.float64, **dims)
-                (r1, outs1), (r2, outs2) = run(kernels, kernel, args, written), run(ref, kernel, args, written)
-                tol = 0.0 if kernel == "argmax_words" else 1e-10
-                if r2 is not None:
-                    assert rel_error(r1, r2) <= 1e-10, name
-                for a, b in zip(outs1, outs2):
-                    assert (np.array_equal(a, b) if tol == 0.0 else rel_error(a, b) <= tol), (name, dims)
+                args = CASES[kernel].build(np.random.default_rng(11), np.float64, **dims)
+                want = run(ref, kernel, args, CASES[kernel].written)
+                assert_same(run(kernels, kernel, args, CASES[kernel].written), want,
+                            0.0 if kernel == "argmax_words" else 1e-10, path=f"{kernel} {dims}")
     finally:
         cy._set_parallel_min(previous)
 
@@ -136,21 +133,18 @@ def test_isa_builds_give_bitwise_equal_results(builds):
     baseline = builds["baseline"]
     assert {isa: m.BUILD_INFO["isa"] for isa, m in builds.items()} == {isa: isa for isa in builds}
     fma = [m for isa, m in builds.items() if isa != "baseline"]
-    for name, kernel, build, written, tol in CASES:
+    for kernel in COMPARED:
+        build, written, tol = CASES[kernel]
         for dims in SHAPES:
             for dtype in (np.float32, np.float64):
                 args = build(np.random.default_rng(3), dtype, **dims)
                 engine = kernel in ENGINE_KERNELS and dtype == np.float32
-                r1, outs1 = run(fma[0] if engine else baseline, kernel, args, written)
+                path = f"{kernel} {dims} {dtype.__name__}"
+                want = run(fma[0] if engine else baseline, kernel, args, written)
                 for other in (fma[1:] if engine else fma):
-                    r2, outs2 = run(other, kernel, args, written)
-                    assert r1 == r2 or (r1 != r1 and r2 != r2), (name, dims, dtype)
-                    for a, b in zip(outs1, outs2):
-                        np.testing.assert_array_equal(a, b, err_msg=f"{name} {dims} {dtype.__name__}")
+                    assert_same(run(other, kernel, args, written), want, 0.0, path=path)
                 if engine:
-                    _, outs0 = run(baseline, kernel, args, written)
-                    for a, b in zip(outs0, outs1):
-                        assert np.max(np.abs(a - b)) <= tol * np.max(np.abs(b)), (name, dims)
+                    assert_same(run(baseline, kernel, args, written), want, tol, scaled_error, path)
 
 
 def test_backend_loads_the_build_for_this_cpu(builds):

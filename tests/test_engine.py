@@ -1,4 +1,4 @@
-"""The compiled recurrent engine (the Cython backend in float32).
+"""The compiled recurrent engine (the Cython backend in float32): thread-count independence, the model on it, its argument checks.
 
 test_kernel_parity.py checks the four recurrence kernels of the engine against
 the reference in float32 (and test_cython_backend.py the baseline build's
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import CaptioningRNN
+from fastcap import CaptioningRNN, _backend
+from fastcap._kernels.cases import CASES
 from fastcap.beam import beam_search
 
-from kernel_cases import CASES, ENGINE_KERNELS, run
+from parity import ENGINE_KERNELS, assert_same, run, scaled_error
 
-ENGINE_CASES = [c for c in CASES if c[1] in ENGINE_KERNELS]
 # Shapes where the hidden units split unevenly over the threads and the row
 # tiles leave remainders (H not a multiple of any vector width).
 THREAD_SHAPES = [dict(N=13, T=7, H=100), dict(N=1, T=3, H=5), dict(N=30, T=4, H=37)]
@@ -43,9 +43,9 @@ def engine_off(cy):
     return off
 
 
-@pytest.mark.parametrize("case", ENGINE_CASES, ids=[c[0] for c in ENGINE_CASES])
-def test_results_do_not_depend_on_thread_count(cy, case):
-    name, kernel, build, written, _ = case
+@pytest.mark.parametrize("kernel", ENGINE_KERNELS)
+def test_results_do_not_depend_on_thread_count(cy, kernel):
+    build, written, _ = CASES[kernel]
     for dims in THREAD_SHAPES:
         args = build(np.random.default_rng(5), np.float32, **dims)
         results = []
@@ -54,8 +54,7 @@ def test_results_do_not_depend_on_thread_count(cy, case):
             results.append(run(cy, kernel, args, written)[1])
             assert cy.last_engine_threads() >= min(threads, 2)  # the pool really ran threads
         for other in results[1:]:
-            for a, b in zip(results[0], other):
-                np.testing.assert_array_equal(a, b, err_msg=f"{name} {dims}")
+            assert_same(other, results[0], 0.0, path=f"{kernel} {dims}")
 
 
 @pytest.mark.parametrize("kernel", ["sgd_update", "sgd_momentum_update", "rmsprop_update",
@@ -64,30 +63,21 @@ def test_results_do_not_depend_on_thread_count(cy, case):
 def test_pooled_kernels_do_not_depend_on_thread_count(cy, kernel, dtype):
     """The update rules and the embedding scatter-add split large arrays over
     the pool: same bits for 1, 2 and 3 threads, and the reference's values."""
-    from fastcap import _backend
-
-    build = {c[1]: c for c in CASES}[kernel]
+    build, written, _ = CASES[kernel]
     # V x W large enough to split (the pool's grain is 32768 elements per thread)
-    dims = dict(N=300, T=10, V=3001, W=64)
-    args = build[2](np.random.default_rng(9), dtype, **dims)
+    dims = dict(N=300, T=10, V=3001, W=64, H=300)
+    args = build(np.random.default_rng(9), dtype, **dims)
     if kernel == "embedding_backward":
         args[1] = np.random.default_rng(1).integers(0, 3001, 3000).astype(np.intp)
-    results, losses = [], []
+    results = []
     for threads in (1, 2, 3):
         cy.set_num_threads(threads)
-        ret, outs = run(cy, kernel, args, build[3])
-        results.append(outs)
-        losses.append(ret)
+        results.append(run(cy, kernel, args, written))
         assert cy.last_engine_threads() == threads or threads == 1
-    assert losses[0] == losses[1] == losses[2]
     for other in results[1:]:
-        for a, b in zip(results[0], other):
-            np.testing.assert_array_equal(a, b)
-    ref_loss, ref = run(_backend.load("numpy"), kernel, args, build[3])
-    if ref_loss is not None:
-        assert abs(losses[0] - ref_loss) <= (1e-12 if dtype == np.float64 else 1e-5) * abs(ref_loss)
-    for a, b in zip(results[0], ref):
-        assert np.max(np.abs(a - b)) <= (1e-12 if dtype == np.float64 else 1e-5) * np.max(np.abs(b))
+        assert_same(other, results[0], 0.0, path=kernel)
+    want = run(_backend.load("numpy"), kernel, args, written)
+    assert_same(results[0], want, 1e-12 if dtype == np.float64 else 1e-5, scaled_error, kernel)
 
 
 def _words(V):
@@ -109,17 +99,12 @@ def _batch(rng, N=23, T=13, V=60):
     return rng.standard_normal((N, 20)), captions
 
 
-def _scaled(a, b):
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-30))
-
-
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
 def test_model_loss_and_gradients_on_the_engine(cy, engine_off, cell):
     features, captions = _batch(np.random.default_rng(1))
     m32, m64 = _model(cell, np.float32), _model(cell, np.float64)
     with fastcap.use_backend("cython"):
-        K = fastcap._backend.kernels()
+        K = _backend.kernels()
         assert isinstance(K.recurrent_pack(m32.params["Wh"], m32.params["Wh"].shape[1] // 70, False),
                           cy.PackedRecurrent)
         assert K.recurrent_pack(m64.params["Wh"], 1, False) is m64.params["Wh"]
@@ -135,9 +120,9 @@ def test_model_loss_and_gradients_on_the_engine(cy, engine_off, cell):
     assert abs(loss_e - loss_ref) <= 1e-5 * abs(loss_ref)
     for k in grads_ref:
         assert grads_e[k].dtype == np.float32
-        assert _scaled(grads_e[k], grads_b[k]) <= 1e-5, k
+        assert scaled_error(grads_e[k], grads_b[k]) <= 1e-5, k
         # as close to float64 as the float32 BLAS path is, give or take rounding
-        assert _scaled(grads_e[k], grads_ref[k]) <= 2 * _scaled(grads_b[k], grads_ref[k]) + 1e-6, k
+        assert scaled_error(grads_e[k], grads_ref[k]) <= 2 * scaled_error(grads_b[k], grads_ref[k]) + 1e-6, k
 
 
 @pytest.mark.parametrize("cell", ["rnn", "lstm"])
@@ -224,14 +209,3 @@ def test_engine_rejects_weights_packed_for_another_call(cy):
             cy.lstm_recurrence_forward(a["xw"], a["h0"], a["c0"], Wp, a["bs"], a["ifog"], a["c"], a["h"])
     with pytest.raises(ValueError, match="recurrent_pack: Wh must have shape"):
         cy.recurrent_pack(np.zeros((9, 30), np.float32), 4, False)
-
-
-@pytest.mark.parametrize("kw, err, match", [
-    (dict(max_length=float("inf")), ValueError, "max_length"), (dict(max_length=None), TypeError, "max_length"),
-    (dict(max_length=-1), ValueError, "max_length"), (dict(beam_size=0), ValueError, "beam_size"),
-    (dict(beam_size=2.5), ValueError, "beam_size"), (dict(beam_size="3"), TypeError, "beam_size"),
-])
-def test_beam_search_arguments_are_named(kw, err, match):
-    model = _model("rnn", np.float64)
-    with pytest.raises(err, match=match):
-        beam_search(model, np.ones((2, 20)), **kw)

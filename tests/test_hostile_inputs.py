@@ -14,16 +14,13 @@ import sys
 
 import pytest
 
-import fastcap
-from fastcap import _backend
+from conftest import BACKENDS, require_backend
 
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import hostile_cases  # noqa: E402
 import hostile_properties  # noqa: E402
 
-BACKENDS = ("numpy", "numba", "cython")
-REQUIRE_ALL = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
 @functools.lru_cache(maxsize=None)
@@ -47,15 +44,8 @@ def _child(backend, group):
     return records, crashed, proc.stderr[-3000:]
 
 
-def _need(backend):
-    if backend not in fastcap.available_backends():
-        if REQUIRE_ALL:
-            pytest.fail(f"backend {backend!r} unavailable in CI: {_backend.unavailable_reasons().get(backend)}")
-        pytest.skip(f"backend {backend!r} not available")
-
-
 def _result(backend, group, case):
-    _need(backend)
+    require_backend(backend)
     records, crashed, stderr = _child(backend, group)
     if case not in records:
         pytest.fail(f"the child process crashed in case {crashed} before {case!r} finished "

@@ -13,12 +13,10 @@ import textwrap
 import numpy as np
 import pytest
 
-numba = pytest.importorskip("numba")
+from conftest import require_backend
 
-import fastcap  # noqa: E402
-
-if "numba" not in fastcap.available_backends():  # pragma: no cover
-    pytest.skip("the numba backend does not load here", allow_module_level=True)
+require_backend("numba")
+import numba  # noqa: E402
 
 from fastcap._kernels import numba_backend as nb  # noqa: E402
 

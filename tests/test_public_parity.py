@@ -1,4 +1,4 @@
-"""The public API under each compiled backend (numba, cython) against numpy.
+"""The public API under each compiled backend against the numpy reference.
 
 Kernel-by-kernel parity is test_kernel_parity.py. Here, through the public
 functions: every layer, the captioning model (loss, gradients, sampling) and
@@ -14,28 +14,15 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import _backend, optim
+from fastcap import optim
 from fastcap import rnn_layers as L
-from fastcap.gradient_check import rel_error
 
-from conftest import REQUIRE_ALL
+from parity import assert_same
 
 N, T, D, H, V, W = 4, 5, 6, 7, 11, 3
 LAYOUTS = ["contiguous", "noncontiguous", "readonly"]
 RULES = ["sgd", "sgd_momentum", "rmsprop", "adam"]
 WORD_TO_IDX = {w: i for i, w in enumerate(["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)])}
-
-
-@pytest.fixture(params=["numba", "cython"])
-def compiled(request):
-    """The name of each compiled backend; skipped where it does not load, failed in CI."""
-    name = request.param
-    if name not in fastcap.available_backends():
-        why = _backend.unavailable_reasons().get(name)
-        if REQUIRE_ALL:
-            pytest.fail(f"backend {name!r} is unavailable in CI: {why}")
-        pytest.skip(f"backend {name!r} not available here: {why}")
-    return name
 
 
 # ----------------------------------------------------------------------------
@@ -70,27 +57,6 @@ def under(backend, fn, *args):
 def both(backend, fn, *args):
     """(result under `backend`, result under numpy) of fn(*args)."""
     return under(backend, fn, *args), under("numpy", fn, *args)
-
-
-def assert_same(got, want, tol=1e-10, path="out"):
-    """Nested tuples / lists / dicts of arrays and numbers agree: same keys, shapes
-    and dtypes, rel_error <= tol for floats, exactly equal for integers and bools."""
-    if isinstance(want, dict):
-        assert set(got) == set(want), path
-        for k in want:
-            assert_same(got[k], want[k], tol, f"{path}[{k!r}]")
-    elif isinstance(want, (tuple, list)):
-        assert len(got) == len(want), path
-        for k, (g, w) in enumerate(zip(got, want)):
-            assert_same(g, w, tol, f"{path}[{k}]")
-    else:
-        g, w = np.asarray(got), np.asarray(want)
-        assert g.shape == w.shape and g.dtype == w.dtype, f"{path}: {g.shape} {g.dtype} vs {w.shape} {w.dtype}"
-        if w.dtype.kind in "biu":
-            np.testing.assert_array_equal(g, w, err_msg=path)
-        elif w.size:
-            err = rel_error(g, w)
-            assert err <= tol, f"{path}: rel_error {err:.3g} > {tol:g}"
 
 
 def assert_layer(backend, forward, backward, args, *douts):

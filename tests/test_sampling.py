@@ -53,8 +53,7 @@ def make_model(cell, words=WORDS, seed=3):
 @pytest.mark.parametrize("n", [1, 2, 3, 40])
 def test_sample_matches_step_by_step_greedy(backend, cell, n):
     model = make_model(cell)
-    if "<END>" in model.word_to_idx:
-        model.params["b_vocab"][END] += 1.5  # captions end, at different steps
+    model.params["b_vocab"][END] += 1.5  # captions end, at different steps
     features = np.random.default_rng(n).standard_normal((n, D))
     got = model.sample(features, max_length=16)
     want = reference_sample(model, features, 16)
@@ -63,7 +62,6 @@ def test_sample_matches_step_by_step_greedy(backend, cell, n):
     if n == 40:  # the batch really exercised both paths and the early exits
         lengths = (got != NULL).sum(axis=1)
         assert len(set(lengths)) >= 3, "captions should end at different steps"
-        assert lengths.max() < 16 or (got[:, -1] != NULL).any()
         assert len(np.unique(got)) > 5
 
 

@@ -46,6 +46,11 @@ def lin(lo, hi, *shape):
     return np.linspace(lo, hi, num=int(np.prod(shape))).reshape(shape)
 
 
+def lin_inputs(**specs):
+    """{name: lin(lo, hi, *shape)} for specs name=(lo, hi, *shape): a layer's seed inputs by keyword."""
+    return {name: lin(*spec) for name, spec in specs.items()}
+
+
 def _sequence_grads(forward, backward, args, randn):
     """(name, numerical, analytic gradient) of every input of a sequence layer,
     for an upstream gradient drawn with randn after the forward pass (the
@@ -58,12 +63,8 @@ def _sequence_grads(forward, backward, args, randn):
 
 def test_rnn_step_forward(backend):
     N, D, H = 3, 10, 4
-    x = lin(-0.4, 0.7, N, D)
-    prev_h = lin(-0.2, 0.5, N, H)
-    Wx = lin(-0.1, 0.9, D, H)
-    Wh = lin(-0.3, 0.7, H, H)
-    b = lin(-0.2, 0.4, H)
-    next_h, _ = rnn_step_forward(x, prev_h, Wx, Wh, b)
+    next_h, _ = rnn_step_forward(**lin_inputs(x=(-0.4, 0.7, N, D), prev_h=(-0.2, 0.5, N, H), Wx=(-0.1, 0.9, D, H),
+                                              Wh=(-0.3, 0.7, H, H), b=(-0.2, 0.4, H)))
     expected_next_h = np.asarray([
         [-0.58172089, -0.50182032, -0.41232771, -0.31410098],
         [0.66854692, 0.79562378, 0.87755553, 0.92795967],
@@ -86,12 +87,8 @@ def test_rnn_step_backward(backend):
 
 def test_rnn_forward(backend):
     N, T, D, H = 2, 3, 4, 5
-    x = lin(-0.1, 0.3, N, T, D)
-    h0 = lin(-0.3, 0.1, N, H)
-    Wx = lin(-0.2, 0.4, D, H)
-    Wh = lin(-0.4, 0.1, H, H)
-    b = lin(-0.7, 0.1, H)
-    h, _ = rnn_forward(x, h0, Wx, Wh, b)
+    h, _ = rnn_forward(**lin_inputs(x=(-0.1, 0.3, N, T, D), h0=(-0.3, 0.1, N, H), Wx=(-0.2, 0.4, D, H),
+                                    Wh=(-0.4, 0.1, H, H), b=(-0.7, 0.1, H)))
     expected_h = np.asarray([
         [[-0.42070749, -0.27279261, -0.11074945, 0.05740409, 0.22236251],
          [-0.39525808, -0.22554661, -0.0409454, 0.14649412, 0.32397316],
@@ -215,13 +212,9 @@ def test_captioning_model_gradients(backend, cell_type):
 
 def test_lstm_step_forward(backend):
     N, D, H = 3, 4, 5
-    x = lin(-0.4, 1.2, N, D)
-    prev_h = lin(-0.3, 0.7, N, H)
-    prev_c = lin(-0.4, 0.9, N, H)
-    Wx = lin(-2.1, 1.3, D, 4 * H)
-    Wh = lin(-0.7, 2.2, H, 4 * H)
-    b = lin(0.3, 0.7, 4 * H)
-    next_h, next_c, _ = lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b)
+    next_h, next_c, _ = lstm_step_forward(**lin_inputs(
+        x=(-0.4, 1.2, N, D), prev_h=(-0.3, 0.7, N, H), prev_c=(-0.4, 0.9, N, H), Wx=(-2.1, 1.3, D, 4 * H),
+        Wh=(-0.7, 2.2, H, 4 * H), b=(0.3, 0.7, 4 * H)))
     expected_next_h = np.asarray([
         [0.24635157, 0.28610883, 0.32240467, 0.35525807, 0.38474904],
         [0.49223563, 0.55611431, 0.61507696, 0.66844003, 0.7159181],
@@ -254,12 +247,8 @@ def test_lstm_step_backward(backend):
 
 def test_lstm_forward(backend):
     N, D, H, T = 2, 5, 4, 3
-    x = lin(-0.4, 0.6, N, T, D)
-    h0 = lin(-0.4, 0.8, N, H)
-    Wx = lin(-0.2, 0.9, D, 4 * H)
-    Wh = lin(-0.3, 0.6, H, 4 * H)
-    b = lin(0.2, 0.7, 4 * H)
-    h, _ = lstm_forward(x, h0, Wx, Wh, b)
+    h, _ = lstm_forward(**lin_inputs(x=(-0.4, 0.6, N, T, D), h0=(-0.4, 0.8, N, H), Wx=(-0.2, 0.9, D, 4 * H),
+                                     Wh=(-0.3, 0.6, H, 4 * H), b=(0.2, 0.7, 4 * H)))
     expected_h = np.asarray([
         [[0.01764008, 0.01823233, 0.01882671, 0.0194232],
          [0.11287491, 0.12146228, 0.13018446, 0.13902939],

@@ -8,7 +8,7 @@ import pytest
 from threadpoolctl import threadpool_info
 
 import fastcap
-from conftest import REQUIRE_ALL
+from conftest import require_backend
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -61,9 +61,7 @@ def test_bad_environment_variable_names_it():
 def test_numba_thread_pool_stays_down():
     """Setting threads and running every Numba kernel never starts Numba's
     thread pool (it would share libgomp with PyTorch and slow it down)."""
-    pytest.importorskip("numba")
-    if "numba" not in fastcap.available_backends():
-        pytest.skip("the numba backend does not load here")
+    require_backend("numba")
     out = _run("""
         import numpy as np
         import fastcap
@@ -84,12 +82,11 @@ def test_one_budget_for_blas_and_the_engine():
     """set_num_threads reaches the engine of a backend loaded before the call
     and of one loaded after it (FASTCAP_NUM_THREADS too), and the engine runs
     on that many threads."""
+    require_backend("cython")
     out = _run("""
         import numpy as np
         import fastcap
         from fastcap import _backend
-        if "cython" not in fastcap.available_backends():
-            print("no cython"); raise SystemExit
         cy = _backend.load("cython").module
         print(fastcap.get_num_threads(), cy.get_num_threads())
         fastcap.set_num_threads(3)
@@ -102,10 +99,6 @@ def test_one_budget_for_blas_and_the_engine():
             model.loss(np.ones((2, 4)), np.array([[1, 3, 2], [1, 4, 2]]))
             print(cy.last_engine_threads())
     """, FASTCAP_NUM_THREADS="2")
-    if out == ["no cython"]:
-        if REQUIRE_ALL:
-            pytest.fail("the cython backend does not load in CI")
-        pytest.skip("the cython backend does not load here")
     assert out == ["2 2", "3 3", "3", "3"]
 
 
@@ -113,12 +106,11 @@ def test_openblas_runs_on_the_engine_pool():
     """Where the Cython backend loads and OpenBLAS has the threading hook,
     threaded BLAS calls run on the engine's pool (not OpenBLAS's own spinning
     workers), with the same results; FASTCAP_BLAS_POOL=off leaves OpenBLAS alone."""
+    require_backend("cython")
     code = """
         import numpy as np
         import fastcap
         from fastcap import _backend, _threads
-        if "cython" not in fastcap.available_backends():
-            print("no cython"); raise SystemExit
         cy = _backend.load("cython").module
         fastcap.set_num_threads(2)
         a = np.random.default_rng(0).standard_normal((600, 700)).astype(np.float32)
@@ -130,10 +122,6 @@ def test_openblas_runs_on_the_engine_pool():
     """
     for env, routed in (({}, True), ({"FASTCAP_BLAS_POOL": "off"}, False)):
         out = _run(code, **env)
-        if out == ["no cython"]:
-            if REQUIRE_ALL:
-                pytest.fail("the cython backend does not load in CI")
-            pytest.skip("the cython backend does not load here")
         libs, calls, ok = out[0].split()
         assert ok == "True"
         if routed and libs == "0":

@@ -1,0 +1,239 @@
+"""The kernel case table: arguments for every kernel of ``KERNELS``, for the parity tests and the kernel benchmarks.
+
+``CASES`` maps each kernel name of ``fastcap._kernels.KERNELS`` to a ``Case``:
+a function building its arguments from (rng, dtype, **dims), the indices of
+the arguments the kernel writes (``*_out`` arrays and in-place state), and
+the float32 tolerance: the largest scaled error ``max|a - b| / max|b|``
+allowed between a backend's float32 result and the float64 reference
+(elementwise ``rel_error`` is meaningless in float32 where outputs cancel to
+near zero). Each tolerance is at most about 10x the worst error the float32
+*reference* showed over 8 seeds at the test shapes, and the float32 reference
+must meet it too in the tests, so no tolerance is slack. A tolerance of None
+marks a result that is backend-specific (``recurrent_pack``'s layout): it is
+checked through the rows that take packed weights (``Pack``).
+
+dims are N batch, T steps, H hidden, V vocabulary, W word vector (M = N*T
+rows). ``SHAPES`` are the test shapes: N = 1, T = 1, H not a multiple of 8,
+the COCO vocabulary of 1004, masks with fully masked rows, sequences of
+length 0. The benchmarks build the same arguments at the workload's dims and
+pass ``captions`` ((N, T + 1) int, CS231n layout, ``<NULL>`` = 0): then the
+words, targets, mask and sequence lengths are the captions' (as the model
+derives them) instead of random draws.
+"""
+from typing import Callable, NamedTuple, Optional
+
+import numpy as np
+
+# Dimension sets each kernel is tested at.
+SHAPES = [
+    dict(N=1, T=1, D=3, H=5, V=7, W=4),
+    dict(N=4, T=3, D=6, H=13, V=11, W=5),  # H not a multiple of 8
+    dict(N=17, T=5, D=10, H=32, V=1004, W=16),  # COCO vocabulary
+]
+
+
+def _f(rng, dtype, *shape, scale=1.0):
+    return (scale * rng.standard_normal(shape)).astype(dtype)
+
+
+def _empty(dtype, *shape):
+    # Garbage-filled on purpose: kernels must overwrite every *_out element.
+    return np.full(shape, np.nan, dtype=dtype)
+
+
+def _time_major(captions, columns):
+    # (N, T+1) captions -> (M,) intp words of `columns` (inputs [:-1] or targets [1:]), step after step
+    return np.ascontiguousarray(captions[:, columns].T.reshape(-1)).astype(np.intp)
+
+
+def rnn_cell_forward(rng, dtype, N, H, **_):
+    return [_f(rng, dtype, N, H), _f(rng, dtype, N, H), _empty(dtype, N, H)]
+
+
+def rnn_cell_backward(rng, dtype, N, H, **_):
+    return [_f(rng, dtype, N, H), np.tanh(_f(rng, dtype, N, H)), _empty(dtype, N, H)]
+
+
+def lstm_cell_forward(rng, dtype, N, H, **_):
+    # scale 4 reaches saturated gates, where a careless sigmoid overflows
+    return [_f(rng, dtype, N, 4 * H, scale=4), _f(rng, dtype, N, 4 * H), _f(rng, dtype, N, H),
+            _empty(dtype, N, 4 * H), _empty(dtype, N, H), _empty(dtype, N, H)]
+
+
+def lstm_cell_backward(rng, dtype, N, H, **_):
+    ifog = np.concatenate([1 / (1 + np.exp(-_f(rng, np.float64, N, 3 * H))),
+                           np.tanh(_f(rng, np.float64, N, H))], axis=1).astype(dtype)
+    return [_f(rng, dtype, N, H), _f(rng, dtype, N, H), ifog, _f(rng, dtype, N, H),
+            _f(rng, dtype, N, H), _empty(dtype, N, 4 * H), _empty(dtype, N, H)]
+
+
+class Pack(NamedTuple):
+    """An argument that is recurrent weights packed by the backend under test
+    (``recurrent_pack`` output is backend-specific, so ``bind`` packs it)."""
+
+    Wh: np.ndarray
+    gates: int
+    transpose: bool
+
+
+def _batch_sizes(rng, N, T, captions):
+    """(T,) intp: how many sequences run at each step, longest first. From
+    captions: each runs to its last scored word, as the model packs them.
+    Else lengths in [0, T], one of length T: uneven steps and (at N > 1)
+    sequences of length 0."""
+    if captions is not None:
+        scored = captions[:, 1:] != 0
+        lengths = np.where(scored.any(axis=1), T - np.argmax(scored[:, ::-1], axis=1), 0)
+    else:
+        lengths = np.sort(rng.integers(0, T + 1, N))[::-1]
+        lengths[0] = T
+    return np.array([(lengths > t).sum() for t in range(lengths.max())], dtype=np.intp)
+
+
+def _recurrence(rng, dtype, N, T, H, gates, backward, captions=None):
+    bs = _batch_sizes(rng, N, T, captions)
+    P, G = int(bs.sum()), gates * H
+    Wh = Pack(_f(rng, dtype, H, G, scale=1 / np.sqrt(H)), gates, backward)
+    h0 = _f(rng, dtype, N, H)
+    if not backward:
+        xw = _f(rng, dtype, P, G, scale=2)
+        if gates == 1:
+            return [xw, h0, Wh, bs, _empty(dtype, P, H)]
+        return [xw, h0, _f(rng, dtype, N, H), Wh, bs, _empty(dtype, P, G), _empty(dtype, P, H),
+                _empty(dtype, P, H)]
+    dh = _f(rng, dtype, P, H)
+    if gates == 1:
+        return [dh, h0, Wh, np.tanh(_f(rng, dtype, P, H)), bs, _empty(dtype, P, H), _empty(dtype, N, H)]
+    ifog = lstm_cell_backward(rng, dtype, P, H)[2]
+    return [dh, _f(rng, dtype, N, H), Wh, ifog, _f(rng, dtype, P, H), bs, _empty(dtype, P, G),
+            _empty(dtype, N, H)]
+
+
+def rnn_recurrence_forward(rng, dtype, N, T, H, captions=None, **_):
+    return _recurrence(rng, dtype, N, T, H, 1, False, captions)
+
+
+def rnn_recurrence_backward(rng, dtype, N, T, H, captions=None, **_):
+    return _recurrence(rng, dtype, N, T, H, 1, True, captions)
+
+
+def lstm_recurrence_forward(rng, dtype, N, T, H, captions=None, **_):
+    return _recurrence(rng, dtype, N, T, H, 4, False, captions)
+
+
+def lstm_recurrence_backward(rng, dtype, N, T, H, captions=None, **_):
+    return _recurrence(rng, dtype, N, T, H, 4, True, captions)
+
+
+def recurrent_pack(rng, dtype, H, **_):
+    # the LSTM's Wh for the backward product: the largest packing a step makes
+    return [_f(rng, dtype, H, 4 * H, scale=1 / np.sqrt(H)), 4, True]
+
+
+def embedding_forward(rng, dtype, N, T, V, W, captions=None, **_):
+    idx = rng.integers(0, V, N * T).astype(np.intp) if captions is None else _time_major(captions, slice(0, -1))
+    return [idx, _f(rng, dtype, V, W), _empty(dtype, N * T, W)]
+
+
+def embedding_backward(rng, dtype, N, T, V, W, captions=None, **_):
+    if captions is None:
+        idx = rng.integers(0, min(V, 3), N * T).astype(np.intp)  # many repeats: the scatter-add must sum
+    else:
+        idx = _time_major(captions, slice(0, -1))
+    return [_f(rng, dtype, N * T, W), idx, _empty(dtype, V, W)]
+
+
+def affine_forward(rng, dtype, N, T, H, V, **_):
+    return [_f(rng, dtype, N * T, H), _f(rng, dtype, H, V), _f(rng, dtype, V), _empty(dtype, N * T, V)]
+
+
+def affine_backward(rng, dtype, N, T, H, V, **_):
+    return [_f(rng, dtype, N * T, V), _f(rng, dtype, N * T, H), _f(rng, dtype, H, V),
+            _empty(dtype, N * T, H), _empty(dtype, H, V), _empty(dtype, V)]
+
+
+def softmax_loss(rng, dtype, N, T, V, captions=None, **_):
+    M = N * T
+    x = _f(rng, dtype, M, V, scale=3)
+    if captions is None:
+        y = rng.integers(0, V, M).astype(np.intp)
+        mask = rng.random(M) < 0.7
+        mask[: max(1, M // 4)] = False  # fully masked rows
+    else:
+        y = _time_major(captions, slice(1, None))
+        mask = y != 0
+    return [x, y, mask, 1.0 / N, _empty(dtype, M, V)]
+
+
+def argmax_words(rng, dtype, N, V, **_):
+    # Small integer scores (exact in every dtype) tie often: the lowest index must win.
+    scores = rng.integers(-3, 4, (N, V)).astype(dtype)
+    b_vocab = rng.integers(0, 2, V).astype(dtype)
+    scores[-1, V // 2] = np.nan  # a NaN wins, as in np.argmax
+    return [scores, b_vocab, 2 % V, np.full(N, -7, dtype=np.intp)]
+
+
+# The update rules run on an (H, 4H) array: the LSTM's Wh, the largest recurrent parameter.
+def sgd_update(rng, dtype, H, **_):
+    return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), 0.1]
+
+
+def sgd_momentum_update(rng, dtype, H, **_):
+    return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), 0.1, 0.9]
+
+
+def rmsprop_update(rng, dtype, H, **_):
+    return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), np.abs(_f(rng, dtype, H, 4 * H)), 0.01, 0.99, 1e-8]
+
+
+def adam_update(rng, dtype, H, **_):
+    return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H),
+            np.abs(_f(rng, dtype, H, 4 * H)), 0.005, 0.9, 0.999, 1e-8]
+
+
+class Case(NamedTuple):
+    build: Callable  # (rng, dtype, **dims) -> list of arguments
+    written: tuple  # indices of the arguments the kernel writes
+    tol32: Optional[float]  # float32 tolerance (see the module docstring); None: backend-specific
+
+
+# kernel -> its case, keyed by kernel name (the order of KERNELS)
+CASES = {
+    "rnn_cell_forward": Case(rnn_cell_forward, (2,), 1e-6),
+    "rnn_cell_backward": Case(rnn_cell_backward, (2,), 1e-6),
+    "lstm_cell_forward": Case(lstm_cell_forward, (3, 4, 5), 2e-6),
+    "lstm_cell_backward": Case(lstm_cell_backward, (5, 6), 2e-6),
+    "recurrent_pack": Case(recurrent_pack, (), None),
+    "rnn_recurrence_forward": Case(rnn_recurrence_forward, (4,), 2e-6),
+    "rnn_recurrence_backward": Case(rnn_recurrence_backward, (5, 6), 2e-6),
+    "lstm_recurrence_forward": Case(lstm_recurrence_forward, (5, 6, 7), 2e-6),
+    "lstm_recurrence_backward": Case(lstm_recurrence_backward, (6, 7), 2e-6),
+    "embedding_forward": Case(embedding_forward, (2,), 1e-7),
+    "embedding_backward": Case(embedding_backward, (2,), 2e-6),
+    "affine_forward": Case(affine_forward, (3,), 3e-6),
+    "affine_backward": Case(affine_backward, (3, 4, 5), 6e-6),
+    "softmax_loss": Case(softmax_loss, (4,), 2e-6),
+    "argmax_words": Case(argmax_words, (3,), 0.0),
+    "sgd_update": Case(sgd_update, (0,), 1e-6),
+    "sgd_momentum_update": Case(sgd_momentum_update, (0, 2), 1e-6),
+    "rmsprop_update": Case(rmsprop_update, (0, 2), 1e-6),
+    "adam_update": Case(adam_update, (0, 2, 3), 1e-6),
+}
+
+
+def as_dtype(args, dtype):
+    """args with every float array (and packed weight) cast to dtype."""
+    def cast(a):
+        if isinstance(a, Pack):
+            return a._replace(Wh=a.Wh.astype(dtype))
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            return a.astype(dtype)
+        return a
+    return [cast(a) for a in args]
+
+
+def bind(kernels, args):
+    """The arguments to call a kernel of `kernels` with: copies of the arrays,
+    every Pack packed by that backend's recurrent_pack."""
+    return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose) if isinstance(a, Pack)
+            else a.copy() if isinstance(a, np.ndarray) else a for a in args]

@@ -29,6 +29,7 @@ _BACKENDS = {
 # time loop around BLAS), which made training steps and decoding fastest
 # (docs/benchmarks.md); Numba next (no compiler needed at install).
 AUTO_ORDER = ("cython", "numba", "numpy")
+NAMES = tuple(_BACKENDS)  # the concrete backends, the NumPy reference first
 VALID_NAMES = tuple(_BACKENDS) + ("auto",)
 ENV_VAR = "FASTCAP_BACKEND"
 

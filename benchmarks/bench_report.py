@@ -1,245 +1,29 @@
-"""``fastcap bench``: run the benchmark suite and write a speedup report.
+"""The benchmark report: tables, targets and a chart built from one run's
+pytest-benchmark JSON (``speedups.md`` and ``speedups.png``).
 
-The suite lives in the source tree's ``benchmarks/`` directory (pytest-benchmark
-files ``test_bench_*.py``, outside the normal test run). This command finds it
-(``--benchmarks-dir``, ``$FASTCAP_BENCHMARKS_DIR``, the checkout fastcap was
-installed from, or ``./benchmarks``), runs it with pytest in a subprocess, and
-writes into ``--out`` (default ``bench-results/``):
-
-* ``benchmark.json``: pytest-benchmark's raw JSON of the run, with the machine,
-  library versions, BLAS and thread settings under ``fastcap_environment``;
-* ``speedups.md``: medians and speedup tables built from that one run: every
-  fastcap backend against the fastcap NumPy backend, the CS231n-style NumPy
-  peer and PyTorch (speedup = the other's median / the backend's median);
-* ``speedups.png``: the same as a chart.
-
-``fastcap bench --from-json FILE`` rebuilds the report from an earlier JSON
-without running anything. Run ``fastcap bench --help`` for the options.
+Every fastcap backend is compared with the fastcap NumPy backend, the
+CS231n-style NumPy peer and PyTorch (speedup = the other's median / the
+backend's median); the environment section renders the JSON's
+``fastcap_environment`` (fastcap.environment plus host_probes). Imported by
+bare name from this directory (bench_runner.py, tests/test_bench_report.py).
 """
-import argparse
-import datetime
-import importlib.metadata
 import importlib.util
 import json
 import os
 import pathlib
-import platform
-import subprocess
 import sys
-import time
 
-__all__ = ["main", "apply_threads", "default_threads", "environment_info", "cpu_snapshot", "contention",
-           "gemm_probe", "probe_verdict",
-           "write_report"]
+from host_probes import probe_verdict
+from peers import PEERS
+
+from fastcap._backend import NAMES as BACKENDS
+
+__all__ = ["report_markdown", "write_chart", "write_report", "target_rows", "limit_rows", "gemm_rate",
+           "TARGETS", "LIMIT_TARGET", "THREADS_TARGET"]
 
 PROG = "fastcap bench"
-BACKENDS = ("numpy", "numba", "cython")
-PEERS = {"cs231n": "CS231n-style NumPy", "torch": "PyTorch"}
-IMPL_LABELS = {"numpy": "fastcap numpy", "numba": "fastcap numba", "cython": "fastcap cython", **PEERS}
-# pytest-benchmark settings; --quick trades precision for a run of a few minutes.
-FULL_OPTS = ["--benchmark-min-rounds=5", "--benchmark-max-time=1.0", "--benchmark-warmup=off"]
-QUICK_OPTS = ["--benchmark-min-rounds=3", "--benchmark-max-time=0.1", "--benchmark-warmup=off"]
-
-_limits = []  # threadpoolctl limiters kept alive for the life of the process
-
-
-# ------------------------------------------------------------------ threads and environment
-
-
-def default_threads():
-    """Every core this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # not Linux
-        return os.cpu_count() or 1
-
-
-def apply_threads(n=None):
-    """Use `n` threads (default: all cores) for every thread pool fastcap's work can reach.
-
-    BLAS through ``fastcap.set_num_threads``, and the OpenMP pools (the Cython
-    backend's ``prange``, when enabled) through threadpoolctl, so that nothing
-    runs with more threads than the report states. Returns {"threads": n, "method": how}.
-    """
-    import fastcap
-    from threadpoolctl import threadpool_limits
-
-    n = default_threads() if n is None else int(n)
-    fastcap.available_backends()  # load every backend, so their thread pools exist
-    fastcap.set_num_threads(n)
-    _limits.append(threadpool_limits(limits=n, user_api="openmp"))
-    return {"threads": n, "method": "fastcap.set_num_threads (blas) + threadpoolctl (openmp)"}
-
-
-def cpu_snapshot():
-    """Wall time, this process's CPU time (with waited-for children) and, on Linux,
-    the whole machine's busy CPU time: two snapshots tell how much CPU other
-    processes took during a measurement (``contention``)."""
-    t = os.times()
-    snap = {"wall": time.monotonic(), "own": t.user + t.system + t.children_user + t.children_system}
-    try:
-        with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-        snap["busy"] = (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-    except (OSError, ValueError, IndexError):
-        pass
-    return snap
-
-
-def gemm_probe(threads, size=1024, repeats=3):
-    """GFLOP/s of a size**3 float32 GEMM at 1 thread and at `threads` (best of
-    `repeats`), and the GB/s of a vector-matrix product over 8 MB ("gemv_GBps").
-
-    A host that gives this machine less than its cores shows up here: the
-    all-threads figure falls toward the 1-thread one (seen on this project's
-    2-core VM: 70 GFLOP/s with 2 threads in a quiet hour, 30 in a busy one,
-    with /proc/stat showing nothing).
-    """
-    import numpy as np
-    from threadpoolctl import threadpool_limits
-
-    a = np.random.default_rng(0).standard_normal((size, size)).astype(np.float32)
-    out = np.empty_like(a)
-    flop = 2.0 * size**3
-    result = {}
-    for n in sorted({1, int(threads)}):
-        with threadpool_limits(limits=n, user_api="blas"):
-            np.dot(a, a, out=out)
-            best = float("inf")
-            for _ in range(repeats):
-                t = time.perf_counter()
-                np.dot(a, a, out=out)
-                best = min(best, time.perf_counter() - t)
-        result[str(n)] = round(flop / best / 1e9, 1)
-    # Memory: a vector times an 8 MB matrix (batch-1 decoding's kind of work)
-    # reads every weight once, at the bandwidth the host grants.
-    w = np.ones((2048, 1024), dtype=np.float32)
-    v, y = np.ones((1, 2048), dtype=np.float32), np.empty((1, 1024), dtype=np.float32)
-    with threadpool_limits(limits=int(threads), user_api="blas"):
-        np.dot(v, w, out=y)
-        best = float("inf")
-        for _ in range(3 * repeats):
-            t = time.perf_counter()
-            np.dot(v, w, out=y)
-            best = min(best, time.perf_counter() - t)
-    result["gemv_GBps"] = round(w.nbytes / best / 1e9, 1)
-    return result
-
-
-def probe_verdict(start, end, threads):
-    """None if both probes look like a machine with its cores to itself, else why not."""
-    why = []
-    for when, probe in (("start", start), ("end", end)):
-        if not probe:
-            continue
-        one, all_ = probe.get("1"), probe.get(str(threads))
-        if threads >= 2 and one and all_ and all_ < 1.4 * one:
-            why.append(f"at the {when}, {threads} threads ran the GEMM only {all_ / one:.2f}x as fast as 1")
-    if start and end and start.get(str(threads)) and end.get(str(threads)):
-        a, b = start[str(threads)], end[str(threads)]
-        if abs(a - b) > 0.25 * max(a, b):
-            why.append(f"the {threads}-thread GEMM ran at {a:g} GFLOP/s at the start and {b:g} at the end")
-    return "; ".join(why) or None
-
-
-def contention(start, end):
-    """{'wall_s', 'own_cores', 'other_cores'}: average cores busy with this run / with other processes."""
-    wall = max(end["wall"] - start["wall"], 1e-9)
-    out = {"wall_s": round(wall, 1), "own_cores": round((end["own"] - start["own"]) / wall, 2)}
-    if "busy" in start and "busy" in end:
-        other = (end["busy"] - start["busy"]) - (end["own"] - start["own"])
-        out["other_cores"] = round(max(other, 0.0) / wall, 2)
-    return out
-
-
-def _version(dist):
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cpu_flags():
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    flags = set(line.split(":", 1)[1].split())
-                    return [x for x in ("avx2", "fma", "avx512f") if x in flags]
-    except OSError:
-        pass
-    return None
-
-
-def environment_info(threads=None, since=None, probes=None):
-    """What a measurement ran with: machine, versions, BLAS, threads (a JSON-able dict).
-    ``since``: a cpu_snapshot() from the start of the run, to report contention;
-    ``probes``: {"start": gemm_probe(...), "end": gemm_probe(...)}."""
-    import fastcap
-    from fastcap import _backend
-
-    info = {
-        "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_model": _cpu_model(),
-        "cpu_flags": _cpu_flags(),
-        "logical_cores": os.cpu_count(),
-        "usable_cores": default_threads(),
-        "loadavg_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "versions": {"fastcap": fastcap.__version__, "numpy": _version("numpy"),
-                     "numba": _version("numba"), "cython": _version("Cython"),
-                     "torch": _version("torch"), "threadpoolctl": _version("threadpoolctl"),
-                     "pytest-benchmark": _version("pytest-benchmark")},
-        "backends_available": fastcap.available_backends(),
-        "backends_unavailable": _backend.unavailable_reasons(),
-        "threads": dict(threads or {}),
-        "env": {k: os.environ.get(k) for k in (
-            "OPENBLAS_CORETYPE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
-            "NUMBA_NUM_THREADS", "FASTCAP_NUMBA_CACHE", "FASTCAP_BACKEND")},
-    }
-    if since is not None:
-        info["contention"] = contention(since, cpu_snapshot())
-    if probes:
-        info["gemm_probe"] = dict(probes)
-    cy = getattr(_backend._loaded.get("cython"), "module", None)  # the build in use
-    info["cython_module"] = getattr(cy, "__file__", None)
-    info["cython_build"] = dict(getattr(cy, "BUILD_INFO", None) or {}) or None
-    if hasattr(cy, "ENGINE_INFO"):
-        info["engine"] = dict(cy.ENGINE_INFO, threads=cy.get_num_threads(), on=cy.engine_on())
-    if "numba" in sys.modules:
-        # Reported without starting it (numba.get_num_threads() would).
-        from numba.np.ufunc import parallel
-
-        info["numba_pool_started"] = bool(getattr(parallel, "_is_initialized", False))
-    if "torch" in sys.modules:
-        torch = sys.modules["torch"]
-        info["torch_threads"] = torch.get_num_threads()
-        info["torch_interop_threads"] = torch.get_num_interop_threads()
-    try:
-        from threadpoolctl import threadpool_info
-
-        keys = ("user_api", "internal_api", "version", "architecture", "num_threads",
-                "threading_layer", "prefix", "filepath")
-        info["threadpools"] = [{k: p.get(k) for k in keys} for p in threadpool_info()]
-    except ImportError:
-        info["threadpools"] = None
-    return info
-
-
-# ------------------------------------------------------------------ the report
+COMPILED = BACKENDS[1:]  # the registry lists the NumPy reference first
+IMPL_LABELS = {**{b: f"fastcap {b}" for b in BACKENDS}, **PEERS}
 
 
 def _median(b):
@@ -366,7 +150,7 @@ def _step_tables(groups, title, what):
 def _kernel_table(groups):
     if not groups:
         return []
-    compiled = [b for b in BACKENDS[1:] if any(b in g for g in groups.values())]
+    compiled = [b for b in COMPILED if any(b in g for g in groups.values())]
     head = "| kernel | fastcap numpy | " + " | ".join(f"{b} | {b} vs numpy" for b in compiled) + " |"
     lines = ["## Kernels", "",
              ("One call of each kernel of the kernel table at the workload shapes "
@@ -455,13 +239,13 @@ def target_rows(kinds):
         if not all(found) or not all(other in g for g in found):
             continue
         ratios = {}
-        for be in BACKENDS[1:]:
+        for be in COMPILED:
             if all(be in g for g in found):
                 ratios[be] = sum(_median(g[other]) for g in found) / sum(_median(g[be]) for g in found)
         rows.append((label, target, ratios))
     for group, by1 in kinds.get("train1", {}).items():
         by = kinds.get("train", {}).get(group, {})
-        ratios = {be: _median(by1[be]) / _median(by[be]) for be in BACKENDS[1:] if be in by1 and be in by}
+        ratios = {be: _median(by1[be]) / _median(by[be]) for be in COMPILED if be in by1 and be in by}
         if ratios:
             threads = next(iter(by.values()))["extra_info"].get("threads")
             rows.append((f"{group}: {threads} threads vs 1", THREADS_TARGET, ratios))
@@ -492,7 +276,7 @@ def _targets_table(kinds, env=None):
     rows = target_rows(kinds)
     if not rows:
         return []
-    compiled = [be for be in BACKENDS[1:] if any(be in r for _, _, r in rows)]
+    compiled = [be for be in COMPILED if any(be in r for _, _, r in rows)]
     lines = ["## Targets", "", "Each target as a ratio from this run (the other's median over the "
              "backend's; met when at least the target).", "",
              "| target | at least | " + " | ".join(compiled) + " |", "|---|---:|" + "---:|" * len(compiled)]
@@ -551,7 +335,7 @@ def write_chart(data, path):
     steps = {**kinds.get("train", {}), **kinds.get("sample", {})}
     kern = kinds.get("kernel", {})
     impls = [i for i in (*BACKENDS, *PEERS) if any(i in g for g in steps.values())]
-    compiled = [b for b in BACKENDS[1:] if any(b in g for g in kern.values())]
+    compiled = [b for b in COMPILED if any(b in g for g in kern.values())]
     rows = max(len(steps) * len(impls), len(kern) * max(len(compiled), 1))
     fig, axes = plt.subplots(1, 2, figsize=(15, min(max(5, 0.17 * rows), 12)))
     ax = axes[0]
@@ -611,122 +395,3 @@ def write_report(json_path, out_dir, meta=None):
         written.append(out_dir / "speedups.png")
     return md, written
 
-
-# ------------------------------------------------------------------ running the suite
-
-
-def find_benchmarks_dir(explicit=None):
-    """The suite's directory, or None. Order: explicit, $FASTCAP_BENCHMARKS_DIR,
-    the source tree next to the fastcap package (a checkout or an editable
-    install), ./benchmarks."""
-    candidates = [explicit] if explicit else []
-    candidates += [os.environ.get("FASTCAP_BENCHMARKS_DIR")]
-    candidates += [pathlib.Path(__file__).resolve().parent.parent / "benchmarks",
-                   pathlib.Path.cwd() / "benchmarks"]
-    for c in candidates:
-        if c and (pathlib.Path(c) / "conftest.py").is_file() and (pathlib.Path(c) / "workload.py").is_file():
-            return pathlib.Path(c).resolve()
-        if explicit:  # an explicit directory that is not the suite is an error, not a fallback
-            return None
-    return None
-
-
-def _parser():
-    p = argparse.ArgumentParser(
-        prog=PROG,
-        description="Run fastcap's benchmark suite (pytest-benchmark) and write a speedup report: "
-                    "every fastcap backend against the NumPy backend, a CS231n-style NumPy "
-                    "implementation and PyTorch.",
-        epilog="Extra pytest arguments can follow `--`, e.g. `fastcap bench -- -x`.")
-    p.add_argument("--out", default="bench-results", metavar="DIR",
-                   help="directory for benchmark.json, speedups.md and speedups.png (default: %(default)s)")
-    p.add_argument("--quick", action="store_true",
-                   help="fewer rounds (a smoke run of a few minutes, noisier numbers)")
-    p.add_argument("--filter", metavar="EXPR", help="only benchmarks matching this pytest -k expression")
-    p.add_argument("--threads", type=int, metavar="N",
-                   help=f"threads for fastcap and PyTorch (default: all cores, here {default_threads()})")
-    p.add_argument("--benchmarks-dir", metavar="DIR",
-                   help="the suite's directory (default: benchmarks/ of the fastcap source tree)")
-    p.add_argument("--from-json", metavar="FILE",
-                   help="do not run anything: rebuild the report from this benchmark JSON")
-    return p
-
-
-def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    extra = []
-    if "--" in argv:
-        k = argv.index("--")
-        argv, extra = argv[:k], argv[k + 1:]
-    args = _parser().parse_args(argv)
-    out = pathlib.Path(args.out)
-    if args.threads is not None and args.threads < 1:
-        print(f"{PROG}: error: --threads must be at least 1", file=sys.stderr)
-        return 2
-
-    if args.from_json:
-        out.mkdir(parents=True, exist_ok=True)
-        md, written = write_report(args.from_json, out)
-        print(md)
-        print(f"\n{PROG}: wrote {', '.join(map(str, written))}")
-        return 0
-
-    bench_dir = find_benchmarks_dir(args.benchmarks_dir)
-    if bench_dir is None:
-        where = (f"{args.benchmarks_dir} is not it" if args.benchmarks_dir else
-                 "it is not next to the installed fastcap package nor in ./benchmarks")
-        print(f"{PROG}: error: cannot find the benchmark suite ({where}). The suite lives in the "
-              "fastcap source tree's benchmarks/ directory (conftest.py, workload.py, test_bench_*.py): "
-              "run from a checkout, install with `pip install -e .`, or pass --benchmarks-dir DIR "
-              "(or set FASTCAP_BENCHMARKS_DIR).", file=sys.stderr)
-        return 2
-    missing = [m for m in ("pytest", "pytest_benchmark") if importlib.util.find_spec(m) is None]
-    if missing:
-        print(f"{PROG}: error: {' and '.join(missing)} not installed; install the test extra: "
-              "`pip install -e .[test]` (or `pip install pytest pytest-benchmark`)", file=sys.stderr)
-        return 2
-
-    out.mkdir(parents=True, exist_ok=True)
-    json_path = out / "benchmark.json"
-    if json_path.exists():
-        json_path.unlink()
-    threads = args.threads or default_threads()
-    bench_opts = QUICK_OPTS if args.quick else FULL_OPTS
-    cmd = [sys.executable, "-m", "pytest", str(bench_dir), "-p", "no:cacheprovider",
-           f"--benchmark-json={json_path}", "--benchmark-sort=fullname",
-           "--benchmark-columns=min,median,max,rounds,iterations", *bench_opts]
-    if args.filter:
-        cmd += ["-k", args.filter]
-    cmd += extra
-    env = dict(os.environ, FASTCAP_BENCH_THREADS=str(threads))
-    if args.quick:
-        env["FASTCAP_BENCH_QUICK"] = "1"
-    print(f"{PROG}: {threads} threads; running {' '.join(cmd)}", flush=True)
-    rc = subprocess.call(cmd, env=env)
-    if rc == 5:
-        print(f"{PROG}: error: no benchmark was selected"
-              + (f" by --filter {args.filter!r}" if args.filter else ""), file=sys.stderr)
-        return 5
-    if not json_path.exists():
-        print(f"{PROG}: error: pytest exited with status {rc} and wrote no {json_path}", file=sys.stderr)
-        return rc or 1
-
-    meta = {"command": " ".join(["fastcap bench", *argv] + (["--", *extra] if extra else [])),
-            "quick": args.quick, "pytest_benchmark_opts": bench_opts, "pytest_exit_status": rc,
-            "benchmarks_dir": str(bench_dir)}
-    with open(json_path) as f:
-        data = json.load(f)
-    data["fastcap_bench_meta"] = meta
-    with open(json_path, "w") as f:
-        json.dump(data, f, indent=2)
-    md, written = write_report(json_path, out, meta)
-    print(md)
-    print(f"\n{PROG}: wrote {json_path}, {', '.join(map(str, written))}")
-    if rc != 0:
-        print(f"{PROG}: pytest exited with status {rc} (see the failures above); the report covers "
-              "the benchmarks that ran", file=sys.stderr)
-    return rc
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -23,7 +23,7 @@ import subprocess
 import sys
 
 from bench_report import PROG, write_report
-from host_probes import usable_cores
+from host_probes import THREADS_ENV, usable_cores
 
 import fastcap
 
@@ -49,8 +49,8 @@ def suite_command(suite, pytest_args, threads, quick=False):
     source checkout next to a non-editable install, is never on sys.path), and
     conftest.py refuses to run when its fastcap is another one."""
     cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", *pytest_args]
-    env = dict(os.environ, FASTCAP_BENCH_THREADS=str(threads), PYTHONSAFEPATH="1",
-               **{EXPECT_ENV: str(pathlib.Path(fastcap.__file__).resolve())})
+    env = dict(os.environ, PYTHONSAFEPATH="1",
+               **{THREADS_ENV: str(threads), EXPECT_ENV: str(pathlib.Path(fastcap.__file__).resolve())})
     if quick:
         env["FASTCAP_BENCH_QUICK"] = "1"
     return cmd, {"cwd": str(suite), "env": env}

@@ -5,7 +5,6 @@ fixtures and helpers every benchmark uses (run with `fastcap bench`, or
 * fastcap: run by `fastcap bench`, the suite must import the fastcap the
   command imported (bench_runner.py passes its path); another one (e.g. a
   source tree on PYTHONPATH) stops the run before anything is measured.
-
 * Threads: every measurement runs with FASTCAP_BENCH_THREADS threads (default:
   every core this process may use), set once for the whole session, for
   fastcap (``host_probes.apply_threads``: BLAS and OpenMP) and for PyTorch
@@ -26,23 +25,17 @@ import pathlib
 
 import pytest
 from bench_runner import EXPECT_ENV
-from host_probes import apply_threads, cpu_snapshot, gemm_probe, run_environment, usable_cores
+from host_probes import apply_threads, bench_threads, cpu_snapshot, gemm_probe, run_environment
 from peers import PEERS
 
 import fastcap
 from fastcap import _backend
 
 BACKENDS = _backend.NAMES
-THREADS_ENV = "FASTCAP_BENCH_THREADS"
 
 _threads = {}  # what apply_threads reported
 _start = {}  # cpu_snapshot() when the session began
 _probes = {}  # gemm_probe() at the start and at the end of the session
-
-
-def bench_threads():
-    value = os.environ.get(THREADS_ENV, "").strip()
-    return int(value) if value else usable_cores()
 
 
 def pytest_configure(config):

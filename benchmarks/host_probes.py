@@ -11,10 +11,17 @@ import time
 
 from fastcap.environment import collect, usable_cores
 
-__all__ = ["apply_threads", "cpu_snapshot", "gemm_probe", "probe_verdict", "contention",
+__all__ = ["THREADS_ENV", "bench_threads", "apply_threads", "cpu_snapshot", "gemm_probe", "probe_verdict", "contention",
            "run_environment", "usable_cores"]
 
+THREADS_ENV = "FASTCAP_BENCH_THREADS"  # the run's threads, set by bench_runner.py
 _limits = []  # threadpoolctl limiters kept alive for the life of the process
+
+
+def bench_threads():
+    """The run's threads: $FASTCAP_BENCH_THREADS, else every usable core."""
+    value = os.environ.get(THREADS_ENV, "").strip()
+    return int(value) if value else usable_cores()
 
 
 def apply_threads(n=None):

@@ -30,7 +30,7 @@ _BACKENDS = {
 # (docs/benchmarks.md); Numba next (no compiler needed at install).
 AUTO_ORDER = ("cython", "numba", "numpy")
 NAMES = tuple(_BACKENDS)  # the concrete backends, the NumPy reference first
-VALID_NAMES = tuple(_BACKENDS) + ("auto",)
+VALID_NAMES = NAMES + ("auto",)
 ENV_VAR = "FASTCAP_BACKEND"
 
 # Builds of a backend for CPUs with more instructions than the baseline:

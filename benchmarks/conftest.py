@@ -1,14 +1,18 @@
-"""Shared setup of the benchmark suite (run with `fastcap bench`, or
+"""Shared setup of the benchmark suite: threads, the environment record, and the
+fixtures and helpers every benchmark uses (run with `fastcap bench`, or
 `pytest benchmarks/ --benchmark-...`; the normal `pytest` run never collects it).
 
+* fastcap: run by `fastcap bench`, the suite must import the fastcap the
+  command imported (bench_runner.py passes its path); another one (e.g. a
+  source tree on PYTHONPATH) stops the run before anything is measured.
 * Threads: every measurement runs with FASTCAP_BENCH_THREADS threads (default:
   every core this process may use), set once for the whole session, for
-  fastcap (``fastcap.bench.apply_threads``: BLAS and OpenMP) and for PyTorch
+  fastcap (``host_probes.apply_threads``: BLAS and OpenMP) and for PyTorch
   (``torch.set_num_threads``).
 * Every benchmark records in ``extra_info`` what it measures (``kind``: kernel,
   gemm, train, sample, firstcall), which implementation (``impl``: a fastcap
   backend name, ``cs231n`` or ``torch``) and the threads it ran with;
-  ``fastcap.bench`` builds its tables from those fields.
+  bench_report.py builds its tables from those fields.
 * The machine, library versions, BLAS and thread settings the suite actually
   ran with go into the JSON report under ``fastcap_environment``.
 * JIT compilation is never timed in the throughput benchmarks: ``measure``
@@ -17,28 +21,28 @@
   (test_bench_firstcall.py).
 """
 import os
+import pathlib
 
 import pytest
+from bench_runner import EXPECT_ENV
+from host_probes import apply_threads, bench_threads, cpu_snapshot, gemm_probe, run_environment
+from peers import PEERS
 
 import fastcap
 from fastcap import _backend
-from fastcap.bench import apply_threads, cpu_snapshot, default_threads, environment_info, gemm_probe
 
-BACKENDS = ("numpy", "numba", "cython")
-PEERS = ("cs231n", "torch")
-THREADS_ENV = "FASTCAP_BENCH_THREADS"
+BACKENDS = _backend.NAMES
 
 _threads = {}  # what apply_threads reported
 _start = {}  # cpu_snapshot() when the session began
 _probes = {}  # gemm_probe() at the start and at the end of the session
 
 
-def bench_threads():
-    value = os.environ.get(THREADS_ENV, "").strip()
-    return int(value) if value else default_threads()
-
-
 def pytest_configure(config):
+    expected = os.environ.get(EXPECT_ENV)
+    if expected and pathlib.Path(fastcap.__file__).resolve() != pathlib.Path(expected):
+        raise pytest.UsageError(f"the benchmarks imported {fastcap.__file__}, not the fastcap `fastcap bench` "
+                                f"runs with ({expected}): is a source tree on PYTHONPATH?")
     _threads.update(apply_threads(bench_threads()))
     if config.getoption("benchmark_disable", False) is False:
         _probes["start"] = gemm_probe(_threads["threads"])
@@ -54,7 +58,7 @@ def pytest_report_header(config):
 def pytest_benchmark_update_json(config, benchmarks, output_json):
     if "start" in _probes:
         _probes["end"] = gemm_probe(_threads["threads"])
-    output_json["fastcap_environment"] = environment_info(_threads, since=_start or None, probes=_probes)
+    output_json["fastcap_environment"] = run_environment(_threads, since=_start or None, probes=_probes)
 
 
 def require_backend(name):
@@ -97,7 +101,7 @@ def backend(request):
         yield request.param
 
 
-@pytest.fixture(params=BACKENDS + PEERS)
+@pytest.fixture(params=BACKENDS + tuple(PEERS))
 def impl(request):
     """Each fastcap backend and each peer in turn (a backend is made active)."""
     name = request.param

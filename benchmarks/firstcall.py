@@ -20,9 +20,9 @@ t_import = time.perf_counter() - t0
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import workload  # noqa: E402
-from fastcap.bench import apply_threads  # noqa: E402
+from host_probes import apply_threads, bench_threads  # noqa: E402
 
-threads = apply_threads(int(os.environ.get("FASTCAP_BENCH_THREADS") or 0) or None)
+threads = apply_threads(bench_threads())
 
 
 def first_and_steady(fn, repeats=3):

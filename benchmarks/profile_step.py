@@ -106,10 +106,10 @@ def install_timers(namespace):
 
 def run_steps(args):
     import workload as wl
+    from host_probes import apply_threads
 
     import fastcap
     from fastcap import _backend
-    from fastcap.bench import apply_threads
 
     threads = apply_threads(args.threads)
     fastcap.set_backend(args.backend)
@@ -193,16 +193,15 @@ def _resolve(path):
 
 def gemm_table(repeats=20):
     import numpy as np
+    from host_probes import usable_cores
     from test_bench_kernels import GEMMS, gemm_operands
     from threadpoolctl import threadpool_limits
-
-    from fastcap.bench import default_threads
 
     for label, (a_shape, b_shape, ta, tb) in GEMMS.items():
         a, b, c = gemm_operands(a_shape, b_shape, ta, tb)
         flops = 2 * a_shape[0] * a_shape[1] * b_shape[1]
         cells = []
-        for n in sorted({1, default_threads()}):
+        for n in sorted({1, usable_cores()}):
             with threadpool_limits(limits=n, user_api="blas"):
                 np.matmul(a, b, out=c)
                 ts = []

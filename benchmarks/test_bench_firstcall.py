@@ -13,13 +13,14 @@ import sys
 
 import pytest
 from conftest import BACKENDS, require_backend
+from host_probes import THREADS_ENV
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MODES = {"numba": ["off", "on, cold", "on, warm"]}
 
 
 def run_firstcall(backend, env_extra, threads):
-    env = dict(os.environ, FASTCAP_BACKEND=backend, FASTCAP_BENCH_THREADS=str(threads), **env_extra)
+    env = dict(os.environ, FASTCAP_BACKEND=backend, **{THREADS_ENV: str(threads)}, **env_extra)
     proc = subprocess.run([sys.executable, os.path.join(HERE, "firstcall.py")], env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     if proc.returncode != 0:

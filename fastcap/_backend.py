@@ -29,7 +29,8 @@ _BACKENDS = {
 # time loop around BLAS), which made training steps and decoding fastest
 # (docs/benchmarks.md); Numba next (no compiler needed at install).
 AUTO_ORDER = ("cython", "numba", "numpy")
-VALID_NAMES = tuple(_BACKENDS) + ("auto",)
+NAMES = tuple(_BACKENDS)  # the concrete backends, the NumPy reference first
+VALID_NAMES = NAMES + ("auto",)
 ENV_VAR = "FASTCAP_BACKEND"
 
 # Builds of a backend for CPUs with more instructions than the baseline:

@@ -22,32 +22,19 @@ PROG = "fastcap"
 
 
 # ---------------------------------------------------------------- helpers
-def set_threads(n):
-    """Use n BLAS threads (fastcap.set_num_threads); None leaves the default."""
-    if n is not None:
-        from . import _threads
-
-        _threads.set_num_threads(n)
-
-
-def get_threads():
-    from . import _threads
-
-    return _threads.get_num_threads()
-
-
 def _setup_runtime(args):
     import fastcap
 
     if getattr(args, "backend", None):
         fastcap.set_backend(args.backend)
-    set_threads(getattr(args, "threads", None))
+    if getattr(args, "threads", None) is not None:
+        fastcap.set_num_threads(args.threads)
 
 
 def _add_runtime_options(p):
-    from ._backend import VALID_NAMES
+    from ._backend import NAMES
 
-    p.add_argument("--backend", choices=("auto", *(n for n in VALID_NAMES if n != "auto")),
+    p.add_argument("--backend", choices=("auto", *NAMES),
                    help="kernel backend (default: $FASTCAP_BACKEND, else auto = the fastest "
                         "that loads)")
     p.add_argument("--threads", type=POSITIVE_INT.argtype(), metavar="N",
@@ -216,66 +203,9 @@ def cmd_make_data(args):
 
 
 def cmd_info(args):
-    import platform
+    from .environment import collect, info_lines
 
-    import numpy as np
-
-    import fastcap
-    from . import _backend
-
-    print(f"fastcap {fastcap.__version__} (Python {platform.python_version()}, NumPy {np.__version__}, "
-          f"{platform.machine()}, {os.cpu_count()} CPUs)")
-    available = fastcap.available_backends()
-    print(f"backends available: {', '.join(available) or 'none'} (auto order: "
-          f"{', '.join(_backend.AUTO_ORDER)})")
-    for name, why in _backend.unavailable_reasons().items():
-        print(f"  {name}: unavailable: {_one_line(why)}")
-    env_backend = os.environ.get(_backend.ENV_VAR)
-    print(f"active backend: {fastcap.get_backend()} ({_backend.ENV_VAR}="
-          f"{env_backend if env_backend is not None else '(unset, auto)'})")
-    n = get_threads()
-    print("threads: " + (f"fastcap._threads.get_num_threads() = {n}" if n is not None else
-                         "fastcap._threads not present; BLAS threads as below"))
-    if "cython" in available:
-        cy = _backend.load("cython").module
-        info = getattr(cy, "ENGINE_INFO", None)
-        if info:
-            print(f"recurrent engine (cython, float32): {cy.BUILD_INFO['isa']} build, {info['isa']} tiles of "
-                  f"{info['vector_width']}-float vectors, {cy.get_num_threads()} threads")
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-                "NUMBA_NUM_THREADS", "FASTCAP_NUM_THREADS", "OPENBLAS_CORETYPE"):
-        if var in os.environ:
-            print(f"  {var}={os.environ[var]}")
-    if "OPENBLAS_CORETYPE" not in os.environ:
-        print("  OPENBLAS_CORETYPE is not set (OpenBLAS picks kernels for the detected CPU)")
-    try:
-        from threadpoolctl import threadpool_info
-
-        pools = threadpool_info()
-    except ImportError:  # pragma: no cover - it is a dependency
-        pools = None
-        print("BLAS: threadpoolctl is not installed, cannot inspect the BLAS library")
-    if pools is not None:
-        if not pools:
-            print("BLAS/OpenMP libraries: none loaded")
-        for p in pools:
-            line = f"{p.get('user_api', '?')}: {p.get('internal_api', '?')}"
-            if p.get("version"):
-                line += f" {p['version']}"
-            if p.get("user_api") == "blas":
-                line += (f", core type {p.get('architecture') or 'unknown'}, threading layer "
-                         f"{p.get('threading_layer') or 'unknown'}")
-            print(f"{line}, {p.get('num_threads')} threads")
-            print(f"  {p.get('filepath')}")
-    try:
-        import pycocoevalcap.bleu.bleu  # noqa: F401
-
-        print("caption metrics: pycocoevalcap (BLEU, CIDEr-D)")
-    except ImportError as exc:
-        print(f"caption metrics: unavailable ({exc}); `pip install pycocoevalcap`")
-    from .distributed import describe_mpi
-
-    print(describe_mpi())
+    print("\n".join(info_lines(collect())))
     return 0
 
 

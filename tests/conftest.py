@@ -13,7 +13,7 @@ import fastcap
 from fastcap import _backend
 from fastcap.datagen import generate_coco_data
 
-BACKENDS = tuple(_backend._BACKENDS)
+BACKENDS = _backend.NAMES
 REFERENCE = "numpy"
 COMPILED = tuple(name for name in BACKENDS if name != REFERENCE)
 # CI installs and builds every backend: there, a missing one is a failure, not a skip.

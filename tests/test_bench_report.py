@@ -1,11 +1,19 @@
-"""The benchmark report's arithmetic (fastcap.bench), on made-up results:
-ratios, the targets table and the host-probe verdict. The suite itself runs
-with `fastcap bench` (benchmarks/, outside the normal test run)."""
+"""The benchmark report's arithmetic (benchmarks/bench_report.py), on made-up
+results: ratios, the targets table and the host-probe verdict; and that the
+suite `fastcap bench` runs imports the installed fastcap wherever it is run.
+The suite itself runs with `fastcap bench` (benchmarks/, outside the normal
+test run)."""
 import json
+import pathlib
+import subprocess
 
 import pytest
 
+import fastcap
 from fastcap import bench
+
+report = bench.load("bench_report")
+probes = bench.load("host_probes")
 
 
 def _b(kind, group, impl, median, **extra):
@@ -32,7 +40,7 @@ def _data():
 
 def test_target_rows_are_ratios_of_this_runs_medians():
     rows = {label: (target, ratios) for label, target, ratios in
-            bench.target_rows(bench._collect(_data()["benchmarks"]))}
+            report.target_rows(report._collect(_data()["benchmarks"]))}
     assert rows["train lstm N=100 vs CS231n-style NumPy"] == (3.0, pytest.approx({"numba": 4.0, "cython": 3.2}))
     assert rows["train lstm N=100 vs PyTorch"] == (1.5, pytest.approx({"numba": 1.7, "cython": 1.36}))
     assert rows["train rnn N=100 vs PyTorch"] == (1.5, pytest.approx({"numba": 1.6}))
@@ -46,7 +54,7 @@ def test_target_rows_are_ratios_of_this_runs_medians():
 def test_report_states_met_and_not_met(tmp_path):
     path = tmp_path / "benchmark.json"
     path.write_text(json.dumps(_data()))
-    text = bench.report_markdown(json.loads(path.read_text()))
+    text = report.report_markdown(json.loads(path.read_text()))
     line = next(x for x in text.splitlines() if x.startswith("| train lstm N=100 vs PyTorch"))
     assert "1.70x met" in line and "1.36x **not met**" in line
     line = next(x for x in text.splitlines() if x.startswith("| LSTM cell forward + backward"))
@@ -59,23 +67,44 @@ def test_report_states_met_and_not_met(tmp_path):
     ({"1": 36.0, "2": 70.0}, {"1": 35.0, "2": 50.0}, "70 GFLOP/s at the start and 50 at the end"),
 ])
 def test_probe_verdict(start, end, flagged):
-    verdict = bench.probe_verdict(start, end, 2)
+    verdict = probes.probe_verdict(start, end, 2)
     assert verdict is None if flagged is None else flagged in verdict
 
 
 def test_gemm_probe_measures_each_thread_count():
-    probe = bench.gemm_probe(2, size=64, repeats=1)
+    probe = probes.gemm_probe(2, size=64, repeats=1)
     assert set(probe) == {"1", "2", "gemv_GBps"} and all(v > 0 for v in probe.values())
-    assert set(bench.gemm_probe(1, size=64, repeats=1)) == {"1", "gemv_GBps"}
+    assert set(probes.gemm_probe(1, size=64, repeats=1)) == {"1", "gemv_GBps"}
 
 
 def test_limit_is_step_time_over_gemm_time_at_the_probed_rate():
     data = _data()
     env = data["fastcap_environment"]
-    assert bench.gemm_rate(env) == pytest.approx(100e9)
-    ((group, need, ratios),) = bench.limit_rows(bench._collect(data["benchmarks"]), env)
+    assert report.gemm_rate(env) == pytest.approx(100e9)
+    ((group, need, ratios),) = report.limit_rows(report._collect(data["benchmarks"]), env)
     assert group == "train lstm N=100" and need == pytest.approx(0.1)
     assert ratios == pytest.approx({"numpy": 3.0, "numba": 2.0, "cython": 2.5, "torch": 3.4, "cs231n": 8.0})
-    text = bench.report_markdown(data)
+    text = report.report_markdown(data)
     line = next(x for x in text.splitlines() if x.startswith("| train lstm N=100 | 100 ms"))
     assert "2.00x **over**" in line and "3.40x **over**" in line
+
+
+
+def test_suite_imports_the_fastcap_of_the_command_not_one_in_the_working_directory(tmp_path, monkeypatch):
+    """Run from a directory holding another `fastcap/` (a source checkout next to
+    a non-editable install), the suite still imports this process's fastcap:
+    conftest.py stops the run when fastcap.__file__ differs from the command's."""
+    (tmp_path / "fastcap").mkdir()
+    (tmp_path / "fastcap" / "__init__.py").write_text("")
+    monkeypatch.chdir(tmp_path)
+    runner = bench.load("bench_runner")
+    collect = ["--collect-only", "-q", "--benchmark-disable", "-k", "captions_follow_the_layout"]
+    cmd, how = runner.suite_command(bench.suite_dir(), collect, threads=1)
+    assert how["env"][runner.EXPECT_ENV] == str(pathlib.Path(fastcap.__file__).resolve())
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **how)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "test_captions_follow_the_layout_and_the_table" in proc.stdout
+    # The check itself: told to expect another fastcap, the suite refuses to run.
+    how["env"][runner.EXPECT_ENV] = str(tmp_path / "fastcap" / "__init__.py")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **how)
+    assert proc.returncode != 0 and "not the fastcap `fastcap bench` runs with" in proc.stdout + proc.stderr

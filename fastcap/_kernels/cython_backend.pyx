@@ -143,6 +143,8 @@ cdef extern from *:
         return x < lo ? 0.0f : p * scale;
     }
 
+    /* The same algorithm in double (C has no generic functions; the
+       constants and the polynomial's degree, 13, differ). */
     static inline double fastcap_exp_nonpos_d(double x)
     {
         const double lo = -708.0, shifter = 6755399441055744.0;

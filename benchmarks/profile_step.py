@@ -1,8 +1,8 @@
 """Where the time of one training step goes (a profiling aid, not a benchmark).
 
 1. Phases, in process: every kernel of the backend, every ``np.dot`` of
-   ``fastcap.rnn_layers`` (labelled by its source line) and the layers'
-   GEMM helpers (``_input_projection``, ``_recurrent_weight_grad``, ...) are wrapped with timers
+   ``fastcap._sequence`` (labelled by its source line) and its
+   GEMM helpers (``affine``, ``recurrent_weight_grad``, ...) are wrapped with timers
    (nested timers count once, in the outermost), so the step splits into
    GEMM phases, elementwise kernels and the rest (NumPy glue, validation,
    Python). Nothing in fastcap is edited: the wrappers are set on the loaded
@@ -77,30 +77,23 @@ class _NumpyWithTimedDot:
         return getattr(self._np, name)
 
 
-# Labels of the kernels that are GEMMs (the vocabulary projection: BLAS plus a bias or sum).
-_GEMM_KERNELS = {"affine_forward": "GEMM vocabulary projection h @ W_vocab (+ b)",
-                 "affine_backward": "GEMM vocabulary backward dscores @ W_vocab.T, h.T @ dscores (+ db)"}
-
-
 def install_timers(namespace):
-    """Wrap kernels, rnn_layers' np.dot and its GEMM helpers; returns the timers."""
-    from fastcap import rnn_layers
+    """Wrap kernels, _sequence's np.dot and its GEMM helpers; returns the timers."""
+    from fastcap import _sequence
     from fastcap._kernels import KERNEL_NAMES
 
     timers = _Timers()
     for name in KERNEL_NAMES:
-        label = _GEMM_KERNELS.get(name, f"kernel {name}")
-        setattr(namespace, name, timers.wrap(label, getattr(namespace, name)))
-    rnn_layers.np = _NumpyWithTimedDot(timers)
+        setattr(namespace, name, timers.wrap(f"kernel {name}", getattr(namespace, name)))
+    _sequence.np = _NumpyWithTimedDot(timers)
     for helper, label in (
-            ("_input_projection", "GEMM input projection x @ Wx (+ b)"),
-            ("_recurrent_weight_grad", "GEMM recurrent weight grad dWh = h_prev.T @ da"),
-            ("_input_grads", "GEMM input grads: da @ Wx.T, x.T @ da (+ db)"),
-            ("_word_projection_backward",
+            ("affine", "GEMM projection x @ W (+ b): input, vocabulary"),
+            ("affine_backward", "GEMM projection grads: dout @ W.T, x.T @ dout (+ db)"),
+            ("recurrent_weight_grad", "GEMM recurrent weight grad dWh = h_prev.T @ da"),
+            ("word_projection_backward",
              "GEMM word-projection grads: dWx, dW_embed (+ db, incl. the per-word sum of da)"),
     ):
-        if hasattr(rnn_layers, helper):
-            setattr(rnn_layers, helper, timers.wrap(label, getattr(rnn_layers, helper)))
+        setattr(_sequence, helper, timers.wrap(label, getattr(_sequence, helper)))
     return timers
 
 

@@ -134,7 +134,7 @@ def test_boundscheck_env_compiles_bounds_checks():
         import numpy as np
         from fastcap._kernels import numba_backend as nb
         try:
-            nb.embedding_forward(np.array([3]), np.ones((3, 2)), np.empty((1, 2)))
+            nb.embedding_backward(np.ones((1, 2)), np.array([3]), np.empty((3, 2)))  # row 3 of 3
         except IndexError:
             print("IndexError")
     """, NUMBA_BOUNDSCHECK="1")

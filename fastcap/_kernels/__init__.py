@@ -1,10 +1,13 @@
 """The kernel table: what every backend must provide.
 
 A backend is one module under ``fastcap/_kernels/`` that defines every name in
-``KERNELS`` with the signature documented here. The public layers in
-``fastcap.rnn_layers`` (and the model, solver and optimizers) validate their
-inputs, allocate outputs, run the sequence loops and the matrix products, and
-call these kernels for the elementwise and scatter/gather work in between.
+``KERNELS`` with the signature documented here. The table holds only what
+differs per backend: the public layers in ``fastcap.rnn_layers`` (and the
+model, solver and optimizers) validate their inputs, allocate outputs, and run
+once, for every backend, the matrix products (BLAS), the reshaping and the row
+gathers (NumPy indexing: the embedding lookup and the per-word projection
+table, as fast as a compiled loop; see ``fastcap._sequence``); they call these
+kernels for the recurrences and the elementwise and scatter work in between.
 Kernels therefore trust their inputs:
 
 * float arrays all share one dtype, float32 or float64;
@@ -36,7 +39,7 @@ KERNELS = {
         "dc_prev_out (N,H)): gradients wrt the gate pre-activations a and c_prev, "
         "where dc is the gradient arriving at c from the next timestep"
     ),
-    # --- recurrences: the whole packed time loop (see fastcap.rnn_layers.Packing) ---
+    # --- recurrences: the whole packed time loop (see fastcap._sequence.Packing) ---
     # batch_sizes (T,) intp, non-increasing, sum P: at step t the first
     # batch_sizes[t] sequences run, on rows offsets[t] : offsets[t] + batch_sizes[t].
     "recurrent_pack": (
@@ -62,15 +65,8 @@ KERNELS = {
         "(dh (P,H), c0 (N,H), WhTp packed transposed, ifog (P,4H), c (P,H), batch_sizes, "
         "da_out (P,4H), dh0_out (N,H)): gradients at every step's gate pre-activations and at h0"
     ),
-    # --- word embedding ---
-    "embedding_forward": "(idx (M,) int64, W (V,W), out (M,W)): out[m] = W[idx[m]]",
+    # --- word embedding backward (the forward is a row gather: NumPy indexing) ---
     "embedding_backward": "(dout (M,W), idx (M,) int64, dW_out (V,W)): dW = scatter-add of dout rows at idx",
-    # --- temporal affine (GEMM plus bias) ---
-    "affine_forward": "(x (M,D), w (D,V), b (V,), out (M,V)): out = x @ w + b",
-    "affine_backward": (
-        "(dout (M,V), x (M,D), w (D,V), dx_out (M,D), dw_out (D,V), db_out (V,)): "
-        "dx = dout @ w.T; dw = x.T @ dout; db = dout.sum(0)"
-    ),
     # --- masked softmax cross-entropy ---
     "softmax_loss": (
         "(x (M,V), y (M,) int64, mask (M,) bool, scale float, dx_out (M,V)) -> float: "

@@ -5,7 +5,7 @@
 # compiled, for float32 and float64 through the fused type ``floating_t``.
 #
 # * Calling convention. Each kernel is a ``def`` function with the table's name
-#   and positional signature; the shared orchestration (``fastcap.rnn_layers``,
+#   and positional signature; the shared orchestration (``fastcap._sequence``,
 #   the model, ``fastcap.optim``) calls it directly. Array arguments are typed
 #   C-contiguous memoryviews (``[:, ::1]``); inputs are ``const`` so read-only
 #   arrays are accepted, ``*_out`` arguments are written in full and never read
@@ -28,8 +28,8 @@
 #   instead of corrupting memory. ``BUILD_INFO`` says which build is loaded.
 # * Arithmetic. Every elementwise loop runs without the GIL over whole rows, so
 #   the C compiler vectorizes it. float64 computes in double; float32 computes
-#   in float (the reference's float32 does the same), except that loss sums and
-#   column sums accumulate in double.
+#   in float (the reference's float32 does the same), except that loss sums
+#   accumulate in double.
 # * exp, sigmoid, tanh. The libm scalar calls are slow here (glibc's tanhf is
 #   ~30 ns) and block vectorization, so exp(x) for x <= 0 -- the only exp any
 #   kernel needs: sigmoid takes exp(-|x|), tanh exp(-2|x|), softmax
@@ -42,13 +42,13 @@
 #   series below |x| = 1/8, where 1-e would cancel. Measured against long
 #   double over [-800, 800] and down to 1e-300: within 3 ulp (relative error
 #   5.3e-16 in float64, 2.8e-7 in float32; NumPy's tanh: 1.6e-16, 1.0e-7).
-# * Large GEMMs go to NumPy's BLAS (only the per-step recurrent products are the
-#   engine's own register tiles, over weights packed once per call). affine_forward
-#   and affine_backward call np.dot in the thin wrapper and loop only over the
-#   bias add and the column sum. (scipy.linalg.cython_blas would
-#   avoid the Python call, a few microseconds, but it is a second OpenBLAS
-#   with its own thread pool: alternating two pools makes their spinning
-#   worker threads fight over the cores, which cost far more on 2 cores.)
+# * Large GEMMs and row gathers are not kernels: the shared orchestration
+#   (fastcap._sequence) runs them once, through NumPy's BLAS and indexing; only
+#   the per-step recurrent products are the engine's own register tiles, over
+#   weights packed once per call. (scipy.linalg.cython_blas would avoid a
+#   Python call, a few microseconds, but it is a second OpenBLAS with its own
+#   thread pool: alternating two pools makes their spinning worker threads
+#   fight over the cores, which cost far more on 2 cores.)
 # * Threads: one pool (pool.pxi, fastcap/_kernels/engine/pool.c) runs the
 #   engine, the update rules, the embedding scatter-add and the softmax loss
 #   over fastcap.set_num_threads threads, each output element written by one
@@ -59,7 +59,6 @@
 #   after a task. The cell kernels' ``prange`` loops (OpenMP, when compiled
 #   in) stay off unless ``_set_parallel_min`` lowers their threshold: they
 #   run inside the BLAS time loop only (float64), between small GEMMs.
-cimport cython
 from cython.parallel cimport prange
 from libc.math cimport log, sqrt, sqrtf
 
@@ -144,6 +143,8 @@ cdef extern from *:
         return x < lo ? 0.0f : p * scale;
     }
 
+    /* The same algorithm in double (C has no generic functions; the
+       constants and the polynomial's degree, 13, differ). */
     static inline double fastcap_exp_nonpos_d(double x)
     {
         const double lo = -708.0, shifter = 6755399441055744.0;
@@ -354,18 +355,7 @@ def lstm_cell_backward(const floating_t[:, ::1] dh,  # IN (N, H) gradient at h
 
 
 # ----------------------------------------------------------------------------
-# word embedding
-
-
-def embedding_forward(const Py_ssize_t[::1] idx,  # IN (M,) word indices in [0, V)
-                      const floating_t[:, ::1] W,  # IN (V, W) embedding table
-                      floating_t[:, ::1] out):  # OUT (M, W) out[m] = W[idx[m]]
-    cdef Py_ssize_t M = out.shape[0], D = out.shape[1], m, j, row
-    with nogil:
-        for m in range(M):
-            row = idx[m]
-            for j in range(D):
-                out[m, j] = W[row, j]
+# word embedding backward (the forward lookup is NumPy indexing, see fastcap._sequence)
 
 
 cdef struct _Scatter:
@@ -419,61 +409,6 @@ def embedding_backward(const floating_t[:, ::1] dout,  # IN (M, W) gradient at t
             fc_pool_run(_scatter_task, &s, nth)
         else:
             _scatter_task(&s, 0, 1)
-
-
-# ----------------------------------------------------------------------------
-# temporal affine: GEMMs through NumPy's BLAS, bias add and column sum here
-
-
-cdef void _add_row_vector(floating_t[:, ::1] out, const floating_t[::1] b) noexcept nogil:
-    cdef Py_ssize_t M = out.shape[0], V = out.shape[1], m, v
-    for m in range(M):
-        for v in range(V):
-            out[m, v] += b[v]
-
-
-cdef void _column_sum(const floating_t[:, ::1] a, double[::1] acc, floating_t[::1] out) noexcept nogil:
-    # Rows are added in order (as the reference does), in double.
-    cdef Py_ssize_t M = a.shape[0], V = a.shape[1], m, v
-    for v in range(V):
-        acc[v] = 0
-    for m in range(M):
-        for v in range(V):
-            acc[v] += a[m, v]
-    for v in range(V):
-        out[v] = <floating_t>acc[v]
-
-
-def _bias_add(floating_t[:, ::1] out,  # IN/OUT (M, V) out += b
-              const floating_t[::1] b):  # IN (V,)
-    with nogil:
-        _add_row_vector(out, b)
-
-
-def _bias_grad(const floating_t[:, ::1] dout,  # IN (M, V)
-               floating_t[::1] db_out):  # OUT (V,) dout.sum(0)
-    cdef double[::1] acc = np.empty(db_out.shape[0], np.float64)
-    with nogil:
-        _column_sum(dout, acc, db_out)
-
-
-def affine_forward(x,  # IN (M, D)
-                   w,  # IN (D, V)
-                   b,  # IN (V,)
-                   out):  # OUT (M, V) x @ w + b
-    np.dot(x, w, out=out)
-    _bias_add(out, b)
-
-
-def affine_backward(dout,  # IN (M, V)
-                    x,  # IN (M, D)
-                    w,  # IN (D, V)
-                    dx_out,  # OUT (M, D) dout @ w.T
-                    dw_out,  # OUT (D, V) x.T @ dout
-                    db_out):  # OUT (V,) dout.sum(0)
-    np.dot(dout, w.T, out=dx_out)
-    np.dot(x.T, dout, out=dw_out)
-    _bias_grad(dout, db_out)
 
 
 # ----------------------------------------------------------------------------

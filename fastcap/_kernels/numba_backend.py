@@ -26,9 +26,9 @@ Design
     so float64 results match the reference to rounding.
 * ``error_model="numpy"``: a division by zero gives inf/nan as in NumPy instead
   of a Python exception check in every loop (which would block vectorization).
-* GEMMs stay in NumPy/BLAS (the affine kernels call ``np.dot`` from thin
-  Python wrappers): it is as fast as calling BLAS from inside Numba, which
-  would additionally need SciPy at run time.
+* GEMMs are not kernels: the shared orchestration runs them in NumPy/BLAS,
+  as fast as calling BLAS from inside Numba, which would additionally need
+  SciPy at run time.
 * Kernels are serial: Numba threads between the GEMMs of a recurrent step
   would compete with OpenBLAS's own threads on a small machine, so Numba's
   thread pool is never started (``fastcap._threads`` sets the BLAS threads).
@@ -46,13 +46,6 @@ from numba import types
 from numba.extending import overload
 
 from . import blas_recurrence
-
-__all__ = [
-    "rnn_cell_forward", "rnn_cell_backward", "lstm_cell_forward", "lstm_cell_backward",
-    "embedding_forward", "embedding_backward", "affine_forward", "affine_backward",
-    "softmax_loss", "argmax_words",
-    "sgd_update", "sgd_momentum_update", "rmsprop_update", "adam_update",
-]  # fmt: skip
 
 CACHE_ENV_VAR = "FASTCAP_NUMBA_CACHE"
 
@@ -246,17 +239,7 @@ def lstm_cell_backward(dh, dc, ifog, c_prev, c, da_out, dc_prev_out):
 
 
 # ----------------------------------------------------------------------------
-# word embedding
-
-
-@_jit
-def embedding_forward(idx, W, out):
-    # idx: (M,) int64; W: (V, W); out: (M, W); a row gather
-    M, Wd = out.shape
-    for m in range(M):
-        src, dst = W[idx[m]], out[m]
-        for k in range(Wd):
-            dst[k] = src[k]
+# word embedding backward
 
 
 @_jit
@@ -268,44 +251,6 @@ def embedding_backward(dout, idx, dW_out):
         src, dst = dout[m], dW_out[idx[m]]
         for k in range(Wd):
             dst[k] += src[k]
-
-
-# ----------------------------------------------------------------------------
-# temporal affine: GEMMs in BLAS, bias and its gradient in compiled loops
-
-
-@_jit
-def _add_bias(out, b):
-    # out: (M, V) += b: (V,)
-    M, V = out.shape
-    for m in range(M):
-        row = out[m]
-        for v in range(V):
-            row[v] += b[v]
-
-
-@_jit
-def _column_sum(a, out):
-    # a: (M, V) -> out: (V,) = a.sum(0), row after row like NumPy (same rounding)
-    M, V = a.shape
-    out[:] = 0
-    for m in range(M):
-        row = a[m]
-        for v in range(V):
-            out[v] += row[v]
-
-
-def affine_forward(x, w, b, out):
-    # x: (M, D); w: (D, V); b: (V,); out: (M, V)
-    np.dot(x, w, out=out)
-    _add_bias(out, b)
-
-
-def affine_backward(dout, x, w, dx_out, dw_out, db_out):
-    # dout: (M, V); x: (M, D); w: (D, V) -> dx (M, D), dw (D, V), db (V,)
-    np.dot(dout, w.T, out=dx_out)
-    np.dot(x.T, dout, out=dw_out)
-    _column_sum(dout, db_out)
 
 
 # ----------------------------------------------------------------------------

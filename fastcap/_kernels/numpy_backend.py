@@ -62,35 +62,13 @@ def lstm_cell_backward(dh, dc, ifog, c_prev, c, da_out, dc_prev_out):
 
 
 # ----------------------------------------------------------------------------
-# word embedding
-
-
-def embedding_forward(idx, W, out):
-    # idx: (M,) int64; W: (V, W); out: (M, W)
-    np.take(W, idx, axis=0, out=out)
+# word embedding backward
 
 
 def embedding_backward(dout, idx, dW_out):
     # dout: (M, W); idx: (M,) int64; dW_out: (V, W)
     dW_out.fill(0)
     np.add.at(dW_out, idx, dout)
-
-
-# ----------------------------------------------------------------------------
-# temporal affine
-
-
-def affine_forward(x, w, b, out):
-    # x: (M, D); w: (D, V); b: (V,); out: (M, V)
-    np.dot(x, w, out=out)
-    out += b
-
-
-def affine_backward(dout, x, w, dx_out, dw_out, db_out):
-    # dout: (M, V); x: (M, D); w: (D, V)
-    np.dot(dout, w.T, out=dx_out)
-    np.dot(x.T, dout, out=dw_out)
-    np.sum(dout, axis=0, out=db_out)
 
 
 # ----------------------------------------------------------------------------

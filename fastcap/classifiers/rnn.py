@@ -1,21 +1,17 @@
 """CaptioningRNN: image feature -> initial hidden state -> RNN/LSTM language model.
 
-The loss runs the layers of ``fastcap.rnn_layers`` on packed sequences: the
+The loss runs the packed-sequence orchestration of ``fastcap._sequence``: the
 captions are sorted by their number of scored words, each runs only up to its
 last scored word, and only scored positions are projected onto the
 vocabulary. Padding after '<END>' (about 28% of a real batch) costs nothing,
 and the result equals scoring the full padded grid. The word embedding and the
-input projection run per distinct word of the batch (``_word_projection``).
+input projection run per distinct word of the batch (``word_projection``).
 """
 import numpy as np
 
-from .. import _backend
-from .. import rnn_layers as L
-from .. import _validate
+from .. import _backend, _sequence, _validate
+from .._sequence import CELLS
 from .._validate import Dims, FLOAT_DTYPES, as_float, as_indices
-
-_CELLS = {"rnn": (1, L._rnn_forward_packed, L._rnn_backward_packed),
-          "lstm": (4, L._lstm_forward_packed, L._lstm_backward_packed)}  # fmt: skip
 
 
 class CaptioningRNN:
@@ -29,8 +25,8 @@ class CaptioningRNN:
 
     def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128,
                  cell_type="rnn", dtype=np.float32, rng=None):
-        if cell_type not in _CELLS:
-            raise ValueError(f"cell_type must be 'rnn' or 'lstm', got {cell_type!r}")
+        if cell_type not in CELLS:
+            raise ValueError(f"cell_type must be one of {', '.join(map(repr, CELLS))}, got {cell_type!r}")
         if np.dtype(dtype) not in FLOAT_DTYPES:
             raise TypeError(f"dtype must be float32 or float64, got {np.dtype(dtype)}")
         word_to_idx = _validate.word_to_idx(word_to_idx)  # before any index reaches a kernel
@@ -46,7 +42,7 @@ class CaptioningRNN:
         self._end = word_to_idx.get("<END>", None)
 
         V, D, W, H = len(word_to_idx), input_dim, wordvec_dim, hidden_dim
-        G = _CELLS[cell_type][0] * H
+        G = CELLS[cell_type].gates * H
         randn = (np.random if rng is None else rng).standard_normal
         # Same draws, in the same order, as CS231n's CaptioningRNN.__init__.
         p = {}
@@ -63,7 +59,7 @@ class CaptioningRNN:
     def _check_params(self):
         # Parameters may be replaced by the user (the seeds do); check before kernels see them.
         dims = Dims()
-        G = _CELLS[self.cell_type][0]
+        G = CELLS[self.cell_type].gates
         spec = {"W_embed": ("V", "W"), "W_proj": ("D", "H"), "b_proj": ("H",),
                 "Wx": ("W", "G"), "Wh": ("H", "G"), "b": ("G",),
                 "W_vocab": ("H", "V"), "b_vocab": ("V",)}  # fmt: skip
@@ -109,7 +105,7 @@ class CaptioningRNN:
                              f"got shape {captions.shape}")
         if T < 2:
             raise ValueError(f"captions must have at least 2 columns (<START> and a target), got shape {captions.shape}")
-        _, forward, backward = _CELLS[self.cell_type]
+        cell = CELLS[self.cell_type]
         K = _backend.kernels()
 
         words_in, words_out = captions[:, :-1], captions[:, 1:]
@@ -123,28 +119,28 @@ class CaptioningRNN:
         x_words = words_in[order, :steps].T[running]  # (P,) packed
         y = words_out[order, :steps].T[running]
         scored = scored[order, :steps].T[running]
-        packing = L._packing(running.sum(axis=1))
+        packing = _sequence.packing(running.sum(axis=1))
 
         h0 = (features @ P["W_proj"] + P["b_proj"])[order]  # (N, H), sorted
-        xw, projection = L._word_projection(x_words, P["W_embed"], P["Wx"], P["b"])  # (P, G)
-        core = forward(xw, h0, P["Wh"], packing)
+        xw, projection = _sequence.word_projection(x_words, P["W_embed"], P["Wx"], P["b"])  # (P, G)
+        core = cell.forward(xw, h0, P["Wh"], packing)
         h = core.h  # (P, H)
         all_scored = bool(scored.all())  # unless <NULL> occurs inside a caption
         h_scored = h if all_scored else h[scored]
-        scores = L._affine(h_scored, P["W_vocab"], P["b_vocab"])  # (S, V)
+        scores = _sequence.affine(h_scored, P["W_vocab"], P["b_vocab"])  # (S, V)
         dscores = np.empty_like(scores)
         y_scored = y if all_scored else y[scored]
         loss = K.softmax_loss(scores, y_scored, np.ones(len(y_scored), bool), 1.0 / N if N else 0.0, dscores)
 
         grads = {}
-        dh_scored, grads["W_vocab"], grads["b_vocab"] = L._affine_backward(dscores, h_scored, P["W_vocab"])
+        dh_scored, grads["W_vocab"], grads["b_vocab"] = _sequence.affine_backward(dscores, h_scored, P["W_vocab"])
         if all_scored:
             dh = dh_scored
         else:
             dh = np.zeros_like(h)
             dh[scored] = dh_scored
-        da, dh0_sorted, grads["Wh"] = backward(dh, core)  # da (P, G) gate gradients
-        grads["W_embed"], grads["Wx"], grads["b"] = L._word_projection_backward(da, projection)
+        da, dh0_sorted, grads["Wh"] = cell.backward(dh, core)  # da (P, G) gate gradients
+        grads["W_embed"], grads["Wx"], grads["b"] = _sequence.word_projection_backward(da, projection)
         dh0 = np.empty_like(dh0_sorted)
         dh0[order] = dh0_sorted
         grads["W_proj"] = features.T @ dh0
@@ -271,21 +267,16 @@ class DecodeState:
 
     def _inputs(self, words):
         """xw (n, G) = W_embed[words] @ Wx + b."""
-        P, K = self.params, _backend.kernels()
-        n = words.shape[0]
-        if n <= _DIRECT_ROWS:
-            x = np.empty((n, P["W_embed"].shape[1]), dtype=self.h.dtype)
-            K.embedding_forward(words, P["W_embed"], x)
-            return L._input_projection(x, P["Wx"], P["b"])
+        P = self.params
+        if words.shape[0] <= _DIRECT_ROWS:
+            return _sequence.affine(P["W_embed"][words], P["Wx"], P["b"])
         table, known = self._table
         fresh = ~known[words]
         if fresh.any():
             new = np.unique(words[fresh])
-            table[new] = L._input_projection(L._embed(new, P["W_embed"]), P["Wx"], P["b"])
+            table[new] = _sequence.affine(P["W_embed"][new], P["Wx"], P["b"])
             known[new] = True
-        xw = np.empty((n, table.shape[1]), dtype=table.dtype)
-        K.embedding_forward(words, table, xw)
-        return xw
+        return table[words]
 
     def advance(self, words):
         """The state after feeding words (n,) intp, one recurrent step on the engine."""

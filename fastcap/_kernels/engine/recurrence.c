@@ -182,15 +182,23 @@ typedef struct {
 
 #define ROWS(t) ((int)(j->off[(t) + 1] - j->off[(t)]))
 
+/* The packed row of row r of step t, whose units from u0 a cell updates (the
+ * range checks of debug builds, for every cell's forward and backward). */
+FC_INLINE ptrdiff_t packed_row(const job *j, int t, int r, int u0)
+{
+    const ptrdiff_t R = j->off[t] + r;
+    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && r < j->N && u0 < j->W->H);
+    FC_CHECK(t == 0 || j->off[t - 1] + r < j->off[t]);
+    return R;
+}
+
 /* ---------------------------------------------------------------------------
  * LSTM forward */
 
 FC_INLINE void lstm_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->H, G = 4 * H, nu = lanes(H, u0);
-    const ptrdiff_t R = j->off[t] + r;
-    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && r < j->N && u0 + nu <= H && nu > 0);
-    FC_CHECK(t == 0 || j->off[t - 1] + r < j->off[t]);
+    const ptrdiff_t R = packed_row(j, t, r, u0);
     const float *x = j->xw + R * G + u0;
     vf i = vf_sigmoid(acc[0] + vf_load_n(x, nu));
     vf f = vf_sigmoid(acc[1] + vf_load_n(x + H, nu));
@@ -259,8 +267,7 @@ void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc
 FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->H;
-    const ptrdiff_t R = j->off[t] + r;
-    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && u0 < H);
+    const ptrdiff_t R = packed_row(j, t, r, u0);
     for (int v = 0; v < 4; v++) {
         int u = u0 + v * FC_VW, nu = lanes(H, u);
         if (nu) vf_store_n(j->h_out + R * H + u, vf_tanh(acc[v] + vf_load_n(j->xw + R * H + u, nu)), nu);
@@ -329,8 +336,7 @@ FC_INLINE void backward_loop(const job *j, int tid, int nth, int lstm)
 FC_INLINE void rnn_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->H;
-    const ptrdiff_t R = j->off[t] + r;
-    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && u0 < H);
+    const ptrdiff_t R = packed_row(j, t, r, u0);
     for (int v = 0; v < 4; v++) {
         int u = u0 + v * FC_VW, nu = lanes(H, u);
         if (!nu) continue;
@@ -345,9 +351,7 @@ FC_INLINE void rnn_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
 FC_INLINE void lstm_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->H, G = 4 * H;
-    const ptrdiff_t R = j->off[t] + r;
-    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && r < j->N && u0 < H);
-    FC_CHECK(t == 0 || j->off[t - 1] + r < j->off[t]);
+    const ptrdiff_t R = packed_row(j, t, r, u0);
     const float *q = j->ifog + R * G;
     float *d = j->da_out + R * G;
     for (int v = 0; v < 4; v++) {

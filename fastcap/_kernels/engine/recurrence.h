@@ -1,7 +1,7 @@
 /* recurrence.h -- the compiled recurrent engine (float32): the whole packed
  * time loop of a vanilla RNN or an LSTM, forward and backward, in C.
  *
- * Layout (as fastcap.rnn_layers): sequences sorted longest first; at step t
+ * Layout (as fastcap._sequence.Packing): sequences sorted longest first; at step t
  * the first n_t = offsets[t+1] - offsets[t] sequences run, and their rows are
  * offsets[t] .. offsets[t+1]-1 of the packed (P, ...) arrays. G = H (RNN) or
  * 4H (LSTM, gates i, f, o, g). All arrays are C-contiguous float32. The

@@ -15,6 +15,7 @@ import sys
 
 from host_probes import probe_verdict
 from peers import PEERS
+from workload import BATCHES, CELLS
 
 from fastcap._backend import NAMES as BACKENDS
 
@@ -214,9 +215,9 @@ def _firstcall_table(groups):
 # the listed groups (the LSTM cell target counts forward plus backward).
 TARGETS = [
     *[(f"train {c} N={n} vs PyTorch", "train", [f"train {c} N={n}"], "torch", 1.5)
-      for c in ("rnn", "lstm") for n in (25, 100)],
+      for c in CELLS for n in BATCHES],
     *[(f"train {c} N={n} vs CS231n-style NumPy", "train", [f"train {c} N={n}"], "cs231n", 3.0)
-      for c in ("rnn", "lstm") for n in (25, 100)],
+      for c in CELLS for n in BATCHES],
     ("sample lstm batch=100 vs PyTorch", "sample", ["sample lstm batch=100"], "torch", 1.3),
     ("sample lstm batch=1 vs PyTorch", "sample", ["sample lstm batch=1"], "torch", 2.0),
     ("embedding_backward N=100 vs fastcap numpy", "kernel", ["kernel embedding_backward N=100"], "numpy", 20.0),

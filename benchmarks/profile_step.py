@@ -33,6 +33,8 @@ import re
 import sys
 import time
 
+from fastcap.model_config import CELL_TYPES
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -209,7 +211,7 @@ def gemm_table(repeats=20):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cell", default="lstm", choices=("rnn", "lstm"))
+    p.add_argument("--cell", default="lstm", choices=CELL_TYPES)
     p.add_argument("--n", type=int, default=100)
     p.add_argument("--backend", default="numpy")
     p.add_argument("--steps", type=int, default=30)

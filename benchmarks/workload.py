@@ -22,12 +22,14 @@ from collections import Counter
 
 import numpy as np
 
+from fastcap.model_config import CELL_TYPES
+
 V, D, W, H = 1004, 512, 256, 512
 T = 17  # caption columns; the model scores T - 1 = 16 of them
 BATCHES = (25, 100)
 SAMPLE_BATCHES = (1, 100)
 SAMPLE_LENGTH = 30
-CELLS = ("rnn", "lstm")
+CELLS = CELL_TYPES
 DTYPE = np.float32
 NULL, START, END, UNK = 0, 1, 2, 3
 LEARNING_RATE = 1e-3  # the steady-state cost of Adam does not depend on it

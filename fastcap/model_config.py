@@ -8,11 +8,12 @@ import dataclasses
 
 import numpy as np
 
+from ._sequence import CELLS
 from ._validate import FLOAT_DTYPES
 
 __all__ = ["ModelConfig", "CELL_TYPES", "DTYPES", "MODEL_KEYS"]
 
-CELL_TYPES = ("rnn", "lstm")
+CELL_TYPES = tuple(CELLS)  # the cells the orchestration declares
 DTYPES = tuple(d.name for d in FLOAT_DTYPES)
 
 

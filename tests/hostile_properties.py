@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 import fastcap
 from fastcap import CaptioningRNN, _sequence
 from fastcap import rnn_layers as L
+from fastcap.model_config import CELL_TYPES
 
 SETTINGS = settings(max_examples=40, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
@@ -110,7 +111,7 @@ def rnn_step_tampered(N, D, H, seed, data):
 
 
 @SETTINGS
-@given(cell=st.sampled_from(["rnn", "lstm"]), N=dims, T=dims, D=dims, H=dims,
+@given(cell=st.sampled_from(CELL_TYPES), N=dims, T=dims, D=dims, H=dims,
        seed=st.integers(0, 2**16), data=st.data())
 def sequence_cache_tampered(cell, N, T, D, H, seed, data):
     r = np.random.default_rng(seed)
@@ -192,7 +193,7 @@ _INDEX = st.one_of(st.integers(-2, 8), st.integers(10**8, 10**12), st.floats(0, 
 @SETTINGS
 @given(words=st.dictionaries(_WORD, _INDEX, max_size=4),
        special=st.fixed_dictionaries({"<NULL>": _INDEX, "<START>": _INDEX, "<END>": _INDEX}),
-       cell=st.sampled_from(["rnn", "lstm"]),
+       cell=st.sampled_from(CELL_TYPES),
        max_length=st.one_of(st.integers(-1, 5), st.floats(allow_nan=True), st.none()))
 def model_vocabulary(words, special, cell, max_length):
     vocab = {**words, **special}

@@ -12,9 +12,10 @@ import pytest
 import fastcap
 from fastcap import CaptioningRNN
 from fastcap.beam import beam_search
+from fastcap.model_config import CELL_TYPES
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_beam_of_one_is_greedy(small_data, cell, dtype):
     model = CaptioningRNN(small_data["word_to_idx"], input_dim=20, wordvec_dim=8, hidden_dim=16,
@@ -52,7 +53,7 @@ def _log_prob(model, feature, words, end):
     return total
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 def test_exhaustive_beam_finds_the_most_probable_caption(cell):
     words = ["<NULL>", "<START>", "<END>", "a", "b"]
     w2i = {w: i for i, w in enumerate(words)}

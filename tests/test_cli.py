@@ -16,6 +16,7 @@ import fastcap
 from fastcap import CaptioningRNN
 from fastcap.cli import main
 from fastcap.datagen import write_coco_data
+from fastcap.model_config import CELL_TYPES
 
 pytest.importorskip("pycocoevalcap.bleu.bleu")
 
@@ -374,7 +375,7 @@ def test_main_in_process_and_bench_dispatch(tmp_path, capsys, monkeypatch):
 
 
 # ---------------------------------------------------------------- evaluation helpers
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 def test_validation_loss_is_the_training_loss_without_backward(small_data, cell):
     from fastcap.trainer import caption_loss
 

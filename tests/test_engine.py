@@ -20,6 +20,7 @@ import fastcap
 from fastcap import CaptioningRNN, _backend
 from fastcap._kernels.cases import CASES
 from fastcap.beam import beam_search
+from fastcap.model_config import CELL_TYPES
 
 from parity import ENGINE_KERNELS, assert_same, run, scaled_error
 
@@ -99,7 +100,7 @@ def _batch(rng, N=23, T=13, V=60):
     return rng.standard_normal((N, 20)), captions
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 def test_model_loss_and_gradients_on_the_engine(cy, engine_off, cell):
     features, captions = _batch(np.random.default_rng(1))
     m32, m64 = _model(cell, np.float32), _model(cell, np.float64)
@@ -125,7 +126,7 @@ def test_model_loss_and_gradients_on_the_engine(cy, engine_off, cell):
         assert scaled_error(grads_e[k], grads_ref[k]) <= 2 * scaled_error(grads_b[k], grads_ref[k]) + 1e-6, k
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 @pytest.mark.parametrize("n", [1, 2, 5, 40])
 def test_decoding_on_the_engine_equals_the_blas_path(cy, engine_off, cell, n):
     """Greedy words (and beam search) in float32 on the engine equal the BLAS

@@ -17,6 +17,7 @@ import pytest
 
 from fastcap import distributed
 from fastcap.checkpoint import load_checkpoint
+from fastcap.model_config import CELL_TYPES
 
 try:
     import mpi4py  # noqa: F401
@@ -145,7 +146,7 @@ def test_solver_rejects_a_comm_that_is_not_a_communicator():
 
 # ---------------------------------------------------------------- 2 ranks = 1 rank
 @needs_mpi
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 def test_two_ranks_train_what_one_rank_trains_with_the_global_batch(tmp_path, cell):
     ok(train(None, tmp_path / "one", "--cell", cell))
     two = ok(train(2, tmp_path / "two", "--cell", cell))

@@ -16,12 +16,13 @@ import pytest
 import fastcap
 from fastcap import optim
 from fastcap import rnn_layers as L
+from fastcap.model_config import CELL_TYPES
+from fastcap.optim import UPDATE_RULES
 
 from parity import assert_same
 
 N, T, D, H, V, W = 4, 5, 6, 7, 11, 3
 LAYOUTS = ["contiguous", "noncontiguous", "readonly"]
-RULES = ["sgd", "sgd_momentum", "rmsprop", "adam"]
 WORD_TO_IDX = {w: i for i, w in enumerate(["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(V - 4)])}
 
 
@@ -176,7 +177,7 @@ def _model(cell, word_to_idx=WORD_TO_IDX):
                                  dtype=np.float64, rng=np.random.RandomState(3))
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 @pytest.mark.parametrize("kind", LAYOUTS)
 def test_model_loss_grads_and_sample(compiled, rng, cell, kind):
     model = _model(cell)
@@ -216,7 +217,7 @@ def assert_float32_close(got, want, tol=1e-6):
     assert diff.max() <= tol * np.abs(want).max(), f"max difference {diff.max():.3g}"
 
 
-@pytest.mark.parametrize("rule", RULES)
+@pytest.mark.parametrize("rule", UPDATE_RULES)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kind", LAYOUTS)
 def test_update_rules(compiled, rng, rule, dtype, kind):

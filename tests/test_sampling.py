@@ -13,6 +13,7 @@ import pytest
 from fastcap import CaptioningRNN
 from fastcap import rnn_layers as L
 from fastcap.classifiers import rnn as rnn_model
+from fastcap.model_config import CELL_TYPES
 
 WORDS = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(26)]
 NULL, START, END = 0, 1, 2
@@ -49,7 +50,7 @@ def make_model(cell, words=WORDS, seed=3):
     return model
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 @pytest.mark.parametrize("n", [1, 2, 3, 40])
 def test_sample_matches_step_by_step_greedy(backend, cell, n):
     model = make_model(cell)

@@ -28,6 +28,7 @@ from fastcap import (
     word_embedding_backward,
     word_embedding_forward,
 )
+from fastcap.model_config import CELL_TYPES
 
 num_grad = eval_numerical_gradient_array
 
@@ -192,7 +193,7 @@ def test_captioning_lstm_loss(backend):
     assert abs(_fixed_model("lstm", (-0.5, 1.7)) - 9.82445935443) < 1e-10
 
 
-@pytest.mark.parametrize("cell_type", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell_type", CELL_TYPES)
 def test_captioning_model_gradients(backend, cell_type):
     # The RNN notebook seeds 231; the LSTM notebook has no model gradient check.
     np.random.seed(231 if cell_type == "rnn" else LSTM_SEED)
@@ -286,7 +287,7 @@ def test_gradients_normwise_over_many_draws(seed):
         for name, num, grad in _sequence_grads(fwd, bwd, args, rng.randn):
             assert _normwise(num, grad) < 1e-8, (fwd.__name__, name)
     word_to_idx = {"<NULL>": 0, "<START>": 1, "cat": 2, "dog": 3}
-    for cell in ("rnn", "lstm"):
+    for cell in CELL_TYPES:
         model = CaptioningRNN(word_to_idx, input_dim=4, wordvec_dim=5, hidden_dim=6,
                               cell_type=cell, dtype=np.float64, rng=rng)
         features, captions = rng.randn(3, 4), rng.randint(4, size=(3, 5))

@@ -17,6 +17,7 @@ import pytest
 import fastcap
 from fastcap import CaptioningRNN
 from fastcap.gradient_check import rel_error
+from fastcap.model_config import CELL_TYPES
 
 from parity import scaled_error
 
@@ -72,7 +73,7 @@ def _torch_loss(cell, params, features, captions):
     return loss.item(), {k: t.grad.numpy() for k, t in p.items()}
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 def test_float64_loss_and_gradients_match_autograd(cell):
     model = _model(cell, np.float64)
     features, captions = _batch(np.random.default_rng(0))
@@ -85,7 +86,7 @@ def test_float64_loss_and_gradients_match_autograd(cell):
         assert rel_error(grads[k], want[k]) <= 1e-10, k
 
 
-@pytest.mark.parametrize("cell", ["rnn", "lstm"])
+@pytest.mark.parametrize("cell", CELL_TYPES)
 def test_float32_loss_and_gradients_match_autograd(backend, cell):
     model = _model(cell, np.float32)
     features, captions = _batch(np.random.default_rng(1))

@@ -130,26 +130,12 @@ def recurrent_pack(rng, dtype, H, **_):
     return [_f(rng, dtype, H, 4 * H, scale=1 / np.sqrt(H)), 4, True]
 
 
-def embedding_forward(rng, dtype, N, T, V, W, captions=None, **_):
-    idx = rng.integers(0, V, N * T).astype(np.intp) if captions is None else _time_major(captions, slice(0, -1))
-    return [idx, _f(rng, dtype, V, W), _empty(dtype, N * T, W)]
-
-
 def embedding_backward(rng, dtype, N, T, V, W, captions=None, **_):
     if captions is None:
         idx = rng.integers(0, min(V, 3), N * T).astype(np.intp)  # many repeats: the scatter-add must sum
     else:
         idx = _time_major(captions, slice(0, -1))
     return [_f(rng, dtype, N * T, W), idx, _empty(dtype, V, W)]
-
-
-def affine_forward(rng, dtype, N, T, H, V, **_):
-    return [_f(rng, dtype, N * T, H), _f(rng, dtype, H, V), _f(rng, dtype, V), _empty(dtype, N * T, V)]
-
-
-def affine_backward(rng, dtype, N, T, H, V, **_):
-    return [_f(rng, dtype, N * T, V), _f(rng, dtype, N * T, H), _f(rng, dtype, H, V),
-            _empty(dtype, N * T, H), _empty(dtype, H, V), _empty(dtype, V)]
 
 
 def softmax_loss(rng, dtype, N, T, V, captions=None, **_):
@@ -208,10 +194,7 @@ CASES = {
     "rnn_recurrence_backward": Case(rnn_recurrence_backward, (5, 6), 2e-6),
     "lstm_recurrence_forward": Case(lstm_recurrence_forward, (5, 6, 7), 2e-6),
     "lstm_recurrence_backward": Case(lstm_recurrence_backward, (6, 7), 2e-6),
-    "embedding_forward": Case(embedding_forward, (2,), 1e-7),
     "embedding_backward": Case(embedding_backward, (2,), 2e-6),
-    "affine_forward": Case(affine_forward, (3,), 3e-6),
-    "affine_backward": Case(affine_backward, (3, 4, 5), 6e-6),
     "softmax_loss": Case(softmax_loss, (4,), 2e-6),
     "argmax_words": Case(argmax_words, (3,), 0.0),
     "sgd_update": Case(sgd_update, (0,), 1e-6),

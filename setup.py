@@ -1,12 +1,12 @@
-"""Build script: the package metadata lives in pyproject.toml; this file only
-lists the compiled extensions (the Cython backend) and how to build them, so
-that adding a kernel module is adding one entry to CYTHON_MODULES.
+"""Build script: the Cython backend's extensions and how to build them (the package metadata lives in pyproject.toml).
 
-The Cython backend is built twice from one source: ``cython_backend`` for the
-compiler's default target (x86-64 baseline: SSE2) and, where the compiler
-takes ``-mavx2 -mfma``, ``cython_backend_avx2`` (a one-line .pyx that includes
-it). ``fastcap._backend`` loads the AVX2 build when the CPU has AVX2 and FMA,
-so one installation runs everywhere and uses 8-wide vectors where it can.
+The Cython backend is built once per instruction set of
+``fastcap/_kernels/cython_builds.py`` from one source: ``cython_backend`` for
+the compiler's default target (x86-64 baseline: SSE2) and, where the
+compiler takes the flags, ``cython_backend_avx2`` and
+``cython_backend_avx512`` (one-line .pyx files that include it).
+``fastcap._backend`` loads the best build the CPU runs, so one installation
+runs everywhere and uses 8- or 16-wide vectors where it can.
 
 Build switches (environment variables read at build time):
 
@@ -27,6 +27,7 @@ Build switches (environment variables read at build time):
   compiler still gets a working install, minus ``cython``.
 """
 import os
+import runpy
 import shutil
 import sys
 import tempfile
@@ -35,25 +36,14 @@ import textwrap
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# Dotted module names of the .pyx sources under fastcap/_kernels/ -> the
-# instruction set they are compiled for (ISA_FLAGS; "baseline": the compiler's
-# default target).
-CYTHON_MODULES = {
-    "fastcap._kernels.cython_backend": "baseline",
-    "fastcap._kernels.cython_backend_avx2": "avx2",
-    "fastcap._kernels.cython_backend_avx512": "avx512",
-}
-# -ffp-contract=off: no fused multiply-adds, so every build's cell, loss and
-# update kernels round alike. (The recurrent engine asks for FMA explicitly
-# in its tiles: its products round per build, within the float32 tolerance.)
-ISA_FLAGS = {
-    "baseline": [],
-    "avx2": ["-mavx2", "-mfma", "-ffp-contract=off"],
-    "avx512": ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma",
-               "-ffp-contract=off"],
-}
-ISA_MACROS = {"baseline": [], "avx2": [("FASTCAP_AVX2_BUILD", "1")],
-              "avx512": [("FASTCAP_AVX512_BUILD", "1")]}
+# The Cython backend's builds (module, flags, macros per instruction set),
+# declared once in fastcap/_kernels/cython_builds.py, read by path because
+# fastcap is not importable before it is built.
+_BUILDS = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                      "fastcap", "_kernels", "cython_builds.py"))["BUILDS"]
+CYTHON_MODULES = {module: isa for isa, (module, _, _, _) in _BUILDS.items()}  # module -> isa
+ISA_FLAGS = {isa: flags for isa, (_, _, flags, _) in _BUILDS.items()}
+ISA_MACROS = {isa: macros for isa, (_, _, _, macros) in _BUILDS.items()}
 # The recurrent engine (C), compiled into every build of the Cython backend.
 ENGINE_DIR = "fastcap/_kernels/engine"
 ENGINE_SOURCES = [f"{ENGINE_DIR}/pool.c", f"{ENGINE_DIR}/recurrence.c"]

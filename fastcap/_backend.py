@@ -12,6 +12,7 @@ import os
 import types
 
 from ._kernels import KERNEL_NAMES
+from ._kernels.cython_builds import BUILDS
 
 # name -> (module, what to do when it cannot be imported)
 _BACKENDS = {
@@ -35,14 +36,11 @@ ENV_VAR = "FASTCAP_BACKEND"
 
 # Builds of a backend for CPUs with more instructions than the baseline:
 # name -> {isa: (variant module, predicate of the baseline module saying the
-# CPU can run it)}, best first. setup.py builds each variant where the
-# compiler can (see cython_backend_avx2.pyx and cython_backend_avx512.pyx).
-_VARIANTS = {"cython": {
-    "avx512": ("fastcap._kernels.cython_backend_avx512", "cpu_has_avx512"),
-    "avx2": ("fastcap._kernels.cython_backend_avx2", "cpu_has_avx2_fma"),
-}}
+# CPU can run it)}, best first (setup.py builds each where the compiler can).
+_VARIANTS = {"cython": {isa: (module, predicate) for isa, (module, predicate, _, _) in BUILDS.items()
+                        if predicate is not None}}
 ISA_ENV_VAR = "FASTCAP_CYTHON_ISA"  # auto (default) | baseline | avx2 | avx512
-ISA_CHOICES = ("auto", "baseline", "avx2", "avx512")
+ISA_CHOICES = ("auto", *reversed(BUILDS))  # auto, baseline, avx2, avx512
 
 
 class BackendUnavailableError(ImportError):

@@ -1,8 +1,8 @@
-# Design
-# ======
-#
 # The Cython backend: every kernel of the table in ``fastcap/_kernels/__init__.py``,
 # compiled, for float32 and float64 through the fused type ``floating_t``.
+#
+# Design
+# ======
 #
 # * Calling convention. Each kernel is a ``def`` function with the table's name
 #   and positional signature; the shared orchestration (``fastcap._sequence``,

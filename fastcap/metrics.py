@@ -28,14 +28,9 @@ _DROP = frozenset(("<START>", "<END>", "<NULL>"))
 
 
 def _scorers():
-    try:
-        from pycocoevalcap.bleu.bleu import Bleu
-        from pycocoevalcap.cider.cider import Cider
-    except ImportError as exc:  # pragma: no cover - it is a dependency
-        raise ImportError(
-            f"caption metrics need pycocoevalcap ({exc}); install it with "
-            "`pip install pycocoevalcap`"
-        ) from exc
+    from pycocoevalcap.bleu.bleu import Bleu  # a dependency, imported when first scored
+    from pycocoevalcap.cider.cider import Cider
+
     return Bleu, Cider
 
 

@@ -108,3 +108,10 @@ def test_suite_imports_the_fastcap_of_the_command_not_one_in_the_working_directo
     how["env"][runner.EXPECT_ENV] = str(tmp_path / "fastcap" / "__init__.py")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, **how)
     assert proc.returncode != 0 and "not the fastcap `fastcap bench` runs with" in proc.stdout + proc.stderr
+
+
+def test_an_installation_without_the_suite_gets_one_clear_error(monkeypatch, capsys):
+    monkeypatch.setattr(bench, "suite_dir", lambda: None)
+    assert bench.main(["--quick"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fastcap bench: error:") and "no benchmark suite" in err and err.count("\n") == 1

@@ -73,8 +73,8 @@ def torch_peer():
     try:
         import torch  # noqa: F401
     except ImportError:
-        pytest.skip("PyTorch is not installed: the PyTorch peer needs `pip install torch==2.13.0` "
-                    "(the CPU wheel)")
+        pytest.skip('PyTorch is not installed: the PyTorch peer needs the `[torch]` extra '
+                    '(`pip install -e ".[torch]"`, the CPU wheel)')
     from peers import torch_peer as tp
 
     _threads["torch_threads"] = tp.set_threads(_threads["threads"])

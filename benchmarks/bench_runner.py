@@ -42,7 +42,7 @@ def _is_suite(path):
     return (path / "conftest.py").is_file() and (path / "workload.py").is_file()
 
 
-def suite_command(suite, pytest_args, threads, quick=False):
+def suite_command(suite, pytest_args, threads):
     """(argv, kwargs for subprocess) running pytest on `suite` so that it imports
     the fastcap this process imported, wherever the command is run: the working
     directory is the suite (a ``fastcap/`` in the caller's directory, e.g. a
@@ -51,8 +51,6 @@ def suite_command(suite, pytest_args, threads, quick=False):
     cmd = [sys.executable, "-m", "pytest", str(suite), "-p", "no:cacheprovider", *pytest_args]
     env = dict(os.environ, PYTHONSAFEPATH="1",
                **{THREADS_ENV: str(threads), EXPECT_ENV: str(pathlib.Path(fastcap.__file__).resolve())})
-    if quick:
-        env["FASTCAP_BENCH_QUICK"] = "1"
     return cmd, {"cwd": str(suite), "env": env}
 
 
@@ -119,7 +117,7 @@ def main(argv=None):
                    "--benchmark-columns=min,median,max,rounds,iterations", *bench_opts]
     if args.filter:
         pytest_args += ["-k", args.filter]
-    cmd, how = suite_command(bench_dir, pytest_args + extra, threads, quick=args.quick)
+    cmd, how = suite_command(bench_dir, pytest_args + extra, threads)
     print(f"{PROG}: {threads} threads; running {' '.join(cmd)}", flush=True)
     rc = subprocess.call(cmd, **how)
     if rc == 5:

@@ -129,9 +129,10 @@ def count(name, value, minimum=0):
 
 
 SPECIAL_TOKENS = ("<NULL>", "<START>", "<END>")
+REQUIRED_TOKENS = SPECIAL_TOKENS[:1]  # every vocabulary has <NULL> (padding); the others only decoding needs
 
 
-def word_to_idx(mapping, name="word_to_idx", required=("<NULL>",)):
+def word_to_idx(mapping, name="word_to_idx", required=REQUIRED_TOKENS):
     """Check a vocabulary ``{word (str): index (int)}`` and return it with int indices.
 
     Indices are non-negative integers, one per word. The special tokens

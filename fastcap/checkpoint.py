@@ -36,6 +36,7 @@ import zlib
 import numpy as np
 
 from . import _atomic
+from ._validate import REQUIRED_TOKENS
 from . import checkpoint_schema as schema
 from .checkpoint_schema import LIMITS, PARAM_NAMES
 from .model_config import ModelConfig
@@ -381,6 +382,6 @@ def _check_vocab_list(path, idx_to_word):
         seen = set()
         dup = next(w for w in idx_to_word if w in seen or seen.add(w))
         raise CheckpointError(f"checkpoint {path}: the vocabulary lists {dup!r} twice")
-    for token in ("<NULL>",):
+    for token in REQUIRED_TOKENS:
         if token not in idx_to_word:
             raise CheckpointError(f"checkpoint {path}: the vocabulary has no {token} token")

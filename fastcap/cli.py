@@ -136,6 +136,7 @@ def cmd_evaluate(args):
     import numpy as np
 
     from .evaluation import evaluate_captions
+    from .metrics import METRIC_LABELS
 
     _setup_runtime(args)
     ckpt, model, data, source = _load_for_inference(args)
@@ -158,8 +159,7 @@ def cmd_evaluate(args):
     print(f"checkpoint {_describe_ckpt(ckpt)}")
     print(f"{args.split}: {result['images']} images, {result['references']} reference captions, "
           f"{'greedy decoding' if args.beam_size == 1 else f'beam search (beam {args.beam_size})'}")
-    for key, label in (("bleu1", "BLEU-1"), ("bleu2", "BLEU-2"), ("bleu3", "BLEU-3"),
-                       ("bleu4", "BLEU-4"), ("cider", "CIDEr")):
+    for key, label in METRIC_LABELS.items():
         print(f"  {label:7s} {m[key]:.4f}")
     if args.json not in (None, "-"):
         print(f"wrote {args.json}")

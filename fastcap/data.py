@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from ._validate import SPECIAL_TOKENS
 from .options import GENERATED_DEFAULTS
 
 __all__ = ["DataError", "describe_data", "load_data", "check_data", "subsample_train"]
@@ -52,7 +53,7 @@ def load_data(spec):
 
 def check_data(data, source):
     """Raise DataError when the data cannot train or evaluate a captioning model."""
-    for token in ("<NULL>", "<START>", "<END>"):
+    for token in SPECIAL_TOKENS:
         if token not in data["word_to_idx"]:
             raise DataError(f"{source}: the vocabulary has no {token} token")
     dims = set()

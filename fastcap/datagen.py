@@ -22,11 +22,13 @@ import re
 import numpy as np
 
 from ._atomic import atomic_write as _atomic_write
+from ._validate import SPECIAL_TOKENS as MODEL_TOKENS
 
 __all__ = ["generate_coco_data", "write_coco_data", "generated_url", "parse_generated_url",
            "image_scene"]
 
-NULL, START, END, UNK = "<NULL>", "<START>", "<END>", "<UNK>"
+NULL, START, END = MODEL_TOKENS  # the tokens the model feeds and compares
+UNK = "<UNK>"
 SPECIAL_TOKENS = (NULL, START, END, UNK)  # indices 0-3, as in CS231n
 CAPTION_LENGTH = 17  # columns: <START>, up to 15 words, <END>, <NULL> padding
 MAX_WORDS = CAPTION_LENGTH - 2

@@ -20,11 +20,15 @@ split on whitespace, drop ``<START>``/``<END>``/``<NULL>``) stands in for it.
 """
 import numpy as np
 
-__all__ = ["caption_metrics", "normalize", "references_by_image", "decode_for_metrics",
-           "METRIC_NAMES"]
+from ._validate import SPECIAL_TOKENS
 
-METRIC_NAMES = ("bleu1", "bleu2", "bleu3", "bleu4", "cider")
-_DROP = frozenset(("<START>", "<END>", "<NULL>"))
+__all__ = ["caption_metrics", "normalize", "references_by_image", "decode_for_metrics",
+           "METRIC_NAMES", "METRIC_LABELS"]
+
+# metric key (in results, history.json and checkpoints) -> how it is printed
+METRIC_LABELS = {"bleu1": "BLEU-1", "bleu2": "BLEU-2", "bleu3": "BLEU-3", "bleu4": "BLEU-4", "cider": "CIDEr"}
+METRIC_NAMES = tuple(METRIC_LABELS)
+_DROP = frozenset(SPECIAL_TOKENS)
 
 
 def _scorers():

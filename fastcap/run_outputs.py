@@ -10,6 +10,7 @@ import numpy as np
 
 from ._atomic import atomic_write, atomic_write_text
 from .evaluation import evaluate_captions, format_samples
+from .metrics import METRIC_LABELS
 
 __all__ = ["write_json", "remove_stale", "write_samples", "plot_history"]
 
@@ -72,10 +73,10 @@ def plot_history(path, solver, epochs, num_images):
     ax.set_title("loss")
     ax.legend()
     ep = [e["epoch"] for e in epochs]
-    for key, label in (("bleu1", "BLEU-1"), ("bleu4", "BLEU-4")):
-        ax2.plot(ep, [e[key] for e in epochs], "o-", label=label)
+    for key in ("bleu1", "bleu4"):
+        ax2.plot(ep, [e[key] for e in epochs], "o-", label=METRIC_LABELS[key])
     ax3 = ax2.twinx()
-    ax3.plot(ep, [e["cider"] for e in epochs], "s--", color="C3", label="CIDEr")
+    ax3.plot(ep, [e["cider"] for e in epochs], "s--", color="C3", label=METRIC_LABELS["cider"])
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("BLEU")
     ax3.set_ylabel("CIDEr")

@@ -38,14 +38,11 @@ import numpy as np
 from . import _atomic
 from ._validate import REQUIRED_TOKENS
 from . import checkpoint_schema as schema
-from .checkpoint_schema import LIMITS, PARAM_NAMES
+from .checkpoint_schema import FORMAT, FORMAT_VERSION, LIMITS, PARAM_NAMES
 from .model_config import ModelConfig
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "FORMAT", "FORMAT_VERSION"]
-
-FORMAT = "fastcap-checkpoint"
-FORMAT_VERSION = 1
 
 
 class CheckpointError(ValueError):
@@ -223,16 +220,16 @@ def _not_a_checkpoint(path, why):
     return CheckpointError(f"{path} is not a fastcap checkpoint ({why})")
 
 
-def _regular_file(path, what="checkpoint"):
+def _regular_file(path):
     """Refuse what is not a regular file (a FIFO would block the reader forever)."""
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        raise CheckpointError(f"no {what} at {path}") from None
+        raise CheckpointError(f"no checkpoint at {path}") from None
     except OSError as exc:
-        raise CheckpointError(f"cannot read {what} {path} ({exc.strerror})") from None
+        raise CheckpointError(f"cannot read checkpoint {path} ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise CheckpointError(f"{path} is not a regular file (a {what} is an .npz file)")
+        raise CheckpointError(f"{path} is not a regular file (a checkpoint is an .npz file)")
 
 
 class _Members:

@@ -14,7 +14,11 @@ in ``tests/test_checkpoint_hostile.py`` writes each of them into a checkpoint).
 """
 import math
 
+from ._sequence import CELLS
+from .classifiers.rnn import PARAM_SHAPES
+from .metrics import METRIC_NAMES
 from .model_config import CELL_TYPES, DTYPES
+from .optim import UPDATE_RULES
 
 __all__ = ["SchemaError", "META", "LIMITS", "array_specs", "walk"]
 
@@ -206,36 +210,26 @@ _OPTIM_SCALARS = {"learning_rate": Float(0, 1e12, positive=True), "momentum": Fl
                   "decay_rate": Float(0, 1), "epsilon": Float(0, 1), "beta1": Float(0, 1),
                   "beta2": Float(0, 1), "t": Int(0, LIMITS["iterations"])}
 OPTIM_ARRAYS = ("velocity", "cache", "m", "v")  # the array entries of the update rules' configs
-PARAM_NAMES = ("W_embed", "W_proj", "b_proj", "Wx", "Wh", "b", "W_vocab", "b_vocab")
-
-
-def _update_rules():
-    from .optim import UPDATE_RULES
-
-    return UPDATE_RULES
-
-
-def _metric_names():
-    from .metrics import METRIC_NAMES
-
-    return METRIC_NAMES
+PARAM_NAMES = tuple(PARAM_SHAPES)
+FORMAT = "fastcap-checkpoint"
+FORMAT_VERSION = 1  # what this fastcap writes; it reads 1 to FORMAT_VERSION
 
 
 _EPOCH = Dict({"epoch": Int(0, LIMITS["epochs"]), "iteration": Int(0, LIMITS["iterations"]),
                "train_loss": Optional(Float()), "val_loss": Float(),
-               **{k: Float() for k in _metric_names()}, "eval_seconds": Float(0)},
+               **{k: Float() for k in METRIC_NAMES}, "eval_seconds": Float(0)},
               optional=("eval_seconds",), extra=True)
 
 META = Dict({
-    "format": Choice("fastcap-checkpoint"),
-    "version": Int(1, 1),
+    "format": Choice(FORMAT),
+    "version": Int(1, FORMAT_VERSION),
     "fastcap_version": Str(100),
     "iteration": Int(0, LIMITS["iterations"]),
     "epoch": Int(0, LIMITS["epochs"]),
     "config": Dict({
         "model": Dict({"cell_type": Choice(*CELL_TYPES), "input_dim": _DIM, "wordvec_dim": _DIM,
                        "hidden_dim": _DIM, "dtype": Choice(*DTYPES)}, extra=True),
-        "train": Dict({"update_rule": Choice(*_update_rules()),
+        "train": Dict({"update_rule": Choice(*UPDATE_RULES),
                        "learning_rate": _OPTIM_SCALARS["learning_rate"],
                        "lr_decay": Float(0, 1e6, positive=True),
                        "batch_size": Int(1, 1 << 20), "num_epochs": Int(0, LIMITS["epochs"]),
@@ -296,9 +290,8 @@ def array_specs(meta, vocab_size):
     """member name -> (allowed dtypes as ``str``, exact shape) for every array the schema names."""
     m = meta["config"]["model"]
     D, W, H, V = m["input_dim"], m["wordvec_dim"], m["hidden_dim"], vocab_size
-    G = H * (4 if m["cell_type"] == "lstm" else 1)
-    shapes = {"W_embed": (V, W), "W_proj": (D, H), "b_proj": (H,), "Wx": (W, G),
-              "Wh": (H, G), "b": (G,), "W_vocab": (H, V), "b_vocab": (V,)}
+    dims = {"V": V, "D": D, "W": W, "H": H, "G": H * CELLS[m["cell_type"]].gates}
+    shapes = {k: tuple(dims[d] for d in s) for k, s in PARAM_SHAPES.items()}
     floats = DTYPES
     specs = {f"param/{k}": (floats, s) for k, s in shapes.items()}
     for name, keys in meta["optim_arrays"].items():

@@ -81,12 +81,13 @@ def _agreed_by_all_ranks(exc):
 # ---------------------------------------------------------------- sample / evaluate
 def _load_for_inference(args):
     from .checkpoint import load_checkpoint
+    from .config import dir_spec
     from .data import DataError, describe_data, load_data
 
     ckpt = load_checkpoint(args.checkpoint)
     spec = ckpt.config["data"]
     if args.data is not None:
-        spec = {"source": "dir", "path": os.path.abspath(args.data), "pca": spec.get("pca", True)}
+        spec = dir_spec(args.data, spec.get("pca", True))
     elif spec["source"] == "dir" and not os.path.isdir(spec["path"]):
         raise DataError(f"checkpoint {ckpt.path} was trained on {spec['path']}, which is not there "
                         "any more; pass --data DIR")
@@ -106,8 +107,7 @@ def _describe_ckpt(ckpt):
 def cmd_sample(args):
     import numpy as np
 
-    from .metrics import decode_for_metrics, references_by_image
-    from .evaluation import format_samples, generate
+    from .evaluation import format_samples, sample_records
 
     _setup_runtime(args)
     ckpt, model, data, source = _load_for_inference(args)
@@ -116,12 +116,7 @@ def cmd_sample(args):
         ids = np.sort(np.random.default_rng(args.seed).choice(ids, size=min(args.n, len(ids)),
                                                               replace=False))
     ids = ids[: args.n]
-    ids, refs = references_by_image(data, args.split, ids)
-    caps = generate(model, data[f"{args.split}_features"][ids], args.beam_size, args.max_length)
-    cands = decode_for_metrics(caps, data["idx_to_word"])
-    urls = data[f"{args.split}_urls"]
-    samples = [{"image": int(i), "url": str(urls[i]), "generated": c, "references": r}
-               for i, r, c in zip(ids.tolist(), refs, cands)]
+    samples = sample_records(model, data, args.split, ids, args.beam_size, args.max_length)
     if args.json:
         print(json.dumps(samples, indent=2))
         return 0

@@ -18,14 +18,19 @@ import os
 
 from .checkpoint import CheckpointError
 from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS,
-                      RESUME_OVERRIDABLE, check_options)
+                      RESUME_OVERRIDABLE, check_options, flag)
 
-__all__ = ["resolve_config"]
+__all__ = ["resolve_config", "dir_spec"]
+
+
+def dir_spec(path, pca):
+    """The data spec of a CS231n COCO directory (absolute path) with or without PCA features."""
+    return {"source": "dir", "path": os.path.abspath(os.fspath(path)), "pca": bool(pca)}
 
 
 def _data_spec(o):
     if o.get("data") is not None:
-        return {"source": "dir", "path": os.path.abspath(os.fspath(o["data"])), "pca": bool(o["pca"])}
+        return dir_spec(o["data"], o["pca"])
     spec = {"source": "generated", **GENERATED_DEFAULTS}
     for opt, key in GENERATED_KEYS.items():
         spec[key] = int(o[opt])
@@ -62,19 +67,18 @@ def resolve_config(options, checkpoint=None):
         if opt in RESUME_OVERRIDABLE:
             config[section][key] = given
         elif given != config[section].get(key):
-            conflicts.append(f"--{opt.replace('_', '-')} {given} (the checkpoint has "
+            conflicts.append(f"{flag(opt)} {given} (the checkpoint has "
                              f"{config[section].get(key)})")
     data = config["data"]
     if options.get("pca") is not None and bool(options["pca"]) != data.get("pca", True):
         conflicts.append(f"--{'' if options['pca'] else 'no-'}pca (the checkpoint was trained "
                          f"{'with' if data.get('pca', True) else 'without'} PCA features)")
     if options.get("data") is not None:
-        config["data"] = {"source": "dir", "path": os.path.abspath(os.fspath(options["data"])),
-                          "pca": data.get("pca", True)}
+        config["data"] = dir_spec(options["data"], data.get("pca", True))
     elif data["source"] == "generated":
         for opt, key in GENERATED_KEYS.items():
             if options.get(opt) is not None and options[opt] != data[key]:
-                conflicts.append(f"--{opt.replace('_', '-')} {options[opt]} (the checkpoint's "
+                conflicts.append(f"{flag(opt)} {options[opt]} (the checkpoint's "
                                  f"generated data has {data[key]})")
     if conflicts:
         raise CheckpointError(f"cannot resume {checkpoint.path} with " + "; ".join(conflicts)

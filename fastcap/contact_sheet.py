@@ -14,7 +14,7 @@ import threading
 import numpy as np
 
 from . import image_utils
-from .metrics import decode_for_metrics, references_by_image
+from .metrics import decode_for_metrics
 
 __all__ = ["contact_sheet", "save_png", "check_out_path", "SOFTWARE"]
 
@@ -62,7 +62,7 @@ def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=No
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .beam import beam_search
+    from .evaluation import caption_images, generate
 
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
@@ -79,13 +79,11 @@ def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=No
     if image_ids.size == 0 or image_ids.min() < 0 or image_ids.max() >= n_images:
         raise ValueError(f"image_ids must be rows of the {n_images} {split} images, got "
                          f"{image_ids.tolist()}")
-    image_ids, refs = references_by_image(data, split, image_ids)
-    features = data[f"{split}_features"][image_ids]
-    greedy = decode_for_metrics(model.sample(features, max_length=max_length), data["idx_to_word"])
+    image_ids, refs, greedy = caption_images(model, data, split, image_ids, 1, max_length)
     beam = None
     if beam_size is not None:
-        beam = decode_for_metrics(beam_search(model, features, beam_size=beam_size,
-                                              max_length=max_length), data["idx_to_word"])
+        features = data[f"{split}_features"][image_ids]
+        beam = decode_for_metrics(generate(model, features, beam_size, max_length), data["idx_to_word"])
     urls = [str(data[f"{split}_urls"][i]) for i in image_ids]
     images = _fetch_all(urls, timeout)
 

@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from ._atomic import atomic_write as _atomic_write
+from ._atomic import atomic_write as _atomic_write, atomic_write_text
 from ._validate import SPECIAL_TOKENS as MODEL_TOKENS
 
 __all__ = ["generate_coco_data", "write_coco_data", "generated_url", "parse_generated_url",
@@ -340,14 +340,6 @@ def _write_h5(path, datasets):
     _atomic_write(path, write)
 
 
-def _write_text(path, text):
-    def write(tmp):
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-
-    _atomic_write(path, write)
-
-
 def write_coco_data(out_dir, overwrite=False, **kwargs):
     """Write ``generate_coco_data(**kwargs)`` to ``out_dir`` in the CS231n layout.
 
@@ -380,10 +372,10 @@ def write_coco_data(out_dir, overwrite=False, **kwargs):
                   {"features": data[f"{split}_features_full"]})
         _write_h5(out / f"{split}2014_vgg16_fc7_pca.h5",
                   {"features": data[f"{split}_features"]})
-        _write_text(out / f"{split}2014_urls.txt",
+        atomic_write_text(out / f"{split}2014_urls.txt",
                     "".join(f"{url}\n" for url in data[f"{split}_urls"]))
     vocab = {"idx_to_word": data["idx_to_word"], "word_to_idx": data["word_to_idx"]}
-    _write_text(out / "coco2014_vocab.json", json.dumps(vocab))
+    atomic_write_text(out / "coco2014_vocab.json", json.dumps(vocab))
     return out
 
 

@@ -111,10 +111,6 @@ def collect():
     return info
 
 
-def _one_line(text):
-    return " ".join(str(text).split())
-
-
 def info_lines(env):
     """The lines ``fastcap info`` prints for a collect() dict."""
     from . import _backend
@@ -124,7 +120,7 @@ def info_lines(env):
              f"{env['logical_cores']} CPUs)",
              f"backends available: {', '.join(env['backends_available']) or 'none'} (auto order: "
              f"{', '.join(env['backend_auto_order'])})"]
-    lines += [f"  {name}: unavailable: {_one_line(why)}" for name, why in env["backends_unavailable"].items()]
+    lines += [f"  {name}: unavailable: {' '.join(str(why).split())}" for name, why in env["backends_unavailable"].items()]
     chosen = env["env"].get(_backend.ENV_VAR)
     lines.append(f"active backend: {env['backend_active']} ({_backend.ENV_VAR}="
                  f"{chosen if chosen is not None else '(unset, auto)'})")

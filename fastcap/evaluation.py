@@ -7,7 +7,8 @@ import numpy as np
 
 from . import metrics as _metrics
 
-__all__ = ["caption_loss", "generate", "evaluate_captions", "format_metrics", "format_samples"]
+__all__ = ["caption_loss", "generate", "caption_images", "evaluate_captions", "sample_records",
+           "format_metrics", "format_samples"]
 
 
 def _forward_loss(model, features, captions):
@@ -48,21 +49,35 @@ def generate(model, features, beam_size=1, max_length=30, chunk=512):
     return np.concatenate(out) if out else np.zeros((0, max_length), np.int32)
 
 
+def caption_images(model, data, split, image_ids=None, beam_size=1, max_length=30):
+    """(image_ids, references, candidates) for images of a split (default: every image with
+    captions): their ground-truth captions and ``model``'s, as strings (fastcap.metrics)."""
+    image_ids, references = _metrics.references_by_image(data, split, image_ids)
+    captions = generate(model, data[f"{split}_features"][image_ids], beam_size, max_length)
+    return image_ids, references, _metrics.decode_for_metrics(captions, data["idx_to_word"])
+
+
 def evaluate_captions(model, data, split, image_ids=None, beam_size=1, max_length=30):
     """Caption metrics of ``model`` over images of a split.
 
     Returns (metrics dict with bleu1..4 and cider, image_ids, references, candidates).
     """
-    image_ids, references = _metrics.references_by_image(data, split, image_ids)
-    captions = generate(model, data[f"{split}_features"][image_ids], beam_size, max_length)
-    candidates = _metrics.decode_for_metrics(captions, data["idx_to_word"])
+    image_ids, references, candidates = caption_images(model, data, split, image_ids, beam_size, max_length)
     return _metrics.caption_metrics(references, candidates), image_ids, references, candidates
+
+
+def sample_records(model, data, split, image_ids, beam_size=1, max_length=30):
+    """``[{"image", "url", "generated", "references"}]`` for images of a split (samples.json,
+    ``fastcap sample``)."""
+    image_ids, references, candidates = caption_images(model, data, split, image_ids, beam_size, max_length)
+    urls = data[f"{split}_urls"]
+    return [{"image": int(i), "url": str(urls[i]), "generated": c, "references": r}
+            for i, r, c in zip(image_ids.tolist(), references, candidates)]
 
 
 def format_metrics(m):
     """One line: BLEU-1..4 and CIDEr of a metrics dict."""
-    return (f"BLEU-1 {m['bleu1']:.3f}  BLEU-2 {m['bleu2']:.3f}  BLEU-3 {m['bleu3']:.3f}  "
-            f"BLEU-4 {m['bleu4']:.3f}  CIDEr {m['cider']:.3f}")
+    return "  ".join(f"{label} {m[key]:.3f}" for key, label in _metrics.METRIC_LABELS.items())
 
 
 def format_samples(samples):

@@ -17,7 +17,7 @@ from .optim import UPDATE_RULES
 
 __all__ = ["Option", "Kind", "TRAIN_OPTIONS", "INFERENCE_OPTIONS", "MAKE_DATA_OPTIONS",
            "DEFAULTS", "GENERATED_DEFAULTS", "OPTION_KEYS", "GENERATED_KEYS",
-           "RESUME_OVERRIDABLE", "add_options", "check_options"]
+           "RESUME_OVERRIDABLE", "add_options", "check_options", "flag"]
 
 # The data `fastcap train` makes when no --data is given (and `fastcap make-data`'s defaults).
 GENERATED_DEFAULTS = {"num_train_images": 2000, "num_val_images": 500, "captions_per_image": 5,
@@ -249,7 +249,11 @@ def add_options(parser, options, groups=False):
                 made[o.group] = parser.add_argument_group(o.group)
             target = made[o.group]
         o.add_to(target)
-    return made
+
+
+def flag(name):
+    """The command-line flag of train option `name` (``--lr`` for ``lr``)."""
+    return _BY_NAME[name].option_string
 
 
 def check_options(options):

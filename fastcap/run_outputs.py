@@ -9,7 +9,7 @@ import os
 import numpy as np
 
 from ._atomic import atomic_write, atomic_write_text
-from .evaluation import evaluate_captions, format_samples
+from .evaluation import format_samples, sample_records
 from .metrics import METRIC_LABELS
 
 __all__ = ["write_json", "remove_stale", "write_samples", "plot_history"]
@@ -37,10 +37,7 @@ def write_samples(out_dir, model, data, ids, max_length):
     if len(ids) == 0:
         remove_stale(out_dir, ("samples.json", "samples.txt"))  # an earlier run's
         return
-    _, image_ids, refs, cands = evaluate_captions(model, data, "val", ids, max_length=max_length)
-    urls = data["val_urls"]
-    samples = [{"image": int(i), "url": str(urls[i]), "generated": c, "references": r}
-               for i, r, c in zip(image_ids.tolist(), refs, cands)]
+    samples = sample_records(model, data, "val", ids, max_length=max_length)
     write_json(os.path.join(out_dir, "samples.json"), samples)
     atomic_write_text(os.path.join(out_dir, "samples.txt"), format_samples(samples))
 

@@ -39,8 +39,6 @@ from .run_outputs import plot_history, write_json, write_samples
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
            "resolve_config", "load_data", "Trainer", "evaluate_captions", "caption_loss"]
 
-OUTPUT_FILES = rundir.OUTPUT_FILES
-
 # A run diverges when its validation loss is above DIVERGENCE_FACTOR times the
 # untrained model's at DIVERGENCE_EVALUATIONS evaluations in a row (or is not
 # finite): a model that learns nothing stays near the untrained loss, so a loss
@@ -116,7 +114,7 @@ class Trainer:
         if self.ckpt is not None:
             self.ckpt.load_params_into(self.model)
             self.ckpt.restore_solver(self.solver)
-            self.epochs = [dict(e) for e in self.ckpt.epochs][: self.solver.epoch + 1]
+            self.epochs = [dict(e) for e in self.ckpt.epochs]  # the schema bounds them by epoch + 1
             s, per = self.solver, self.solver.iterations_per_epoch
             if s.epoch > s.iteration // per or len(self.epochs) < s.epoch:
                 raise CheckpointError(
@@ -251,8 +249,6 @@ class Trainer:
                 lock.release()
 
     def _run(self):
-        if self.root:
-            os.makedirs(self.out_dir, exist_ok=True)
         s, cfg = self.solver, self.config
         per = s.iterations_per_epoch
         total = s.num_epochs * per
@@ -379,6 +375,6 @@ class Trainer:
                  f"val loss {last['val_loss']:.3f} (untrained {first['val_loss']:.3f})")
         self.say(f"val, {len(self.eval_ids)} images, greedy: {format_metrics(last)}")
         self.say(f"     untrained model:    {format_metrics(untrained)}")
-        files = [f for f in OUTPUT_FILES if os.path.exists(os.path.join(self.out_dir, f))]
+        files = [f for f in rundir.OUTPUT_FILES if os.path.exists(os.path.join(self.out_dir, f))]
         self.say(f"wrote {', '.join(files)} to {self.out_dir}")
         return {"out_dir": self.out_dir, "metrics": summary, "seconds": wall}

@@ -13,6 +13,12 @@ from .. import _backend, _sequence, _validate
 from .._sequence import CELLS
 from .._validate import Dims, FLOAT_DTYPES, as_float, as_indices
 
+# The model's parameters and their shapes in the dims V vocabulary, D feature,
+# W word vector, H hidden, G = gates * H (gates per cell: CELLS).
+PARAM_SHAPES = {"W_embed": ("V", "W"), "W_proj": ("D", "H"), "b_proj": ("H",),
+                "Wx": ("W", "G"), "Wh": ("H", "G"), "b": ("G",),
+                "W_vocab": ("H", "V"), "b_vocab": ("V",)}  # fmt: skip
+
 
 class CaptioningRNN:
     """A captioning model over a vocabulary ``word_to_idx`` (which must map '<NULL>').
@@ -60,11 +66,8 @@ class CaptioningRNN:
         # Parameters may be replaced by the user (the seeds do); check before kernels see them.
         dims = Dims()
         G = CELLS[self.cell_type].gates
-        spec = {"W_embed": ("V", "W"), "W_proj": ("D", "H"), "b_proj": ("H",),
-                "Wx": ("W", "G"), "Wh": ("H", "G"), "b": ("G",),
-                "W_vocab": ("H", "V"), "b_vocab": ("V",)}  # fmt: skip
         out = {}
-        for k, s in spec.items():
+        for k, s in PARAM_SHAPES.items():
             a = as_float(f"params[{k!r}]", self.params[k], len(s))
             out[k] = dims.match(f"params[{k!r}]", a, s)
             if a.dtype != self.dtype:

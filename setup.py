@@ -47,7 +47,6 @@ ISA_MACROS = {isa: macros for isa, (_, _, _, macros) in _BUILDS.items()}
 # The recurrent engine (C), compiled into every build of the Cython backend.
 ENGINE_DIR = "fastcap/_kernels/engine"
 ENGINE_SOURCES = [f"{ENGINE_DIR}/pool.c", f"{ENGINE_DIR}/recurrence.c"]
-ENGINE_HEADERS = [f"{ENGINE_DIR}/{h}" for h in ("pool.h", "recurrence.h", "simd.h")]
 
 
 def _flag(name, default="0"):
@@ -203,7 +202,7 @@ class BuildExt(build_ext):
         (cythonized,) = cythonize([ext], compiler_directives=DIRECTIVES, build_dir=c_dir,
                                   force=True, quiet=True)
         ext.sources = cythonized.sources
-        self.force = True  # the .so of the other mode may be newer than this C
+        self.force = True  # the .so of the other mode may be newer than this C (so no `depends`)
         super().build_extension(ext)
 
 
@@ -214,8 +213,6 @@ def extensions():
             [name.replace(".", "/") + ".pyx", *ENGINE_SOURCES],
             include_dirs=["fastcap/_kernels"],
             define_macros=[("FASTCAP_DEBUG_BUILD", "1" if DEBUG else "0"), *ISA_MACROS[isa]],
-            depends=["fastcap/_kernels/cython_backend.pyx", "fastcap/_kernels/recurrence_engine.pxi",
-                     *ENGINE_HEADERS],
             libraries=["pthread"] if os.name == "posix" else [],
         )
         for name, isa in CYTHON_MODULES.items()

@@ -178,15 +178,15 @@ def rnn_backward_packed(dh_packed, core):
     return da, dh0, recurrent_weight_grad(core, da)
 
 
-def lstm_forward_packed(xw, h0, Wh, packing, c0=None):
-    """Packed input projections xw (P, 4H) = x @ Wx + b, h0 (N, H), c0 (N, H; default 0) -> LSTMCore."""
+def lstm_forward_packed(xw, h0, Wh, packing):
+    """Packed input projections xw (P, 4H) = x @ Wx + b, h0 (N, H) -> LSTMCore (c0 = 0)."""
     K = _backend.kernels()
     P, H = xw.shape[0], h0.shape[1]
     ifog = np.empty_like(xw)  # (P, 4H)
     c = np.empty((P, H), dtype=h0.dtype)
     h = np.empty((P, H), dtype=h0.dtype)
-    c0 = np.zeros_like(h0) if c0 is None else c0
-    K.lstm_recurrence_forward(xw, h0, c0, K.recurrent_pack(Wh, 4, False), _batch_sizes(packing), ifog, c, h)
+    K.lstm_recurrence_forward(xw, h0, np.zeros_like(h0), K.recurrent_pack(Wh, 4, False),
+                              _batch_sizes(packing), ifog, c, h)
     return LSTMCore(h0, Wh, ifog, c, h, packing)
 
 

@@ -46,8 +46,7 @@ def beam_search(model, features, beam_size=3, max_length=30):
     end = -1 if model.end_token is None else model.end_token
 
     state = state.select(np.repeat(np.arange(N), K))  # (N*K) rows: image n's beams are n*K .. n*K+K-1
-    if N * K * L >= model.params["W_embed"].shape[0]:
-        state.precompute_inputs()  # about every word will be fed: one GEMM
+    state.precompute_inputs(feeds=N * K * L)
     words = np.full(N * K, start, dtype=np.intp)
     scores = np.full((N, K), -np.inf)
     scores[:, 0] = 0.0  # one live hypothesis per image to begin with

@@ -20,7 +20,8 @@ typedef void (*fc_task)(void *ctx, int tid, int nthreads);
 /* Run task(ctx, tid, n) for tid = 0..n-1 on n threads (the caller is tid 0)
  * and return when all have returned. Calls are serialized. n is clamped to
  * [1, FC_MAX_THREADS]. Returns 0, or -1 if a worker thread could not be
- * started (the task then ran on fewer threads: results are the same). */
+ * started (the task then ran on fewer threads: results are the same).
+ * At n = 1 the task runs in the caller, without waking the workers. */
 int fc_pool_run(fc_task task, void *ctx, int n);
 
 /* Wait until all n threads of the running task have reached this barrier. */

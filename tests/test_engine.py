@@ -178,6 +178,23 @@ def test_step_api_is_the_sample_loop(cy):
         model.step({"h": 1}, np.ones(6, int))
 
 
+@pytest.mark.parametrize("cell", CELL_TYPES)
+def test_a_decode_state_follows_a_backend_switch(cy, cell):
+    """A state made under one backend steps on under another: the weights are packed
+    again for it (the engine's packing is not the BLAS loop's), with the same words."""
+    model = _model(cell, np.float32, seed=3)
+    model.params["W_vocab"] *= 8
+    features = np.random.default_rng(1).standard_normal((5, 20))
+    words = np.full(5, model.start_token)
+    with fastcap.use_backend("cython"):
+        scores, state = model.step(model.initial_hidden(features), words)
+        words = scores.argmax(axis=1)
+        _, on_engine = model.step(state, words)
+    with fastcap.use_backend("numpy"):
+        _, on_blas = model.step(state, words)
+    np.testing.assert_allclose(on_blas.h, on_engine.h, rtol=0, atol=1e-5)
+
+
 def _lstm_args(N=4, T=3, H=9):
     bs = np.array([4, 3, 1], dtype=np.intp)[:T]
     P = int(bs.sum())

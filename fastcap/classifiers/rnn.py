@@ -220,9 +220,7 @@ class DecodeState:
         self.cell_type, self.params, self.h = cell_type, params, h
         self.lstm = cell_type == "lstm"
         self.c = np.zeros_like(h) if self.lstm and c is None else c
-        K = _backend.kernels()
-        Wh = params["Wh"]
-        self.packed = K.recurrent_pack(Wh, Wh.shape[1] // Wh.shape[0], False) if packed is None else packed
+        self._packed = packed  # (the backend's kernels, Wh packed by them): made on first advance
         if table is None:
             V, G = params["W_embed"].shape[0], params["Wx"].shape[1]
             table = (np.empty((V, G), dtype=h.dtype), np.zeros(V, dtype=bool))
@@ -254,7 +252,7 @@ class DecodeState:
         """The state of rows `rows` (an index array or boolean mask), e.g. the
         captions still running, or the beams kept."""
         return DecodeState(self.cell_type, self.params, self.h[rows],
-                           None if self.c is None else self.c[rows], self.packed, self._table)
+                           None if self.c is None else self.c[rows], self._packed, self._table)
 
     def precompute_inputs(self, feeds=None):
         """Fill the word table for every word at once: one (V, W) @ (W, G)
@@ -289,16 +287,19 @@ class DecodeState:
     def advance(self, words):
         """The state after feeding words (n,) intp, one recurrent step on the engine."""
         K = _backend.kernels()
+        if self._packed is None or self._packed[0] is not K:  # packed once per backend
+            self._packed = (K, K.recurrent_pack(self.params["Wh"], CELLS[self.cell_type].gates, False))
+        packed = self._packed[1]
         xw, n = self._inputs(words), words.shape[0]
         batch = np.array([n], dtype=np.intp)
         h = np.empty_like(self.h)
         if self.lstm:
             c, ifog = np.empty_like(self.c), np.empty_like(xw)
-            K.lstm_recurrence_forward(xw, self.h, self.c, self.packed, batch, ifog, c, h)
+            K.lstm_recurrence_forward(xw, self.h, self.c, packed, batch, ifog, c, h)
         else:
             c = None
-            K.rnn_recurrence_forward(xw, self.h, self.packed, batch, h)
-        return DecodeState(self.cell_type, self.params, h, c, self.packed, self._table)
+            K.rnn_recurrence_forward(xw, self.h, packed, batch, h)
+        return DecodeState(self.cell_type, self.params, h, c, self._packed, self._table)
 
 
 def _greedy_decode(state, start, end, null, max_length):

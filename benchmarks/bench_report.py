@@ -7,11 +7,9 @@ backend's median); the environment section renders the JSON's
 ``fastcap_environment`` (fastcap.environment plus host_probes). Imported by
 bare name from this directory (bench_runner.py, tests/test_bench_report.py).
 """
-import importlib.util
 import json
 import os
 import pathlib
-import sys
 
 from host_probes import probe_verdict
 from peers import PEERS
@@ -301,8 +299,8 @@ def _targets_table(kinds, env=None):
     return lines + [""]
 
 
-def report_markdown(data, meta=None):
-    meta = meta or data.get("fastcap_bench_meta") or {}
+def report_markdown(data):
+    meta = data.get("fastcap_bench_meta") or {}
     env = data.get("fastcap_environment") or {}
     kinds = _collect(data.get("benchmarks", []))
     lines = ["# fastcap benchmark report", "",
@@ -380,19 +378,13 @@ def write_chart(data, path):
     plt.close(fig)
 
 
-def write_report(json_path, out_dir, meta=None):
-    """speedups.md (and speedups.png when matplotlib is installed) from a JSON report."""
+def write_report(json_path, out_dir):
+    """speedups.md and speedups.png from a JSON report (with the run's ``fastcap_bench_meta``)."""
     with open(json_path) as f:
         data = json.load(f)
     out_dir = pathlib.Path(out_dir)
-    md = report_markdown(data, meta)
+    md = report_markdown(data)
     (out_dir / "speedups.md").write_text(md + "\n")
-    written = [out_dir / "speedups.md"]
-    if importlib.util.find_spec("matplotlib") is None:
-        print(f"{PROG}: matplotlib is not installed, so no chart "
-              "(`pip install matplotlib` or `pip install -e .[plot]`)", file=sys.stderr)
-    else:
-        write_chart(data, out_dir / "speedups.png")
-        written.append(out_dir / "speedups.png")
-    return md, written
+    write_chart(data, out_dir / "speedups.png")
+    return md, [out_dir / "speedups.md", out_dir / "speedups.png"]
 

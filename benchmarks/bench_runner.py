@@ -136,7 +136,7 @@ def main(argv=None):
     data["fastcap_bench_meta"] = meta
     with open(json_path, "w") as f:
         json.dump(data, f, indent=2)
-    md, written = write_report(json_path, out, meta)
+    md, written = write_report(json_path, out)
     print(md)
     print(f"\n{PROG}: wrote {json_path}, {', '.join(map(str, written))}")
     if rc != 0:

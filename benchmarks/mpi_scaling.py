@@ -23,6 +23,9 @@ import subprocess
 import sys
 import time
 
+from fastcap.environment import usable_cores
+from fastcap.model_config import CELL_TYPES
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -87,12 +90,12 @@ def run(cmd, env):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--ranks", type=int, default=2, help="K ranks of the MPI run (default 2)")
-    p.add_argument("--threads", type=int, default=os.cpu_count(),
+    p.add_argument("--threads", type=int, default=usable_cores(),
                    help="threads of the 1-rank run; each rank gets threads/K (default: all cores)")
     p.add_argument("--batch", type=int, default=100, help="global batch (default 100)")
     p.add_argument("--steps", type=int, default=20, help="timed steps (default 20)")
     p.add_argument("--warmup", type=int, default=3, help="untimed steps first (default 3)")
-    p.add_argument("--cells", default="rnn,lstm")
+    p.add_argument("--cells", default=",".join(CELL_TYPES))
     p.add_argument("--backend", help="kernel backend (default: auto)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--mpi", action="store_true", help=argparse.SUPPRESS)
@@ -110,14 +113,9 @@ def main(argv=None):
     per_rank = max(1, args.threads // args.ranks)
     common = [__file__, "--worker", "--batch", str(args.batch), "--steps", str(args.steps),
               "--warmup", str(args.warmup)] + (["--backend", args.backend] if args.backend else [])
-    try:
-        import platform
+    from fastcap.environment import cpu_model
 
-        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo")
-                    if line.startswith("model name")), platform.processor())
-    except OSError:
-        cpu = "?"
-    print(f"{cpu}, {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} before the runs")
+    print(f"{cpu_model()}, {usable_cores()} usable cores; load average {os.getloadavg()[0]:.2f} before the runs")
     print(f"global batch {args.batch}, {args.steps} timed steps after {args.warmup}, float32, "
           f"DESIGN.md workload (H 512, W 256, V 1004, D 512), Adam")
     print(f"{'cell':5s} {'ranks x threads':>15s} {'captions/s':>11s} {'step ms':>8s} "

@@ -22,6 +22,7 @@ from collections import Counter
 
 import numpy as np
 
+from fastcap import _sequence
 from fastcap.model_config import CELL_TYPES
 
 V, D, W, H = 1004, 512, 256, 512
@@ -96,7 +97,7 @@ def make_params(cell, seed=0, suppress_end=False):
     would otherwise stop after a data-dependent number of steps).
     """
     rng = np.random.default_rng(seed)
-    G = (4 if cell == "lstm" else 1) * H
+    G = _sequence.CELLS[cell].gates * H
     p = {
         "W_embed": rng.standard_normal((V, W)) / 100,
         "W_proj": rng.standard_normal((D, H)) / np.sqrt(D),
@@ -188,7 +189,7 @@ def step_gemm_flops(cell, n):
     3 * 2UWG; recurrent products forward, backward and dWh 3 * 2PHG;
     vocabulary projection and its two gradients 3 * 2PHV.
     """
-    G = (4 if cell == "lstm" else 1) * H
+    G = _sequence.CELLS[cell].gates * H
     total = []
     for _, captions in make_batches(n):
         scored = captions[:, 1:] != NULL

@@ -62,6 +62,11 @@ def _caption_metrics():
     return "pycocoevalcap (BLEU, CIDEr-D)"
 
 
+def cpu_model():
+    """The CPU's model name (/proc/cpuinfo, else what the platform says)."""
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
 def collect():
     """The environment as a JSON-able dict (loads every backend; see the module docstring)."""
     import fastcap
@@ -73,7 +78,7 @@ def collect():
     flags = _cpuinfo("flags")
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
-        "cpu_model": _cpuinfo("model name") or platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_flags": None if flags is None else [x for x in ("avx2", "fma", "avx512f") if x in flags.split()],
         "machine": platform.machine(),
         "logical_cores": os.cpu_count(),

@@ -5,6 +5,9 @@ does not load here skips its tests with the reason; under CI (``CI=true``,
 where every backend is built) it fails them instead (``require_backend``).
 """
 import os
+import pathlib
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -12,6 +15,11 @@ import pytest
 import fastcap
 from fastcap import _backend
 from fastcap.datagen import generate_coco_data
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+# Child processes import this checkout's fastcap, on the reference backend.
+ENV = dict(os.environ, FASTCAP_BACKEND="numpy",
+           PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
 
 BACKENDS = _backend.NAMES
 REFERENCE = "numpy"
@@ -27,6 +35,12 @@ def require_backend(name):
         if REQUIRE_ALL:
             pytest.fail(f"backend {name!r} is unavailable in CI: {why}")
         pytest.skip(f"backend {name!r} not available here: {why}", allow_module_level=True)
+
+
+def fastcap_cmd(*args, timeout=180, cwd=None):
+    """``python -m fastcap ARGS`` in a child process (ENV) -> subprocess.CompletedProcess."""
+    return subprocess.run([sys.executable, "-m", "fastcap", *map(str, args)], capture_output=True,
+                          text=True, env=ENV, timeout=timeout, cwd=cwd)
 
 
 @pytest.fixture(params=BACKENDS)

@@ -38,7 +38,7 @@ def _rnn_step(N=3, D=4, H=5):
 
 
 def _seq(cell, N=3, T=4, D=4, H=5):
-    G = 4 * H if cell == "lstm" else H
+    G = _sequence.CELLS[cell].gates * H
     x, h0 = R.standard_normal((N, T, D)), R.standard_normal((N, H))
     Wx, Wh, b = R.standard_normal((D, G)), R.standard_normal((H, G)), R.standard_normal(G)
     h, cache = (L.lstm_forward if cell == "lstm" else L.rnn_forward)(x, h0, Wx, Wh, b)

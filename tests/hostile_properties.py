@@ -115,7 +115,7 @@ def rnn_step_tampered(N, D, H, seed, data):
        seed=st.integers(0, 2**16), data=st.data())
 def sequence_cache_tampered(cell, N, T, D, H, seed, data):
     r = np.random.default_rng(seed)
-    G = 4 * H if cell == "lstm" else H
+    G = _sequence.CELLS[cell].gates * H
     forward, backward = (L.lstm_forward, L.lstm_backward) if cell == "lstm" else (L.rnn_forward, L.rnn_backward)
     h, cache = forward(_rand(r, np.float64, N, T, D), _rand(r, np.float64, N, H),
                        _rand(r, np.float64, D, G), _rand(r, np.float64, H, G), _rand(r, np.float64, G))

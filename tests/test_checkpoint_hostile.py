@@ -8,10 +8,7 @@ CheckpointError naming that field, never anything else.
 import copy
 import json
 import os
-import pathlib
 import shutil
-import subprocess
-import sys
 import zipfile
 
 import h5py
@@ -27,9 +24,8 @@ from fastcap.coco_utils import load_coco_data
 from fastcap.datagen import write_coco_data
 from fastcap.trainer import Trainer
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, FASTCAP_BACKEND="numpy",
-           PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+from conftest import fastcap_cmd
+
 TINY = dict(num_train_images=20, num_val_images=4, captions_per_image=2, hidden_dim=8,
             wordvec_dim=8, batch_size=10, epochs=1, dtype="float64", eval_images=0, num_samples=1)
 
@@ -97,8 +93,7 @@ def test_rng_position_past_the_key_is_refused_by_resume(good, tmp_path):
     d = tmp_path / "r"
     d.mkdir()
     _write(d / "checkpoint.npz", members, _set(meta, "rng.pos", 10**6))
-    proc = subprocess.run([sys.executable, "-m", "fastcap", "train", "--resume", str(d / "checkpoint.npz"),
-                           "--epochs", "2", "--quiet"], capture_output=True, text=True, env=ENV, timeout=120)
+    proc = fastcap_cmd("train", "--resume", d / "checkpoint.npz", "--epochs", "2", "--quiet", timeout=120)
     assert proc.returncode == 1, (proc.returncode, proc.stderr)  # was -11 (SIGSEGV)
     assert "field rng.pos must be an integer in [0, 624], got 1000000" in proc.stderr
 

@@ -1,8 +1,6 @@
 """The fastcap command, end to end through `python -m fastcap` in a subprocess,
 and main(argv) in-process (beam search itself: test_beam.py)."""
 import json
-import os
-import pathlib
 import signal
 import subprocess
 import sys
@@ -18,22 +16,14 @@ from fastcap.cli import main
 from fastcap.datagen import write_coco_data
 from fastcap.model_config import CELL_TYPES
 
-pytest.importorskip("pycocoevalcap.bleu.bleu")
+from conftest import ENV, fastcap_cmd
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, FASTCAP_BACKEND="numpy",
-           PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
 # A tiny float64 run: 40 train images x 3 captions / batch 20 = 6 iterations per epoch.
 TINY = ["--backend", "numpy", "--num-train-images", "40", "--num-val-images", "8",
         "--captions-per-image", "3", "--hidden-dim", "16", "--wordvec-dim", "16",
         "--batch-size", "20", "--epochs", "2", "--dtype", "float64", "--eval-images", "0",
         "--lr", "5e-3", "--quiet"]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-def fastcap_cmd(*args, timeout=180, cwd=None):
-    return subprocess.run([sys.executable, "-m", "fastcap", *map(str, args)], capture_output=True,
-                          text=True, env=ENV, timeout=timeout, cwd=cwd)
 
 
 def ok(proc):

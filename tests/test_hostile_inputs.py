@@ -16,10 +16,10 @@ import pytest
 
 from conftest import BACKENDS, require_backend
 
+import hostile_cases
+import hostile_properties
+
 HERE = pathlib.Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import hostile_cases  # noqa: E402
-import hostile_properties  # noqa: E402
 
 
 

@@ -41,9 +41,8 @@ def test_float32_within_documented_tolerance(backend, kernel, dims):
     args64 = case.build(np.random.default_rng(7), np.float64, **dims)
     args32 = as_dtype(args64, np.float32)
     want = run(REF, kernel, args64, case.written)
-    for kernels in {REF.name: REF, backend: _backend.kernels()}.values():
-        got = run(kernels, kernel, args32, case.written)
-        assert_same(got, want, case.tol32, scaled_error, f"{kernel} ({kernels.name})", same_dtype=False)
+    got = run(_backend.kernels(), kernel, args32, case.written)  # the reference too, as backend numpy
+    assert_same(got, want, case.tol32, scaled_error, f"{kernel} ({backend})", same_dtype=False)
 
 
 @pytest.mark.parametrize("dims", SHAPES, ids=DIMS_IDS)

@@ -19,6 +19,8 @@ from fastcap import distributed
 from fastcap.checkpoint import load_checkpoint
 from fastcap.model_config import CELL_TYPES
 
+from conftest import REQUIRE_ALL
+
 try:
     import mpi4py  # noqa: F401
 
@@ -28,8 +30,7 @@ except ImportError:
 
 BIN = os.path.dirname(sys.executable)
 MPIEXEC = shutil.which("mpiexec", path=BIN + os.pathsep + os.environ.get("PATH", ""))
-REQUIRE = os.environ.get("CI", "").lower() in ("1", "true", "yes")
-if REQUIRE and not (HAVE_MPI4PY and MPIEXEC):
+if REQUIRE_ALL and not (HAVE_MPI4PY and MPIEXEC):
     raise RuntimeError("CI must run the MPI tests: install the [mpi] extra (mpi4py and mpich)")
 needs_mpi = pytest.mark.skipif(
     not (HAVE_MPI4PY and MPIEXEC),

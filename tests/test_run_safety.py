@@ -25,9 +25,8 @@ from fastcap.checkpoint import CheckpointError, load_checkpoint
 from fastcap.rundir import RunDirError, RunLock
 from fastcap.trainer import Trainer
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, FASTCAP_BACKEND="numpy",
-           PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+from conftest import ENV, fastcap_cmd
+
 TINY = dict(num_train_images=40, num_val_images=8, captions_per_image=3, hidden_dim=16,
             wordvec_dim=16, batch_size=20, epochs=2, dtype="float64", eval_images=0, lr=5e-3,
             num_samples=2)
@@ -59,11 +58,6 @@ def run_a(tmp_path_factory):
 
 def snapshot(d):
     return {p.name: p.read_bytes() for p in pathlib.Path(d).iterdir() if p.is_file()}
-
-
-def fastcap_cmd(*args, timeout=120):
-    return subprocess.run([sys.executable, "-m", "fastcap", *map(str, args)], capture_output=True,
-                          text=True, env=ENV, timeout=timeout)
 
 
 # ---------------------------------------------------------------- item 6: nothing foreign replaced

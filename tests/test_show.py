@@ -14,12 +14,10 @@ from fastcap.checkpoint import load_checkpoint
 from fastcap.cli import main
 from fastcap.coco_utils import load_coco_data
 from fastcap.contact_sheet import SOFTWARE, contact_sheet
-from fastcap.datagen import generate_coco_data, write_coco_data
+from fastcap.datagen import write_coco_data
 from fastcap.metrics import decode_for_metrics, references_by_image
 from fastcap.scenes import _PLACES
 from fastcap.trainer import Trainer
-
-pytest.importorskip("pycocoevalcap.bleu.bleu")  # the trainer scores each epoch
 
 # A tiny float64 run: 40 train images x 3 captions / batch 20 = 6 iterations per epoch.
 DATA = {"num_train_images": 40, "num_val_images": 8, "captions_per_image": 3, "data_seed": 0}
@@ -32,10 +30,10 @@ def run(tmp_path_factory):
     """(checkpoint path, model, its data) of a run trained with the trainer API."""
     out = tmp_path_factory.mktemp("run")
     with fastcap.use_backend("numpy"):
-        Trainer(OPTIONS, out_dir=out, progress=False, stdout=io.StringIO()).run()
+        trainer = Trainer(OPTIONS, out_dir=out, progress=False, stdout=io.StringIO())
+        trainer.run()
     ckpt = load_checkpoint(out / "checkpoint.npz")
-    data = generate_coco_data(num_train_images=40, num_val_images=8, captions_per_image=3, seed=0)
-    return str(out / "checkpoint.npz"), ckpt.build_model(), data
+    return str(out / "checkpoint.npz"), ckpt.build_model(), trainer.data
 
 
 def _closed_port():

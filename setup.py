@@ -36,14 +36,13 @@ import textwrap
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# The Cython backend's builds (module, flags, macros per instruction set),
+# The Cython backend's builds (module and flags per instruction set),
 # declared once in fastcap/_kernels/cython_builds.py, read by path because
 # fastcap is not importable before it is built.
 _BUILDS = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                       "fastcap", "_kernels", "cython_builds.py"))["BUILDS"]
-CYTHON_MODULES = {module: isa for isa, (module, _, _, _) in _BUILDS.items()}  # module -> isa
-ISA_FLAGS = {isa: flags for isa, (_, _, flags, _) in _BUILDS.items()}
-ISA_MACROS = {isa: macros for isa, (_, _, _, macros) in _BUILDS.items()}
+CYTHON_MODULES = {module: isa for isa, (module, _, _) in _BUILDS.items()}  # module -> isa
+ISA_FLAGS = {isa: flags for isa, (_, _, flags) in _BUILDS.items()}
 # The recurrent engine (C), compiled into every build of the Cython backend.
 ENGINE_DIR = "fastcap/_kernels/engine"
 ENGINE_SOURCES = [f"{ENGINE_DIR}/pool.c", f"{ENGINE_DIR}/recurrence.c"]
@@ -212,10 +211,10 @@ def extensions():
             name,
             [name.replace(".", "/") + ".pyx", *ENGINE_SOURCES],
             include_dirs=["fastcap/_kernels"],
-            define_macros=[("FASTCAP_DEBUG_BUILD", "1" if DEBUG else "0"), *ISA_MACROS[isa]],
+            define_macros=[("FASTCAP_DEBUG_BUILD", "1" if DEBUG else "0")],
             libraries=["pthread"] if os.name == "posix" else [],
         )
-        for name, isa in CYTHON_MODULES.items()
+        for name in CYTHON_MODULES
     ]
 
 

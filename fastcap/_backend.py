@@ -37,7 +37,7 @@ ENV_VAR = "FASTCAP_BACKEND"
 # Builds of a backend for CPUs with more instructions than the baseline:
 # name -> {isa: (variant module, predicate of the baseline module saying the
 # CPU can run it)}, best first (setup.py builds each where the compiler can).
-_VARIANTS = {"cython": {isa: (module, predicate) for isa, (module, predicate, _, _) in BUILDS.items()
+_VARIANTS = {"cython": {isa: (module, predicate) for isa, (module, predicate, _) in BUILDS.items()
                         if predicate is not None}}
 ISA_ENV_VAR = "FASTCAP_CYTHON_ISA"  # auto (default) | baseline | avx2 | avx512
 ISA_CHOICES = ("auto", *reversed(BUILDS))  # auto, baseline, avx2, avx512

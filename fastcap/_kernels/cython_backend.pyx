@@ -79,12 +79,6 @@ cdef extern from *:
     #ifndef FASTCAP_NATIVE_BUILD
     #define FASTCAP_NATIVE_BUILD 0
     #endif
-    #ifndef FASTCAP_AVX2_BUILD
-    #define FASTCAP_AVX2_BUILD 0
-    #endif
-    #ifndef FASTCAP_AVX512_BUILD
-    #define FASTCAP_AVX512_BUILD 0
-    #endif
 
     /* Whether this CPU (and OS) can run the AVX2 + FMA build of this module. */
     static int fastcap_cpu_has_avx2_fma(void)
@@ -178,8 +172,6 @@ cdef extern from *:
     double _exp_nonpos_d "fastcap_exp_nonpos_d"(double x) noexcept nogil
     int FASTCAP_DEBUG_BUILD
     int FASTCAP_NATIVE_BUILD
-    int FASTCAP_AVX2_BUILD
-    int FASTCAP_AVX512_BUILD
     int FASTCAP_OPENMP
     int fastcap_cpu_has_avx2_fma() noexcept nogil
     int fastcap_cpu_has_avx512() noexcept nogil
@@ -189,8 +181,7 @@ include "pool.pxi"
 BUILD_INFO = {
     "debug": bool(FASTCAP_DEBUG_BUILD),  # boundscheck/wraparound/initializedcheck on
     "native": bool(FASTCAP_NATIVE_BUILD),  # -march=native: for the build machine's CPU only
-    "isa": ("native" if FASTCAP_NATIVE_BUILD else "avx512" if FASTCAP_AVX512_BUILD
-            else "avx2" if FASTCAP_AVX2_BUILD else "baseline"),
+    "isa": None,  # set below from the engine's: what the compiler targeted (see simd.h)
     "openmp": bool(FASTCAP_OPENMP),  # compiled with OpenMP (prange can run threads)
 }
 
@@ -686,3 +677,5 @@ def adam_update(w,  # IN/OUT any shape: w -= alpha * m / (sqrt(v) + eps)
 # recurrences: the compiled engine (float32) or the BLAS loop
 
 include "recurrence_engine.pxi"
+
+BUILD_INFO["isa"] = "native" if FASTCAP_NATIVE_BUILD else ENGINE_INFO["isa"]

@@ -2,7 +2,7 @@
 
 Plain data with no imports, so setup.py reads it by path before fastcap is
 built. isa -> (module, predicate of the baseline module saying this CPU runs
-the build, extra compiler flags, extra macros), best first; the baseline
+the build, extra compiler flags), best first; the baseline
 build (the compiler's default target) runs everywhere and is last.
 
 -ffp-contract=off: no fused multiply-adds, so every build's cell, loss and
@@ -12,9 +12,8 @@ its tiles: its products round per build, within the float32 tolerance.)
 BUILDS = {
     "avx512": ("fastcap._kernels.cython_backend_avx512", "cpu_has_avx512",
                ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma",
-                "-ffp-contract=off"],
-               [("FASTCAP_AVX512_BUILD", "1")]),
+                "-ffp-contract=off"]),
     "avx2": ("fastcap._kernels.cython_backend_avx2", "cpu_has_avx2_fma",
-             ["-mavx2", "-mfma", "-ffp-contract=off"], [("FASTCAP_AVX2_BUILD", "1")]),
-    "baseline": ("fastcap._kernels.cython_backend", None, [], []),
+             ["-mavx2", "-mfma", "-ffp-contract=off"]),
+    "baseline": ("fastcap._kernels.cython_backend", None, []),
 }

@@ -5,7 +5,9 @@ The API keeps the CS231n names (``fastcap.rnn_layers``,
 ``fastcap.coco_utils``, ``fastcap.gradient_check``) and re-exports them here.
 The kernels behind them come from the backend named by ``FASTCAP_BACKEND``
 (numpy, numba, cython or auto; default auto), switchable with
-``set_backend`` / ``use_backend``.
+``set_backend`` / ``use_backend``; ``FASTCAP_PRECISION`` (float32 or
+bfloat16, ``set_precision`` / ``use_precision``) picks the precision of the
+matrix products.
 """
 from ._backend import (
     BackendUnavailableError,
@@ -14,6 +16,13 @@ from ._backend import (
     init_from_environment as _init_from_environment,
     set_backend,
     use_backend,
+)
+from ._precision import (
+    PRECISIONS,
+    get_precision,
+    init_from_environment as _init_precision_from_environment,
+    set_precision,
+    use_precision,
 )
 from .captioning_solver import CaptioningSolver, TrainingDivergedError
 from .classifiers.rnn import CaptioningRNN
@@ -32,6 +41,7 @@ __version__ = "0.1.0"  # the one version: pyproject.toml reads it (tool.setuptoo
 __all__ = [
     "set_backend", "get_backend", "use_backend", "available_backends", "BackendUnavailableError",
     "set_num_threads", "get_num_threads", "get_engine_threads",
+    "set_precision", "get_precision", "use_precision", "PRECISIONS",
     "CaptioningRNN", "CaptioningSolver", "TrainingDivergedError",
     "load_coco_data", "sample_coco_minibatch", "decode_captions",
     "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error",
@@ -39,3 +49,4 @@ __all__ = [
 ]  # fmt: skip
 
 _init_from_environment()
+_init_precision_from_environment()

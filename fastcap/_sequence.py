@@ -8,7 +8,9 @@ projections over all steps, dWh, the vocabulary projection and its
 gradients), the reshaping, and the row gathers (NumPy indexing, as fast as a
 compiled gather loop: the embedding lookup and the per-word projection table).
 It calls the active backend's kernels (``fastcap._kernels``) for the
-recurrences and the scatter-add. ``fastcap.rnn_layers`` (the public layers)
+recurrences and the scatter-add. Every matrix product goes through ``matmul``
+(and the recurrences' packing takes the precision too), so the bfloat16 mode
+(``fastcap._precision``) reaches them all from one place. ``fastcap.rnn_layers`` (the public layers)
 and ``fastcap.classifiers.rnn`` (the model) are built on it; inputs are
 validated there, not here.
 
@@ -19,7 +21,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import _backend
+from . import _backend, _precision
 from ._kernels.blas_recurrence import steps
 
 
@@ -103,16 +105,37 @@ def _batch_sizes(packing):
 # the products around the recurrences (BLAS)
 
 
+def bf16():
+    """Whether float32 products made now run in bf16 (the precision mode; fastcap._precision)."""
+    return _precision.bf16_products()
+
+
+def matmul(a, b, out=None):
+    """a (M, K) @ b (K, N) -> (M, N): BLAS, or in the bfloat16 mode (float32 operands) the
+    active backend's bf16 product (operands rounded to bf16, float32 sums)."""
+    if a.dtype == np.float32 and b.dtype == np.float32 and bf16():
+        if out is None:
+            out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
+        _backend.kernels().matmul_bf16(a, b, out)
+        return out
+    return np.dot(a, b, out=out)
+
+
 def affine(x, w, b):
     """x (M, D) @ w (D, K) + b (K,) -> (M, K): input projections, the vocabulary projection."""
-    out = np.dot(x, w)
+    out = matmul(x, w)
     out += b
     return out
 
 
 def affine_backward(dout, x, w):
     """dout (M, K) of affine(x, w, b) -> dx (M, D), dw (D, K), db (K,)."""
-    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    return matmul(dout, w.T), matmul(x.T, dout), dout.sum(axis=0)
+
+
+def pack(Wh, gates, transpose):
+    """Wh (H, G) packed by the active backend for its recurrence kernels, in the precision mode."""
+    return _backend.kernels().recurrent_pack(Wh, gates, transpose, Wh.dtype == np.float32 and bf16())
 
 
 def recurrent_weight_grad(core, da):
@@ -122,7 +145,7 @@ def recurrent_weight_grad(core, da):
     h_prev = np.empty_like(h)
     for t, n, rows in steps(packing.batch_sizes):
         h_prev[rows] = h0[:n] if t == 0 else h[packing.offsets[t - 1] :][:n]
-    return h_prev.T @ da
+    return matmul(h_prev.T, da)
 
 
 def embedding_grad(dout, idx, vocab_size):
@@ -164,7 +187,7 @@ def rnn_forward_packed(xw, h0, Wh, packing):
     """Packed input projections xw (P, H) = x @ Wx + b, h0 (N, H) -> RNNCore (h: packed (P, H))."""
     K = _backend.kernels()
     h = np.empty_like(xw)
-    K.rnn_recurrence_forward(xw, h0, K.recurrent_pack(Wh, 1, False), _batch_sizes(packing), h)
+    K.rnn_recurrence_forward(xw, h0, pack(Wh, 1, False), _batch_sizes(packing), h)
     return RNNCore(h0, Wh, h, packing)
 
 
@@ -173,7 +196,7 @@ def rnn_backward_packed(dh_packed, core):
     K = _backend.kernels()
     h0, Wh, h, packing = core
     da, dh0 = np.empty_like(h), np.empty_like(h0)
-    K.rnn_recurrence_backward(dh_packed, h0, K.recurrent_pack(Wh, 1, True), h,
+    K.rnn_recurrence_backward(dh_packed, h0, pack(Wh, 1, True), h,
                               _batch_sizes(packing), da, dh0)
     return da, dh0, recurrent_weight_grad(core, da)
 
@@ -185,7 +208,7 @@ def lstm_forward_packed(xw, h0, Wh, packing):
     ifog = np.empty_like(xw)  # (P, 4H)
     c = np.empty((P, H), dtype=h0.dtype)
     h = np.empty((P, H), dtype=h0.dtype)
-    K.lstm_recurrence_forward(xw, h0, np.zeros_like(h0), K.recurrent_pack(Wh, 4, False),
+    K.lstm_recurrence_forward(xw, h0, np.zeros_like(h0), pack(Wh, 4, False),
                               _batch_sizes(packing), ifog, c, h)
     return LSTMCore(h0, Wh, ifog, c, h, packing)
 
@@ -195,7 +218,7 @@ def lstm_backward_packed(dh_packed, core):
     K = _backend.kernels()
     h0, Wh, ifog, c, h, packing = core
     da, dh0 = np.empty_like(ifog), np.empty_like(h0)
-    K.lstm_recurrence_backward(dh_packed, np.zeros_like(h0), K.recurrent_pack(Wh, 4, True), ifog, c,
+    K.lstm_recurrence_backward(dh_packed, np.zeros_like(h0), pack(Wh, 4, True), ifog, c,
                                _batch_sizes(packing), da, dh0)
     return da, dh0, recurrent_weight_grad(core, da)
 

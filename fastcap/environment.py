@@ -19,7 +19,8 @@ __all__ = ["collect", "info_lines", "usable_cores"]
 # Environment variables that change threads, kernels or the backend, in the
 # order `fastcap info` prints the ones that are set.
 ENV_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS",
-            "FASTCAP_NUM_THREADS", "OPENBLAS_CORETYPE", "FASTCAP_NUMBA_CACHE", "FASTCAP_BACKEND")
+            "FASTCAP_NUM_THREADS", "OPENBLAS_CORETYPE", "FASTCAP_NUMBA_CACHE", "FASTCAP_BACKEND",
+            "FASTCAP_PRECISION")
 # Distributions whose versions a measurement depends on (the key is how the report names it).
 VERSIONS = {"numpy": "numpy", "numba": "numba", "cython": "Cython", "torch": "torch",
             "threadpoolctl": "threadpoolctl", "pytest-benchmark": "pytest-benchmark"}
@@ -62,6 +63,16 @@ def _caption_metrics():
     return "pycocoevalcap (BLEU, CIDEr-D)"
 
 
+# The CPU flags the reports name: vector extensions and bf16 units.
+REPORTED_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16")
+
+
+def cpu_flags():
+    """The CPU's feature flags (/proc/cpuinfo; empty where there is none)."""
+    flags = _cpuinfo("flags")
+    return [] if flags is None else flags.split()
+
+
 def cpu_model():
     """The CPU's model name (/proc/cpuinfo, else what the platform says)."""
     return _cpuinfo("model name") or platform.processor() or platform.machine()
@@ -75,11 +86,16 @@ def collect():
     from . import _backend, _threads
     from .distributed import describe_mpi
 
+    from . import _precision
+
     flags = _cpuinfo("flags")
     info = {
         "date": datetime.datetime.now().astimezone().isoformat(timespec="seconds"),
         "cpu_model": cpu_model(),
-        "cpu_flags": None if flags is None else [x for x in ("avx2", "fma", "avx512f") if x in flags.split()],
+        "cpu_flags": None if flags is None else [x for x in REPORTED_FLAGS if x in flags.split()],
+        "bf16_native": _precision.native_bf16(),
+        "precision": _precision.get_precision(),
+        "precision_path": _precision.describe(),
         "machine": platform.machine(),
         "logical_cores": os.cpu_count(),
         "usable_cores": usable_cores(),
@@ -130,10 +146,14 @@ def info_lines(env):
     lines.append(f"active backend: {env['backend_active']} ({_backend.ENV_VAR}="
                  f"{chosen if chosen is not None else '(unset, auto)'})")
     lines.append(f"threads: fastcap._threads.get_num_threads() = {env['fastcap_threads']}")
+    flags = env.get("cpu_flags") or []
+    lines.append(f"bf16 units: avx512_bf16 {'yes' if 'avx512_bf16' in flags else 'no'}, amx_bf16 "
+                 f"{'yes' if 'amx_bf16' in flags else 'no'}; precision: {env['precision_path']}")
     engine = env.get("engine")
     if engine:
         lines.append(f"recurrent engine (cython, float32): {env['cython_build']['isa']} build, {engine['isa']} "
-                     f"tiles of {engine['vector_width']}-float vectors, {engine['threads']} threads")
+                     f"tiles of {engine['vector_width']}-float vectors, {engine['threads']} threads; bf16 "
+                     f"tiles: {'vdpbf16ps' if engine.get('bf16_native') else 'two FMAs per pair'}")
     # The backend variable is on the active-backend line already.
     lines += [f"  {k}={val}" for k, val in env["env"].items() if val is not None and k != _backend.ENV_VAR]
     if env["env"].get("OPENBLAS_CORETYPE") is None:

@@ -12,19 +12,8 @@ __all__ = ["caption_loss", "generate", "caption_images", "evaluate_captions", "s
 
 
 def _forward_loss(model, features, captions):
-    """``model.loss(features, captions)[0]`` without the backward pass, by the public layers."""
-    from . import rnn_layers as L
-
-    P = model.params
-    features = np.asarray(features, dtype=model.dtype)
-    h0 = features @ P["W_proj"] + P["b_proj"]
-    x, _ = L.word_embedding_forward(captions[:, :-1], P["W_embed"])
-    forward = L.lstm_forward if model.cell_type == "lstm" else L.rnn_forward
-    h, _ = forward(x, h0, P["Wx"], P["Wh"], P["b"])
-    scores, _ = L.temporal_affine_forward(h, P["W_vocab"], P["b_vocab"])
-    targets = captions[:, 1:]
-    loss, _ = L.temporal_softmax_loss(scores, targets, targets != model.null_token)
-    return float(loss)
+    """``model.loss(features, captions)[0]``: the training forward, without the backward pass."""
+    return float(model.loss(features, captions, grads=False)[0])
 
 
 def caption_loss(model, captions, features, chunk=500):

@@ -128,7 +128,7 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """
     x, prev_h, Wx, Wh, b = _check_cell_inputs(x, prev_h, Wx, Wh, b, gates=1, seq=False)
     next_h = np.empty_like(prev_h)
-    _backend.kernels().rnn_cell_forward(x @ Wx + b, prev_h @ Wh, next_h)
+    _backend.kernels().rnn_cell_forward(_sequence.affine(x, Wx, b), _sequence.matmul(prev_h, Wh), next_h)
     return next_h, RNNStepCache(x, prev_h, Wx, Wh, next_h)
 
 
@@ -138,7 +138,8 @@ def rnn_step_backward(dnext_h, cache):
     dnext_h = like("dnext_h", dnext_h, cache.next_h, "next_h")
     da = np.empty_like(dnext_h)
     _backend.kernels().rnn_cell_backward(dnext_h, cache.next_h, da)
-    return da @ cache.Wx.T, da @ cache.Wh.T, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
+    mm = _sequence.matmul
+    return mm(da, cache.Wx.T), mm(da, cache.Wh.T), mm(cache.x.T, da), mm(cache.prev_h.T, da), da.sum(axis=0)
 
 
 def rnn_forward(x, h0, Wx, Wh, b):
@@ -173,7 +174,8 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     N, H = prev_h.shape
     ifog = np.empty((N, 4 * H), dtype=x.dtype)
     next_c, next_h = np.empty_like(prev_c), np.empty_like(prev_h)
-    _backend.kernels().lstm_cell_forward(x @ Wx + b, prev_h @ Wh, prev_c, ifog, next_c, next_h)
+    _backend.kernels().lstm_cell_forward(_sequence.affine(x, Wx, b), _sequence.matmul(prev_h, Wh), prev_c,
+                                         ifog, next_c, next_h)
     return next_h, next_c, LSTMStepCache(x, prev_h, prev_c, Wx, Wh, ifog, next_c)
 
 
@@ -188,8 +190,9 @@ def lstm_step_backward(dnext_h, dnext_c, cache):
     _backend.kernels().lstm_cell_backward(
         dnext_h, dnext_c, cache.ifog, cache.prev_c, cache.next_c, da, dprev_c
     )
-    dx, dprev_h = da @ cache.Wx.T, da @ cache.Wh.T
-    return dx, dprev_h, dprev_c, cache.x.T @ da, cache.prev_h.T @ da, da.sum(axis=0)
+    mm = _sequence.matmul
+    dx, dprev_h = mm(da, cache.Wx.T), mm(da, cache.Wh.T)
+    return dx, dprev_h, dprev_c, mm(cache.x.T, da), mm(cache.prev_h.T, da), da.sum(axis=0)
 
 
 def lstm_forward(x, h0, Wx, Wh, b):

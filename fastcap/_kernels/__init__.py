@@ -43,9 +43,10 @@ KERNELS = {
     # batch_sizes (T,) intp, non-increasing, sum P: at step t the first
     # batch_sizes[t] sequences run, on rows offsets[t] : offsets[t] + batch_sizes[t].
     "recurrent_pack": (
-        "(Wh (H,G), gates int, transpose bool) -> packed: Wh in the layout this backend's "
-        "recurrence kernels take (transpose: for the backward product da @ Wh.T); made once "
-        "per call and used for every step"
+        "(Wh (H,G), gates int, transpose bool, bf16 bool = False) -> packed: Wh in the layout "
+        "this backend's recurrence kernels take (transpose: for the backward product "
+        "da @ Wh.T; bf16: the bfloat16 mode, where every step's product reads both operands "
+        "rounded to bf16 and sums in float32); made once per call and used for every step"
     ),
     "rnn_recurrence_forward": (
         "(xw (P,H), h0 (N,H), Whp packed, batch_sizes (T,), h_out (P,H)): "
@@ -64,6 +65,11 @@ KERNELS = {
     "lstm_recurrence_backward": (
         "(dh (P,H), c0 (N,H), WhTp packed transposed, ifog (P,4H), c (P,H), batch_sizes, "
         "da_out (P,4H), dh0_out (N,H)): gradients at every step's gate pre-activations and at h0"
+    ),
+    # --- the bfloat16 mode's matrix products (fastcap._kernels.bf16 is the reference) ---
+    "matmul_bf16": (
+        "(a (M,K) float32, b (K,N) float32, any strides; out (M,N) float32): "
+        "out = bf16(a) @ bf16(b), operands rounded to nearest even, float32 sums"
     ),
     # --- word embedding backward (the forward is a row gather: NumPy indexing) ---
     "embedding_backward": "(dout (M,W), idx (M,) int64, dW_out (V,W)): dW = scatter-add of dout rows at idx",

@@ -103,6 +103,16 @@ cdef extern from *:
         return 0;
     #endif
     }
+    /* Whether this CPU (and OS) can run the AVX-512 + AVX512-BF16 build. */
+    static int fastcap_cpu_has_avx512_bf16(void)
+    {
+    #if (defined(__GNUC__) && __GNUC__ >= 12 || defined(__clang__)) && (defined(__x86_64__) || defined(__i386__))
+        __builtin_cpu_init();
+        return fastcap_cpu_has_avx512() && __builtin_cpu_supports("avx512bf16");
+    #else
+        return 0;
+    #endif
+    }
     #ifdef _OPENMP
     #define FASTCAP_OPENMP 1
     #else
@@ -175,6 +185,7 @@ cdef extern from *:
     int FASTCAP_OPENMP
     int fastcap_cpu_has_avx2_fma() noexcept nogil
     int fastcap_cpu_has_avx512() noexcept nogil
+    int fastcap_cpu_has_avx512_bf16() noexcept nogil
 
 include "pool.pxi"
 
@@ -199,6 +210,12 @@ def cpu_has_avx2_fma():
 def cpu_has_avx512():
     """Whether this CPU and OS run AVX-512 F/VL/BW/DQ (the cython_backend_avx512 build)."""
     return bool(fastcap_cpu_has_avx512())
+
+
+def cpu_has_avx512_bf16():
+    """Whether this CPU and OS run AVX-512 and AVX512-BF16 (vdpbf16ps: the
+    cython_backend_avx512bf16 build, and the bfloat16 mode's native path)."""
+    return bool(fastcap_cpu_has_avx512_bf16())
 
 
 def _set_parallel_min(Py_ssize_t n):

@@ -10,6 +10,11 @@ update kernels round alike. (The recurrent engine asks for FMA explicitly in
 its tiles: its products round per build, within the float32 tolerance.)
 """
 BUILDS = {
+    # AVX-512 plus AVX512-BF16 (Zen 4, Cooper Lake, Sapphire Rapids and later):
+    # the bfloat16 mode's tiles are vdpbf16ps (fastcap/_kernels/engine/bf16.h).
+    "avx512bf16": ("fastcap._kernels.cython_backend_avx512bf16", "cpu_has_avx512_bf16",
+                   ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx512bf16",
+                    "-mavx2", "-mfma", "-ffp-contract=off"]),
     "avx512": ("fastcap._kernels.cython_backend_avx512", "cpu_has_avx512",
                ["-mavx512f", "-mavx512vl", "-mavx512bw", "-mavx512dq", "-mavx2", "-mfma",
                 "-ffp-contract=off"]),

@@ -46,6 +46,7 @@ from numba import types
 from numba.extending import overload
 
 from . import blas_recurrence
+from .bf16 import matmul_bf16  # noqa: F401 (a kernel: the bf16 mode's products, emulated)
 
 CACHE_ENV_VAR = "FASTCAP_NUMBA_CACHE"
 

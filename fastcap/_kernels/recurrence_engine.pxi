@@ -13,33 +13,45 @@
 # inconsistent arguments raise ValueError instead of reaching memory.
 import types as _types
 
+from libc.stdint cimport uint16_t
+
 from fastcap._kernels import blas_recurrence as _blas_recurrence
 
 cdef extern from "engine/recurrence.h" nogil:
     ctypedef struct fc_packed:
         float *data
-        int kind, H, G, K, npanels
+        int kind, H, G, K, krows, bf16, npanels
     enum:
         FC_PACK_GATES
         FC_PACK_PLAIN
         FC_PACK_TRANSPOSED
-    int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int nthreads)
+    int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int bf16, int nthreads)
+    int fc_pack_matrix_bf16(fc_packed *out, const float *B, Py_ssize_t rs, Py_ssize_t cs, int K,
+                            int N, int nthreads)
     void fc_packed_free(fc_packed *p)
+    int fc_gemm_bf16(const float *A, Py_ssize_t ars, Py_ssize_t acs, int M, const fc_packed *Bp,
+                     float *C, Py_ssize_t ldc, int nthreads)
     const char *fc_engine_isa()
     int fc_engine_vector_width()
+    int fc_engine_bf16_native()
     void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
-                        const Py_ssize_t *offsets, int T, int N, float *h_out, int nthreads)
+                        const Py_ssize_t *offsets, int T, int N, float *h_out, uint16_t *ab,
+                        int nthreads)
     void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
                          const Py_ssize_t *offsets, int T, int N, float *da_out, float *dh0_out,
-                         int nthreads)
+                         uint16_t *ab, int nthreads)
     void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,
                          const Py_ssize_t *offsets, int T, int N, float *ifog_out, float *c_out,
-                         float *h_out, int nthreads)
+                         float *h_out, uint16_t *ab, int nthreads)
     void fc_lstm_backward(const float *dh, const float *c0, const fc_packed *WTp,
                           const float *ifog, const float *c, const Py_ssize_t *offsets, int T,
-                          int N, float *da_out, float *dh0_out, float *dc_work, int nthreads)
+                          int N, float *da_out, float *dh0_out, float *dc_work, uint16_t *ab,
+                          int nthreads)
 
-ENGINE_INFO = {"isa": fc_engine_isa().decode(), "vector_width": fc_engine_vector_width()}
+# bf16_native: the bfloat16 mode's tiles are the CPU's vdpbf16ps (the
+# avx512bf16 build), not two FMAs per pair (every other build).
+ENGINE_INFO = {"isa": fc_engine_isa().decode(), "vector_width": fc_engine_vector_width(),
+               "bf16_native": bool(fc_engine_bf16_native())}
 
 _BLAS = _types.SimpleNamespace(**_blas_recurrence.kernels(_types.SimpleNamespace(
     rnn_cell_forward=rnn_cell_forward, rnn_cell_backward=rnn_cell_backward,
@@ -65,7 +77,7 @@ cdef class PackedRecurrent:
     """Recurrent weights packed for the engine (made by recurrent_pack, read-only)."""
     cdef fc_packed p
     cdef readonly int H, G
-    cdef readonly bint transpose
+    cdef readonly bint transpose, bf16
 
     def __dealloc__(self):
         fc_packed_free(&self.p)
@@ -76,9 +88,10 @@ _INT_MAX = 2 ** 31 - 1
 
 def recurrent_pack(Wh,  # IN (H, G) float32 -> PackedRecurrent; float64 -> Wh (BLAS loop)
                    int gates,  # IN 1 (RNN) or 4 (LSTM)
-                   bint transpose):  # IN pack Wh.T, for the backward product da @ Wh.T
+                   bint transpose,  # IN pack Wh.T, for the backward product da @ Wh.T
+                   bint bf16=False):  # IN pack as bf16 pairs (the bfloat16 mode)
     if Wh.dtype != np.float32 or not _engine_on:
-        return Wh
+        return _blas_recurrence.recurrent_pack(Wh, gates, transpose, bf16)
     cdef const float[:, ::1] w = Wh
     cdef Py_ssize_t H = w.shape[0], G = w.shape[1]
     if gates not in (1, 4) or G != gates * H or H < 1 or G > _INT_MAX:
@@ -87,11 +100,22 @@ def recurrent_pack(Wh,  # IN (H, G) float32 -> PackedRecurrent; float64 -> Wh (B
     cdef int kind = FC_PACK_TRANSPOSED if transpose else FC_PACK_GATES if gates == 4 else FC_PACK_PLAIN
     cdef int rc, nth = _engine_threads
     with nogil:
-        rc = fc_pack(&packed.p, &w[0, 0], <int>H, <int>G, kind, nth)
+        rc = fc_pack(&packed.p, &w[0, 0], <int>H, <int>G, kind, bf16, nth)
     if rc != 0:
         raise MemoryError("recurrent_pack: out of memory packing the recurrent weights")
-    packed.H, packed.G, packed.transpose = H, G, transpose
+    packed.H, packed.G, packed.transpose, packed.bf16 = H, G, transpose, bf16
     return packed
+
+
+cdef uint16_t *_bf16_scratch(PackedRecurrent W, Py_ssize_t rows, Py_ssize_t cols, list keep):
+    """A zeroed (rows, cols rounded up to even) uint16 buffer for the bf16 copies of the
+    tiles' A operands (NULL for float32 weights); `keep` holds it for the call."""
+    if not W.bf16:
+        return NULL
+    buf = np.zeros((rows, (cols + 1) // 2 * 2), dtype=np.uint16)
+    keep.append(buf)
+    cdef uint16_t[:, ::1] b = buf
+    return &b[0, 0] if buf.size else NULL
 
 
 cdef object _offsets(const Py_ssize_t[::1] batch_sizes, Py_ssize_t N, Py_ssize_t P):
@@ -145,8 +169,10 @@ def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
     _check("h_out", (h_.shape[0], h_.shape[1]), (P, H))
     cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
     cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
+    keep = []
+    cdef uint16_t *ab = _bf16_scratch(W, N + P, H, keep)
     with nogil:
-        fc_rnn_forward(_p(xw_), _p(h0_), &W.p, &off[0], T, <int>N, _w(h_), nth)
+        fc_rnn_forward(_p(xw_), _p(h0_), &W.p, &off[0], T, <int>N, _w(h_), ab, nth)
 
 
 def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
@@ -164,8 +190,10 @@ def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
     _check("dh0_out", (dh0_.shape[0], dh0_.shape[1]), (N, H))
     cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
     cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
+    keep = []
+    cdef uint16_t *ab = _bf16_scratch(W, P, H, keep)
     with nogil:
-        fc_rnn_backward(_p(dh_), &W.p, _p(h_), &off[0], T, <int>N, _w(da_), _w(dh0_), nth)
+        fc_rnn_backward(_p(dh_), &W.p, _p(h_), &off[0], T, <int>N, _w(da_), _w(dh0_), ab, nth)
 
 
 def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
@@ -186,8 +214,11 @@ def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out
     _check("h_out", (h_.shape[0], h_.shape[1]), (P, H))
     cdef Py_ssize_t[::1] off = _offsets(batch_sizes, N, P)
     cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
+    keep = []
+    cdef uint16_t *ab = _bf16_scratch(W, N + P, H, keep)
     with nogil:
-        fc_lstm_forward(_p(xw_), _p(h0_), _p(c0_), &W.p, &off[0], T, <int>N, _w(ifog_), _w(c_), _w(h_), nth)
+        fc_lstm_forward(_p(xw_), _p(h0_), _p(c0_), &W.p, &off[0], T, <int>N, _w(ifog_), _w(c_), _w(h_),
+                        ab, nth)
 
 
 def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
@@ -209,6 +240,38 @@ def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out
     cdef int T = <int>(off.shape[0] - 1), nth = _engine_threads
     dc_work = np.zeros((N, H), dtype=np.float32)
     cdef float[:, ::1] dc_ = dc_work
+    keep = []
+    cdef uint16_t *ab = _bf16_scratch(W, P, 4 * H, keep)
     with nogil:
         fc_lstm_backward(_p(dh_), _p(c0_), &W.p, _p(ifog_), _p(c_), &off[0], T, <int>N,
-                         _w(da_), _w(dh0_), _w(dc_), nth)
+                         _w(da_), _w(dh0_), _w(dc_), ab, nth)
+
+
+def matmul_bf16(a,  # IN (M, K) float32, any strides
+                b,  # IN (K, N) float32, any strides
+                out):  # OUT (M, N) float32 C-contiguous: bf16(a) @ bf16(b), float32 sums
+    cdef const float[:, :] a_ = a
+    cdef const float[:, :] b_ = b
+    cdef float[:, ::1] o_ = out
+    cdef Py_ssize_t M = a_.shape[0], K = a_.shape[1], N = b_.shape[1]
+    _check("b", (b_.shape[0], b_.shape[1]), (K, N))
+    _check("out", (o_.shape[0], o_.shape[1]), (M, N))
+    if M > _INT_MAX or K > _INT_MAX or N > _INT_MAX:
+        raise ValueError(f"matmul_bf16: dimensions above {_INT_MAX}: {(M, K, N)}")
+    if M == 0 or N == 0:
+        return
+    if K == 0:
+        out[...] = 0
+        return
+    cdef fc_packed bp
+    cdef int rc, nth = _engine_threads
+    # memoryview strides are in bytes; the engine indexes floats
+    cdef Py_ssize_t brs = b_.strides[0] // 4, bcs = b_.strides[1] // 4
+    cdef Py_ssize_t ars = a_.strides[0] // 4, acs = a_.strides[1] // 4
+    with nogil:
+        rc = fc_pack_matrix_bf16(&bp, &b_[0, 0], brs, bcs, <int>K, <int>N, nth)
+        if rc == 0:
+            rc = fc_gemm_bf16(&a_[0, 0], ars, acs, <int>M, &bp, &o_[0, 0], o_.shape[1], nth)
+        fc_packed_free(&bp)
+    if rc != 0:
+        raise MemoryError(f"matmul_bf16: out of memory for a ({M}, {K}) @ ({K}, {N}) product")

@@ -89,7 +89,7 @@ class CaptioningRNN:
                              f"input_dim), got shape {features.shape}")
         return features
 
-    def loss(self, features, captions):
+    def loss(self, features, captions, grads=True):
         """Training loss and gradients.
 
         features (N, D) image features; captions (N, T) integer word indices
@@ -97,6 +97,8 @@ class CaptioningRNN:
         '<NULL>' targets are not scored). Returns (loss, grads) with grads a
         dict shaped like self.params. The loss is summed over time and
         averaged over N; an empty batch has loss 0.0 and zero gradients.
+        grads=False skips the backward pass and returns (loss, None): the
+        validation loss is this same forward.
         """
         P = self._check_params()
         V = P["W_embed"].shape[0]
@@ -124,7 +126,7 @@ class CaptioningRNN:
         scored = scored[order, :steps].T[running]
         packing = _sequence.packing(running.sum(axis=1))
 
-        h0 = (features @ P["W_proj"] + P["b_proj"])[order]  # (N, H), sorted
+        h0 = _sequence.affine(features, P["W_proj"], P["b_proj"])[order]  # (N, H), sorted
         xw, projection = _sequence.word_projection(x_words, P["W_embed"], P["Wx"], P["b"])  # (P, G)
         core = cell.forward(xw, h0, P["Wh"], packing)
         h = core.h  # (P, H)
@@ -134,6 +136,8 @@ class CaptioningRNN:
         dscores = np.empty_like(scores)
         y_scored = y if all_scored else y[scored]
         loss = K.softmax_loss(scores, y_scored, np.ones(len(y_scored), bool), 1.0 / N if N else 0.0, dscores)
+        if not grads:
+            return loss, None
 
         grads = {}
         dh_scored, grads["W_vocab"], grads["b_vocab"] = _sequence.affine_backward(dscores, h_scored, P["W_vocab"])
@@ -146,7 +150,7 @@ class CaptioningRNN:
         grads["W_embed"], grads["Wx"], grads["b"] = _sequence.word_projection_backward(da, projection)
         dh0 = np.empty_like(dh0_sorted)
         dh0[order] = dh0_sorted
-        grads["W_proj"] = features.T @ dh0
+        grads["W_proj"] = _sequence.matmul(features.T, dh0)
         grads["b_proj"] = dh0.sum(axis=0)
         return loss, grads
 
@@ -174,7 +178,7 @@ class CaptioningRNN:
         holds the parameters as they are now: make a new one after an update."""
         P = self._check_params()
         features = self._features(features, P["W_proj"].shape[0])
-        h0 = features @ P["W_proj"] + P["b_proj"]
+        h0 = _sequence.affine(features, P["W_proj"], P["b_proj"])
         return DecodeState(self.cell_type, P, h0)
 
     def step(self, state, words):
@@ -187,7 +191,7 @@ class CaptioningRNN:
         if words.shape[0] != state.rows:
             raise ValueError(f"words must have one index per state row ({state.rows}), got shape {words.shape}")
         state = state.advance(words)
-        return state.h @ state.params["W_vocab"] + state.params["b_vocab"], state
+        return _sequence.affine(state.h, state.params["W_vocab"], state.params["b_vocab"]), state
 
     def sample(self, features, max_length=30):
         """Greedy test-time captions.
@@ -267,7 +271,7 @@ class DecodeState:
         if feeds is not None and (self.rows <= _DIRECT_ROWS or feeds < P["W_embed"].shape[0]):
             return
         table, known = self._table
-        np.dot(P["W_embed"], P["Wx"], out=table)  # straight into the table: no 8 MB temporary
+        _sequence.matmul(P["W_embed"], P["Wx"], out=table)  # straight into the table: no 8 MB temporary
         table += P["b"]
         known[...] = True
 
@@ -287,8 +291,9 @@ class DecodeState:
     def advance(self, words):
         """The state after feeding words (n,) intp, one recurrent step on the engine."""
         K = _backend.kernels()
-        if self._packed is None or self._packed[0] is not K:  # packed once per backend
-            self._packed = (K, K.recurrent_pack(self.params["Wh"], CELLS[self.cell_type].gates, False))
+        key = (K, _sequence.bf16())
+        if self._packed is None or self._packed[0] != key:  # packed once per backend and precision
+            self._packed = (key, _sequence.pack(self.params["Wh"], CELLS[self.cell_type].gates, False))
         packed = self._packed[1]
         xw, n = self._inputs(words), words.shape[0]
         batch = np.array([n], dtype=np.intp)
@@ -321,7 +326,7 @@ def _greedy_decode(state, start, end, null, max_length):
     word = np.full(N, start, dtype=np.intp)  # (n,) last word of each running caption
     for t in range(max_length):
         state = state.advance(word)
-        ended = K.argmax_words(state.h @ W_vocab, b_vocab, end, word)
+        ended = K.argmax_words(_sequence.matmul(state.h, W_vocab), b_vocab, end, word)
         if alive.size == N:
             captions[:, t] = word
         else:

@@ -4,10 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bf16.h"
 #include "pool.h"
 #include "simd.h"
-
-#define FC_INLINE static inline __attribute__((always_inline))
+#include "tiles.h"
 
 /* Debug builds (FASTCAP_CYTHON_DEBUG=1 at build time) check every row and
  * column range the engine touches against the array extents and abort with a
@@ -26,8 +26,9 @@
 #define FC_CHECK(cond) ((void)0)
 #endif
 
-const char *fc_engine_isa(void) { return FC_ISA; }
+const char *fc_engine_isa(void) { return FC_BF16_NATIVE ? "avx512bf16" : FC_ISA; }
 int fc_engine_vector_width(void) { return FC_VW; }
+int fc_engine_bf16_native(void) { return FC_BF16_NATIVE; }
 
 /* ---------------------------------------------------------------------------
  * packing */
@@ -54,8 +55,27 @@ static int panel_column(int kind, int H, int p, int l)
 
 typedef struct {
     fc_packed *out;
-    const float *Wh;
+    const float *W;
+    ptrdiff_t rs, cs; /* element (k, col) of the matrix packed: W[k * rs + col * cs] */
 } pack_job;
+
+/* bf16 panels: pair row kp of lane l holds (k = 2kp, 2kp+1) of its column, k
+ * even in the low half; a k or a column past the matrix is 0. */
+static void pack_bf16_panel(const pack_job *job, int p)
+{
+    const fc_packed *o = job->out;
+    uint32_t *panel = (uint32_t *)o->data + (size_t)p * o->krows * FC_PW;
+    for (int l = 0; l < FC_PW; l++) {
+        int col = panel_column(o->kind, o->H, p, l);
+        const float *src = col < 0 ? NULL : job->W + (ptrdiff_t)col * job->cs;
+        for (int kp = 0; kp < o->krows; kp++) {
+            int k = 2 * kp;
+            uint32_t lo = src ? fc_bf16(src[(ptrdiff_t)k * job->rs]) : 0;
+            uint32_t hi = src && k + 1 < o->K ? fc_bf16(src[(ptrdiff_t)(k + 1) * job->rs]) : 0;
+            panel[(size_t)kp * FC_PW + l] = lo | hi << 16;
+        }
+    }
+}
 
 /* Panels split over the threads. Loop orders read Wh along its rows:
  * forward panels gather FC_VW-long runs of a row of Wh, transposed panels
@@ -69,14 +89,16 @@ static void pack_task(void *ctx, int tid, int nth)
     my_panels(o->npanels, tid, nth, &p0, &p1);
     for (int p = p0; p < p1; p++) {
         float *panel = o->data + (size_t)p * K * FC_PW;
-        if (o->kind == FC_PACK_TRANSPOSED) {
+        if (o->bf16) {
+            pack_bf16_panel(job, p);
+        } else if (o->kind == FC_PACK_TRANSPOSED) {
             /* blocks of 16 k: 16 consecutive floats of each lane's row of Wh
              * go to a 16 x FC_PW block of the panel that stays in L1 */
             for (int k0 = 0; k0 < K; k0 += 16) {
                 const int kn = K - k0 < 16 ? K - k0 : 16;
                 for (int l = 0; l < FC_PW; l++) {
                     int col = panel_column(o->kind, o->H, p, l);
-                    const float *row = col < 0 ? NULL : job->Wh + (size_t)col * G + k0;
+                    const float *row = col < 0 ? NULL : job->W + (size_t)col * G + k0;
                     float *dst = panel + (size_t)k0 * FC_PW + l;
                     for (int k = 0; k < kn; k++) dst[(size_t)k * FC_PW] = row ? row[k] : 0.0f;
                 }
@@ -85,7 +107,7 @@ static void pack_task(void *ctx, int tid, int nth)
             /* a full panel is runs of FC_VW consecutive columns (FC_PW for PLAIN) */
             const int full = o->kind == FC_PACK_GATES ? (p + 1) * FC_VW <= o->H : (p + 1) * FC_PW <= o->H;
             for (int k = 0; k < K; k++) {
-                const float *row = job->Wh + (size_t)k * G;
+                const float *row = job->W + (size_t)k * G;
                 float *dst = panel + (size_t)k * FC_PW;
                 if (full && o->kind == FC_PACK_GATES) {
                     for (int g = 0; g < 4; g++)
@@ -103,23 +125,39 @@ static void pack_task(void *ctx, int tid, int nth)
     }
 }
 
-int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int nthreads)
+/* Pack the (K, ncols) matrix W[k * rs + col * cs] into panels of `kind`. */
+static int pack(fc_packed *out, const float *W, ptrdiff_t rs, ptrdiff_t cs, int K, int ncols,
+                int G, int kind, int bf16, int nthreads)
 {
-    int K = kind == FC_PACK_TRANSPOSED ? G : H;
-    int npanels = kind == FC_PACK_GATES ? (H + FC_VW - 1) / FC_VW : (H + FC_PW - 1) / FC_PW;
-    size_t bytes = (size_t)npanels * (size_t)K * FC_PW * sizeof(float);
+    int npanels = kind == FC_PACK_GATES ? (ncols + FC_VW - 1) / FC_VW : (ncols + FC_PW - 1) / FC_PW;
+    int krows = bf16 ? (K + 1) / 2 : K;
+    size_t bytes = (size_t)npanels * (size_t)krows * FC_PW * sizeof(float);
     void *data = NULL;
     out->data = NULL;
     if (posix_memalign(&data, 64, bytes ? bytes : 64) != 0) return -1;
     out->data = data;
     out->kind = kind;
-    out->H = H;
+    out->H = ncols;
     out->G = G;
     out->K = K;
+    out->krows = krows;
+    out->bf16 = bf16;
     out->npanels = npanels;
-    pack_job job = {out, Wh};
+    pack_job job = {out, W, rs, cs};
     fc_pool_run(pack_task, &job, nthreads);
     return 0;
+}
+
+int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int bf16, int nthreads)
+{
+    if (kind == FC_PACK_TRANSPOSED) return pack(out, Wh, 1, G, G, H, G, kind, bf16, nthreads);
+    return pack(out, Wh, G, 1, H, H, G, kind, bf16, nthreads);
+}
+
+int fc_pack_matrix_bf16(fc_packed *out, const float *B, ptrdiff_t rs, ptrdiff_t cs, int K, int N,
+                        int nthreads)
+{
+    return pack(out, B, rs, cs, K, N, N, FC_PACK_PLAIN, 1, nthreads);
 }
 
 void fc_packed_free(fc_packed *p)
@@ -128,52 +166,15 @@ void fc_packed_free(fc_packed *p)
     p->data = NULL;
 }
 
-/* ---------------------------------------------------------------------------
- * the register tile: acc[m][v] = sum_k A[m, k] * panel[k, v*FC_VW : (v+1)*FC_VW]
- * for m < mr (a compile-time constant after inlining, so acc lives in registers). */
-
-FC_INLINE void tile(int mr, const float *A, ptrdiff_t lda, const float *panel, int K,
-                    vf acc[FC_MR][4])
-{
-#pragma GCC unroll 8
-    for (int m = 0; m < FC_MR; m++)
-        for (int v = 0; v < 4; v++) acc[m][v] = vf_set1(0.0f);
-    for (int k = 0; k < K; k++) {
-        const float *w = panel + (ptrdiff_t)k * FC_PW;
-        vf w0 = vf_load(w), w1 = vf_load(w + FC_VW), w2 = vf_load(w + 2 * FC_VW),
-           w3 = vf_load(w + 3 * FC_VW);
-#pragma GCC unroll 8
-        for (int m = 0; m < mr; m++) {
-            vf a = vf_set1(A[m * lda + k]);
-            acc[m][0] = fc_fma(a, w0, acc[m][0]);
-            acc[m][1] = fc_fma(a, w1, acc[m][1]);
-            acc[m][2] = fc_fma(a, w2, acc[m][2]);
-            acc[m][3] = fc_fma(a, w3, acc[m][3]);
-        }
-    }
-}
-
-/* Valid lanes of vector v of a FC_PW-wide panel starting at unit u0. */
-FC_INLINE int lanes(int H, int u) { return H - u >= FC_VW ? FC_VW : H - u > 0 ? H - u : 0; }
-
-/* Run body(mr, r) over rows [r0, r1) in tiles of FC_MR and one remainder tile. */
-#define FC_ROW_TILES(r0, r1, body)                                              \
-    do {                                                                        \
-        int r_ = (r0);                                                          \
-        for (; r_ + FC_MR <= (r1); r_ += FC_MR) body(FC_MR, r_);                \
-        switch ((r1) - r_) {                                                    \
-        case 1: body(1, r_); break;                                             \
-        case 2: if (FC_MR > 2) { body((FC_MR > 2 ? 2 : 1), r_); } break;        \
-        case 3: if (FC_MR > 3) { body((FC_MR > 3 ? 3 : 1), r_); } break;        \
-        case 4: if (FC_MR > 4) { body((FC_MR > 4 ? 4 : 1), r_); } break;        \
-        case 5: if (FC_MR > 5) { body((FC_MR > 5 ? 5 : 1), r_); } break;        \
-        default: break;                                                         \
-        }                                                                       \
-    } while (0)
-
 typedef struct {
     const float *xw, *h0, *c0, *dh, *ifog, *c, *h;
     const fc_packed *W;
+    /* bf16 weights (W->bf16): the bf16 copy of every row the tiles read as A.
+     * Forward: rows 0..N-1 = h0, row N + R = h of packed row R, ldb = H
+     * rounded up to even; backward: row R = da of packed row R, ldb = G
+     * rounded up to even. Pad columns are 0 (the caller zeroes the buffer). */
+    uint16_t *ab;
+    ptrdiff_t ldb;
     const ptrdiff_t *off;
     int T, N; /* steps, sequences (rows of h0, c0, dh0, dc) */
     ptrdiff_t P; /* rows of the packed arrays: offsets[T] */
@@ -215,6 +216,7 @@ FC_INLINE void lstm_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
     vf_store_n(q + 3 * H, g, nu);
     vf_store_n(j->c_out + R * H + u0, c, nu);
     vf_store_n(j->h_out + R * H + u0, h, nu);
+    if (j->ab) vh_store_n(j->ab + (j->N + R) * j->ldb + u0, h, nu);
 }
 
 FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4]);
@@ -223,21 +225,25 @@ FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4]);
  * h_{t-1} @ Wh as tiles, each tile's rows straight into the cell (lstm: a
  * constant in each caller, so each gets its own copy with the cell inlined).
  * A panel covers FC_VW units (LSTM: 4 gates of them) or FC_PW (RNN). */
-FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm)
+FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm, int bf)
 {
-    const int H = j->W->H, K = j->W->K;
+    const int H = j->W->H, K = j->W->K, KR = j->W->krows;
+    const ptrdiff_t lda2 = j->ldb / 2; /* bf16 A rows, in pairs */
     int p0, p1;
     my_panels(j->W->npanels, tid, nth, &p0, &p1);
     for (int t = 0; t < j->T; t++) {
         const int n = ROWS(t);
         FC_CHECK(n <= (t == 0 ? j->N : ROWS(t - 1)));
         const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
+        const uint32_t *A2 = bf ? (const uint32_t *)(j->ab + (t == 0 ? 0 : j->N + j->off[t - 1]) * j->ldb)
+                                : NULL;
         for (int p = p0; p < p1; p++) {
-            const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
+            const float *panel = j->W->data + (ptrdiff_t)p * KR * FC_PW;
 #define BODY(mr, r)                                                                   \
     {                                                                                 \
         vf acc[FC_MR][4];                                                             \
-        tile(mr, A + (ptrdiff_t)(r) * H, H, panel, K, acc);                           \
+        if (bf) tile_bf16(mr, A2 + (ptrdiff_t)(r) * lda2, lda2, (const uint32_t *)panel, KR, acc); \
+        else tile(mr, A + (ptrdiff_t)(r) * H, H, panel, K, acc);                      \
         for (int m = 0; m < (mr); m++) {                                              \
             if (lstm) lstm_fwd_row(j, t, (r) + m, p * FC_VW, acc[m]);                 \
             else rnn_fwd_row(j, t, (r) + m, p * FC_PW, acc[m]);                       \
@@ -250,15 +256,26 @@ FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm)
     }
 }
 
-static void lstm_forward_task(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 1); }
+static void lstm_forward_task(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 1, 0); }
+static void lstm_forward_task_bf16(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 1, 1); }
+
+/* The bf16 copy of h0 (rows 0..N-1 of ab), before the loop reads it. */
+static void h0_to_bf16(const job *j)
+{
+    const int H = j->W->H;
+    for (int r = 0; r < j->N; r++)
+        for (int u = 0; u < H; u++) j->ab[(ptrdiff_t)r * j->ldb + u] = fc_bf16(j->h0[(ptrdiff_t)r * H + u]);
+}
 
 void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,
                      const ptrdiff_t *offsets, int T, int N, float *ifog_out, float *c_out,
-                     float *h_out, int nthreads)
+                     float *h_out, uint16_t *ab, int nthreads)
 {
     job j = {.xw = xw, .h0 = h0, .c0 = c0, .W = Wp, .off = offsets, .T = T, .N = N, .P = offsets[T],
-             .ifog_out = ifog_out, .c_out = c_out, .h_out = h_out};
-    fc_pool_run(lstm_forward_task, &j, nthreads);
+             .ifog_out = ifog_out, .c_out = c_out, .h_out = h_out,
+             .ab = Wp->bf16 ? ab : NULL, .ldb = (Wp->H + 1) / 2 * 2};
+    if (j.ab) h0_to_bf16(&j);
+    fc_pool_run(Wp->bf16 ? lstm_forward_task_bf16 : lstm_forward_task, &j, nthreads);
 }
 
 /* ---------------------------------------------------------------------------
@@ -270,18 +287,23 @@ FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
     const ptrdiff_t R = packed_row(j, t, r, u0);
     for (int v = 0; v < 4; v++) {
         int u = u0 + v * FC_VW, nu = lanes(H, u);
-        if (nu) vf_store_n(j->h_out + R * H + u, vf_tanh(acc[v] + vf_load_n(j->xw + R * H + u, nu)), nu);
+        if (!nu) continue;
+        vf h = vf_tanh(acc[v] + vf_load_n(j->xw + R * H + u, nu));
+        vf_store_n(j->h_out + R * H + u, h, nu);
+        if (j->ab) vh_store_n(j->ab + (j->N + R) * j->ldb + u, h, nu);
     }
 }
 
-static void rnn_forward_task(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 0); }
+static void rnn_forward_task(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 0, 0); }
+static void rnn_forward_task_bf16(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 0, 1); }
 
 void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
-                    const ptrdiff_t *offsets, int T, int N, float *h_out, int nthreads)
+                    const ptrdiff_t *offsets, int T, int N, float *h_out, uint16_t *ab, int nthreads)
 {
     job j = {.xw = xw, .h0 = h0, .W = Wp, .off = offsets, .T = T, .N = N, .P = offsets[T],
-             .h_out = h_out};
-    fc_pool_run(rnn_forward_task, &j, nthreads);
+             .h_out = h_out, .ab = Wp->bf16 ? ab : NULL, .ldb = (Wp->H + 1) / 2 * 2};
+    if (j.ab) h0_to_bf16(&j);
+    fc_pool_run(Wp->bf16 ? rnn_forward_task_bf16 : rnn_forward_task, &j, nthreads);
 }
 
 /* ---------------------------------------------------------------------------
@@ -294,9 +316,10 @@ FC_INLINE void row_fn(const job *j, int t, int r, int u0, vf acc[4], int lstm);
 
 /* lstm: a constant in each caller, so each gets its own copy of the loop with
  * the cell inlined into the tile's epilogue. */
-FC_INLINE void backward_loop(const job *j, int tid, int nth, int lstm)
+FC_INLINE void backward_loop(const job *j, int tid, int nth, int lstm, int bf)
 {
-    const int H = j->W->H, G = j->W->G, K = j->W->K;
+    const int H = j->W->H, G = j->W->G, K = j->W->K, KR = j->W->krows;
+    const ptrdiff_t lda2 = j->ldb / 2; /* bf16 A rows, in pairs */
     int p0, p1;
     my_panels(j->W->npanels, tid, nth, &p0, &p1);
     for (int t = j->T - 1; t >= -1; t--) {
@@ -305,13 +328,15 @@ FC_INLINE void backward_loop(const job *j, int tid, int nth, int lstm)
         const int from = t + 1 < j->T ? ROWS(t + 1) : 0;
         FC_CHECK(n <= j->N && from <= n && j->off[j->T] == j->P);
         const float *A = j->da_out + j->off[t + 1] * G;
+        const uint32_t *A2 = bf ? (const uint32_t *)(j->ab + j->off[t + 1] * j->ldb) : NULL;
         for (int p = p0; p < p1; p++) {
-            const float *panel = j->W->data + (ptrdiff_t)p * K * FC_PW;
+            const float *panel = j->W->data + (ptrdiff_t)p * KR * FC_PW;
             const int u0 = p * FC_PW;
 #define BODY(mr, r)                                                              \
     {                                                                            \
         vf acc[FC_MR][4];                                                        \
-        tile(mr, A + (ptrdiff_t)(r) * G, G, panel, K, acc);                      \
+        if (bf) tile_bf16(mr, A2 + (ptrdiff_t)(r) * lda2, lda2, (const uint32_t *)panel, KR, acc); \
+        else tile(mr, A + (ptrdiff_t)(r) * G, G, panel, K, acc);                 \
         for (int m = 0; m < (mr); m++) {                                         \
             if (t >= 0) row_fn(j, t, (r) + m, u0, acc[m], lstm);                       \
             else for (int v = 0; v < 4; v++)                                     \
@@ -342,7 +367,9 @@ FC_INLINE void rnn_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
         if (!nu) continue;
         vf dh = vf_load_n(j->dh + R * H + u, nu) + acc[v];
         vf h = vf_load_n(j->h + R * H + u, nu);
-        vf_store_n(j->da_out + R * H + u, (1.0f - h * h) * dh, nu);
+        vf da = (1.0f - h * h) * dh;
+        vf_store_n(j->da_out + R * H + u, da, nu);
+        if (j->ab) vh_store_n(j->ab + R * j->ldb + u, da, nu);
     }
 }
 
@@ -365,11 +392,20 @@ FC_INLINE void lstm_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
         vf dct = vf_load_n(dc, nu) + dh * o * (1.0f - tc * tc);
         vf cp = t > 0 ? vf_load_n(j->c + (j->off[t - 1] + r) * H + u, nu)
                 : j->c0 ? vf_load_n(j->c0 + (ptrdiff_t)r * H + u, nu) : vf_set1(0.0f);
-        vf_store_n(d + u, dct * g * i * (1.0f - i), nu);
-        vf_store_n(d + H + u, dct * cp * f * (1.0f - f), nu);
-        vf_store_n(d + 2 * H + u, dh * tc * o * (1.0f - o), nu);
-        vf_store_n(d + 3 * H + u, dct * i * (1.0f - g * g), nu);
+        vf di = dct * g * i * (1.0f - i), df = dct * cp * f * (1.0f - f);
+        vf dout = dh * tc * o * (1.0f - o), dg = dct * i * (1.0f - g * g);
+        vf_store_n(d + u, di, nu);
+        vf_store_n(d + H + u, df, nu);
+        vf_store_n(d + 2 * H + u, dout, nu);
+        vf_store_n(d + 3 * H + u, dg, nu);
         vf_store_n(dc, dct * f, nu);
+        if (j->ab) {
+            uint16_t *b = j->ab + R * j->ldb + u;
+            vh_store_n(b, di, nu);
+            vh_store_n(b + H, df, nu);
+            vh_store_n(b + 2 * H, dout, nu);
+            vh_store_n(b + 3 * H, dg, nu);
+        }
     }
 }
 
@@ -379,24 +415,28 @@ FC_INLINE void row_fn(const job *j, int t, int r, int u0, vf acc[4], int lstm)
     else rnn_bwd_row(j, t, r, u0, acc);
 }
 
-static void rnn_backward_task(void *ctx, int tid, int nth) { backward_loop(ctx, tid, nth, 0); }
+static void rnn_backward_task(void *ctx, int tid, int nth) { backward_loop(ctx, tid, nth, 0, 0); }
+static void rnn_backward_task_bf16(void *ctx, int tid, int nth) { backward_loop(ctx, tid, nth, 0, 1); }
 
 void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
                      const ptrdiff_t *offsets, int T, int N, float *da_out, float *dh0_out,
-                     int nthreads)
+                     uint16_t *ab, int nthreads)
 {
     job j = {.dh = dh, .h = h, .W = WTp, .off = offsets, .T = T, .N = N, .P = offsets[T],
-             .da_out = da_out, .dh0_out = dh0_out};
-    fc_pool_run(rnn_backward_task, &j, nthreads);
+             .da_out = da_out, .dh0_out = dh0_out, .ab = WTp->bf16 ? ab : NULL,
+             .ldb = (WTp->G + 1) / 2 * 2};
+    fc_pool_run(WTp->bf16 ? rnn_backward_task_bf16 : rnn_backward_task, &j, nthreads);
 }
 
-static void lstm_backward_task(void *ctx, int tid, int nth) { backward_loop(ctx, tid, nth, 1); }
+static void lstm_backward_task(void *ctx, int tid, int nth) { backward_loop(ctx, tid, nth, 1, 0); }
+static void lstm_backward_task_bf16(void *ctx, int tid, int nth) { backward_loop(ctx, tid, nth, 1, 1); }
 
 void fc_lstm_backward(const float *dh, const float *c0, const fc_packed *WTp, const float *ifog,
                       const float *c, const ptrdiff_t *offsets, int T, int N, float *da_out,
-                      float *dh0_out, float *dc_work, int nthreads)
+                      float *dh0_out, float *dc_work, uint16_t *ab, int nthreads)
 {
     job j = {.dh = dh, .c0 = c0, .ifog = ifog, .c = c, .W = WTp, .off = offsets, .T = T,
-             .N = N, .P = offsets[T], .da_out = da_out, .dh0_out = dh0_out, .dc = dc_work};
-    fc_pool_run(lstm_backward_task, &j, nthreads);
+             .N = N, .P = offsets[T], .da_out = da_out, .dh0_out = dh0_out, .dc = dc_work,
+             .ab = WTp->bf16 ? ab : NULL, .ldb = (WTp->G + 1) / 2 * 2};
+    fc_pool_run(WTp->bf16 ? lstm_backward_task_bf16 : lstm_backward_task, &j, nthreads);
 }

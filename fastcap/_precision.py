@@ -1,0 +1,120 @@
+"""Precision mode: float32 (the default) or bfloat16 mixed precision.
+
+In ``bfloat16`` mode every matrix product of a float32 model reads its two
+operands rounded to bfloat16 (round to nearest even) and sums in float32;
+everything else is unchanged: parameters, optimizer state, the loss and every
+gradient stay float32 (master weights), and the gate nonlinearities, the LSTM
+cell state and the softmax run in float32. float64 models ignore the mode.
+
+Where it runs (``describe()`` says which path is taken):
+
+* the Cython backend on a CPU with AVX512-BF16 (``avx512_bf16``: AMD Zen 4,
+  Intel Cooper Lake, Sapphire Rapids and later) runs the products as the
+  engine's bf16 tiles (vdpbf16ps) and its bf16 GEMM (fastcap/_kernels/engine);
+* the NumPy backend, the reference, emulates the mode on any CPU
+  (``fastcap._kernels.bf16``: ml_dtypes rounding, float32 BLAS);
+* the Numba backend emulates it as the NumPy backend does (no faster than its
+  float32: use the Cython backend for speed);
+* on a CPU without bf16 units the Numba and Cython backends warn once and run
+  float32, which is faster there than any emulation.
+
+The mode is chosen by ``FASTCAP_PRECISION`` at import (default float32) and
+changed with ``set_precision`` or, for a block, ``use_precision``.
+"""
+import contextlib
+import os
+import warnings
+
+from . import _backend
+
+PRECISIONS = ("float32", "bfloat16")
+ENV_VAR = "FASTCAP_PRECISION"
+
+_active = "float32"
+_native = None  # cached native_bf16()
+_warned = False
+_emulate_anywhere = False  # tests: run the compiled bf16 kernels on CPUs without bf16 units
+
+
+def check(name, what="precision"):
+    """name if it is a precision, else ValueError listing the valid ones."""
+    if not isinstance(name, str) or name not in PRECISIONS:
+        raise ValueError(f"unknown fastcap {what} {name!r}; valid names are {', '.join(PRECISIONS)}")
+    return name
+
+
+def set_precision(name):
+    """Make `name` ('float32' or 'bfloat16') the precision of every later product."""
+    global _active
+    _active = check(name)
+
+
+def get_precision():
+    """The precision mode asked for ('float32' or 'bfloat16')."""
+    return _active
+
+
+@contextlib.contextmanager
+def use_precision(name):
+    """Run a block in precision `name`, restoring the previous mode after."""
+    global _active
+    previous = _active
+    set_precision(name)
+    try:
+        yield name
+    finally:
+        _active = previous
+
+
+def native_bf16():
+    """Whether this CPU and OS run AVX512-BF16 (vdpbf16ps)."""
+    global _native
+    if _native is None:
+        try:
+            from ._kernels import cython_backend
+        except ImportError:  # no compiled backend: the CPU flags the kernel reports
+            from .environment import cpu_flags
+
+            _native = "avx512_bf16" in cpu_flags()
+        else:
+            _native = bool(cython_backend.cpu_has_avx512_bf16())
+    return _native
+
+
+def bf16_products():
+    """Whether the float32 products of a call made now run in bf16 (see the module doc)."""
+    global _warned
+    if _active != "bfloat16":
+        return False
+    if native_bf16() or _emulate_anywhere or _backend.get_backend() == "numpy":
+        return True
+    if not _warned:
+        _warned = True
+        warnings.warn("fastcap: bfloat16 precision asked for, but this CPU has no bf16 units "
+                      "(avx512_bf16): the products run in float32, which is faster here than "
+                      "emulating bf16", RuntimeWarning, stacklevel=3)
+    return False
+
+
+def describe(backend=None):
+    """One line: the precision asked for and the path the products of `backend` take."""
+    backend = backend or _backend.get_backend()
+    if _active == "float32":
+        return "float32"
+    if not (native_bf16() or _emulate_anywhere):
+        if backend == "numpy":
+            return "bfloat16 (emulated: the NumPy reference; this CPU has no bf16 units)"
+        return "bfloat16 asked for; float32 runs (this CPU has no bf16 units: no avx512_bf16)"
+    if backend == "cython":
+        isa = _backend.load("cython").module.ENGINE_INFO
+        how = "vdpbf16ps" if isa.get("bf16_native") else "two FMAs per pair, not vdpbf16ps"
+        return f"bfloat16 (compiled engine and GEMM, {how})"
+    return f"bfloat16 (emulated with NumPy BLAS on the {backend} backend)"
+
+
+def init_from_environment():
+    name = os.environ.get(ENV_VAR, "float32").strip() or "float32"
+    try:
+        set_precision(name)
+    except ValueError as exc:
+        raise ValueError(f"{ENV_VAR}={name!r}: {exc}") from None

@@ -13,9 +13,16 @@ The weights are copied from the fastcap parameter dict (float32), so both
 compute the same function: fastcap packs LSTM gates i, f, o, g and PyTorch
 i, f, g, o, and PyTorch's two recurrent biases get b and 0.
 
+``autocast=True`` runs the forward passes under ``torch.autocast("cpu",
+dtype=torch.bfloat16)``: PyTorch's fastest CPU mode on CPUs with bf16 units
+(the peer of fastcap's bfloat16 precision mode); the weights, the Adam state
+and the gradients stay float32 there too.
+
 Threads: callers set ``torch.set_num_threads`` to fastcap's thread count
 (``set_threads``); nothing here changes it.
 """
+import contextlib
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -118,31 +125,42 @@ class Captioner(nn.Module):
 class Trainer:
     """model.loss, backward, Adam step: one PyTorch training step."""
 
-    def __init__(self, params, cell_type, batches, learning_rate):
+    def __init__(self, params, cell_type, batches, learning_rate, autocast=False):
         self.model = Captioner(params, cell_type)
+        self.autocast = _autocast(autocast)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=learning_rate)
         self.batches = [(torch.from_numpy(f), torch.from_numpy(c.astype(np.int64))) for f, c in batches]
         self._i = 0
 
     def loss(self, i=0):
         f, c = self.batches[i]
-        with torch.no_grad():
+        with torch.no_grad(), self.autocast():
             return float(self.model.loss(f, c))
 
     def step(self):
         features, captions = self.batches[self._i % len(self.batches)]
         self._i += 1
         self.opt.zero_grad(set_to_none=True)
-        loss = self.model.loss(features, captions)
+        with self.autocast():
+            loss = self.model.loss(features, captions)
         loss.backward()
         self.opt.step()
         return loss.item()
 
 
 class Sampler:
-    def __init__(self, params, cell_type):
+    def __init__(self, params, cell_type, autocast=False):
         self.model = Captioner(params, cell_type)
         self.cell = self.model.make_cell()
+        self.autocast = _autocast(autocast)
 
     def sample(self, features, max_length):
-        return self.model.sample(torch.from_numpy(features), max_length, self.cell).numpy()
+        with self.autocast():
+            return self.model.sample(torch.from_numpy(features), max_length, self.cell).numpy()
+
+
+def _autocast(on):
+    """A context factory: bf16 autocast on the CPU, or nothing."""
+    if on:
+        return lambda: torch.autocast("cpu", dtype=torch.bfloat16)
+    return contextlib.nullcontext

@@ -49,16 +49,34 @@ static inline float fc_bf16_to_float(uint16_t b)
 
 typedef uint32_t vu __attribute__((vector_size(FC_VW * 4))); /* FC_VW bf16 pairs */
 
-/* The first n lanes of v, rounded to bf16, stored at p. */
-static inline void vh_store_n(uint16_t *p, vf v, int n)
+/* v rounded to bf16 (fc_bf16 lane by lane), in the low 16 bits of each lane. */
+static inline vu vu_bf16_bits(vf v)
 {
     vu u = (vu)v;
     vi nan = (u & 0x7fffffffu) > 0x7f800000u;
     vu r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
     vu q = (u >> 16) | 0x40u;
-    r = (vu)(((vi)r & ~nan) | ((vi)q & nan));
-    vh h = __builtin_convertvector(r, vh);
+    return (vu)(((vi)r & ~nan) | ((vi)q & nan));
+}
+
+/* The first n lanes of v, rounded to bf16, stored at p. */
+static inline void vh_store_n(uint16_t *p, vf v, int n)
+{
+    vh h = __builtin_convertvector(vu_bf16_bits(v), vh);
     memcpy(p, &h, (size_t)(n < FC_VW ? n : FC_VW) * 2);
+}
+
+/* n contiguous floats -> ceil(n/2) bf16 pairs (the last one's high half 0 when n is odd). */
+static inline void fc_bf16_pairs(const float *src, int n, uint32_t *dst)
+{
+    int i = 0;
+    for (; i + 2 * FC_VW <= n; i += 2 * FC_VW) {
+        vh h[2] = {__builtin_convertvector(vu_bf16_bits(vf_load(src + i)), vh),
+                   __builtin_convertvector(vu_bf16_bits(vf_load(src + i + FC_VW)), vh)};
+        memcpy(dst + i / 2, h, sizeof h);
+    }
+    for (; i < n; i += 2)
+        dst[i / 2] = (uint32_t)fc_bf16(src[i]) | (i + 1 < n ? (uint32_t)fc_bf16(src[i + 1]) << 16 : 0);
 }
 
 /* acc += the pair products of a (two bf16, broadcast) and w (FC_VW pairs). */

@@ -27,22 +27,41 @@ typedef struct {
     ptrdiff_t ldc;
 } gemm_job;
 
-/* Rows [m0, m1) of A into bf16 pairs; a K column past the end is 0. Blocks
- * of 16 rows read A along k when it is a transposed view (acs > ars). */
+/* Rows [m0, m1) of A into bf16 pairs; a K column past the end is 0. A row-major A
+ * is read along its rows; a transposed view (acs != 1) in blocks of 16 rows, so
+ * each k reads 16 neighbouring floats. */
+static inline uint32_t a_pair(const gemm_job *g, int m, int k)
+{
+    const float *a = g->A + (ptrdiff_t)m * g->ars + (ptrdiff_t)k * g->acs;
+    uint32_t lo = fc_bf16(a[0]);
+    uint32_t hi = k + 1 < g->B->K ? fc_bf16(a[g->acs]) : 0;
+    return lo | hi << 16;
+}
+
 static void round_rows(const gemm_job *g, int m0, int m1)
 {
-    const int K = g->B->K;
-    for (int mb = m0; mb < m1; mb += 16) {
-        const int me = mb + 16 < m1 ? mb + 16 : m1;
-        for (int kp = 0; kp < g->Kp; kp++) {
-            const int k = 2 * kp;
-            for (int m = mb; m < me; m++) {
-                const float *a = g->A + (ptrdiff_t)m * g->ars;
-                uint32_t lo = fc_bf16(a[(ptrdiff_t)k * g->acs]);
-                uint32_t hi = k + 1 < K ? fc_bf16(a[(ptrdiff_t)(k + 1) * g->acs]) : 0;
-                g->Ab[(ptrdiff_t)m * g->Kp + kp] = lo | hi << 16;
+    if (g->acs == 1) {
+        for (int m = m0; m < m1; m++) fc_bf16_pairs(g->A + (ptrdiff_t)m * g->ars, g->B->K, g->Ab + (ptrdiff_t)m * g->Kp);
+        return;
+    }
+    if (g->ars == 1) { /* A = X.T: FC_VW rows of A are neighbours in each row k of X */
+        const int K = g->B->K;
+        int mb = m0;
+        for (; mb + FC_VW <= m1; mb += FC_VW) {
+            for (int kp = 0; kp < g->Kp; kp++) {
+                const float *x = g->A + mb + (ptrdiff_t)(2 * kp) * g->acs;
+                vu lo = vu_bf16_bits(vf_load(x));
+                vu hi = 2 * kp + 1 < K ? vu_bf16_bits(vf_load(x + g->acs)) : (vu){0};
+                vu pair = lo | hi << 16;
+                for (int m = 0; m < FC_VW; m++) g->Ab[(ptrdiff_t)(mb + m) * g->Kp + kp] = pair[m];
             }
         }
+        m0 = mb;
+    }
+    for (int mb = m0; mb < m1; mb += 16) {
+        const int me = mb + 16 < m1 ? mb + 16 : m1;
+        for (int kp = 0; kp < g->Kp; kp++)
+            for (int m = mb; m < me; m++) g->Ab[(ptrdiff_t)m * g->Kp + kp] = a_pair(g, m, 2 * kp);
     }
 }
 

@@ -60,20 +60,60 @@ typedef struct {
 } pack_job;
 
 /* bf16 panels: pair row kp of lane l holds (k = 2kp, 2kp+1) of its column, k
- * even in the low half; a k or a column past the matrix is 0. */
+ * even in the low half; a k or a column past the matrix is 0. The loop order
+ * follows the source's contiguous direction: along a row of W (cs == 1) or
+ * along a column (a transposed source). */
+static inline uint32_t bf16_pair(const pack_job *job, int k, int col)
+{
+    const float *src = job->W + (ptrdiff_t)col * job->cs + (ptrdiff_t)k * job->rs;
+    uint32_t lo = fc_bf16(src[0]);
+    uint32_t hi = k + 1 < job->out->K ? fc_bf16(src[job->rs]) : 0;
+    return lo | hi << 16;
+}
+
 static void pack_bf16_panel(const pack_job *job, int p)
 {
     const fc_packed *o = job->out;
     uint32_t *panel = (uint32_t *)o->data + (size_t)p * o->krows * FC_PW;
-    for (int l = 0; l < FC_PW; l++) {
-        int col = panel_column(o->kind, o->H, p, l);
-        const float *src = col < 0 ? NULL : job->W + (ptrdiff_t)col * job->cs;
+    int cols[FC_PW];
+    for (int l = 0; l < FC_PW; l++) cols[l] = panel_column(o->kind, o->H, p, l);
+    if (job->cs == 1) {
+        /* rows 2kp and 2kp+1 of W, a vector of lanes at a time where its columns run on */
         for (int kp = 0; kp < o->krows; kp++) {
-            int k = 2 * kp;
-            uint32_t lo = src ? fc_bf16(src[(ptrdiff_t)k * job->rs]) : 0;
-            uint32_t hi = src && k + 1 < o->K ? fc_bf16(src[(ptrdiff_t)(k + 1) * job->rs]) : 0;
-            panel[(size_t)kp * FC_PW + l] = lo | hi << 16;
+            uint32_t *dst = panel + (size_t)kp * FC_PW;
+            const float *r0 = job->W + (ptrdiff_t)(2 * kp) * job->rs;
+            for (int v = 0; v < 4; v++) {
+                const int c = cols[v * FC_VW], last = cols[v * FC_VW + FC_VW - 1];
+                if (c >= 0 && last == c + FC_VW - 1 && 2 * kp + 1 < o->K) {
+                    vu lo = vu_bf16_bits(vf_load(r0 + c)), hi = vu_bf16_bits(vf_load(r0 + job->rs + c));
+                    vu pair = lo | hi << 16;
+                    memcpy(dst + v * FC_VW, &pair, sizeof pair);
+                } else {
+                    for (int l = v * FC_VW; l < (v + 1) * FC_VW; l++)
+                        dst[l] = cols[l] < 0 ? 0 : bf16_pair(job, 2 * kp, cols[l]);
+                }
+            }
         }
+    } else if (job->rs == 1) {
+        /* a column of W (a row of W.T) is contiguous: its pairs in one run, then scattered
+         * down the panel's lane l */
+        uint32_t run[512];
+        for (int l = 0; l < FC_PW; l++) {
+            for (int kp0 = 0; kp0 < o->krows; kp0 += 512) {
+                const int np = o->krows - kp0 < 512 ? o->krows - kp0 : 512;
+                if (cols[l] < 0) {
+                    memset(run, 0, sizeof run);
+                } else {
+                    const int k0 = 2 * kp0, nk = o->K - k0 < 2 * np ? o->K - k0 : 2 * np;
+                    fc_bf16_pairs(job->W + (ptrdiff_t)cols[l] * job->cs + k0, nk, run);
+                }
+                for (int j = 0; j < np; j++) panel[(size_t)(kp0 + j) * FC_PW + l] = run[j];
+            }
+        }
+    } else {
+        for (int l = 0; l < FC_PW; l++)
+            for (int kp = 0; kp < o->krows; kp++)
+                panel[(size_t)kp * FC_PW + l] = cols[l] < 0 ? 0 : bf16_pair(job, 2 * kp, cols[l]);
     }
 }
 

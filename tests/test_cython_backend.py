@@ -27,6 +27,7 @@ import pytest
 
 from fastcap import _backend
 from fastcap._kernels.cases import CASES, SHAPES
+from fastcap._kernels.cython_builds import BUILDS
 from fastcap.gradient_check import rel_error
 
 from conftest import REQUIRE_ALL
@@ -119,7 +120,7 @@ def test_tanh_sigmoid_exp_accuracy(cy, dtype, tol):
 
 def test_build_info(cy):
     info = dict(cy.BUILD_INFO)
-    assert info.pop("isa") in ("baseline", "avx2", "avx512", "native")
+    assert info.pop("isa") in (*BUILDS, "native")
     assert set(info) == {"debug", "native", "openmp"}
     assert all(isinstance(v, bool) for v in info.values())
 
@@ -127,7 +128,7 @@ def test_build_info(cy):
 def test_isa_builds_give_bitwise_equal_results(builds):
     """Every build computes every parity case, both dtypes, to the baseline's
     bits (no fused multiply-adds), except the float32 recurrences: the engine's
-    tiles use FMA where the CPU has it, so there the AVX2 and AVX-512 builds
+    tiles use FMA where the CPU has it, so there the AVX2 and AVX-512 builds (with or without BF16)
     agree bit for bit (same order of every sum) and the baseline within the
     row's tolerance."""
     baseline = builds["baseline"]
@@ -148,7 +149,7 @@ def test_isa_builds_give_bitwise_equal_results(builds):
 
 
 def test_backend_loads_the_build_for_this_cpu(builds):
-    best = next(isa for isa in ("avx512", "avx2", "baseline") if isa in builds)
+    best = next(isa for isa in BUILDS if isa in builds)  # BUILDS is best first
     assert _backend.load("cython").module is builds[best]
     code = "from fastcap import _backend; print(_backend.load('cython').module.BUILD_INFO['isa'])"
     for choice, isa in [(isa, isa) for isa in builds] + [("auto", best), ("", best)]:
@@ -157,7 +158,7 @@ def test_backend_loads_the_build_for_this_cpu(builds):
         assert out.returncode == 0 and out.stdout.split() == [isa], (choice, out.stderr)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, _backend.ISA_ENV_VAR: "sse9"}, timeout=300)
-    assert out.returncode != 0 and "FASTCAP_CYTHON_ISA must be one of auto, baseline, avx2, avx512" in out.stderr
+    assert out.returncode != 0 and f"FASTCAP_CYTHON_ISA must be one of {', '.join(_backend.ISA_CHOICES)}" in out.stderr
 
 
 def test_debug_build_checks_bounds(cy):

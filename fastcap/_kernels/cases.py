@@ -74,6 +74,7 @@ class Pack(NamedTuple):
     Wh: np.ndarray
     gates: int
     transpose: bool
+    bf16: bool = False
 
 
 def _batch_sizes(rng, N, T, captions):
@@ -128,6 +129,11 @@ def lstm_recurrence_backward(rng, dtype, N, T, H, captions=None, **_):
 def recurrent_pack(rng, dtype, H, **_):
     # the LSTM's Wh for the backward product: the largest packing a step makes
     return [_f(rng, dtype, H, 4 * H, scale=1 / np.sqrt(H)), 4, True]
+
+
+def matmul_bf16(rng, dtype, N, T, H, V, **_):
+    # the vocabulary projection's shape, (N*T, H) @ (H, V); bf16 products are float32 only
+    return [_f(rng, np.float32, N * T, H), _f(rng, np.float32, H, V), _empty(np.float32, N * T, V)]
 
 
 def embedding_backward(rng, dtype, N, T, V, W, captions=None, **_):
@@ -194,6 +200,7 @@ CASES = {
     "rnn_recurrence_backward": Case(rnn_recurrence_backward, (5, 6), 2e-6),
     "lstm_recurrence_forward": Case(lstm_recurrence_forward, (5, 6, 7), 2e-6),
     "lstm_recurrence_backward": Case(lstm_recurrence_backward, (6, 7), 2e-6),
+    "matmul_bf16": Case(matmul_bf16, (2,), None),  # the bfloat16 mode: BF16_CASES
     "embedding_backward": Case(embedding_backward, (2,), 2e-6),
     "softmax_loss": Case(softmax_loss, (4,), 2e-6),
     "argmax_words": Case(argmax_words, (3,), 0.0),
@@ -201,6 +208,43 @@ CASES = {
     "sgd_momentum_update": Case(sgd_momentum_update, (0, 2), 1e-6),
     "rmsprop_update": Case(rmsprop_update, (0, 2), 1e-6),
     "adam_update": Case(adam_update, (0, 2, 3), 1e-6),
+}
+
+
+def _bf16(build):
+    """A recurrence case with its weights packed for the bfloat16 mode (float32)."""
+    def bf16_build(rng, dtype, **dims):
+        return [a._replace(bf16=True) if isinstance(a, Pack) else a
+                for a in as_dtype(build(rng, np.float64, **dims), np.float32)]
+    return bf16_build
+
+
+def _transposed(build, which):
+    """matmul_bf16's case with operand `which` (0: a, 1: b) a transposed view, as the
+    gradient products pass them (x.T @ dout, dout @ w.T)."""
+    def transposed_build(rng, dtype, **dims):
+        args = build(rng, dtype, **dims)
+        args[which] = np.ascontiguousarray(args[which].T).T
+        return args
+    return transposed_build
+
+
+# The bfloat16 mode's kernels (float32 only), against the NumPy backend's
+# emulation (fastcap._kernels.bf16), not against float64: bf16 rounding is
+# the definition. matmul_bf16 differs from the emulation only in the order
+# of its float32 sums; a recurrence can also round a hidden state to the
+# other side of a bf16 step once its sums differ in the last bit (2**-8
+# relative, carried into later steps: seen at H = 512, T = 16, not at SHAPES).
+# Tolerances: about 10x the worst error over 8 seeds at SHAPES (matmul 1.5e-7,
+# recurrences 3.1e-7, Cython and Numba).
+BF16_CASES = {
+    "matmul_bf16": Case(matmul_bf16, (2,), 1.5e-6),
+    "matmul_bf16 a.T": Case(_transposed(matmul_bf16, 0), (2,), 1.5e-6),
+    "matmul_bf16 b.T": Case(_transposed(matmul_bf16, 1), (2,), 1.5e-6),
+    "rnn_recurrence_forward": Case(_bf16(rnn_recurrence_forward), (4,), 3e-6),
+    "rnn_recurrence_backward": Case(_bf16(rnn_recurrence_backward), (5, 6), 3e-6),
+    "lstm_recurrence_forward": Case(_bf16(lstm_recurrence_forward), (5, 6, 7), 3e-6),
+    "lstm_recurrence_backward": Case(_bf16(lstm_recurrence_backward), (6, 7), 3e-6),
 }
 
 
@@ -218,5 +262,5 @@ def as_dtype(args, dtype):
 def bind(kernels, args):
     """The arguments to call a kernel of `kernels` with: copies of the arrays,
     every Pack packed by that backend's recurrent_pack."""
-    return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose) if isinstance(a, Pack)
+    return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose, a.bf16) if isinstance(a, Pack)
             else a.copy() if isinstance(a, np.ndarray) else a for a in args]

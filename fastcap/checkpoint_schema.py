@@ -17,6 +17,7 @@ import math
 from ._sequence import CELLS
 from .classifiers.rnn import PARAM_SHAPES
 from .metrics import METRIC_NAMES
+from ._precision import PRECISIONS
 from .model_config import CELL_TYPES, DTYPES
 from .optim import UPDATE_RULES
 
@@ -233,7 +234,9 @@ META = Dict({
                        "learning_rate": _OPTIM_SCALARS["learning_rate"],
                        "lr_decay": Float(0, 1e6, positive=True),
                        "batch_size": Int(1, 1 << 20), "num_epochs": Int(0, LIMITS["epochs"]),
-                       "seed": _SEED, "max_train": Optional(Int(1, 1 << 32))}, extra=True),
+                       "seed": _SEED, "max_train": Optional(Int(1, 1 << 32)),
+                       "precision": Choice(*PRECISIONS)},
+                      optional=("precision",), extra=True),  # no precision: float32 (before it was an option)
         "data": Union("source", {
             "generated": Dict({"source": Choice("generated"),
                                "num_train_images": Int(1, LIMITS["images"]),

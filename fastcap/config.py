@@ -4,7 +4,7 @@ The config is a JSON-able dict, stored in config.json and in every checkpoint::
 
     {"model": {"cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype"},
      "train": {"update_rule", "learning_rate", "lr_decay", "batch_size",
-               "num_epochs", "seed", "max_train"},
+               "num_epochs", "seed", "max_train", "precision"},
      "data":  {"source": "generated", "num_train_images", "num_val_images",
                "captions_per_image", "pca_dim", "full_dim", "seed", "pca"}
               or {"source": "dir", "path", "pca"},
@@ -59,6 +59,7 @@ def resolve_config(options, checkpoint=None):
         return config
 
     config = json.loads(json.dumps(checkpoint.config))  # deep copy
+    config["train"].setdefault("precision", "float32")  # checkpoints from before --precision
     conflicts = []
     for opt, (section, key) in OPTION_KEYS.items():
         given = options.get(opt)

@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import math
 
+from ._precision import PRECISIONS
 from .model_config import CELL_TYPES, DTYPES
 from .optim import UPDATE_RULES
 
@@ -136,6 +137,11 @@ TRAIN_OPTIONS = (
            group="model", config=("model", "wordvec_dim")),
     Option("dtype", help="(default {default})", choices=DTYPES, default="float32", group="model",
            config=("model", "dtype")),
+    Option("precision", help="precision of the matrix products: bfloat16 rounds their operands "
+                             "to bf16 and sums in float32, with float32 weights, gradients and "
+                             "optimizer state (default {default}; fastest on CPUs with "
+                             "avx512_bf16)", choices=PRECISIONS, default="float32",
+           group="model", config=("train", "precision")),
     Option("update_rule", help="(default {default})", choices=UPDATE_RULES, default="adam",
            group="optimization", config=("train", "update_rule")),
     Option("lr", POSITIVE_FLOAT, "learning rate (default {default:g})", "LR", default=3e-3,

@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 
+from . import _precision
 from . import distributed as _distributed
 from . import metrics as _metrics
 from . import rundir
@@ -33,6 +34,7 @@ from .data import DataError, describe_data, load_data, subsample_train
 from .evaluation import caption_loss, evaluate_captions, format_metrics
 from .interrupts import InterruptGuard, TrainingInterrupted
 from .model_config import ModelConfig
+from ._precision import use_precision
 from .options import DEFAULTS, GENERATED_DEFAULTS
 from .run_outputs import plot_history, write_json, write_samples
 
@@ -242,7 +244,8 @@ class Trainer:
             if removed:
                 self.say(f"removed {', '.join(removed)} from {self.out_dir}")
             # Overflow on the way to a diverged loss is reported by fastcap's own checks.
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"), \
+                    use_precision(self.config["train"].get("precision", "float32")):
                 return self._run()
         finally:
             if lock is not None:
@@ -258,7 +261,8 @@ class Trainer:
         verb = "resuming" if self.ckpt else "training"
         self.say(f"fastcap: {verb} {ModelConfig.from_dict(m).describe()} on {self.source}: "
                  f"{self.data['train_captions'].shape[0]} train captions, "
-                 f"{len(self.eval_ids)} val images for evaluation; backend {get_backend()}")
+                 f"{len(self.eval_ids)} val images for evaluation; backend {get_backend()}, "
+                 f"precision {_precision.describe()}")
         self.say(f"{s.num_epochs} epoch{'' if s.num_epochs == 1 else 's'} x {per} iteration"
                  f"{'' if per == 1 else 's'} of batch {s.batch_size}, "
                  f"{t['update_rule']} lr {t['learning_rate']:g} decay {t['lr_decay']:g}; "

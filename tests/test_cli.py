@@ -374,3 +374,23 @@ def test_validation_loss_is_the_training_loss_without_backward(small_data, cell)
         assert caption_loss(model, caps, feats) == pytest.approx(expected, rel=1e-12)
         # chunked: the mean over captions, whatever the chunk size
         assert caption_loss(model, caps, feats, chunk=7) == pytest.approx(expected, rel=1e-12)
+
+
+def test_bf16_run_records_its_precision_and_resumes_in_it(tmp_path):
+    """--precision bfloat16 is in the checkpoint's config; --resume keeps it (an interrupted
+    and resumed bf16 run equals an uninterrupted one) and refuses another precision."""
+    bf16 = [a if a != "float64" else "float32" for a in TINY] + ["--precision", "bfloat16"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    proc = ok(fastcap_cmd("train", *bf16, "--out", a))
+    assert "precision bfloat16" in proc.stdout
+    assert json.loads((a / "config.json").read_text())["train"]["precision"] == "bfloat16"
+    assert fastcap_cmd("train", *bf16, "--out", b, "--stop-after-iterations", 8).returncode == 130
+    ok(fastcap_cmd("train", "--resume", b / "checkpoint.npz", "--quiet"))
+    assert _history(b)["loss_history"] == _history(a)["loss_history"]
+    f32 = ok(fastcap_cmd("train", *[x for x in bf16 if x not in ("--precision", "bfloat16")],
+                         "--out", tmp_path / "c"))
+    assert _history(tmp_path / "c")["loss_history"] != _history(a)["loss_history"]
+    assert "precision float32" in f32.stdout
+    lines = failed(fastcap_cmd("train", "--resume", a, "--epochs", 3, "--precision", "float32"))
+    assert "--precision float32 (the checkpoint has bfloat16)" in lines[0]
+    assert fastcap_cmd("train", "--precision", "fp8").returncode == 2

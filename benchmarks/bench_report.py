@@ -13,7 +13,7 @@ import pathlib
 
 from host_probes import probe_verdict
 from peers import PEERS
-from workload import BATCHES, CELLS
+from workload import BATCHES, BF16_IMPLS, CELLS
 
 from fastcap._backend import NAMES as BACKENDS
 
@@ -22,7 +22,9 @@ __all__ = ["report_markdown", "write_chart", "write_report", "target_rows", "lim
 
 PROG = "fastcap bench"
 COMPILED = BACKENDS[1:]  # the registry lists the NumPy reference first
-IMPL_LABELS = {**{b: f"fastcap {b}" for b in BACKENDS}, **PEERS}
+IMPL_LABELS = {**{b: f"fastcap {b}" for b in BACKENDS},
+               **{i: f"fastcap {i.replace('-', ' ')}" for i in BF16_IMPLS}, **PEERS}
+IMPLS = (*BACKENDS, *BF16_IMPLS, *PEERS)  # the column order of every table
 
 
 def _median(b):
@@ -124,7 +126,7 @@ def _step_tables(groups, title, what):
     """Medians per implementation, then each fastcap backend's speedups."""
     if not groups:
         return []
-    impls = [i for i in (*BACKENDS, *PEERS) if any(i in g for g in groups.values())]
+    impls = [i for i in IMPLS if any(i in g for g in groups.values())]
     lines = [f"## {title}", "", what, "",
              "| workload | " + " | ".join(IMPL_LABELS[i] for i in impls) + " |",
              "|---|" + "---:|" * len(impls)]
@@ -133,16 +135,18 @@ def _step_tables(groups, title, what):
                                                    for i in impls) + " |")
     lines += ["", ("Speedup of each fastcap backend (median of the other / median of the backend; "
               "above 1× means the fastcap backend is faster):"), "",
-              "| workload | backend | median | vs fastcap numpy | vs CS231n-style NumPy | vs PyTorch |",
-              "|---|---|---:|---:|---:|---:|"]
+              "| workload | backend | median | vs fastcap numpy | vs CS231n-style NumPy | vs PyTorch "
+              "| vs PyTorch autocast bf16 |",
+              "|---|---|---:|---:|---:|---:|---:|"]
     for group, by in groups.items():
         med = {i: _median(b) for i, b in by.items()}
-        for be in BACKENDS:
+        for be in (*BACKENDS, *BF16_IMPLS):
             if be in med:
                 lines.append(f"| {group} | {be} | {_fmt_time(med[be])} | "
                              f"{_fmt_ratio(med.get('numpy'), med[be])} | "
                              f"{_fmt_ratio(med.get('cs231n'), med[be])} | "
-                             f"{_fmt_ratio(med.get('torch'), med[be])} |")
+                             f"{_fmt_ratio(med.get('torch'), med[be])} | "
+                             f"{_fmt_ratio(med.get('torch-bf16'), med[be])} |")
     return lines + [""]
 
 
@@ -208,9 +212,13 @@ def _firstcall_table(groups):
     return lines + [""]
 
 
-# The speed targets the suite tracks: (label, kind, group, other impl, at least).
-# Training and sampling compare the whole step; kernels the summed medians of
-# the listed groups (the LSTM cell target counts forward plus backward).
+# The speed targets the suite tracks: (label, kind, group, other impl, at least,
+# and optionally the mode: "-bf16" compares each backend's bf16 implementation,
+# shown in the backend's column). Training and sampling compare the whole
+# step; kernels the summed medians of the listed groups (the LSTM cell target
+# counts forward plus backward). A target of BF16_VS_TORCH is 1.5x, or 2x on a
+# host with AMX tiles (amx_bf16), where PyTorch's bf16 GEMM is fastest.
+BF16_VS_TORCH = "1.5x (2x with amx_bf16)"
 TARGETS = [
     *[(f"train {c} N={n} vs PyTorch", "train", [f"train {c} N={n}"], "torch", 1.5)
       for c in CELLS for n in BATCHES],
@@ -223,6 +231,12 @@ TARGETS = [
     ("LSTM cell forward + backward N=100 vs fastcap numpy", "kernel",
      ["kernel lstm_cell_forward N=100", "kernel lstm_cell_backward N=100"], "numpy", 3.0),
     ("adam_update vs fastcap numpy", "kernel", ["kernel adam_update 512x2048"], "numpy", 3.0),
+    *[(f"train {c} N={n} bf16 vs PyTorch autocast bf16", "train", [f"train {c} N={n}"], "torch-bf16",
+       BF16_VS_TORCH, "-bf16") for c in CELLS for n in BATCHES],
+    *[(f"train {c} N={n} bf16 vs fastcap float32", "train", [f"train {c} N={n}"], None, 1.6, "-bf16")
+      for c in CELLS for n in BATCHES],
+    *[(f"sample lstm batch={n} bf16 vs fastcap float32", "sample", [f"sample lstm batch={n}"], None, 1.5,
+       "-bf16") for n in (1, 100)],
 ]
 # A step within this factor of the time its matrix products need at the
 # host's large-GEMM rate, and this speedup from 1 thread to all of them.
@@ -230,18 +244,27 @@ LIMIT_TARGET = 1.6
 THREADS_TARGET = 1.7
 
 
-def target_rows(kinds):
+def _amx(env):
+    return "amx_bf16" in ((env or {}).get("cpu_flags") or [])
+
+
+def target_rows(kinds, env=None):
     """[(label, target, {backend: ratio or None})] for every target of TARGETS the run measured."""
     rows = []
-    for label, kind, groups, other, target in TARGETS:
+    for label, kind, groups, other, target, *mode in TARGETS:
+        mode = mode[0] if mode else ""
+        if target == BF16_VS_TORCH:
+            target = 2.0 if _amx(env) else 1.5
         found = [kinds.get(kind, {}).get(g) for g in groups]
-        if not all(found) or not all(other in g for g in found):
+        if not all(found):
             continue
         ratios = {}
         for be in COMPILED:
-            if all(be in g for g in found):
-                ratios[be] = sum(_median(g[other]) for g in found) / sum(_median(g[be]) for g in found)
-        rows.append((label, target, ratios))
+            mine, theirs = be + mode, other or be  # other None: the backend's own float32
+            if all(mine in g and theirs in g for g in found):
+                ratios[be] = sum(_median(g[theirs]) for g in found) / sum(_median(g[mine]) for g in found)
+        if ratios:
+            rows.append((label, target, ratios))
     for group, by1 in kinds.get("train1", {}).items():
         by = kinds.get("train", {}).get(group, {})
         ratios = {be: _median(by1[be]) / _median(by[be]) for be in COMPILED if be in by1 and be in by}
@@ -251,28 +274,64 @@ def target_rows(kinds):
     return rows
 
 
-def gemm_rate(env):
-    """The host's large-GEMM rate (FLOP/s) at the run's thread count: the mean
-    of the probes at the start and the end of the run, or None."""
+def gemm_rate(env, bf16=False):
+    """The host's large-GEMM rate (FLOP/s) at the run's thread count, float32 or
+    (bf16) bfloat16: the mean of the probes at the start and the end of the run,
+    or None (bf16: the host has no bf16 units, or no PyTorch to measure them)."""
     n = str((env.get("threads") or {}).get("threads") or 1)
-    probes = [p.get(n) for p in (env.get("gemm_probe") or {}).values() if p and p.get(n)]
+    key = "bf16_GFLOPs" if bf16 else n
+    probes = [p.get(key) for p in (env.get("gemm_probe") or {}).values() if p and p.get(key)]
     return sum(probes) / len(probes) * 1e9 if probes else None
 
 
+def _is_bf16(impl):
+    return impl.endswith("-bf16")
+
+
 def limit_rows(kinds, env):
-    """[(group, gemm_seconds, {impl: step median / gemm_seconds})] for the training steps."""
-    rate = gemm_rate(env)
+    """[(group, gemm_seconds, {impl: step median / gemm_seconds})] for the training steps:
+    float32 implementations against the float32 GEMM rate, bf16 ones against the bf16 rate."""
+    rates = {False: gemm_rate(env), True: gemm_rate(env, bf16=True)}
     rows = []
     for group, by in kinds.get("train", {}).items():
         flops = next((b["extra_info"].get("gemm_flops") for b in by.values()), None)
-        if rate and flops:
-            need = flops / rate
-            rows.append((group, need, {i: _median(b) / need for i, b in by.items()}))
+        if rates[False] and flops:
+            ratios = {i: _median(b) / (flops / rates[_is_bf16(i)]) for i, b in by.items()
+                      if rates[_is_bf16(i)]}
+            rows.append((group, flops / rates[False], ratios))
     return rows
 
 
+def _threads_table(kinds):
+    """Training steps at every thread count measured (kinds train1, train2, ... and train)."""
+    counts = {}
+    for kind, groups in kinds.items():
+        if kind.startswith("train") and kind[5:].isdigit():
+            counts[int(kind[5:])] = groups
+    if not counts:
+        return []
+    all_ = kinds.get("train", {})
+    threads = next((b["extra_info"].get("threads") for g in all_.values() for b in g.values()), None)
+    if threads:
+        counts[int(threads)] = all_
+    ns = sorted(counts)
+    lines = ["## Thread scaling", "", "Training step medians at each thread count (every pool limited "
+             "to it), and the speedup of all threads over one.", "",
+             "| workload | implementation | " + " | ".join(f"{n} thr" for n in ns) + " | speedup |",
+             "|---|---|" + "---:|" * (len(ns) + 1)]
+    for group in all_:
+        for impl in IMPLS:
+            cells = [counts[n].get(group, {}).get(impl) for n in ns]
+            if sum(c is not None for c in cells) < 2:
+                continue
+            speed = (_fmt_ratio(_median(cells[0]), _median(cells[-1])) if cells[0] and cells[-1] else "–")
+            lines.append(f"| {group} | {IMPL_LABELS[impl]} | "
+                         + " | ".join(_fmt_time(_median(c)) if c else "–" for c in cells) + f" | {speed} |")
+    return lines + [""]
+
+
 def _targets_table(kinds, env=None):
-    rows = target_rows(kinds)
+    rows = target_rows(kinds, env)
     if not rows:
         return []
     compiled = [be for be in COMPILED if any(be in r for _, _, r in rows)]
@@ -285,10 +344,14 @@ def _targets_table(kinds, env=None):
         lines.append(f"| {label} | {target:g}x | " + " | ".join(cells) + " |")
     limits = limit_rows(kinds, env or {})
     if limits:
-        impls = [i for i in (*BACKENDS, *PEERS) if any(i in r for _, _, r in limits)]
+        impls = [i for i in IMPLS if any(i in r for _, _, r in limits)]
+        bf16 = gemm_rate(env, bf16=True)
         lines += ["", (f"Distance from the limit: each training step's median over the time its matrix "
                   f"products need at this host's large-GEMM rate ({gemm_rate(env) / 1e9:.0f} GFLOP/s, the "
-                  f"host probe's 1024^3 GEMM; products counted on the scored positions, "
+                  f"host probe's 1024^3 GEMM"
+                  + (f"; bf16 implementations: the bf16 rate, {bf16 / 1e9:.0f} GFLOP/s, PyTorch's bf16 GEMM"
+                     if bf16 else "; this host has no bf16 GEMM rate") +
+                  f"; products counted on the scored positions, "
                   f"benchmarks/workload.py:step_gemm_flops). Target: at most {LIMIT_TARGET:g}x."), "",
                   "| workload | GEMM time | " + " | ".join(IMPL_LABELS[i] for i in impls) + " |",
                   "|---|---:|" + "---:|" * len(impls)]
@@ -309,6 +372,7 @@ def report_markdown(data):
              "ratios of medians from this one run."), ""]
     lines += _env_lines(env, meta) + [""]
     lines += _targets_table(kinds, env)
+    lines += _threads_table(kinds)
     lines += _step_tables(kinds.get("train", {}), "Training step",
                           "One training step: `model.loss` on a minibatch and an Adam update of every "
                           "parameter (as CaptioningSolver.step). Peers: the CS231n-style NumPy solution "
@@ -333,7 +397,7 @@ def write_chart(data, path):
     kinds = _collect(data.get("benchmarks", []))
     steps = {**kinds.get("train", {}), **kinds.get("sample", {})}
     kern = kinds.get("kernel", {})
-    impls = [i for i in (*BACKENDS, *PEERS) if any(i in g for g in steps.values())]
+    impls = [i for i in IMPLS if any(i in g for g in steps.values())]
     compiled = [b for b in COMPILED if any(b in g for g in kern.values())]
     rows = max(len(steps) * len(impls), len(kern) * max(len(compiled), 1))
     fig, axes = plt.subplots(1, 2, figsize=(15, min(max(5, 0.17 * rows), 12)))

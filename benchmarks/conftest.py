@@ -26,7 +26,8 @@ import pathlib
 import pytest
 from bench_runner import EXPECT_ENV
 from host_probes import apply_threads, bench_threads, cpu_snapshot, gemm_probe, run_environment
-from peers import PEERS
+from peers import PEERS, TORCH_PEERS
+from workload import BF16_IMPLS
 
 import fastcap
 from fastcap import _backend
@@ -86,7 +87,7 @@ def measure(benchmark, fn, *, kind, impl, group, warmup=1, **extra):
     benchmark.group = group
     benchmark.extra_info.update(kind=kind, impl=impl, threads=_threads["threads"],
                                 threads_via=_threads["method"], **extra)
-    if impl == "torch":
+    if impl in TORCH_PEERS:
         benchmark.extra_info["torch_threads"] = _threads.get("torch_threads")
     for _ in range(warmup):
         fn()
@@ -101,17 +102,19 @@ def backend(request):
         yield request.param
 
 
-@pytest.fixture(params=BACKENDS + tuple(PEERS))
+@pytest.fixture(params=BACKENDS + BF16_IMPLS + tuple(PEERS))
 def impl(request):
-    """Each fastcap backend and each peer in turn (a backend is made active)."""
+    """Each fastcap backend, the bf16 mode and each peer in turn (a backend and a precision
+    are made active)."""
     name = request.param
     if name in PEERS:
-        if name == "torch":
+        if name in TORCH_PEERS:
             torch_peer()
         yield name
         return
-    require_backend(name)
-    with fastcap.use_backend(name):
+    backend, _, precision = name.partition("-")
+    require_backend(backend)
+    with fastcap.use_backend(backend), fastcap.use_precision("bfloat16" if precision else "float32"):
         yield name
 
 

@@ -94,7 +94,37 @@ def gemm_probe(threads, size=1024, repeats=3):
             np.dot(v, w, out=y)
             best = min(best, time.perf_counter() - t)
     result["gemv_GBps"] = round(w.nbytes / best / 1e9, 1)
+    bf16 = bf16_gemm_probe(threads, size, repeats)
+    if bf16 is not None:
+        result["bf16_GFLOPs"] = bf16
     return result
+
+
+def bf16_gemm_probe(threads, size=1024, repeats=3):
+    """GFLOP/s of a size**3 bfloat16 GEMM (float32 sums) at `threads`: PyTorch's
+    (oneDNN: vdpbf16ps or AMX tiles), the host's bf16 rate, where the CPU has bf16
+    units and PyTorch is installed; else None (NumPy's BLAS has no bf16 GEMM)."""
+    from fastcap import _precision
+
+    if not _precision.native_bf16():
+        return None
+    try:
+        import torch
+    except ImportError:
+        return None
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    try:
+        a = torch.randn(size, size).to(torch.bfloat16)
+        torch.mm(a, a)
+        best = float("inf")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            torch.mm(a, a)
+            best = min(best, time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(previous)
+    return round(2.0 * size**3 / best / 1e9, 1)
 
 
 def probe_verdict(start, end, threads):

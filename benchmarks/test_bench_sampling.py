@@ -19,8 +19,8 @@ def make_sampler(impl, cell):
         from peers import cs231n_numpy
 
         return cs231n_numpy.CaptioningRNN(params, cell).sample
-    if impl == "torch":
-        return torch_peer().Sampler(params, cell).sample
+    if impl in ("torch", "torch-bf16"):
+        return torch_peer().Sampler(params, cell, autocast=impl == "torch-bf16").sample
     return wl.make_model(cell, suppress_end=True).sample
 
 

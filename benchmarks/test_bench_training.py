@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 import workload as wl
 from conftest import measure, torch_peer
+from host_probes import bench_threads
+from peers import PEERS
 
 import fastcap
 
@@ -20,9 +22,10 @@ def make_trainer(impl, cell, n):
         from peers import cs231n_numpy
 
         return cs231n_numpy.Trainer(wl.make_params(cell), cell, wl.make_batches(n), wl.LEARNING_RATE)
-    if impl == "torch":
-        return torch_peer().Trainer(wl.make_params(cell), cell, wl.make_batches(n), wl.LEARNING_RATE)
-    return wl.FastcapTrainer(cell, n)
+    if impl in ("torch", "torch-bf16"):
+        return torch_peer().Trainer(wl.make_params(cell), cell, wl.make_batches(n), wl.LEARNING_RATE,
+                                    autocast=impl == "torch-bf16")
+    return wl.FastcapTrainer(cell, n)  # a fastcap backend, in the precision the impl fixture set
 
 
 @pytest.mark.parametrize("n", wl.BATCHES, ids=lambda n: f"N{n}")
@@ -33,18 +36,25 @@ def test_bench_train_step(benchmark, impl, cell, n):
             warmup=2, cell=cell, n=n, gemm_flops=wl.step_gemm_flops(cell, n))
 
 
+# Thread scaling: the compiled backends' step at 1, 2, 4, ... threads below the
+# run's count (which test_bench_train_step measures): kind "train1" at 1 thread,
+# "train<t>" at t (bench_report.py's thread-scaling table).
+THREAD_COUNTS = tuple(t for t in (1, 2, 4, 8, 16, 32, 64, 128) if t < bench_threads())
+
+
+@pytest.mark.parametrize("threads", THREAD_COUNTS, ids=lambda t: f"{t}threads")
 @pytest.mark.parametrize("n", wl.BATCHES, ids=lambda n: f"N{n}")
 @pytest.mark.parametrize("cell", wl.CELLS)
-def test_bench_train_step_one_thread(benchmark, backend, cell, n):
-    """The same step with every pool at 1 thread: how much the other cores add."""
-    if backend == "numpy":
-        pytest.skip("the thread scaling target is the compiled backends'")
-    trainer = make_trainer(backend, cell, n)
+def test_bench_train_step_threads(benchmark, impl, cell, n, threads):
+    """The same step with every pool at fewer threads: how much the other cores add."""
+    if impl in ("numpy", *PEERS):
+        pytest.skip("the thread scaling table is the compiled backends'")
+    trainer = make_trainer(impl, cell, n)
     previous = fastcap.get_num_threads()
-    fastcap.set_num_threads(1)
+    fastcap.set_num_threads(threads)
     try:
-        measure(benchmark, trainer.step, kind="train1", impl=backend, group=f"train {cell} N={n}",
-                warmup=2, cell=cell, n=n, run_threads=1)
+        measure(benchmark, trainer.step, kind=f"train{threads}", impl=impl, group=f"train {cell} N={n}",
+                warmup=2, cell=cell, n=n, run_threads=threads)
     finally:
         fastcap.set_num_threads(previous)
 

@@ -34,6 +34,9 @@ CELLS = CELL_TYPES
 DTYPE = np.float32
 NULL, START, END, UNK = 0, 1, 2, 3
 LEARNING_RATE = 1e-3  # the steady-state cost of Adam does not depend on it
+# fastcap in the bfloat16 precision mode, as benchmark implementations
+# ("<backend>-bf16"): the Cython backend's engine (the others emulate the mode).
+BF16_IMPLS = ("cython-bf16",)
 
 # Scored tokens per caption (words + <END>, truncated at 16) -> captions, in
 # the 30,000 Flickr8k training captions (DESIGN.md, "Benchmark workload").

@@ -72,9 +72,15 @@ def test_probe_verdict(start, end, flagged):
 
 
 def test_gemm_probe_measures_each_thread_count():
+    import importlib.util
+
+    from fastcap import _precision
+
+    # the bf16 rate where the host has bf16 units and PyTorch measures them
+    bf16 = {"bf16_GFLOPs"} if _precision.native_bf16() and importlib.util.find_spec("torch") else set()
     probe = probes.gemm_probe(2, size=64, repeats=1)
-    assert set(probe) == {"1", "2", "gemv_GBps"} and all(v > 0 for v in probe.values())
-    assert set(probes.gemm_probe(1, size=64, repeats=1)) == {"1", "gemv_GBps"}
+    assert set(probe) == {"1", "2", "gemv_GBps", *bf16} and all(v > 0 for v in probe.values())
+    assert set(probes.gemm_probe(1, size=64, repeats=1)) == {"1", "gemv_GBps", *bf16}
 
 
 def test_limit_is_step_time_over_gemm_time_at_the_probed_rate():
@@ -115,3 +121,28 @@ def test_an_installation_without_the_suite_gets_one_clear_error(monkeypatch, cap
     assert bench.main(["--quick"]) == 1
     err = capsys.readouterr().err
     assert err.startswith("fastcap bench: error:") and "no benchmark suite" in err and err.count("\n") == 1
+
+
+def test_bf16_rows_targets_limits_and_thread_table():
+    """bf16 implementations get their own rows, their targets (vs PyTorch autocast bf16,
+    2x on an AMX host; vs fastcap float32) and the bf16 GEMM rate as their limit."""
+    medians = {("train", "train lstm N=25"): {"cython": 0.030, "cython-bf16": 0.015, "torch": 0.06,
+                                              "torch-bf16": 0.027},
+               ("train1", "train lstm N=25"): {"cython": 0.05, "cython-bf16": 0.026}}
+    data = {"benchmarks": [_b(k, g, i, m, **({"gemm_flops": 3.0e9} if k == "train" else {}))
+                           for (k, g), by in medians.items() for i, m in by.items()],
+            "fastcap_environment": {"threads": {"threads": 2}, "cpu_flags": ["avx512_bf16"],
+                                    "gemm_probe": {"start": {"1": 100.0, "2": 150.0, "bf16_GFLOPs": 300.0}}}}
+    kinds = report._collect(data["benchmarks"])
+    rows = {label: (target, ratios) for label, target, ratios in report.target_rows(kinds, data["fastcap_environment"])}
+    assert rows["train lstm N=25 bf16 vs PyTorch autocast bf16"] == (1.5, {"cython": pytest.approx(1.8)})
+    assert rows["train lstm N=25 bf16 vs fastcap float32"] == (1.6, {"cython": pytest.approx(2.0)})
+    amx = dict(data["fastcap_environment"], cpu_flags=["avx512_bf16", "amx_bf16"])
+    assert dict((label, t) for label, t, _ in report.target_rows(kinds, amx))[
+        "train lstm N=25 bf16 vs PyTorch autocast bf16"] == 2.0
+    (group, need, ratios), = report.limit_rows(kinds, data["fastcap_environment"])
+    assert need == pytest.approx(3.0e9 / 150e9)
+    assert ratios["cython"] == pytest.approx(0.030 / (3.0e9 / 150e9))
+    assert ratios["cython-bf16"] == pytest.approx(0.015 / (3.0e9 / 300e9))
+    text = report.report_markdown(data)
+    assert "## Thread scaling" in text and "| train lstm N=25 | fastcap cython bf16 | 26 ms | 15 ms | 1.73× |" in text

@@ -112,13 +112,31 @@ def bf16():
 
 def matmul(a, b, out=None):
     """a (M, K) @ b (K, N) -> (M, N): BLAS, or in the bfloat16 mode (float32 operands) the
-    active backend's bf16 product (operands rounded to bf16, float32 sums)."""
-    if a.dtype == np.float32 and b.dtype == np.float32 and bf16():
+    active backend's bf16 product (operands rounded to bf16, float32 sums). b may be
+    ``pack_matrix(b)``, made once for many products."""
+    if isinstance(b, PackedMatrix):
+        b = b.packed if b.packed is not None else b.b
+    if not isinstance(b, np.ndarray) or (a.dtype == np.float32 and b.dtype == np.float32 and bf16()):
         if out is None:
             out = np.empty((a.shape[0], b.shape[1]), dtype=np.float32)
         _backend.kernels().matmul_bf16(a, b, out)
         return out
     return np.dot(a, b, out=out)
+
+
+class PackedMatrix(NamedTuple):
+    """A right-hand operand of many products (decoding's W_vocab): b (K, N) itself, and in the
+    bfloat16 mode its bf16 packing by the backend that made it (None in float32)."""
+
+    b: np.ndarray
+    packed: object
+
+
+def pack_matrix(b):
+    """b (K, N) -> PackedMatrix, packed now for the active backend and precision."""
+    if b.dtype == np.float32 and bf16():
+        return PackedMatrix(b, _backend.kernels().pack_bf16(b))
+    return PackedMatrix(b, None)
 
 
 def affine(x, w, b):

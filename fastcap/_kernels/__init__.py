@@ -67,8 +67,12 @@ KERNELS = {
         "da_out (P,4H), dh0_out (N,H)): gradients at every step's gate pre-activations and at h0"
     ),
     # --- the bfloat16 mode's matrix products (fastcap._kernels.bf16 is the reference) ---
+    "pack_bf16": (
+        "(b (K,N) float32, any strides) -> packed: b rounded to bf16 in the layout this "
+        "backend's matmul_bf16 takes; made once for many products (decoding's W_vocab)"
+    ),
     "matmul_bf16": (
-        "(a (M,K) float32, b (K,N) float32, any strides; out (M,N) float32): "
+        "(a (M,K) float32, b (K,N) float32 or pack_bf16(b), any strides; out (M,N) float32): "
         "out = bf16(a) @ bf16(b), operands rounded to nearest even, float32 sums"
     ),
     # --- word embedding backward (the forward is a row gather: NumPy indexing) ---

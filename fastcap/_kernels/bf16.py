@@ -17,9 +17,28 @@ def round_bf16(a):
     return np.asarray(a, dtype=np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
 
 
+def pack_bf16(b):
+    """b (K, N) float32 -> its bf16 values, for many matmul_bf16 calls."""
+    return Bf16Matrix(round_bf16(b))
+
+
 def matmul_bf16(a, b, out):
-    """a (M, K), b (K, N) float32, any strides -> out (M, N) = bf16(a) @ bf16(b), float32 sums."""
-    np.dot(round_bf16(a), round_bf16(b), out=out)
+    """a (M, K), b (K, N) float32 (any strides) or pack_bf16(b) -> out (M, N) = bf16(a) @ bf16(b),
+    float32 sums."""
+    np.dot(round_bf16(a), b.W if isinstance(b, Bf16Matrix) else round_bf16(b), out=out)
+
+
+class Bf16Matrix:
+    """A matmul_bf16 operand rounded once (pack_bf16)."""
+
+    __slots__ = ("W",)
+
+    def __init__(self, W):
+        self.W = W
+
+    @property
+    def shape(self):
+        return self.W.shape
 
 
 class Bf16Weights:

@@ -77,6 +77,12 @@ class Pack(NamedTuple):
     bf16: bool = False
 
 
+class PackB(NamedTuple):
+    """A matmul_bf16 operand packed by the backend under test (``pack_bf16``; ``bind`` packs it)."""
+
+    b: np.ndarray
+
+
 def _batch_sizes(rng, N, T, captions):
     """(T,) intp: how many sequences run at each step, longest first. From
     captions: each runs to its last scored word, as the model packs them.
@@ -129,6 +135,11 @@ def lstm_recurrence_backward(rng, dtype, N, T, H, captions=None, **_):
 def recurrent_pack(rng, dtype, H, **_):
     # the LSTM's Wh for the backward product: the largest packing a step makes
     return [_f(rng, dtype, H, 4 * H, scale=1 / np.sqrt(H)), 4, True]
+
+
+def pack_bf16(rng, dtype, H, V, **_):
+    # W_vocab, as decoding packs it
+    return [_f(rng, np.float32, H, V)]
 
 
 def matmul_bf16(rng, dtype, N, T, H, V, **_):
@@ -200,6 +211,7 @@ CASES = {
     "rnn_recurrence_backward": Case(rnn_recurrence_backward, (5, 6), 2e-6),
     "lstm_recurrence_forward": Case(lstm_recurrence_forward, (5, 6, 7), 2e-6),
     "lstm_recurrence_backward": Case(lstm_recurrence_backward, (6, 7), 2e-6),
+    "pack_bf16": Case(pack_bf16, (), None),  # backend-specific: the packed matmul_bf16 row
     "matmul_bf16": Case(matmul_bf16, (2,), None),  # the bfloat16 mode: BF16_CASES
     "embedding_backward": Case(embedding_backward, (2,), 2e-6),
     "softmax_loss": Case(softmax_loss, (4,), 2e-6),
@@ -229,6 +241,15 @@ def _transposed(build, which):
     return transposed_build
 
 
+def _packed_b(build):
+    """matmul_bf16's case with b packed once by pack_bf16 (decoding's W_vocab)."""
+    def packed_build(rng, dtype, **dims):
+        args = build(rng, dtype, **dims)
+        args[1] = PackB(args[1])
+        return args
+    return packed_build
+
+
 # The bfloat16 mode's kernels (float32 only), against the NumPy backend's
 # emulation (fastcap._kernels.bf16), not against float64: bf16 rounding is
 # the definition. matmul_bf16 differs from the emulation only in the order
@@ -241,6 +262,7 @@ BF16_CASES = {
     "matmul_bf16": Case(matmul_bf16, (2,), 1.5e-6),
     "matmul_bf16 a.T": Case(_transposed(matmul_bf16, 0), (2,), 1.5e-6),
     "matmul_bf16 b.T": Case(_transposed(matmul_bf16, 1), (2,), 1.5e-6),
+    "matmul_bf16 packed b": Case(_packed_b(matmul_bf16), (2,), 1.5e-6),
     "rnn_recurrence_forward": Case(_bf16(rnn_recurrence_forward), (4,), 3e-6),
     "rnn_recurrence_backward": Case(_bf16(rnn_recurrence_backward), (5, 6), 3e-6),
     "lstm_recurrence_forward": Case(_bf16(lstm_recurrence_forward), (5, 6, 7), 3e-6),
@@ -263,4 +285,5 @@ def bind(kernels, args):
     """The arguments to call a kernel of `kernels` with: copies of the arrays,
     every Pack packed by that backend's recurrent_pack."""
     return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose, a.bf16) if isinstance(a, Pack)
+            else kernels.pack_bf16(a.b.copy()) if isinstance(a, PackB)
             else a.copy() if isinstance(a, np.ndarray) else a for a in args]

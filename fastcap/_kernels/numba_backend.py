@@ -46,7 +46,7 @@ from numba import types
 from numba.extending import overload
 
 from . import blas_recurrence
-from .bf16 import matmul_bf16  # noqa: F401 (a kernel: the bf16 mode's products, emulated)
+from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
 
 CACHE_ENV_VAR = "FASTCAP_NUMBA_CACHE"
 

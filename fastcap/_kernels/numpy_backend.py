@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from . import blas_recurrence
-from .bf16 import matmul_bf16  # noqa: F401 (a kernel: the bf16 mode's products, emulated)
+from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
 
 
 def _sigmoid(a, out):

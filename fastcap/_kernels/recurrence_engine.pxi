@@ -247,31 +247,58 @@ def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out
                          _w(da_), _w(dh0_), _w(dc_), ab, nth)
 
 
+cdef class PackedMatrix:
+    """A matmul_bf16 operand (K, N) packed into the engine's bf16 panels (made by pack_bf16)."""
+    cdef fc_packed p
+    cdef readonly tuple shape
+
+    def __dealloc__(self):
+        fc_packed_free(&self.p)
+
+
+cdef _strides(const float[:, :] a, str name):
+    """a's strides in floats (the engine indexes floats)."""
+    if a.strides[0] % 4 or a.strides[1] % 4:
+        raise ValueError(f"{name}: strides {a.strides} are not whole floats")
+    return a.strides[0] // 4, a.strides[1] // 4
+
+
+def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedMatrix
+    cdef const float[:, :] b_ = b
+    cdef Py_ssize_t K = b_.shape[0], N = b_.shape[1], rs, cs
+    if K > _INT_MAX or N > _INT_MAX:
+        raise ValueError(f"pack_bf16: dimensions above {_INT_MAX}: {(K, N)}")
+    rs, cs = _strides(b_, "pack_bf16: b")
+    cdef PackedMatrix packed = PackedMatrix.__new__(PackedMatrix)
+    packed.shape = (K, N)
+    cdef int rc = 0, nth = _engine_threads
+    cdef const float *src = &b_[0, 0] if K and N else NULL
+    with nogil:
+        rc = fc_pack_matrix_bf16(&packed.p, src, rs, cs, <int>K, <int>N, nth)
+    if rc != 0:
+        raise MemoryError(f"pack_bf16: out of memory packing a ({K}, {N}) matrix")
+    return packed
+
+
 def matmul_bf16(a,  # IN (M, K) float32, any strides
-                b,  # IN (K, N) float32, any strides
+                b,  # IN (K, N) float32, any strides, or pack_bf16(b)
                 out):  # OUT (M, N) float32 C-contiguous: bf16(a) @ bf16(b), float32 sums
     cdef const float[:, :] a_ = a
-    cdef const float[:, :] b_ = b
     cdef float[:, ::1] o_ = out
-    cdef Py_ssize_t M = a_.shape[0], K = a_.shape[1], N = b_.shape[1]
-    _check("b", (b_.shape[0], b_.shape[1]), (K, N))
+    cdef PackedMatrix bp = b if isinstance(b, PackedMatrix) else pack_bf16(b)
+    cdef Py_ssize_t M = a_.shape[0], K = a_.shape[1], N = o_.shape[1], ars, acs
+    _check("b", bp.shape, (K, N))
     _check("out", (o_.shape[0], o_.shape[1]), (M, N))
-    if M > _INT_MAX or K > _INT_MAX or N > _INT_MAX:
+    if M > _INT_MAX:
         raise ValueError(f"matmul_bf16: dimensions above {_INT_MAX}: {(M, K, N)}")
     if M == 0 or N == 0:
         return
     if K == 0:
         out[...] = 0
         return
-    cdef fc_packed bp
+    ars, acs = _strides(a_, "matmul_bf16: a")
     cdef int rc, nth = _engine_threads
-    # memoryview strides are in bytes; the engine indexes floats
-    cdef Py_ssize_t brs = b_.strides[0] // 4, bcs = b_.strides[1] // 4
-    cdef Py_ssize_t ars = a_.strides[0] // 4, acs = a_.strides[1] // 4
     with nogil:
-        rc = fc_pack_matrix_bf16(&bp, &b_[0, 0], brs, bcs, <int>K, <int>N, nth)
-        if rc == 0:
-            rc = fc_gemm_bf16(&a_[0, 0], ars, acs, <int>M, &bp, &o_[0, 0], o_.shape[1], nth)
-        fc_packed_free(&bp)
+        rc = fc_gemm_bf16(&a_[0, 0], ars, acs, <int>M, &bp.p, &o_[0, 0], o_.shape[1], nth)
     if rc != 0:
         raise MemoryError(f"matmul_bf16: out of memory for a ({M}, {K}) @ ({K}, {N}) product")

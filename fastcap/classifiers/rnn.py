@@ -191,7 +191,9 @@ class CaptioningRNN:
         if words.shape[0] != state.rows:
             raise ValueError(f"words must have one index per state row ({state.rows}), got shape {words.shape}")
         state = state.advance(words)
-        return _sequence.affine(state.h, state.params["W_vocab"], state.params["b_vocab"]), state
+        scores = state.scores()
+        scores += state.params["b_vocab"]
+        return scores, state
 
     def sample(self, features, max_length=30):
         """Greedy test-time captions.
@@ -224,7 +226,8 @@ class DecodeState:
         self.cell_type, self.params, self.h = cell_type, params, h
         self.lstm = cell_type == "lstm"
         self.c = np.zeros_like(h) if self.lstm and c is None else c
-        self._packed = packed  # (the backend's kernels, Wh packed by them): made on first advance
+        # ((backend kernels, bf16 mode), Wh packed by them, W_vocab packed): made on first use
+        self._packed = packed
         if table is None:
             V, G = params["W_embed"].shape[0], params["Wx"].shape[1]
             table = (np.empty((V, G), dtype=h.dtype), np.zeros(V, dtype=bool))
@@ -288,13 +291,23 @@ class DecodeState:
             known[new] = True
         return table[words]
 
+    def packed(self):
+        """(key, Wh packed for the recurrence, W_vocab packed for the scores), made once per
+        backend and precision and shared by every state derived from this one."""
+        key = (_backend.kernels(), _sequence.bf16())
+        if self._packed is None or self._packed[0] != key:
+            self._packed = (key, _sequence.pack(self.params["Wh"], CELLS[self.cell_type].gates, False),
+                            _sequence.pack_matrix(self.params["W_vocab"]))
+        return self._packed
+
+    def scores(self):
+        """h @ W_vocab (n, V), without b_vocab."""
+        return _sequence.matmul(self.h, self.packed()[2])
+
     def advance(self, words):
         """The state after feeding words (n,) intp, one recurrent step on the engine."""
         K = _backend.kernels()
-        key = (K, _sequence.bf16())
-        if self._packed is None or self._packed[0] != key:  # packed once per backend and precision
-            self._packed = (key, _sequence.pack(self.params["Wh"], CELLS[self.cell_type].gates, False))
-        packed = self._packed[1]
+        packed = self.packed()[1]
         xw, n = self._inputs(words), words.shape[0]
         batch = np.array([n], dtype=np.intp)
         h = np.empty_like(self.h)
@@ -316,7 +329,7 @@ def _greedy_decode(state, start, end, null, max_length):
     once every caption has stopped.
     """
     K = _backend.kernels()
-    W_vocab, b_vocab = state.params["W_vocab"], state.params["b_vocab"]
+    b_vocab = state.params["b_vocab"]
     N = state.rows
     captions = np.full((N, max_length), null, dtype=np.int32)
     if not N:
@@ -326,7 +339,7 @@ def _greedy_decode(state, start, end, null, max_length):
     word = np.full(N, start, dtype=np.intp)  # (n,) last word of each running caption
     for t in range(max_length):
         state = state.advance(word)
-        ended = K.argmax_words(_sequence.matmul(state.h, W_vocab), b_vocab, end, word)
+        ended = K.argmax_words(state.scores(), b_vocab, end, word)
         if alive.size == N:
             captions[:, t] = word
         else:

@@ -140,7 +140,8 @@ def pack_matrix(b):
 
 
 def affine(x, w, b):
-    """x (M, D) @ w (D, K) + b (K,) -> (M, K): input projections, the vocabulary projection."""
+    """x (M, D) @ w (D, K) (or pack_matrix(w)) + b (K,) -> (M, K): input projections, the
+    vocabulary projection."""
     out = matmul(x, w)
     out += b
     return out

@@ -226,7 +226,7 @@ class DecodeState:
         self.cell_type, self.params, self.h = cell_type, params, h
         self.lstm = cell_type == "lstm"
         self.c = np.zeros_like(h) if self.lstm and c is None else c
-        # ((backend kernels, bf16 mode), Wh packed by them, W_vocab packed): made on first use
+        # ((backend kernels, bf16 mode), Wh, W_vocab, Wx packed by them): made on first use
         self._packed = packed
         if table is None:
             V, G = params["W_embed"].shape[0], params["Wx"].shape[1]
@@ -282,22 +282,24 @@ class DecodeState:
         """xw (n, G) = W_embed[words] @ Wx + b."""
         P = self.params
         if words.shape[0] <= _DIRECT_ROWS:
-            return _sequence.affine(P["W_embed"][words], P["Wx"], P["b"])
+            return _sequence.affine(P["W_embed"][words], self.packed()[3], P["b"])
         table, known = self._table
         fresh = ~known[words]
         if fresh.any():
             new = np.unique(words[fresh])
-            table[new] = _sequence.affine(P["W_embed"][new], P["Wx"], P["b"])
+            table[new] = _sequence.affine(P["W_embed"][new], self.packed()[3], P["b"])
             known[new] = True
         return table[words]
 
     def packed(self):
-        """(key, Wh packed for the recurrence, W_vocab packed for the scores), made once per
-        backend and precision and shared by every state derived from this one."""
+        """(key, Wh packed for the recurrence, W_vocab and Wx packed for the scores and the
+        word inputs), made once per backend and precision and shared by every state derived
+        from this one."""
         key = (_backend.kernels(), _sequence.bf16())
         if self._packed is None or self._packed[0] != key:
-            self._packed = (key, _sequence.pack(self.params["Wh"], CELLS[self.cell_type].gates, False),
-                            _sequence.pack_matrix(self.params["W_vocab"]))
+            P = self.params
+            self._packed = (key, _sequence.pack(P["Wh"], CELLS[self.cell_type].gates, False),
+                            _sequence.pack_matrix(P["W_vocab"]), _sequence.pack_matrix(P["Wx"]))
         return self._packed
 
     def scores(self):

@@ -58,7 +58,8 @@ def test_round_bf16_is_round_to_nearest_even():
     bits = np.random.default_rng(0).integers(0, 2**32, 100_000, dtype=np.uint64).astype(np.uint32)
     x = bits.view(np.float32)
     finite = np.isfinite(x) & (np.abs(x) < 3.38e38)  # below the top binade, rounding cannot overflow
-    want = ((bits + 0x7FFF + ((bits >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
+    wide = bits.astype(np.uint64)
+    want = ((wide + 0x7FFF + ((wide >> 16) & 1)) >> 16 << 16).astype(np.uint32).view(np.float32)
     np.testing.assert_array_equal(emulation.round_bf16(x)[finite], want[finite])
     assert np.isnan(emulation.round_bf16(np.array([np.nan], np.float32))[0])
 

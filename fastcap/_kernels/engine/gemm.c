@@ -70,6 +70,7 @@ static void gemm_task(void *ctx, int tid, int nth)
     const gemm_job *g = ctx;
     const int M = g->M, N = g->B->H, Kp = g->Kp;
     /* 1. this thread's rows of A in bf16, then wait for the others' */
+    FC_CHECK(g->Kp == (g->B->K + 1) / 2);
     round_rows(g, (int)((long)M * tid / nth), (int)((long)M * (tid + 1) / nth));
     fc_pool_barrier(nth);
     /* 2. this thread's tasks */
@@ -83,6 +84,7 @@ static void gemm_task(void *ctx, int tid, int nth)
 #define BODY(mr, r)                                                                    \
     {                                                                                  \
         vf acc[FC_MR][4];                                                              \
+        FC_CHECK((r) + (mr) <= M && c0 < N && (ptrdiff_t)p * Kp * FC_PW < (ptrdiff_t)g->B->npanels * Kp * FC_PW); \
         tile_bf16(mr, g->Ab + (ptrdiff_t)(r) * Kp, Kp, panel, Kp, acc);                \
         for (int m = 0; m < (mr); m++)                                                 \
             for (int v = 0; v < 4; v++) {                                              \

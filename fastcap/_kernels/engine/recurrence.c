@@ -9,22 +9,6 @@
 #include "simd.h"
 #include "tiles.h"
 
-/* Debug builds (FASTCAP_CYTHON_DEBUG=1 at build time) check every row and
- * column range the engine touches against the array extents and abort with a
- * message instead of reading or writing out of bounds. */
-#if defined(FASTCAP_DEBUG_BUILD) && FASTCAP_DEBUG_BUILD
-#include <stdio.h>
-#define FC_CHECK(cond)                                                                  \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "fastcap engine: bounds check failed: %s (%s:%d)\n", #cond,  \
-                    __FILE__, __LINE__);                                                \
-            abort();                                                                    \
-        }                                                                               \
-    } while (0)
-#else
-#define FC_CHECK(cond) ((void)0)
-#endif
 
 const char *fc_engine_isa(void) { return FC_BF16_NATIVE ? "avx512bf16" : FC_ISA; }
 int fc_engine_vector_width(void) { return FC_VW; }

@@ -16,6 +16,24 @@
 
 #define FC_INLINE static inline __attribute__((always_inline))
 
+/* Debug builds (FASTCAP_CYTHON_DEBUG=1 at build time) check every row and
+ * column range the engine touches against the array extents and abort with a
+ * message instead of reading or writing out of bounds. */
+#if defined(FASTCAP_DEBUG_BUILD) && FASTCAP_DEBUG_BUILD
+#include <stdio.h>
+#include <stdlib.h>
+#define FC_CHECK(cond)                                                                  \
+    do {                                                                                \
+        if (!(cond)) {                                                                  \
+            fprintf(stderr, "fastcap engine: bounds check failed: %s (%s:%d)\n", #cond,  \
+                    __FILE__, __LINE__);                                                \
+            abort();                                                                    \
+        }                                                                               \
+    } while (0)
+#else
+#define FC_CHECK(cond) ((void)0)
+#endif
+
 FC_INLINE void tile(int mr, const float *A, ptrdiff_t lda, const float *panel, int K,
                     vf acc[FC_MR][4])
 {

@@ -14,7 +14,8 @@ import numpy as np
 
 def round_bf16(a):
     """float32 a -> float32 array of a's values rounded to bfloat16 (nearest even)."""
-    return np.asarray(a, dtype=np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
+    with np.errstate(invalid="ignore"):  # NaN stays NaN, as in the compiled kernels, without a warning
+        return np.asarray(a, dtype=np.float32).astype(ml_dtypes.bfloat16).astype(np.float32)
 
 
 def pack_bf16(b):

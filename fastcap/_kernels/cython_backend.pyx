@@ -31,17 +31,12 @@
 #   in float (the reference's float32 does the same), except that loss sums
 #   accumulate in double.
 # * exp, sigmoid, tanh. The libm scalar calls are slow here (glibc's tanhf is
-#   ~30 ns) and block vectorization, so exp(x) for x <= 0 -- the only exp any
-#   kernel needs: sigmoid takes exp(-|x|), tanh exp(-2|x|), softmax
-#   exp(x - max) -- is a short branch-free function below: Cody-Waite range
-#   reduction x = k*ln2 + r with |r| <= ln2/2, a Taylor polynomial in r
-#   (degree 7 in float: error < 1 ulp; degree 13 in double: < 1e-17 before
-#   rounding) and 2**k built in the exponent bits. Sigmoid is the reference's
-#   stable form, 1/(1+e) for x >= 0 and e/(1+e) for x < 0 with e = exp(-|x|).
-#   tanh(x) = sign(x) * (1-e)/(1+e) with e = exp(-2|x|), and its odd Taylor
-#   series below |x| = 1/8, where 1-e would cancel. Measured against long
-#   double over [-800, 800] and down to 1e-300: within 3 ulp (relative error
-#   5.3e-16 in float64, 2.8e-7 in float32; NumPy's tanh: 1.6e-16, 1.0e-7).
+#   ~30 ns) and block vectorization, so they are short branch-free functions
+#   in fastcap/_kernels/engine/vecmath.h, the one header of the compiled
+#   code's vector math: the scalar forms (float and double) are inlined into
+#   the loops below, the vector forms into the engine's cells, and the two
+#   give the same bits (``_vecmath_forms``, tested). See the header for the
+#   algorithms and their measured accuracy.
 # * Large GEMMs and row gathers are not kernels: the shared orchestration
 #   (fastcap._sequence) runs them once, through NumPy's BLAS and indexing; only
 #   the per-step recurrent products are the engine's own register tiles, over
@@ -119,67 +114,37 @@ cdef extern from *:
     #define FASTCAP_OPENMP 0
     #endif
 
-    /* exp(x) for x <= 0 (x > 0 up to ~80 works too but no kernel needs it).
-       x = k*ln2 + r: k = round(x*log2(e)) by the 1.5*2^23 shifter, whose low
-       mantissa bits then hold k, so 2^k is built with integer ops only; r by
-       Cody-Waite with ln2 split in a short high part (k*ln2_hi is exact) and
-       a low part. Below the smallest normal exponent the result is 0. */
-    static inline float fastcap_exp_nonpos_f(float x)
-    {
-        const float lo = -87.0f, shifter = 12582912.0f;
-        float xc = x < lo ? lo : x;
-        float t = xc * 1.44269504088896341f + shifter;
-        float k = t - shifter;
-        float r = (xc - k * 0.693359375f) - k * -2.12194440e-4f;
-        float p = 1.0f / 5040.0f;
-        p = p * r + 1.0f / 720.0f;
-        p = p * r + 1.0f / 120.0f;
-        p = p * r + 1.0f / 24.0f;
-        p = p * r + 1.0f / 6.0f;
-        p = p * r + 0.5f;
-        p = p * r + 1.0f;
-        p = p * r + 1.0f;
-        uint32_t bits;
-        float scale;
-        memcpy(&bits, &t, sizeof bits);
-        bits = (bits + 127u) << 23;
-        memcpy(&scale, &bits, sizeof scale);
-        return x < lo ? 0.0f : p * scale;
-    }
+    /* exp, sigmoid and tanh: the one header of the compiled code's vector math */
+    #include "engine/vecmath.h"
 
-    /* The same algorithm in double (C has no generic functions; the
-       constants and the polynomial's degree, 13, differ). */
-    static inline double fastcap_exp_nonpos_d(double x)
+    /* x (n) through the scalar (vector = 0) or the vector forms: exp(-|x|),
+       sigmoid(x), tanh(x), for the test that they agree bit for bit. */
+    static void fastcap_vecmath_forms(const float *x, ptrdiff_t n, int vector, float *ex,
+                                      float *sig, float *th)
     {
-        const double lo = -708.0, shifter = 6755399441055744.0;
-        double xc = x < lo ? lo : x;
-        double t = xc * 1.44269504088896338700e+00 + shifter;
-        double k = t - shifter;
-        double r = (xc - k * 6.93147180369123816490e-01) - k * 1.90821492927058770002e-10;
-        double p = 1.0 / 6227020800.0;
-        p = p * r + 1.0 / 479001600.0;
-        p = p * r + 1.0 / 39916800.0;
-        p = p * r + 1.0 / 3628800.0;
-        p = p * r + 1.0 / 362880.0;
-        p = p * r + 1.0 / 40320.0;
-        p = p * r + 1.0 / 5040.0;
-        p = p * r + 1.0 / 720.0;
-        p = p * r + 1.0 / 120.0;
-        p = p * r + 1.0 / 24.0;
-        p = p * r + 1.0 / 6.0;
-        p = p * r + 0.5;
-        p = p * r + 1.0;
-        p = p * r + 1.0;
-        uint64_t bits;
-        double scale;
-        memcpy(&bits, &t, sizeof bits);
-        bits = (bits + 1023u) << 52;
-        memcpy(&scale, &bits, sizeof scale);
-        return x < lo ? 0.0 : p * scale;
+        for (ptrdiff_t i = 0; i < n; i += vector ? FC_VW : 1) {
+            if (!vector) {
+                ex[i] = fc_exp_nonpos_f(x[i] >= 0.0f ? -x[i] : x[i]);
+                sig[i] = fc_sigmoid_f(x[i]);
+                th[i] = fc_tanh_f(x[i]);
+                continue;
+            }
+            int k = n - i < FC_VW ? (int)(n - i) : FC_VW;
+            vf v = vf_load_n(x + i, k);
+            vf_store_n(ex + i, vf_exp_nonpos(vf_neg_abs(v)), k);
+            vf_store_n(sig + i, vf_sigmoid(v), k);
+            vf_store_n(th + i, vf_tanh(v), k);
+        }
     }
     """
-    float _exp_nonpos_f "fastcap_exp_nonpos_f"(float x) noexcept nogil
-    double _exp_nonpos_d "fastcap_exp_nonpos_d"(double x) noexcept nogil
+    float _exp_nonpos_f "fc_exp_nonpos_f"(float x) noexcept nogil
+    double _exp_nonpos_d "fc_exp_nonpos_d"(double x) noexcept nogil
+    void fastcap_vecmath_forms(const float *x, Py_ssize_t n, int vector, float *ex, float *sig,
+                               float *th) noexcept nogil
+    float _sigmoid_f "fc_sigmoid_f"(float x) noexcept nogil
+    double _sigmoid_d "fc_sigmoid_d"(double x) noexcept nogil
+    float _tanh_f "fc_tanh_f"(float x) noexcept nogil
+    double _tanh_d "fc_tanh_d"(double x) noexcept nogil
     int FASTCAP_DEBUG_BUILD
     int FASTCAP_NATIVE_BUILD
     int FASTCAP_OPENMP
@@ -218,6 +183,17 @@ def cpu_has_avx512_bf16():
     return bool(fastcap_cpu_has_avx512_bf16())
 
 
+def _vecmath_forms(x, bint vector):
+    """(exp(-|x|), sigmoid(x), tanh(x)) of float32 x by vecmath.h's scalar or vector
+    forms (for the test that they give the same bits)."""
+    cdef const float[::1] x_ = np.ascontiguousarray(x, dtype=np.float32).reshape(-1)
+    out = np.empty((3, x_.shape[0]), dtype=np.float32)
+    cdef float[:, ::1] o = out
+    if x_.shape[0]:
+        fastcap_vecmath_forms(&x_[0], x_.shape[0], vector, &o[0, 0], &o[1, 0], &o[2, 0])
+    return out
+
+
 def _set_parallel_min(Py_ssize_t n):
     """Set the prange threshold (elements of work); returns the previous one.
     For tests (to run the threaded paths on small inputs) and benchmarks."""
@@ -237,30 +213,17 @@ cdef inline floating_t _exp_nonpos(floating_t x) noexcept nogil:
 
 
 cdef inline floating_t _sigmoid(floating_t x) noexcept nogil:
-    # The reference's stable form: exp only ever sees -|x|.
-    cdef floating_t zero = 0, one = 1
-    cdef floating_t e = _exp_nonpos(-x if x >= zero else x)
-    return (one if x >= zero else e) / (one + e)
+    if floating_t is float:
+        return _sigmoid_f(x)
+    else:
+        return _sigmoid_d(x)
 
 
 cdef inline floating_t _tanh(floating_t x) noexcept nogil:
-    # (Constants are typed so that float32 stays in float: a bare 1 or 0.5 is
-    # a C double and would widen the whole expression.)
-    cdef floating_t zero = 0, one = 1
-    cdef floating_t a = x if x >= zero else -x
-    cdef floating_t e = _exp_nonpos(-(a + a))
-    cdef floating_t t = (one - e) / (one + e)
-    # Below 1/8, 1 - e cancels: use the odd series (truncation < 1e-17 relative).
-    cdef floating_t a2 = a * a
-    cdef floating_t s = <floating_t>(-929569.0 / 638512875.0) * a2 + <floating_t>(21844.0 / 6081075.0)
-    s = s * a2 + <floating_t>(-1382.0 / 155925.0)
-    s = s * a2 + <floating_t>(62.0 / 2835.0)
-    s = s * a2 + <floating_t>(-17.0 / 315.0)
-    s = s * a2 + <floating_t>(2.0 / 15.0)
-    s = s * a2 + <floating_t>(-1.0 / 3.0)
-    s = a + a * a2 * s
-    t = s if a < <floating_t>0.125 else t
-    return t if x >= zero else -t
+    if floating_t is float:
+        return _tanh_f(x)
+    else:
+        return _tanh_d(x)
 
 
 # ----------------------------------------------------------------------------

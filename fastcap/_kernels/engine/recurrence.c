@@ -8,6 +8,7 @@
 #include "pool.h"
 #include "simd.h"
 #include "tiles.h"
+#include "vecmath.h"
 
 
 const char *fc_engine_isa(void) { return FC_BF16_NATIVE ? "avx512bf16" : FC_ISA; }

@@ -12,9 +12,7 @@
  * GCC vector extensions keep the code one source for all three; FMA is asked
  * for explicitly (fc_fma) because the builds compile with -ffp-contract=off.
  *
- * exp, sigmoid and tanh are the vector forms of the scalar functions of
- * cython_backend.pyx (same range reduction, polynomial and stable forms), so
- * the engine's gates round like the Cython cell kernels'.
+ * exp, sigmoid and tanh are in vecmath.h, beside their scalar forms.
  */
 #ifndef FASTCAP_ENGINE_SIMD_H
 #define FASTCAP_ENGINE_SIMD_H
@@ -91,58 +89,6 @@ static inline vf fc_fma(vf a, vf b, vf c) /* a*b + c, rounded once where the CPU
 static inline vf vf_select(vi mask, vf a, vf b) /* mask ? a : b, lane by lane */
 {
     return (vf)(((vi)a & mask) | ((vi)b & ~mask));
-}
-
-/* exp(x) for x <= 0: x = k*ln2 + r (Cody-Waite), degree-7 Taylor polynomial
- * in r, 2^k built in the exponent bits from the 1.5*2^23 shifter; 0 below
- * -87. NaN stays NaN. */
-static inline vf vf_exp_nonpos(vf x)
-{
-    const vf lo = vf_set1(-87.0f), shifter = vf_set1(12582912.0f);
-    vi under = x < lo;
-    vf xc = vf_select(under, lo, x);
-    vf t = xc * 1.44269504088896341f + shifter;
-    vf k = t - shifter;
-    vf r = (xc - k * 0.693359375f) - k * -2.12194440e-4f;
-    vf p = vf_set1(1.0f / 5040.0f);
-    p = p * r + 1.0f / 720.0f;
-    p = p * r + 1.0f / 120.0f;
-    p = p * r + 1.0f / 24.0f;
-    p = p * r + 1.0f / 6.0f;
-    p = p * r + 0.5f;
-    p = p * r + 1.0f;
-    p = p * r + 1.0f;
-    vf scale = (vf)(((vi)t + 127) << 23);
-    return vf_select(under, vf_set1(0.0f), p * scale);
-}
-
-static inline vf vf_neg_abs(vf x) { return (vf)((vi)x | (vi)vf_set1(-0.0f)); }
-
-/* The stable sigmoid: 1/(1+e) for x >= 0, e/(1+e) below, e = exp(-|x|). */
-static inline vf vf_sigmoid(vf x)
-{
-    vf e = vf_exp_nonpos(vf_neg_abs(x));
-    return vf_select(x >= 0.0f, vf_set1(1.0f), e) / (1.0f + e);
-}
-
-/* tanh(x) = sign(x) (1-e)/(1+e), e = exp(-2|x|); the odd series below 1/8. */
-static inline vf vf_tanh(vf x)
-{
-    vf na = vf_neg_abs(x);
-    vf a = -na;
-    vf e = vf_exp_nonpos(na + na);
-    vf t = (1.0f - e) / (1.0f + e);
-    vf a2 = a * a;
-    vf s = (float)(-929569.0 / 638512875.0) * a2 + (float)(21844.0 / 6081075.0);
-    s = s * a2 + (float)(-1382.0 / 155925.0);
-    s = s * a2 + (float)(62.0 / 2835.0);
-    s = s * a2 + (float)(-17.0 / 315.0);
-    s = s * a2 + (float)(2.0 / 15.0);
-    s = s * a2 + (float)(-1.0 / 3.0);
-    s = a + a * a2 * s;
-    t = vf_select(a < 0.125f, s, t);
-    /* copy the sign of x (NaN: t is NaN already) */
-    return (vf)((vi)t | ((vi)x & (vi)vf_set1(-0.0f)));
 }
 
 #endif

@@ -92,7 +92,7 @@ def _load_for_inference(args):
         raise DataError(f"checkpoint {ckpt.path} was trained on {spec['path']}, which is not there "
                         "any more; pass --data DIR")
     source = describe_data(spec)
-    data = load_data(spec)
+    data = load_data(spec, ckpt.config["model"]["dtype"])
     ckpt.check_vocab(data["idx_to_word"], source)
     ckpt.check_input_dim(data[f"{args.split}_features"].shape[1], source)
     model = ckpt.build_model()
@@ -333,6 +333,7 @@ def _version():
 def _report(exc, debug, internal=False):
     if debug:
         traceback.print_exc()
+    from ._resources import OutOfMemory
     from .coco_utils import LAYOUT
 
     msg = str(exc) or type(exc).__name__
@@ -340,7 +341,11 @@ def _report(exc, debug, internal=False):
     if layout:
         msg = msg.replace("; " + LAYOUT, "").replace(LAYOUT, "")
     msg = _one_line(msg)
-    if internal:
+    if isinstance(exc, MemoryError) and not isinstance(exc, OutOfMemory):
+        # Out of memory where no size was checked beforehand: still the machine's limit.
+        msg = (f"out of memory ({msg}); ask for less (--batch-size, --hidden-dim, "
+               "--wordvec-dim, the data's size) or free memory")
+    elif internal:
         msg = f"{type(exc).__name__}: {msg} (this is a bug in fastcap; rerun with --debug for " \
               "the traceback)"
     elif isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in msg:
@@ -393,7 +398,7 @@ def main(argv=None):
             pass
         return 0
     except (CheckpointError, ValueError, OSError, ImportError, FloatingPointError,
-            RankError) as exc:
+            RankError, MemoryError) as exc:
         _report(exc, debug)
         return 1
     except Exception as exc:  # an unexpected failure: still one line unless --debug

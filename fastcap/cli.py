@@ -28,7 +28,7 @@ def _setup_runtime(args):
     if getattr(args, "backend", None):
         fastcap.set_backend(args.backend)
     if getattr(args, "threads", None) is not None:
-        fastcap.set_num_threads(args.threads)
+        fastcap.set_num_threads(args.threads, source="--threads")
 
 
 def _add_runtime_options(p):

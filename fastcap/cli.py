@@ -109,7 +109,7 @@ def _inputs(args, ckpt=None):
     (those of --data, or of the checkpoint's data directory once it is loaded)."""
     from .coco_utils import DATA_FILES
 
-    paths = [args.checkpoint]
+    paths = [args.checkpoint, *([ckpt.path] if ckpt is not None else [])]  # a directory names one
     dirs = [args.data] if args.data is not None else []
     if ckpt is not None and ckpt.config["data"]["source"] == "dir":
         dirs.append(ckpt.config["data"]["path"])

@@ -186,9 +186,11 @@ def test_evaluate_json_replaces_its_own_results_and_says_what_it_would_replace(c
                      "--backend", "numpy"]) == 0
     first = json.loads(out.read_text())
     assert {"checkpoint", "split", "decoding", "bleu4"} <= set(first)
-    # the checkpoint itself, even with --overwrite
-    assert cli.main(["evaluate", str(ckpt), "--json", str(ckpt), "--overwrite"]) == 1
-    assert ckpt.read_bytes()[:2] == b"PK"
+    # the checkpoint itself, even with --overwrite, also when named by its directory
+    before = ckpt.read_bytes()
+    for given in (ckpt, ckpt.parent):
+        assert cli.main(["evaluate", str(given), "--json", str(ckpt), "--overwrite"]) == 1
+        assert ckpt.read_bytes() == before
     out.write_text("{}")  # JSON, but not results: not fastcap's
     with pytest.raises(FileExistsError, match=r"--json .*r\.json exists \(2 bytes\).*--overwrite"):
         cli._json_target(type("A", (), {"json": str(out), "overwrite": False, "checkpoint": str(ckpt),
@@ -232,3 +234,20 @@ def test_show_writes_the_format_its_suffix_names(ckpt, tmp_path):
         cli.cmd_show(type("A", (), dict(out=str(bad), overwrite=False, split="val", backend=None,
                                         threads=None, checkpoint=str(ckpt), data=None))())
     assert not bad.exists()
+
+
+def test_bench_report_files_go_through_the_mechanism(tmp_path, capsys):
+    """`fastcap bench --out DIR`: its report files are replaced freely (they are the bench's
+    by name) but never through a link, and never the --from-json input."""
+    victim = tmp_path / "victim"
+    victim.write_bytes(VICTIM)
+    d = tmp_path / "bench"
+    d.mkdir()
+    (d / "speedups.md").symlink_to(victim)
+    assert cli.main(["bench", "--from-json", str(tmp_path / "x.json"), "--out", str(d)]) == 2
+    assert "speedups.md" in capsys.readouterr().err and victim.read_bytes() == VICTIM
+    (d / "speedups.md").unlink()
+    (d / "speedups.png").write_bytes(VICTIM)
+    assert cli.main(["bench", "--from-json", str(d / "speedups.png"), "--out", str(d)]) == 2
+    assert "an input of this command" in capsys.readouterr().err
+    assert (d / "speedups.png").read_bytes() == VICTIM

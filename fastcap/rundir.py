@@ -6,13 +6,17 @@ Three rules, so that no run is overwritten, mixed with another or lost:
   ``DIR/.fastcap.lock`` from before its first write to its end; the file
   names the holder (pid, host, start time, command). A second run on the same
   directory stops with an error saying who holds it. The kernel releases the
-  lock when a process dies, so a killed run never leaves a stale lock.
+  lock when a process dies, so a killed run never leaves a stale lock. The
+  lock file is opened without following a link, and only as a regular file
+  with one name (it is rewritten in place).
 * **Nothing foreign is replaced without --overwrite.** A run owns the files
   of ``OUTPUT_FILES`` in its directory only when it continues the run that
-  wrote them (``--resume DIR/checkpoint.npz`` writing to DIR). Otherwise, if
-  any of them exist, the run refuses to start and lists them; with
-  ``--overwrite`` they are removed when the run starts, so nothing of the old
-  run is left beside the new one.
+  wrote them (``--resume DIR/checkpoint.npz`` writing to DIR, compared as real
+  paths). Otherwise, if any of them exist, the run refuses to start and lists
+  them; with ``--overwrite`` they are removed when the run starts, so nothing
+  of the old run is left beside the new one, except the checkpoint being
+  resumed, which is never removed. Outputs that are not regular files are
+  refused, --overwrite or not (fastcap._atomic).
 * **Killed runs leave no debris.** A SIGKILL during an atomic write leaves
   its temporary file (``.checkpoint.npz.XXXX.tmp``); the next run on the
   directory, holding the lock, removes those of the files it writes.

@@ -438,8 +438,13 @@ def write_chart(data, path):
     fig.suptitle(f"fastcap benchmarks: {env.get('cpu_model', '?')}, "
                  f"{(env.get('threads') or {}).get('threads', '?')} threads", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    fig.savefig(path, dpi=110)
+    from fastcap._atomic import atomic_write
+
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
+
+
+REPORT_FILES = ("speedups.md", "speedups.png")
 
 
 def write_report(json_path, out_dir):
@@ -448,7 +453,9 @@ def write_report(json_path, out_dir):
         data = json.load(f)
     out_dir = pathlib.Path(out_dir)
     md = report_markdown(data)
-    (out_dir / "speedups.md").write_text(md + "\n")
-    write_chart(data, out_dir / "speedups.png")
-    return md, [out_dir / "speedups.md", out_dir / "speedups.png"]
+    from fastcap._atomic import atomic_write_text
+
+    atomic_write_text(out_dir / REPORT_FILES[0], md + "\n")
+    write_chart(data, out_dir / REPORT_FILES[1])
+    return md, [out_dir / name for name in REPORT_FILES]
 

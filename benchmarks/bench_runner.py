@@ -22,7 +22,7 @@ import pathlib
 import subprocess
 import sys
 
-from bench_report import PROG, write_report
+from bench_report import PROG, REPORT_FILES, write_report
 from host_probes import THREADS_ENV, usable_cores
 
 import fastcap
@@ -87,6 +87,16 @@ def main(argv=None):
         print(f"{PROG}: error: --threads must be at least 1", file=sys.stderr)
         return 2
 
+    # The report's files in --out are the bench's by name (as a run's are in its directory);
+    # what is not a regular file, or the --from-json input, is never replaced.
+    from fastcap._atomic import UnsafeOutputError, check_target
+
+    try:
+        for name in ("benchmark.json", *REPORT_FILES):
+            check_target(out / name, what=f"--out {out}:", inputs=[args.from_json], overwrite=True)
+    except UnsafeOutputError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     if args.from_json:
         out.mkdir(parents=True, exist_ok=True)
         md, written = write_report(args.from_json, out)
@@ -134,8 +144,9 @@ def main(argv=None):
     with open(json_path) as f:
         data = json.load(f)
     data["fastcap_bench_meta"] = meta
-    with open(json_path, "w") as f:
-        json.dump(data, f, indent=2)
+    from fastcap._atomic import atomic_write_text
+
+    atomic_write_text(json_path, json.dumps(data, indent=2))
     md, written = write_report(json_path, out)
     print(md)
     print(f"\n{PROG}: wrote {json_path}, {', '.join(map(str, written))}")

@@ -1,12 +1,89 @@
-"""Atomic file writes, shared by checkpoints and the data generator.
+"""Every file fastcap writes goes through here: vetted, then written atomically.
 
-A reader (or a crash) sees either the old file or the complete new one, never
-a half-written file under the final name.
+The rules (one mechanism for checkpoints, JSON, images, samples, the run lock
+and data files):
+
+* paths are resolved to real paths (a symlinked directory is the directory);
+* a file fastcap creates is never written through a symbolic link, and a
+  target that is not a regular file (a link, directory, FIFO, device,
+  socket) is refused: ``check_special``, run by ``atomic_write`` itself;
+* an input of the same command is never replaced (``check_target``'s ``inputs``);
+* what fastcap did not write is replaced only with ``overwrite`` (the caller's
+  --overwrite), and the refusal says what would be replaced;
+* a reader (or a crash) sees either the old file or the complete new one, never
+  a half-written file under the final name (``atomic_write``).
 """
 import os
+import stat
 import tempfile
 
-__all__ = ["atomic_write", "atomic_write_text", "temporaries"]
+__all__ = ["atomic_write", "atomic_write_text", "temporaries", "check_special", "check_target",
+           "real_path", "same_file", "UnsafeOutputError"]
+
+
+class UnsafeOutputError(ValueError):
+    """A path fastcap was asked to write that it must not write (see the module docstring)."""
+
+
+def real_path(path):
+    """Absolute path with its directories' symbolic links resolved; the last name is kept as is
+    (a link there is the file fastcap would replace, not one to follow)."""
+    directory, name = os.path.split(os.path.abspath(os.fspath(path)))
+    return os.path.join(os.path.realpath(directory), name)
+
+
+def _kind(mode):
+    for test, kind in ((stat.S_ISLNK, "a symbolic link"), (stat.S_ISDIR, "a directory"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
+                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
+def check_special(path, what="the output"):
+    """Raise UnsafeOutputError if ``path`` exists and is not a regular file; returns its
+    os.lstat result (None when absent). Never follows a final symbolic link, never opens it
+    (opening a FIFO would block)."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafeOutputError(f"{what} {path} is {_kind(st.st_mode)}; fastcap writes only "
+                                "regular files of its own: remove it or choose another name")
+    return st
+
+
+def same_file(a, b):
+    """Whether paths ``a`` and ``b`` name one file (following links; False if either is absent)."""
+    try:
+        sa, sb = os.stat(a), os.stat(b)
+    except (FileNotFoundError, NotADirectoryError, PermissionError):
+        return False
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def check_target(path, *, what, inputs=(), overwrite=False, ours=None, flag="--overwrite"):
+    """Vet ``path`` as a file fastcap is about to write; returns its real path (``real_path``).
+
+    what: how the user named it ("--json FILE"); inputs: paths this command
+    reads, never replaced; ours(path) -> bool: whether an existing regular
+    file is one fastcap wrote (replaced freely); otherwise replacing it needs
+    ``overwrite``. Raises UnsafeOutputError or FileExistsError saying why.
+    """
+    real = real_path(path)
+    st = check_special(real, what)
+    if st is None:
+        return real
+    for source in inputs:
+        if source is not None and same_file(real, source):
+            raise UnsafeOutputError(f"{what} {path} is {source}, an input of this command; "
+                                    "fastcap never replaces its inputs: choose another name")
+    if not overwrite and not (ours is not None and ours(real)):
+        raise FileExistsError(f"{what} {path} exists ({st.st_size:,} bytes) and is not a file "
+                              f"fastcap wrote; pass {flag} to replace it, or choose another name")
+    return real
 
 
 _SUFFIX = ".tmp"
@@ -52,11 +129,13 @@ def atomic_write(path, write):
     ``write(tmp_path)`` fills a temporary file in the same directory, which is
     then fsync'ed and renamed over ``path``. On any exception (including
     KeyboardInterrupt) the temporary file is removed and an existing ``path``
-    is left untouched.
+    is left untouched. A ``path`` that exists and is not a regular file (a
+    symbolic link included) raises UnsafeOutputError (``check_special``).
     """
-    path = os.path.abspath(os.fspath(path))
+    path = real_path(path)
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
+    check_special(path)
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=_SUFFIX)
     os.close(fd)
     try:

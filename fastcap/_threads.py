@@ -15,6 +15,12 @@ and starting it (``numba.set_num_threads`` does) keeps its worker threads
 around; with Numba's OpenMP layer they share libgomp with PyTorch, whose
 operations in the same process then ran several times slower.
 
+A count the process cannot run (thread starts fail: ``ulimit -u``, memory;
+or the address-space limit, ``ulimit -v``, leaves no room for the threads'
+BLAS buffers) raises ThreadStartError before anything is changed: OpenBLAS
+hands a threaded call's jobs to threads that must all run, and a job without
+a thread would leave the others waiting forever.
+
 ``FASTCAP_NUM_THREADS``, when set, is applied when this module is imported.
 Without it fastcap changes nothing: the BLAS default (one thread per core)
 stays in force, and the engine uses one thread per core this process may run on.
@@ -23,7 +29,7 @@ import os
 
 from threadpoolctl import ThreadpoolController, threadpool_info
 
-__all__ = ["set_num_threads", "get_num_threads", "ENV_VAR"]
+__all__ = ["set_num_threads", "get_num_threads", "ENV_VAR", "ThreadStartError"]
 
 ENV_VAR = "FASTCAP_NUM_THREADS"
 
@@ -43,10 +49,75 @@ def _check(n, what="n"):
     return int(n)
 
 
-def set_num_threads(n):
-    """Compute with `n` threads: the thread count of every loaded BLAS library."""
+class ThreadStartError(OSError):
+    """The process cannot run the thread count asked for (its limits or its memory)."""
+
+
+# Address space one more compute thread may take beside its stack: OpenBLAS's GEMM buffer
+# and a malloc arena. A thread that starts but cannot map its buffer leaves OpenBLAS's
+# other jobs waiting on it forever. Measured (OpenBLAS 0.3.31, x86-64, 8 MiB stacks): with
+# 180 MiB of address space left, 4 threads ran a GEMM and 5 spun; hence 60 MiB a thread.
+_THREAD_ADDRESS_SPACE = 52 << 20
+
+
+def _address_space_left():
+    """Bytes the address-space limit (ulimit -v) still allows, or None without a limit."""
+    import resource
+
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status", "rb") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith(b"VmSize:"))
+    except (OSError, StopIteration, ValueError, IndexError):  # pragma: no cover - not Linux
+        return None
+    return soft - used
+
+
+def _thread_cost():
+    import resource
+
+    stack = resource.getrlimit(resource.RLIMIT_STACK)[0]
+    if stack == resource.RLIM_INFINITY or stack <= 0:
+        stack = 8 << 20  # glibc's default thread stack then
+    return stack + _THREAD_ADDRESS_SPACE
+
+
+def _check_runnable(n, what):
+    """Raise ThreadStartError unless ``n`` threads can compute: checked before any BLAS
+    library or pool is told to use them (raised too late, a BLAS call hands work to threads
+    that never run, and spins forever)."""
+    left = _address_space_left()
+    if left is not None:
+        # Every thread but the caller is new to BLAS's work (the pool's or OpenBLAS's own).
+        cost = _thread_cost()
+        if (n - 1) * cost > left:
+            raise ThreadStartError(
+                f"{what}: {n} threads need about {(n - 1) * cost >> 20} MiB more address "
+                f"space than the {max(0, left) >> 20} MiB the process's limit (ulimit -v) leaves; "
+                f"ask for at most {1 + max(0, left) // cost}, or raise the limit")
+    from . import _backend
+
+    for kernels in _backend.loaded():
+        start = getattr(kernels.module, "start_threads", None)
+        got = start(n) if start is not None else n
+        if got < n:
+            raise ThreadStartError(
+                f"{what}: only {got} of {n} threads could be started (the process's limits, "
+                f"ulimit -u / -v, or its memory); ask for at most {got}")
+
+
+def set_num_threads(n, *, source=None):
+    """Compute with `n` threads: the thread count of every loaded BLAS library.
+
+    source: how the count was given (an option or variable), for the error messages.
+    Raises ThreadStartError, changing nothing, when the process cannot run `n` threads.
+    """
     global _blas_limiter, _requested
-    n = _check(n)
+    what = source or "n"
+    n = _check(n, what)
+    _check_runnable(n, what)
     # A fresh controller re-scans the loaded libraries, so BLAS libraries
     # loaded since the last call are limited too.
     _blas_limiter = ThreadpoolController().limit(limits=n, user_api="blas")
@@ -132,7 +203,7 @@ def _init_from_environment():
             n = int(value)
         except ValueError:
             n = value
-        set_num_threads(_check(n, what=f"{ENV_VAR}={value!r}"))
+        set_num_threads(n, source=f"{ENV_VAR}={value!r}")
 
 
 _init_from_environment()

@@ -28,7 +28,7 @@ def _setup_runtime(args):
     if getattr(args, "backend", None):
         fastcap.set_backend(args.backend)
     if getattr(args, "threads", None) is not None:
-        fastcap.set_num_threads(args.threads)
+        fastcap.set_num_threads(args.threads, source="--threads")
 
 
 def _add_runtime_options(p):
@@ -92,7 +92,7 @@ def _load_for_inference(args):
         raise DataError(f"checkpoint {ckpt.path} was trained on {spec['path']}, which is not there "
                         "any more; pass --data DIR")
     source = describe_data(spec)
-    data = load_data(spec)
+    data = load_data(spec, ckpt.config["model"]["dtype"])
     ckpt.check_vocab(data["idx_to_word"], source)
     ckpt.check_input_dim(data[f"{args.split}_features"].shape[1], source)
     model = ckpt.build_model()
@@ -102,6 +102,41 @@ def _load_for_inference(args):
 def _describe_ckpt(ckpt):
     return (f"{ckpt.path}: {ckpt.model.describe()}, epoch {ckpt.epoch}, "
             f"iteration {ckpt.iteration}")
+
+
+def _inputs(args, ckpt=None):
+    """The files a sample/evaluate/show command reads: its checkpoint and data files
+    (those of --data, or of the checkpoint's data directory once it is loaded)."""
+    from .coco_utils import DATA_FILES
+
+    paths = [args.checkpoint, *([ckpt.path] if ckpt is not None else [])]  # a directory names one
+    dirs = [args.data] if args.data is not None else []
+    if ckpt is not None and ckpt.config["data"]["source"] == "dir":
+        dirs.append(ckpt.config["data"]["path"])
+    return paths + [os.path.join(d, name) for d in dirs for name in DATA_FILES]
+
+
+# What `evaluate --json` writes before the metrics; a JSON object with them is one it wrote.
+_RESULT_KEYS = ("checkpoint", "data", "split", "images", "references", "decoding")
+
+
+def _is_evaluation_json(path):
+    """Whether ``path`` (a regular file) holds the results `fastcap evaluate --json` writes."""
+    try:
+        if os.path.getsize(path) > 1 << 20:
+            return False
+        with open(path, encoding="utf-8") as f:
+            result = json.load(f)
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(result, dict) and all(k in result for k in _RESULT_KEYS)
+
+
+def _json_target(args, ckpt=None):
+    from ._atomic import check_target
+
+    return check_target(args.json, what="--json", inputs=_inputs(args, ckpt),
+                        overwrite=args.overwrite, ours=_is_evaluation_json)
 
 
 def cmd_sample(args):
@@ -134,6 +169,8 @@ def cmd_evaluate(args):
     from .metrics import METRIC_LABELS
 
     _setup_runtime(args)
+    if args.json not in (None, "-"):  # before the work it would be lost after
+        _json_target(args)
     ckpt, model, data, source = _load_for_inference(args)
     ids = np.unique(data[f"{args.split}_image_idxs"])
     if args.max_images:
@@ -141,8 +178,8 @@ def cmd_evaluate(args):
     m, ids, refs, _ = evaluate_captions(model, data, args.split, ids, args.beam_size,
                                         args.max_length)
     decoding = "greedy" if args.beam_size == 1 else f"beam{args.beam_size}"
-    result = {"checkpoint": ckpt.path, "data": source, "split": args.split, "images": len(ids),
-              "references": sum(len(r) for r in refs), "decoding": decoding, **m}
+    result = {**dict(zip(_RESULT_KEYS, (ckpt.path, source, args.split, len(ids),
+                                        sum(len(r) for r in refs), decoding))), **m}
     if args.json is not None:
         text = json.dumps(result, indent=2)
         if args.json == "-":
@@ -150,7 +187,7 @@ def cmd_evaluate(args):
             return 0
         from ._atomic import atomic_write_text
 
-        atomic_write_text(args.json, text + "\n")
+        atomic_write_text(_json_target(args, ckpt), text + "\n")
     print(f"checkpoint {_describe_ckpt(ckpt)}")
     print(f"{args.split}: {result['images']} images, {result['references']} reference captions, "
           f"{'greedy decoding' if args.beam_size == 1 else f'beam search (beam {args.beam_size})'}")
@@ -166,7 +203,8 @@ def cmd_show(args):
     from .contact_sheet import check_out_path, contact_sheet, save_png
 
     _setup_runtime(args)
-    out = check_out_path(args.out or f"contact_sheet_{args.split}.png", args.overwrite)
+    out = check_out_path(args.out or f"contact_sheet_{args.split}.png", args.overwrite,
+                         _inputs(args))
     ckpt, model, data, source = _load_for_inference(args)
     decoding = "greedy" + (f" and beam search (beam {args.beam_size})" if args.beam_size else "")
     fig = contact_sheet(model, data, args.split, n=args.n, beam_size=args.beam_size,
@@ -174,7 +212,7 @@ def cmd_show(args):
                         title=f"{_describe_ckpt(ckpt)}\n{args.split} images of {source}; {decoding}")
     for img, url, reason in fig.fastcap_unavailable:
         print(f"{args.split} image {img}: {url} is unavailable ({reason}); drew a placeholder")
-    print(f"wrote {save_png(fig, out, args.overwrite)}")
+    print(f"wrote {save_png(fig, out, args.overwrite, _inputs(args, ckpt))}")
     return 0
 
 
@@ -295,6 +333,7 @@ def _version():
 def _report(exc, debug, internal=False):
     if debug:
         traceback.print_exc()
+    from ._resources import OutOfMemory
     from .coco_utils import LAYOUT
 
     msg = str(exc) or type(exc).__name__
@@ -302,7 +341,11 @@ def _report(exc, debug, internal=False):
     if layout:
         msg = msg.replace("; " + LAYOUT, "").replace(LAYOUT, "")
     msg = _one_line(msg)
-    if internal:
+    if isinstance(exc, MemoryError) and not isinstance(exc, OutOfMemory):
+        # Out of memory where no size was checked beforehand: still the machine's limit.
+        msg = (f"out of memory ({msg}); ask for less (--batch-size, --hidden-dim, "
+               "--wordvec-dim, the data's size) or free memory")
+    elif internal:
         msg = f"{type(exc).__name__}: {msg} (this is a bug in fastcap; rerun with --debug for " \
               "the traceback)"
     elif isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in msg:
@@ -355,7 +398,7 @@ def main(argv=None):
             pass
         return 0
     except (CheckpointError, ValueError, OSError, ImportError, FloatingPointError,
-            RankError) as exc:
+            RankError, MemoryError) as exc:
         _report(exc, debug)
         return 1
     except Exception as exc:  # an unexpected failure: still one line unless --debug

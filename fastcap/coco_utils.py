@@ -4,7 +4,8 @@ import os
 
 import numpy as np
 
-__all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "LAYOUT", "DATA_FILES"]
+__all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "LAYOUT", "DATA_FILES",
+           "MANIFEST", "read_manifest", "check_manifest"]
 
 DEFAULT_DIR = os.environ.get("FASTCAP_COCO_DIR", os.path.join("cs231n", "datasets", "coco_captioning"))
 
@@ -25,6 +26,40 @@ DATA_FILES = ("coco2014_captions.h5", "coco2014_vocab.json", "train2014_urls.txt
               *(f"{split}2014_vgg16_fc7{suffix}.h5" for split in ("train", "val") for suffix in ("", "_pca")))
 
 
+# Written by `fastcap make-data` before its first data file ({"complete": false}) and
+# again after its last ({"complete": true}): a directory whose manifest is not complete
+# was left by an interrupted make-data and may mix two datasets. Directories
+# without one (CS231n's, other tools') are read as they are.
+MANIFEST = "fastcap_data.json"
+
+
+def read_manifest(base_dir):
+    """The manifest of ``base_dir`` (a dict), or None when it has none."""
+    path = os.path.join(base_dir, MANIFEST)
+    if not os.path.lexists(path):
+        return None
+    _need(base_dir, MANIFEST)
+    try:
+        if os.path.getsize(path) > 1 << 20:
+            raise ValueError("larger than 1 MiB")
+        with open(path, "rb") as f:
+            manifest = json.loads(f.read().decode("utf-8"))
+        if not isinstance(manifest, dict) or not isinstance(manifest.get("complete"), bool):
+            raise ValueError("no 'complete' flag")
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise ValueError(f"{path} is not a manifest `fastcap make-data` wrote ({exc}); remove it "
+                         "if the directory is not generated data") from None
+    return manifest
+
+
+def check_manifest(base_dir):
+    """Raise ValueError if ``base_dir`` was left half-written by an interrupted make-data."""
+    manifest = read_manifest(base_dir)
+    if manifest is not None and not manifest["complete"]:
+        raise ValueError(f"{base_dir} was left half-written by an interrupted `fastcap make-data` "
+                         "(its files may mix two datasets); run make-data again with --overwrite")
+
+
 def _need(base_dir, name):
     path = os.path.join(base_dir, name)
     if not os.path.exists(path):
@@ -34,23 +69,69 @@ def _need(base_dir, name):
     return path
 
 
+def _dataset(f, path, name):
+    """The dataset ``name`` of the open HDF5 file ``f``, stored in that file; ValueError otherwise."""
+    import h5py
+
+    link = f.get(name, getlink=True)
+    if link is None:
+        raise ValueError(f"{path} has no dataset {name!r}; {LAYOUT}")
+    if isinstance(link, h5py.ExternalLink):  # another file, which could be anything
+        raise ValueError(f"{path}: {name!r} is a link to {link.filename}, another file; the "
+                         f"layout's datasets are stored in their own file; {LAYOUT}")
+    try:
+        ds = f[name]
+    except (KeyError, ValueError, OSError) as exc:  # a dangling soft link
+        target = f" to {link.path}" if isinstance(link, h5py.SoftLink) else ""
+        raise ValueError(f"{path}: {name!r} is a link{target} that leads nowhere ({exc}); "
+                         f"{LAYOUT}") from None
+    if not isinstance(ds, h5py.Dataset):
+        raise ValueError(f"{path}: {name!r} must be a dataset, got a group; {LAYOUT}")
+    return ds
+
+
+def _check_declared_size(ds, path, name):
+    """Raise before reading when ``ds`` declares more data than its file stores (a sparse or
+    never-written dataset, whose rest would be fill values) or than memory can hold."""
+    import h5py
+
+    from ._resources import reserve
+
+    nbytes = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
+    what = f"{path}: dataset {name!r} of shape {ds.shape}"
+    layout = ds.id.get_create_plist().get_layout()
+    if layout == h5py.h5d.CHUNKED and nbytes:
+        expected = int(np.prod([-(-n // c) for n, c in zip(ds.shape, ds.chunks)], dtype=object))
+        stored = ds.id.get_num_chunks()
+        if stored != expected:
+            raise ValueError(f"{what} stores {stored:,} of its {expected:,} chunks: the rest was "
+                             "never written (a sparse or truncated file)")
+    elif layout == h5py.h5d.CONTIGUOUS and nbytes and ds.id.get_storage_size() != nbytes:
+        raise ValueError(f"{what} declares {nbytes:,} bytes but its file stores "
+                         f"{ds.id.get_storage_size():,} (a sparse or truncated file)")
+    elif layout not in (h5py.h5d.CHUNKED, h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT):
+        raise ValueError(f"{what} is a virtual dataset (made of other files); the layout's "
+                         "datasets are stored in their own file")
+    reserve(nbytes, f"reading {name!r}", path)
+
+
 def _read_h5(path, names):
     import h5py
+
+    from ._resources import allocating
 
     out = {}
     try:
         with h5py.File(path, "r") as f:
             for name, dtype, ndim in names:
-                if name not in f:
-                    raise ValueError(f"{path} has no dataset {name!r}; {LAYOUT}")
-                ds = f[name]
-                if not isinstance(ds, h5py.Dataset):
-                    raise ValueError(f"{path}: {name!r} must be a dataset, got a group; {LAYOUT}")
+                ds = _dataset(f, path, name)
                 kind = "an integer" if dtype is np.integer else "a float"
                 if len(ds.shape) != ndim or ds.dtype.kind not in ("iu" if dtype is np.integer else "f"):
                     raise ValueError(f"{path}: dataset {name!r} must be {kind} array with "
                                      f"{ndim} dimensions, got {ds.dtype} {ds.shape}")
-                out[name] = _native(np.asarray(ds), dtype)
+                _check_declared_size(ds, path, name)
+                with allocating(f"dataset {name!r}", path):
+                    out[name] = _native(np.asarray(ds), dtype)
     except OSError as exc:
         raise ValueError(f"{path} is not a readable HDF5 file ({exc})") from exc
     return out
@@ -115,9 +196,12 @@ def load_coco_data(base_dir=DEFAULT_DIR, max_train=None, pca_features=True):
     4096 without)), idx_to_word (list), word_to_idx (dict), train/val_urls.
     ``max_train`` keeps that many training captions drawn at random with
     replacement from NumPy's global random state, as CS231n does.
-    Missing or malformed files raise an error naming the file.
+    Missing or malformed files raise an error naming the file, as does a
+    directory an interrupted ``make-data`` left (``MANIFEST``), and a dataset that
+    declares more than its file stores or than memory holds (checked before reading).
     """
     base_dir = os.fspath(base_dir)
+    check_manifest(base_dir)
     data = _read_h5(_need(base_dir, "coco2014_captions.h5"),
                     [(f"{s}_{k}", np.integer, nd) for s in ("train", "val")
                      for k, nd in (("captions", 2), ("image_idxs", 1))])

@@ -4,7 +4,7 @@
 image: the picture (``fastcap.image_utils.fetch_image``; a tile that says why
 when the image cannot be had, so a sheet of real COCO URLs is still made
 offline), the image's ground-truth captions, the model's greedy caption and,
-with ``beam_size``, its beam-search caption. ``save_png`` writes it;
+with ``beam_size``, its beam-search caption. ``save_png`` writes it (PNG, JPEG, WebP or TIFF, by suffix);
 ``fastcap show`` is the two together.
 """
 import os
@@ -16,7 +16,8 @@ import numpy as np
 from . import image_utils
 from .metrics import decode_for_metrics
 
-__all__ = ["contact_sheet", "save_png", "check_out_path", "SOFTWARE"]
+__all__ = ["contact_sheet", "save_png", "check_out_path", "sheet_format", "SHEET_FORMATS",
+           "SOFTWARE"]
 
 SOFTWARE = "fastcap show"  # the PNG's Software text: marks sheets that fastcap may replace
 _GT, _GREEDY, _BEAM = "#444444", "#1f4e9c", "#b34700"
@@ -138,38 +139,75 @@ def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=No
     return fig
 
 
+# The image formats a sheet is written in, by the --out suffix (lower case): each
+# carries the EXIF Software tag, which marks a sheet fastcap may replace.
+SHEET_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP",
+                 ".tif": "TIFF", ".tiff": "TIFF"}
+_EXIF_SOFTWARE = 0x0131
+
+
+def sheet_format(path):
+    """The Pillow format ``path``'s suffix names; ValueError for any other suffix."""
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if suffix not in SHEET_FORMATS:
+        raise ValueError(f"--out {path}: a contact sheet is written as "
+                         f"{', '.join(SHEET_FORMATS)} (named by the suffix), got "
+                         f"{suffix or 'no suffix'}")
+    return SHEET_FORMATS[suffix]
+
+
 def _written_by_fastcap(path):
+    # Called only on a regular file (check_target's lstat): opening a FIFO would block.
     try:
         from PIL import Image
 
         with Image.open(path) as im:
-            return im.format == "PNG" and im.info.get("Software") == SOFTWARE
+            return SOFTWARE in (im.info.get("Software"), im.getexif().get(_EXIF_SOFTWARE))
     except Exception:  # not an image, unreadable: not ours
         return False
 
 
-def check_out_path(path, overwrite=False):
-    """Raise FileExistsError unless ``path`` is new, a sheet fastcap wrote, or ``overwrite``."""
-    path = os.path.abspath(os.fspath(path))
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a directory; pass a .png file name")
-    if os.path.exists(path) and not overwrite and not _written_by_fastcap(path):
-        raise FileExistsError(f"{path} exists and is not a contact sheet fastcap wrote; "
-                              "pass --overwrite (overwrite=True) to replace it")
-    return path
+def check_out_path(path, overwrite=False, inputs=()):
+    """``path``'s real path if a sheet may be written there (fastcap._atomic.check_target):
+    a known image suffix (SHEET_FORMATS), new or a sheet fastcap wrote (else ``overwrite``),
+    a regular file, not one of ``inputs``. Raises ValueError / FileExistsError otherwise."""
+    sheet_format(path)
+    from ._atomic import check_target
+
+    return check_target(path, what="--out", inputs=inputs, overwrite=overwrite,
+                        ours=_written_by_fastcap)
 
 
-def save_png(fig, path, overwrite=False):
-    """Write ``fig`` to ``path`` as PNG, atomically; returns the absolute path.
+def save_png(fig, path, overwrite=False, inputs=()):
+    """Write ``fig`` to ``path``, atomically, in the format its suffix names (SHEET_FORMATS;
+    the name is historical); returns the absolute path.
 
-    An existing file is replaced only if fastcap wrote it (its PNG Software
-    text is SOFTWARE) or with ``overwrite``.
+    An existing file is replaced only if fastcap wrote it (its EXIF or PNG
+    Software tag is SOFTWARE) or with ``overwrite``; never one of ``inputs``.
     """
+    import io
+
+    from PIL import Image
+
     from ._atomic import atomic_write
 
-    path = check_out_path(path, overwrite)
+    path = check_out_path(path, overwrite, inputs)
+    fmt = sheet_format(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    buf.seek(0)
+    with Image.open(buf) as im:
+        image = im.convert("RGB")  # the figure is opaque; JPEG has no alpha
+    exif = Image.Exif()
+    exif[_EXIF_SOFTWARE] = SOFTWARE
+    extra = {}
+    if fmt == "PNG":  # also the text chunk PNG readers show (and earlier sheets carry)
+        from PIL.PngImagePlugin import PngInfo
+
+        extra["pnginfo"] = PngInfo()
+        extra["pnginfo"].add_text("Software", SOFTWARE)
 
     def write(tmp):
-        fig.savefig(tmp, format="png", metadata={"Software": SOFTWARE})
+        image.save(tmp, format=fmt, exif=exif, **extra)
 
     return atomic_write(path, write)

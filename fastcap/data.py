@@ -24,8 +24,12 @@ def describe_data(spec):
             f"images, {spec['captions_per_image']} captions each, seed {spec['seed']})")
 
 
-def load_data(spec):
-    """The data dict of a data spec (see the module docstring), checked for consistency."""
+def load_data(spec, dtype=None):
+    """The data dict of a data spec (see the module docstring), checked for consistency.
+
+    dtype: the model's (a NumPy float dtype or its name); the features are cast to it
+    here, once, and checked after the cast (float64 1e300 is finite, its float32 is not).
+    """
     if spec["source"] == "generated":
         from .datagen import generate_coco_data
 
@@ -47,12 +51,15 @@ def load_data(spec):
         source = path
     else:
         raise DataError(f"unknown data source {spec['source']!r}")
-    check_data(data, source)
+    check_data(data, source, dtype)
     return data
 
 
-def check_data(data, source):
-    """Raise DataError when the data cannot train or evaluate a captioning model."""
+def check_data(data, source, dtype=None):
+    """Raise DataError when the data cannot train or evaluate a captioning model.
+
+    With ``dtype``, the features are first cast to it (in ``data``, in place of the dict
+    entries), so that what is checked is what the model computes with."""
     for token in SPECIAL_TOKENS:
         if token not in data["word_to_idx"]:
             raise DataError(f"{source}: the vocabulary has no {token} token")
@@ -66,8 +73,16 @@ def check_data(data, source):
             raise DataError(f"{source}: {split}_captions is empty")
         if feats.ndim != 2 or feats.shape[1] == 0:
             raise DataError(f"{source}: {split} features must be (num_images, D), got {feats.shape}")
+        if dtype is not None and feats.dtype != np.dtype(dtype):
+            from ._resources import allocating
+
+            with allocating(f"the {split} features as {np.dtype(dtype).name}", source,
+                            feats.size * np.dtype(dtype).itemsize), np.errstate(over="ignore"):
+                feats = data[f"{split}_features"] = feats.astype(dtype)  # checked just below
         if not np.isfinite(feats).all():
-            raise DataError(f"{source}: the {split} features hold NaN or infinite values")
+            beyond = (f" (as {feats.dtype.name}: values beyond +-{np.finfo(feats.dtype).max:.3g} "
+                      "overflow)") if dtype is not None else ""
+            raise DataError(f"{source}: the {split} features hold NaN or infinite values{beyond}")
         dims.add(feats.shape[1])
     if len(dims) > 1:
         raise DataError(f"{source}: train features are {data['train_features'].shape[1]}-d but val "

@@ -21,7 +21,7 @@ import re
 
 import numpy as np
 
-from ._atomic import atomic_write as _atomic_write, atomic_write_text
+from ._atomic import atomic_write as _atomic_write, atomic_write_text, real_path
 from ._validate import SPECIAL_TOKENS as MODEL_TOKENS
 
 __all__ = ["generate_coco_data", "write_coco_data", "generated_url", "parse_generated_url",
@@ -299,6 +299,14 @@ def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_i
     if full_dim < pca_dim:
         raise ValueError(f"full_dim must be >= pca_dim ({pca_dim}), got {full_dim}")
     seed = _check_int("seed", seed, 0)
+    from ._resources import reserve
+
+    # The features (and their noise, drawn at full size) dominate; checked before any is drawn.
+    n_images = num_train_images + num_val_images
+    reserve(2 * 4 * n_images * (pca_dim + (full_dim if full_features else 0))
+            + 2 * 4 * n_images * captions_per_image * CAPTION_LENGTH, "the generated data",
+            f"num_train_images={num_train_images}, num_val_images={num_val_images}, "
+            f"captions_per_image={captions_per_image}, pca_dim={pca_dim}, full_dim={full_dim}")
 
     rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
     idx_to_word = list(_IDX_TO_WORD)
@@ -347,14 +355,25 @@ def write_coco_data(out_dir, overwrite=False, **kwargs):
     ``train_image_idxs``, ``val_image_idxs``; int32), ``{train,val}2014_vgg16_fc7.h5``
     (``features``: float32 (num_images, full_dim)), ``{train,val}2014_vgg16_fc7_pca.h5``
     (``features``: float32 (num_images, pca_dim)), ``coco2014_vocab.json``
-    (``idx_to_word``, ``word_to_idx``) and ``{train,val}2014_urls.txt`` (one URL
-    per line). Each file is written atomically. ``out_dir`` is created if needed;
-    existing files of these names raise FileExistsError (listing them) before
-    anything is generated, unless ``overwrite``. Returns ``out_dir`` as a Path.
-    """
-    from .coco_utils import DATA_FILES
+    (``idx_to_word``, ``word_to_idx``), ``{train,val}2014_urls.txt`` (one URL
+    per line) and the manifest ``fastcap_data.json``. ``out_dir`` is created if
+    needed; existing files of these names raise FileExistsError (listing them)
+    before anything is generated, unless ``overwrite``; what is not a regular
+    file is refused. Returns ``out_dir`` as a Path.
 
-    out = pathlib.Path(out_dir)
+    Killed at any point, the directory holds the old data or the new, or is
+    refused by ``load_coco_data`` as half-written: each file is written
+    atomically, between a manifest saying "incomplete" and one saying "complete".
+    A directory is written by one make-data at a time (fastcap.rundir.RunLock).
+    """
+    from . import rundir
+    from ._atomic import check_special, temporaries
+    from .coco_utils import DATA_FILES, MANIFEST
+
+    out = pathlib.Path(real_path(out_dir))
+    names = (*DATA_FILES, MANIFEST)
+    for name in names:
+        check_special(os.fspath(out / name), f"make-data {out}: {name}")
     existing = [name for name in DATA_FILES if os.path.lexists(out / name)]
     if existing and not overwrite:
         raise FileExistsError(f"{out} already holds {', '.join(existing)}, which make-data would "
@@ -362,20 +381,26 @@ def write_coco_data(out_dir, overwrite=False, **kwargs):
     kwargs["full_features"] = True  # the fc7 files need them
     data = generate_coco_data(**kwargs)
     out.mkdir(parents=True, exist_ok=True)
-
-    _write_h5(out / "coco2014_captions.h5", {
-        k: data[k] for k in ("train_captions", "val_captions",
-                             "train_image_idxs", "val_image_idxs")
-    })
-    for split in ("train", "val"):
-        _write_h5(out / f"{split}2014_vgg16_fc7.h5",
-                  {"features": data[f"{split}_features_full"]})
-        _write_h5(out / f"{split}2014_vgg16_fc7_pca.h5",
-                  {"features": data[f"{split}_features"]})
-        atomic_write_text(out / f"{split}2014_urls.txt",
-                    "".join(f"{url}\n" for url in data[f"{split}_urls"]))
-    vocab = {"idx_to_word": data["idx_to_word"], "word_to_idx": data["word_to_idx"]}
-    atomic_write_text(out / "coco2014_vocab.json", json.dumps(vocab))
+    with rundir.RunLock(out):
+        for tmp in temporaries(out, names):  # a killed make-data's
+            os.unlink(tmp)
+        manifest = {"format": "fastcap make-data", "complete": False,
+                    "generated": {k: v for k, v in kwargs.items() if k != "full_features"}}
+        atomic_write_text(out / MANIFEST, json.dumps(manifest))
+        _write_h5(out / "coco2014_captions.h5", {
+            k: data[k] for k in ("train_captions", "val_captions",
+                                 "train_image_idxs", "val_image_idxs")
+        })
+        for split in ("train", "val"):
+            _write_h5(out / f"{split}2014_vgg16_fc7.h5",
+                      {"features": data[f"{split}_features_full"]})
+            _write_h5(out / f"{split}2014_vgg16_fc7_pca.h5",
+                      {"features": data[f"{split}_features"]})
+            atomic_write_text(out / f"{split}2014_urls.txt",
+                              "".join(f"{url}\n" for url in data[f"{split}_urls"]))
+        vocab = {"idx_to_word": data["idx_to_word"], "word_to_idx": data["word_to_idx"]}
+        atomic_write_text(out / "coco2014_vocab.json", json.dumps(vocab))
+        atomic_write_text(out / MANIFEST, json.dumps({**manifest, "complete": True}))
     return out
 
 

@@ -42,11 +42,14 @@ import warnings
 import numpy as np
 
 __all__ = ["image_from_url", "fetch_image", "cache_dir", "ImageUnavailableError",
-           "ImageUnavailableWarning", "CACHE_ENV", "DEFAULT_TIMEOUT", "DEFAULT_MAX_BYTES",
+           "ImageUnavailableWarning", "CACHE_ENV", "DEFAULT_TIMEOUT", "MAX_TIMEOUT", "DEFAULT_MAX_BYTES",
            "MAX_PIXELS"]
 
 CACHE_ENV = "FASTCAP_CACHE_DIR"
 DEFAULT_TIMEOUT = 10.0  # seconds for one whole download
+# Larger timeouts overflow the clocks of socket and thread waits (OverflowError); a day is
+# already far beyond any download.
+MAX_TIMEOUT = 24 * 3600.0
 DEFAULT_MAX_BYTES = 20 * 2**20  # COCO's Flickr images are 50-500 KB
 MAX_PIXELS = 40_000_000  # below Pillow's own decompression-bomb limit (89 M)
 _CHUNK = 64 * 1024
@@ -224,8 +227,10 @@ def fetch_image(url, *, timeout=DEFAULT_TIMEOUT, max_bytes=DEFAULT_MAX_BYTES, ca
     response or file; ``cache=False`` neither reads nor writes the download cache.
     """
     url = _as_url(url)
-    if not (isinstance(timeout, (int, float)) and 0 < timeout < float("inf")):
-        raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
+    if isinstance(timeout, bool) or not (isinstance(timeout, (int, float))
+                                         and 0 < timeout <= MAX_TIMEOUT):
+        raise ValueError(f"timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g} "
+                         f"(a day), got {timeout!r}")
     if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
         raise ValueError(f"max_bytes must be a positive integer, got {max_bytes!r}")
     scheme = urllib.parse.urlsplit(url).scheme.lower()

@@ -71,9 +71,23 @@ class ModelConfig:
 
         if self.input_dim is None:
             raise ValueError("the model's input_dim is not known yet (the data sets it)")
-        return CaptioningRNN(word_to_idx, input_dim=self.input_dim, wordvec_dim=self.wordvec_dim,
-                             hidden_dim=self.hidden_dim, cell_type=self.cell_type,
-                             dtype=np.dtype(self.dtype), rng=np.random.default_rng(seed))
+        from ._resources import allocating
+        from .classifiers.rnn import PARAM_SHAPES
+
+        sizes = {"V": len(word_to_idx), "W": self.wordvec_dim, "H": self.hidden_dim,
+                 "D": self.input_dim, "G": CELLS[self.cell_type].gates * self.hidden_dim}
+        count = sum(int(np.prod([sizes[d] for d in shape], dtype=object))
+                    for shape in PARAM_SHAPES.values())
+        # float64 draws, the cast, gradients and the update rule's state: about 6 copies.
+        from .options import flag
+
+        asked = (f"{flag('hidden_dim')} {self.hidden_dim}, {flag('wordvec_dim')} "
+                 f"{self.wordvec_dim}, {sizes['V']} words, {self.input_dim}-d features")
+        with allocating(f"the {self.cell_type} model's {count:,} parameters", asked, 6 * 8 * count):
+            return CaptioningRNN(word_to_idx, input_dim=self.input_dim,
+                                 wordvec_dim=self.wordvec_dim,
+                                 hidden_dim=self.hidden_dim, cell_type=self.cell_type,
+                                 dtype=np.dtype(self.dtype), rng=np.random.default_rng(seed))
 
 
 MODEL_KEYS = tuple(f.name for f in dataclasses.fields(ModelConfig))

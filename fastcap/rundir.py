@@ -6,13 +6,17 @@ Three rules, so that no run is overwritten, mixed with another or lost:
   ``DIR/.fastcap.lock`` from before its first write to its end; the file
   names the holder (pid, host, start time, command). A second run on the same
   directory stops with an error saying who holds it. The kernel releases the
-  lock when a process dies, so a killed run never leaves a stale lock.
+  lock when a process dies, so a killed run never leaves a stale lock. The
+  lock file is opened without following a link, and only as a regular file
+  with one name (it is rewritten in place).
 * **Nothing foreign is replaced without --overwrite.** A run owns the files
   of ``OUTPUT_FILES`` in its directory only when it continues the run that
-  wrote them (``--resume DIR/checkpoint.npz`` writing to DIR). Otherwise, if
-  any of them exist, the run refuses to start and lists them; with
-  ``--overwrite`` they are removed when the run starts, so nothing of the old
-  run is left beside the new one.
+  wrote them (``--resume DIR/checkpoint.npz`` writing to DIR, compared as real
+  paths). Otherwise, if any of them exist, the run refuses to start and lists
+  them; with ``--overwrite`` they are removed when the run starts, so nothing
+  of the old run is left beside the new one, except the checkpoint being
+  resumed, which is never removed. Outputs that are not regular files are
+  refused, --overwrite or not (fastcap._atomic).
 * **Killed runs leave no debris.** A SIGKILL during an atomic write leaves
   its temporary file (``.checkpoint.npz.XXXX.tmp``); the next run on the
   directory, holding the lock, removes those of the files it writes.
@@ -22,6 +26,7 @@ import fcntl
 import json
 import os
 import socket
+import stat
 import sys
 
 from . import _atomic
@@ -43,21 +48,21 @@ class RunLock:
     """An exclusive lock on a run directory, held from ``acquire()`` to ``release()``."""
 
     def __init__(self, directory):
-        self.directory = os.path.abspath(os.fspath(directory))
+        self.directory = os.path.realpath(os.fspath(directory))
         self.path = os.path.join(self.directory, LOCK_NAME)
         self._fd = None
 
     def acquire(self):
         os.makedirs(self.directory, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_holder(fd)
                 os.close(fd)
                 raise RunDirError(f"{self.directory} is in use by another fastcap run ({holder}); "
-                                  "wait for it to end or choose another --out") from None
+                                  "wait for it to end or choose another directory") from None
             # A releasing holder unlinks the file after we opened it: then our
             # lock is on a file nobody else will see, so take it again.
             try:
@@ -74,6 +79,24 @@ class RunLock:
         os.write(fd, (json.dumps(info) + "\n").encode())
         self._fd = fd
         return self
+
+    def _open(self):
+        """The lock file, opened without following a link and only if it is a regular file
+        with no other name: the holder's record is written into it in place."""
+        _atomic.check_special(self.path, "the run lock")
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK
+                         | getattr(os, "O_CLOEXEC", 0), 0o644)
+        except OSError as exc:  # ELOOP: made a link since the check
+            raise RunDirError(f"cannot open the run lock {self.path} ({exc.strerror}); fastcap "
+                              "writes only regular files of its own") from None
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+            os.close(fd)
+            what = "a hard link to another file" if stat.S_ISREG(st.st_mode) else "not a regular file"
+            raise RunDirError(f"the run lock {self.path} is {what}, which fastcap would rewrite; "
+                              "remove it")
+        return fd
 
     def release(self):
         if self._fd is None:
@@ -102,12 +125,13 @@ def _read_holder(fd):
 
 
 def owns(out_dir, resume_path):
-    """Whether a run writing to ``out_dir`` continues the run whose files are there."""
+    """Whether a run writing to ``out_dir`` continues the run whose files are there
+    (compared as real paths: a symlinked alias of the directory is the directory)."""
     if resume_path is None:
         return False
-    resume_path = os.path.abspath(resume_path)
-    return (os.path.dirname(resume_path) == os.path.abspath(out_dir)
-            and os.path.basename(resume_path) == "checkpoint.npz")
+    return (os.path.basename(resume_path) == "checkpoint.npz"
+            and os.path.realpath(os.path.dirname(os.path.abspath(resume_path)))
+            == os.path.realpath(out_dir))
 
 
 def existing_outputs(out_dir):
@@ -118,6 +142,8 @@ def check_out_dir(out_dir, resume_path=None, overwrite=False):
     """Raise RunDirError if a run on ``out_dir`` would replace files it does not own."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise RunDirError(f"--out {out_dir} is not a directory")
+    for name in existing_outputs(out_dir):
+        _atomic.check_special(os.path.join(out_dir, name), f"--out {out_dir}: {name}")
     if overwrite or owns(out_dir, resume_path):
         return
     found = existing_outputs(out_dir)
@@ -135,13 +161,18 @@ def check_out_dir(out_dir, resume_path=None, overwrite=False):
 def prepare_out_dir(out_dir, resume_path=None, overwrite=False):
     """With the lock held: check again, remove what --overwrite replaces and stale temporaries.
 
-    Returns the names of the files removed.
+    The checkpoint being resumed is never removed, whatever its name (a kill before
+    the first save would lose the run). Returns the names of the files removed.
     """
     check_out_dir(out_dir, resume_path, overwrite)
     removed = []
     if overwrite and not owns(out_dir, resume_path):
         for name in existing_outputs(out_dir):
-            os.unlink(os.path.join(out_dir, name))
+            path = os.path.join(out_dir, name)
+            if resume_path is not None and _atomic.same_file(path, resume_path):
+                raise RunDirError(f"--overwrite would remove {path}, the checkpoint this run "
+                                  "resumes; copy it elsewhere first, or resume without --overwrite")
+            os.unlink(path)
             removed.append(name)
     for path in _atomic.temporaries(out_dir, OUTPUT_FILES):
         try:

@@ -97,7 +97,7 @@ class Trainer:
     def setup(self):
         cfg = self.config
         source = describe_data(cfg["data"])
-        self.data = load_data(cfg["data"])
+        self.data = load_data(cfg["data"], cfg["model"]["dtype"])
         t = cfg["train"]
         self.data = subsample_train(self.data, t["max_train"], t["seed"])
         input_dim = int(self.data["train_features"].shape[1])
@@ -170,6 +170,8 @@ class Trainer:
         """How many evaluations in a row, up to the last, are diverging (see DIVERGENCE_FACTOR)."""
         if not self.epochs:
             return 0
+        if not math.isfinite(self.epochs[0]["val_loss"]):  # nothing to compare with, nothing to keep
+            return len(self.epochs)
         limit = DIVERGENCE_FACTOR * self.epochs[0]["val_loss"]
         n = 0
         for e in reversed(self.epochs[1:]):
@@ -179,13 +181,24 @@ class Trainer:
         return n
 
     def _good_checkpoint(self):
-        if getattr(self, "_saved_at", None) is None and not os.path.exists(self.checkpoint_path):
+        """What is left to resume from. A checkpoint is called good only once it has been
+        read back (the loader's checks are the judge), never for merely existing."""
+        if not os.path.lexists(self.checkpoint_path):
             return "no checkpoint was written"
+        try:
+            load_checkpoint(self.checkpoint_path)
+        except (CheckpointError, OSError, ValueError) as exc:
+            return f"no usable checkpoint was kept ({self.checkpoint_path} cannot be read back: {exc})"
         return f"the last good checkpoint, {self.checkpoint_path}, was kept"
 
     def _check_divergence(self, final=False):
         n = self._diverging()
         last = self.epochs[-1]["val_loss"] if self.epochs else None
+        if n and not math.isfinite(self.epochs[0]["val_loss"]):
+            raise TrainingDivergedError(
+                f"the untrained model's validation loss is {self.epochs[0]['val_loss']:.4g}, not "
+                f"a finite number: the data ({self.source}) or the model's size overflow "
+                f"{self.config['model']['dtype']}; {self._good_checkpoint()}")
         if n and (n >= DIVERGENCE_EVALUATIONS or final or not math.isfinite(last)):
             recent = ", ".join(f"{e['val_loss']:.4g} at epoch {e['epoch']}" for e in self.epochs[-n:])
             raise TrainingDivergedError(

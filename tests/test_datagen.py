@@ -220,8 +220,8 @@ def test_write_coco_data_roundtrip(tmp_path):
         "coco2014_captions.h5", "coco2014_vocab.json",
         "train2014_vgg16_fc7.h5", "val2014_vgg16_fc7.h5",
         "train2014_vgg16_fc7_pca.h5", "val2014_vgg16_fc7_pca.h5",
-        "train2014_urls.txt", "val2014_urls.txt",
-    ])  # and no leftover temporary files
+        "train2014_urls.txt", "val2014_urls.txt", "fastcap_data.json",
+    ])  # and no leftover temporary files or lock
 
     with h5py.File(out_dir / "coco2014_captions.h5", "r") as f:
         assert set(f) == {"train_captions", "val_captions", "train_image_idxs", "val_image_idxs"}

@@ -255,8 +255,10 @@ def test_fetch_image_raises_and_the_warning_can_be_an_error(server):
 def test_bad_arguments():
     with pytest.raises(TypeError, match="url must be a str"):
         image_from_url(3)
-    with pytest.raises(ValueError, match="timeout"):
-        image_from_url("x.png", timeout=0)
+    for timeout in (0, -1, float("nan"), float("inf"), 1e12, image_utils.MAX_TIMEOUT * 1.01,
+                    True, "5"):  # the extremes overflowed the socket and thread clocks
+        with pytest.raises(ValueError, match=r"timeout must be .*at most 86400"):
+            image_from_url("http://127.0.0.1:9/x.jpg", timeout=timeout)
     with pytest.raises(ValueError, match="max_bytes"):
         image_from_url("x.png", max_bytes=-1)
     assert "unsupported URL scheme 'ftp'" in _unavailable("ftp://127.0.0.1/x.jpg")

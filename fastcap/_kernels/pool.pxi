@@ -11,6 +11,8 @@ import os
 cdef extern from "engine/pool.h" nogil:
     ctypedef void (*fc_task)(void *ctx, int tid, int nthreads) noexcept nogil
     int fc_pool_run(fc_task task, void *ctx, int n)
+    int fc_pool_start(int n)
+    void fc_pool_fail_starts_after(int k)
     int fc_pool_last_threads()
     long fc_blas_calls()
     void fc_openblas_threads(int sync, void *dojob, int numjobs, size_t jobdata_elsize,
@@ -52,15 +54,24 @@ def blas_calls():
     return fc_blas_calls()
 
 
+def start_threads(int n):
+    """Start the pool's threads so that n can run at once; returns how many can (< n when
+    the process could not start more: its limits, its memory)."""
+    cdef int got
+    with nogil:
+        got = fc_pool_start(n)
+    return got
+
+
 def can_start_threads(int n):
     """Whether the pool runs n threads at once (it starts them if needed)."""
-    with nogil:
-        fc_pool_run(_noop_task, NULL, n)
-    return fc_pool_last_threads() >= n
+    return start_threads(n) >= n
 
 
-cdef void _noop_task(void *ctx, int tid, int nth) noexcept nogil:
-    pass
+def _fail_thread_starts_after(int k):
+    """Tests: the next k thread starts succeed, later ones fail (-1: none fail)."""
+    fc_pool_fail_starts_after(k)
+
 
 
 def last_engine_threads():

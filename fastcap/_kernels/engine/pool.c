@@ -99,12 +99,15 @@ void fc_pool_barrier(int n)
     }
 }
 
-int fc_pool_run(fc_task task, void *ctx, int n)
+/* Thread starts that may still succeed before they are made to fail (tests; -1: all). */
+static int starts_allowed = -1;
+
+void fc_pool_fail_starts_after(int k) { starts_allowed = k; }
+
+/* Start workers until n threads (the caller included) can run; under run_lock.
+ * Returns the threads that can run (<= n when a start failed). */
+static int start_workers(int n)
 {
-    int status = 0;
-    if (n < 1) n = 1;
-    if (n > FC_MAX_THREADS) n = FC_MAX_THREADS;
-    pthread_mutex_lock(&run_lock);
     if (!atfork_done) {
         pthread_atfork(NULL, NULL, reset_after_fork);
         atfork_done = 1;
@@ -112,18 +115,40 @@ int fc_pool_run(fc_task task, void *ctx, int n)
     while (nworkers < n - 1) {
         pthread_t thread;
         pthread_attr_t attr;
+        if (starts_allowed == 0) break;
         pthread_attr_init(&attr);
         pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
         start_generation[nworkers + 1] = atomic_load(&generation);
         int rc = pthread_create(&thread, &attr, worker_main, (void *)(long)(nworkers + 1));
         pthread_attr_destroy(&attr);
-        if (rc != 0) {
-            status = -1;
-            break;
-        }
+        if (rc != 0) break;
+        if (starts_allowed > 0) starts_allowed--;
         nworkers++;
     }
-    if (n > nworkers + 1) n = nworkers + 1;
+    return nworkers + 1 < n ? nworkers + 1 : n;
+}
+
+int fc_pool_start(int n)
+{
+    if (n < 1) n = 1;
+    if (n > FC_MAX_THREADS) n = FC_MAX_THREADS;
+    pthread_mutex_lock(&run_lock);
+    int got = start_workers(n);
+    pthread_mutex_unlock(&run_lock);
+    return got;
+}
+
+int fc_pool_run(fc_task task, void *ctx, int n)
+{
+    int status = 0;
+    if (n < 1) n = 1;
+    if (n > FC_MAX_THREADS) n = FC_MAX_THREADS;
+    pthread_mutex_lock(&run_lock);
+    int got = start_workers(n);
+    if (got < n) {
+        status = -1;
+        n = got;
+    }
     last_n = n;
     if (n == 1) {  /* inline: waking sleeping workers for nothing cost ~160 us */
         task(ctx, 0, 1);
@@ -177,13 +202,19 @@ void fc_openblas_threads(int sync, fc_blas_dojob dojob, int numjobs, size_t jobd
     blas_call call = {dojob, jobdata, jobdata_elsize, dojob_data};
     atomic_fetch_add(&blas_calls, 1);
     if (numjobs < 1) return;
-    fc_pool_run(blas_task, &call, numjobs);
-    if (fc_pool_last_threads() < numjobs) {
-        /* A job that did not run would leave its part of the product unwritten,
-         * and OpenBLAS's level-3 jobs wait on each other: never return. */
-        fprintf(stderr, "fastcap: could not start %d threads for a BLAS call; aborting\n", numjobs);
+    /* OpenBLAS's level-3 jobs wait on each other: run on fewer threads than jobs,
+     * the call would spin forever. fastcap._threads starts the threads before it
+     * lets OpenBLAS hand out this many jobs; this is the last line, for a count set
+     * behind its back (threadpoolctl, openblas_set_num_threads): a clear end, never
+     * a livelock. */
+    int got = fc_pool_start(numjobs);
+    if (got < numjobs) {
+        fprintf(stderr, "fastcap: error: could not start %d threads for a BLAS call (only %d "
+                "run: the process's limits, ulimit -v / -u); set fewer threads "
+                "(FASTCAP_NUM_THREADS, --threads)\n", numjobs, got);
         abort();
     }
+    fc_pool_run(blas_task, &call, numjobs);
 }
 
 long fc_blas_calls(void) { return atomic_load(&blas_calls); }

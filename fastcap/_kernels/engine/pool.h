@@ -24,6 +24,13 @@ typedef void (*fc_task)(void *ctx, int tid, int nthreads);
  * At n = 1 the task runs in the caller, without waking the workers. */
 int fc_pool_run(fc_task task, void *ctx, int n);
 
+/* Start workers so that n threads (the caller included) can run tasks; returns how
+ * many can (less than n when a thread could not be started: limits, memory). */
+int fc_pool_start(int n);
+
+/* Tests: let only the next k thread starts succeed, then fail them all (-1: no limit). */
+void fc_pool_fail_starts_after(int k);
+
 /* Wait until all n threads of the running task have reached this barrier. */
 void fc_pool_barrier(int n);
 

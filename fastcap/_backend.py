@@ -8,10 +8,11 @@ fastcap is imported (default ``auto``) and can be changed with
 """
 import contextlib
 import importlib
+import inspect
 import os
 import types
 
-from ._kernels import KERNEL_NAMES
+from ._kernels import KERNEL_NAMES, KERNELS
 from ._kernels.cython_builds import BUILDS
 
 # name -> (module, what to do when it cannot be imported)
@@ -82,10 +83,7 @@ def load(name):
         ) from exc
     if name in _VARIANTS:
         module = _variant(name, module)
-        module_name = module.__name__
-    missing = [k for k in KERNEL_NAMES if not callable(getattr(module, k, None))]
-    if missing:
-        raise RuntimeError(f"backend {name!r} ({module_name}) lacks kernels: {', '.join(missing)}")
+    check_kernels(name, module)
     kernels = types.SimpleNamespace(name=name, module=module,
                                     **{k: getattr(module, k) for k in KERNEL_NAMES})
     from . import _threads  # here, not at import: it must load after NumPy (see fastcap/__init__.py)
@@ -93,6 +91,27 @@ def load(name):
     _threads.apply_to(module)
     _loaded[name] = kernels
     return kernels
+
+
+def check_kernels(name, module):
+    """Raise RuntimeError unless `module` defines every kernel of the table, each taking
+    exactly the table's arguments (fastcap._kernels.KERNELS)."""
+    missing = [k for k in KERNEL_NAMES if not callable(getattr(module, k, None))]
+    if missing:
+        raise RuntimeError(f"backend {name!r} ({module.__name__}) lacks kernels: {', '.join(missing)}")
+    wrong = [f"{k}{_params(getattr(module, k))} (the table: {KERNELS[k].args})" for k in KERNEL_NAMES
+             if _params(getattr(module, k)) != KERNELS[k].args]
+    if wrong:
+        raise RuntimeError(f"backend {name!r} ({module.__name__}) has kernels whose arguments are not "
+                           f"the kernel table's: {'; '.join(wrong)}")
+
+
+def _params(fn):
+    """The parameter names of a kernel function, or None if it does not say."""
+    try:
+        return tuple(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return None
 
 
 def _variant(name, baseline):

@@ -22,7 +22,6 @@ from typing import Callable, NamedTuple
 import numpy as np
 
 from . import _backend, _precision
-from ._kernels.blas_recurrence import steps
 
 
 class Packing(NamedTuple):
@@ -162,8 +161,8 @@ def recurrent_weight_grad(core, da):
     h0, h, packing = core.h0, core.h, core.packing
     # h_{t-1} of every packed row (h0 at t = 0), so dWh is one GEMM over all steps.
     h_prev = np.empty_like(h)
-    for t, n, rows in steps(packing.batch_sizes):
-        h_prev[rows] = h0[:n] if t == 0 else h[packing.offsets[t - 1] :][:n]
+    for t, (n, start) in enumerate(zip(packing.batch_sizes, packing.offsets)):
+        h_prev[start : start + n] = h0[:n] if t == 0 else h[packing.offsets[t - 1] :][:n]
     return matmul(h_prev.T, da)
 
 

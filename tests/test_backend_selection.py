@@ -88,3 +88,26 @@ def test_forward_of_one_backend_feeds_backward_of_another():
             got = fastcap.lstm_backward(dout, cache)
         for g, w in zip(got, want):
             assert fastcap.rel_error(g, w) < 1e-10
+
+
+def test_every_backend_takes_the_kernel_tables_arguments(backend):
+    """The contract is data: every kernel of every backend takes exactly the table's
+    argument names, and a module whose kernel does not is refused."""
+    import inspect
+    import types
+
+    from fastcap._kernels import KERNELS
+
+    module = _backend.kernels().module
+    for name, kernel in KERNELS.items():
+        assert tuple(inspect.signature(getattr(module, name)).parameters) == kernel.args, name
+        assert set(kernel.writes) <= set(kernel.args), name
+    fake = types.ModuleType("fake_backend")
+    fake.__dict__.update({k: getattr(module, k) for k in KERNELS})
+    _backend.check_kernels("fake", fake)
+    fake.adam_update = lambda w, dw, m, v, lr: None  # noqa: E731
+    with pytest.raises(RuntimeError, match=r"adam_update\('w', 'dw', 'm', 'v', 'lr'\)"):
+        _backend.check_kernels("fake", fake)
+    del fake.sgd_update
+    with pytest.raises(RuntimeError, match="lacks kernels: sgd_update"):
+        _backend.check_kernels("fake", fake)

@@ -1,7 +1,9 @@
 """The kernel table: what every backend must provide.
 
 A backend is one module under ``fastcap/_kernels/`` that defines every name in
-``KERNELS`` with the signature documented here. The table holds only what
+``KERNELS`` as a function of exactly the arguments its ``Kernel`` lists
+(``fastcap._backend.check_kernels`` refuses one that does not), writing only
+the ones the contract says it writes (the parity tests check it). The table holds only what
 differs per backend: the public layers in ``fastcap.rnn_layers`` (and the
 model, solver and optimizers) validate their inputs, allocate outputs, and run
 once, for every backend, the matrix products (BLAS), the reshaping and the row
@@ -23,84 +25,107 @@ Sigmoid is evaluated as ``1/(1+exp(-x))`` for x >= 0 and
 ``exp(x)/(1+exp(x))`` for x < 0 by every backend, so no backend overflows and
 float64 results agree to rounding.
 """
+from typing import NamedTuple
 
-# name -> one-line contract. The order is the order the parity table tests.
+
+class Kernel(NamedTuple):
+    """One kernel's contract: its arguments in order (every backend's function takes exactly
+    these names, which fastcap._backend checks when it loads a backend), the ones it writes
+    (outputs, and state it updates in place; the parity tests check that it writes nothing
+    else and the case table takes them from here), and what it computes, with shapes."""
+
+    args: tuple
+    writes: tuple
+    doc: str
+
+
+# name -> contract. The order is the order the parity table tests.
 KERNELS = {
     # --- recurrent cells: one timestep of elementwise work after the GEMMs ---
-    "rnn_cell_forward": "(xw (N,H), hw (N,H), h_out (N,H)): h = tanh(xw + hw)",
-    "rnn_cell_backward": "(dh (N,H), h (N,H), da_out (N,H)): da = dh * (1 - h**2)",
-    "lstm_cell_forward": (
-        "(xw (N,4H), hw (N,4H), c_prev (N,H), ifog_out (N,4H), c_out (N,H), h_out (N,H)): "
-        "a = xw + hw; ifog = sigmoid(a[:, :3H]) | tanh(a[:, 3H:]); "
-        "c = f*c_prev + i*g; h = o*tanh(c)"
-    ),
-    "lstm_cell_backward": (
-        "(dh (N,H), dc (N,H), ifog (N,4H), c_prev (N,H), c (N,H), da_out (N,4H), "
-        "dc_prev_out (N,H)): gradients wrt the gate pre-activations a and c_prev, "
-        "where dc is the gradient arriving at c from the next timestep"
-    ),
+    "rnn_cell_forward": Kernel(
+        ('xw', 'hw', 'h_out'), ('h_out',),
+        '(xw (N,H), hw (N,H), h_out (N,H)): h = tanh(xw + hw)'),
+    "rnn_cell_backward": Kernel(
+        ('dh', 'h', 'da_out'), ('da_out',),
+        '(dh (N,H), h (N,H), da_out (N,H)): da = dh * (1 - h**2)'),
+    "lstm_cell_forward": Kernel(
+        ('xw', 'hw', 'c_prev', 'ifog_out', 'c_out', 'h_out'), ('ifog_out', 'c_out', 'h_out'),
+        '(xw (N,4H), hw (N,4H), c_prev (N,H), ifog_out (N,4H), c_out (N,H), h_out (N,H)): a = '
+        'xw + hw; ifog = sigmoid(a[:, :3H]) | tanh(a[:, 3H:]); c = f*c_prev + i*g; h = '
+        'o*tanh(c)'),
+    "lstm_cell_backward": Kernel(
+        ('dh', 'dc', 'ifog', 'c_prev', 'c', 'da_out', 'dc_prev_out'), ('da_out', 'dc_prev_out'),
+        '(dh (N,H), dc (N,H), ifog (N,4H), c_prev (N,H), c (N,H), da_out (N,4H), dc_prev_out '
+        '(N,H)): gradients wrt the gate pre-activations a and c_prev, where dc is the gradient '
+        'arriving at c from the next timestep'),
     # --- recurrences: the whole packed time loop (see fastcap._sequence.Packing) ---
     # batch_sizes (T,) intp, non-increasing, sum P: at step t the first
     # batch_sizes[t] sequences run, on rows offsets[t] : offsets[t] + batch_sizes[t].
-    "recurrent_pack": (
-        "(Wh (H,G), gates int, transpose bool, bf16 bool = False) -> packed: Wh in the layout "
-        "this backend's recurrence kernels take (transpose: for the backward product "
-        "da @ Wh.T; bf16: the bfloat16 mode, where every step's product reads both operands "
-        "rounded to bf16 and sums in float32); made once per call and used for every step"
-    ),
-    "rnn_recurrence_forward": (
-        "(xw (P,H), h0 (N,H), Whp packed, batch_sizes (T,), h_out (P,H)): "
-        "h_t = tanh(xw_t + h_{t-1} @ Wh) for every step"
-    ),
-    "rnn_recurrence_backward": (
-        "(dh (P,H), h0 (N,H), WhTp packed transposed, h (P,H), batch_sizes, da_out (P,H), "
+    "recurrent_pack": Kernel(
+        ('Wh', 'gates', 'transpose', 'bf16'), (),
+        '(Wh (H,G), gates int, transpose bool, bf16 bool = False) -> packed: Wh in the layout '
+        "this backend's recurrence kernels take (transpose: for the backward product da @ Wh.T; "
+        "bf16: the bfloat16 mode, where every step's product reads both operands rounded to "
+        'bf16 and sums in float32); made once per call and used for every step'),
+    "rnn_recurrence_forward": Kernel(
+        ('xw', 'h0', 'Whp', 'batch_sizes', 'h_out'), ('h_out',),
+        '(xw (P,H), h0 (N,H), Whp packed, batch_sizes (T,), h_out (P,H)): h_t = tanh(xw_t + '
+        'h_{t-1} @ Wh) for every step'),
+    "rnn_recurrence_backward": Kernel(
+        ('dh', 'h0', 'WhTp', 'h', 'batch_sizes', 'da_out', 'dh0_out'), ('da_out', 'dh0_out'),
+        '(dh (P,H), h0 (N,H), WhTp packed transposed, h (P,H), batch_sizes, da_out (P,H), '
         "dh0_out (N,H)): da = gradient at every step's pre-activation, dh gives the gradient "
-        "arriving at each h_t from outside the recurrence; dh0 = gradient at h0 (0 for "
-        "sequences of length 0)"
-    ),
-    "lstm_recurrence_forward": (
-        "(xw (P,4H), h0 (N,H), c0 (N,H), Whp packed, batch_sizes, ifog_out (P,4H), c_out (P,H), "
-        "h_out (P,H)): the LSTM cell of lstm_cell_forward at every step from (h0, c0)"
-    ),
-    "lstm_recurrence_backward": (
-        "(dh (P,H), c0 (N,H), WhTp packed transposed, ifog (P,4H), c (P,H), batch_sizes, "
-        "da_out (P,4H), dh0_out (N,H)): gradients at every step's gate pre-activations and at h0"
-    ),
+        'arriving at each h_t from outside the recurrence; dh0 = gradient at h0 (0 for '
+        'sequences of length 0)'),
+    "lstm_recurrence_forward": Kernel(
+        ('xw', 'h0', 'c0', 'Whp', 'batch_sizes', 'ifog_out', 'c_out', 'h_out'), ('ifog_out', 'c_out', 'h_out'),
+        '(xw (P,4H), h0 (N,H), c0 (N,H), Whp packed, batch_sizes, ifog_out (P,4H), c_out (P,H), '
+        'h_out (P,H)): the LSTM cell of lstm_cell_forward at every step from (h0, c0)'),
+    "lstm_recurrence_backward": Kernel(
+        ('dh', 'c0', 'WhTp', 'ifog', 'c', 'batch_sizes', 'da_out', 'dh0_out'), ('da_out', 'dh0_out'),
+        '(dh (P,H), c0 (N,H), WhTp packed transposed, ifog (P,4H), c (P,H), batch_sizes, da_out '
+        "(P,4H), dh0_out (N,H)): gradients at every step's gate pre-activations and at h0"),
     # --- the bfloat16 mode's matrix products (fastcap._kernels.bf16 is the reference) ---
-    "pack_bf16": (
-        "(b (K,N) float32, any strides) -> packed: b rounded to bf16 in the layout this "
-        "backend's matmul_bf16 takes; made once for many products (decoding's W_vocab)"
-    ),
-    "matmul_bf16": (
-        "(a (M,K) float32, b (K,N) float32 or pack_bf16(b), any strides; out (M,N) float32): "
-        "out = bf16(a) @ bf16(b), operands rounded to nearest even, float32 sums"
-    ),
+    "pack_bf16": Kernel(
+        ('b',), (),
+        '(b (K,N) float32, any strides) -> packed: b rounded to bf16 in the layout this '
+        "backend's matmul_bf16 takes; made once for many products (decoding's W_vocab)"),
+    "matmul_bf16": Kernel(
+        ('a', 'b', 'out'), ('out',),
+        '(a (M,K) float32, b (K,N) float32 or pack_bf16(b), any strides; out (M,N) float32): '
+        'out = bf16(a) @ bf16(b), operands rounded to nearest even, float32 sums'),
     # --- word embedding backward (the forward is a row gather: NumPy indexing) ---
-    "embedding_backward": "(dout (M,W), idx (M,) int64, dW_out (V,W)): dW = scatter-add of dout rows at idx",
+    "embedding_backward": Kernel(
+        ('dout', 'idx', 'dW_out'), ('dW_out',),
+        '(dout (M,W), idx (M,) int64, dW_out (V,W)): dW = scatter-add of dout rows at idx'),
     # --- masked softmax cross-entropy ---
-    "softmax_loss": (
-        "(x (M,V), y (M,) int64, mask (M,) bool, scale float, dx_out (M,V)) -> float: "
-        "returns scale * sum over rows with mask of -log softmax(x[m])[y[m]]; "
-        "dx_out = scale * (softmax(x) - onehot(y)) on those rows and 0 on masked-out rows"
-    ),
+    "softmax_loss": Kernel(
+        ('x', 'y', 'mask', 'scale', 'dx_out'), ('dx_out',),
+        '(x (M,V), y (M,) int64, mask (M,) bool, scale float, dx_out (M,V)) -> float: returns '
+        'scale * sum over rows with mask of -log softmax(x[m])[y[m]]; dx_out = scale * '
+        '(softmax(x) - onehot(y)) on those rows and 0 on masked-out rows'),
     # --- greedy decoding: the next word of every caption ---
-    "argmax_words": (
-        "(scores (N,V), b_vocab (V,), end int, words_out (N,) intp) -> int: words_out[n] = the "
+    "argmax_words": Kernel(
+        ('scores', 'b_vocab', 'end', 'words_out'), ('words_out',),
+        '(scores (N,V), b_vocab (V,), end int, words_out (N,) intp) -> int: words_out[n] = the '
         "first argmax over v of scores[n, v] + b_vocab[v] (np.argmax's rules: lowest index on "
-        "ties, a NaN wins at its first position); returns how many rows picked `end`"
-    ),
+        'ties, a NaN wins at its first position); returns how many rows picked `end`'),
     # --- update rules, in place on w and on the optimizer state ---
-    "sgd_update": "(w, dw, lr): w -= lr * dw",
-    "sgd_momentum_update": "(w, dw, velocity, lr, momentum): v = momentum*v - lr*dw; w += v",
-    "rmsprop_update": (
-        "(w, dw, cache, lr, decay_rate, eps): cache = decay*cache + (1-decay)*dw**2; "
-        "w -= lr * dw / (sqrt(cache) + eps)"
-    ),
-    "adam_update": (
-        "(w, dw, m, v, alpha, beta1, beta2, eps): m = b1*m + (1-b1)*dw; "
-        "v = b2*v + (1-b2)*dw**2; w -= alpha * m / (sqrt(v) + eps); alpha already holds "
-        "the bias correction lr*sqrt(1-b2**t)/(1-b1**t)"
-    ),
+    "sgd_update": Kernel(
+        ('w', 'dw', 'lr'), ('w',),
+        '(w, dw, lr): w -= lr * dw'),
+    "sgd_momentum_update": Kernel(
+        ('w', 'dw', 'velocity', 'lr', 'momentum'), ('w', 'velocity'),
+        '(w, dw, velocity, lr, momentum): v = momentum*v - lr*dw; w += v'),
+    "rmsprop_update": Kernel(
+        ('w', 'dw', 'cache', 'lr', 'decay_rate', 'eps'), ('w', 'cache'),
+        '(w, dw, cache, lr, decay_rate, eps): cache = decay*cache + (1-decay)*dw**2; w -= lr * '
+        'dw / (sqrt(cache) + eps)'),
+    "adam_update": Kernel(
+        ('w', 'dw', 'm', 'v', 'alpha', 'beta1', 'beta2', 'eps'), ('w', 'm', 'v'),
+        '(w, dw, m, v, alpha, beta1, beta2, eps): m = b1*m + (1-b1)*dw; v = b2*v + '
+        '(1-b2)*dw**2; w -= alpha * m / (sqrt(v) + eps); alpha already holds the bias '
+        'correction lr*sqrt(1-b2**t)/(1-b1**t)'),
 }
 
 KERNEL_NAMES = tuple(KERNELS)

@@ -2,8 +2,9 @@
 
 Every backend's ``*_recurrence_*`` kernels for the cases the compiled engine
 does not take (the NumPy and Numba backends always; the Cython backend for
-float64) are these loops, run with that backend's own cell kernels: per step
-one ``np.dot`` with the recurrent weights and one cell kernel call. They are
+float64) call these loops with that backend's own cell kernels (``cells``, a
+namespace with the table's ``*_cell_*`` kernels): per step one product with
+the recurrent weights and one cell kernel call. They are
 also the engine's parity reference.
 
 Layout: see ``fastcap._kernels.KERNELS``. ``recurrent_pack`` is the identity
@@ -81,24 +82,3 @@ def lstm_backward(cells, dh, c0, Wh, ifog, c, batch_sizes, da_out, dh0_out):
         cells.lstm_cell_backward(dsum[:n], dc_in[:n], ifog[rows], c_prev, c[rows], da_out[rows], dc_out[:n])
         _dot(da_out[rows], Wh, dh0_out[:n], transpose=True)
         dc_in, dc_out = dc_out, dc_in
-
-
-def kernels(cells):
-    """The recurrence kernels of the table, as BLAS loops over `cells`' cell kernels."""
-    def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
-        rnn_forward(cells, xw, h0, Whp, batch_sizes, h_out)
-
-    def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
-        rnn_backward(cells, dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
-
-    def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
-        lstm_forward(cells, xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
-
-    def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
-        lstm_backward(cells, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
-
-    return dict(recurrent_pack=recurrent_pack,
-                rnn_recurrence_forward=rnn_recurrence_forward,
-                rnn_recurrence_backward=rnn_recurrence_backward,
-                lstm_recurrence_forward=lstm_recurrence_forward,
-                lstm_recurrence_backward=lstm_recurrence_backward)

@@ -2,7 +2,7 @@
 
 ``CASES`` maps each kernel name of ``fastcap._kernels.KERNELS`` to a ``Case``:
 a function building its arguments from (rng, dtype, **dims), the indices of
-the arguments the kernel writes (``*_out`` arrays and in-place state), and
+the arguments the kernel writes (its contract's ``writes``), and
 the float32 tolerance: the largest scaled error ``max|a - b| / max|b|``
 allowed between a backend's float32 result and the float64 reference
 (elementwise ``rel_error`` is meaningless in float32 where outputs cancel to
@@ -23,6 +23,8 @@ derives them) instead of random draws.
 from typing import Callable, NamedTuple, Optional
 
 import numpy as np
+
+from . import KERNELS
 
 # Dimension sets each kernel is tested at.
 SHAPES = [
@@ -196,30 +198,36 @@ def adam_update(rng, dtype, H, **_):
 
 class Case(NamedTuple):
     build: Callable  # (rng, dtype, **dims) -> list of arguments
-    written: tuple  # indices of the arguments the kernel writes
+    written: tuple  # indices of the arguments the kernel writes (from its contract, KERNELS)
     tol32: Optional[float]  # float32 tolerance (see the module docstring); None: backend-specific
+
+
+def _case(kernel, build, tol32):
+    """kernel's case: the indices it writes come from its contract in KERNELS."""
+    k = KERNELS[kernel]
+    return Case(build, tuple(k.args.index(a) for a in k.writes), tol32)
 
 
 # kernel -> its case, keyed by kernel name (the order of KERNELS)
 CASES = {
-    "rnn_cell_forward": Case(rnn_cell_forward, (2,), 1e-6),
-    "rnn_cell_backward": Case(rnn_cell_backward, (2,), 1e-6),
-    "lstm_cell_forward": Case(lstm_cell_forward, (3, 4, 5), 2e-6),
-    "lstm_cell_backward": Case(lstm_cell_backward, (5, 6), 2e-6),
-    "recurrent_pack": Case(recurrent_pack, (), None),
-    "rnn_recurrence_forward": Case(rnn_recurrence_forward, (4,), 2e-6),
-    "rnn_recurrence_backward": Case(rnn_recurrence_backward, (5, 6), 2e-6),
-    "lstm_recurrence_forward": Case(lstm_recurrence_forward, (5, 6, 7), 2e-6),
-    "lstm_recurrence_backward": Case(lstm_recurrence_backward, (6, 7), 2e-6),
-    "pack_bf16": Case(pack_bf16, (), None),  # backend-specific: the packed matmul_bf16 row
-    "matmul_bf16": Case(matmul_bf16, (2,), None),  # the bfloat16 mode: BF16_CASES
-    "embedding_backward": Case(embedding_backward, (2,), 2e-6),
-    "softmax_loss": Case(softmax_loss, (4,), 2e-6),
-    "argmax_words": Case(argmax_words, (3,), 0.0),
-    "sgd_update": Case(sgd_update, (0,), 1e-6),
-    "sgd_momentum_update": Case(sgd_momentum_update, (0, 2), 1e-6),
-    "rmsprop_update": Case(rmsprop_update, (0, 2), 1e-6),
-    "adam_update": Case(adam_update, (0, 2, 3), 1e-6),
+    "rnn_cell_forward": _case("rnn_cell_forward", rnn_cell_forward, 1e-6),
+    "rnn_cell_backward": _case("rnn_cell_backward", rnn_cell_backward, 1e-6),
+    "lstm_cell_forward": _case("lstm_cell_forward", lstm_cell_forward, 2e-6),
+    "lstm_cell_backward": _case("lstm_cell_backward", lstm_cell_backward, 2e-6),
+    "recurrent_pack": _case("recurrent_pack", recurrent_pack, None),
+    "rnn_recurrence_forward": _case("rnn_recurrence_forward", rnn_recurrence_forward, 2e-6),
+    "rnn_recurrence_backward": _case("rnn_recurrence_backward", rnn_recurrence_backward, 2e-6),
+    "lstm_recurrence_forward": _case("lstm_recurrence_forward", lstm_recurrence_forward, 2e-6),
+    "lstm_recurrence_backward": _case("lstm_recurrence_backward", lstm_recurrence_backward, 2e-6),
+    "pack_bf16": _case("pack_bf16", pack_bf16, None),  # backend-specific: the packed matmul_bf16 row
+    "matmul_bf16": _case("matmul_bf16", matmul_bf16, None),  # the bfloat16 mode: BF16_CASES
+    "embedding_backward": _case("embedding_backward", embedding_backward, 2e-6),
+    "softmax_loss": _case("softmax_loss", softmax_loss, 2e-6),
+    "argmax_words": _case("argmax_words", argmax_words, 0.0),
+    "sgd_update": _case("sgd_update", sgd_update, 1e-6),
+    "sgd_momentum_update": _case("sgd_momentum_update", sgd_momentum_update, 1e-6),
+    "rmsprop_update": _case("rmsprop_update", rmsprop_update, 1e-6),
+    "adam_update": _case("adam_update", adam_update, 1e-6),
 }
 
 
@@ -259,14 +267,14 @@ def _packed_b(build):
 # Tolerances: about 10x the worst error over 8 seeds at SHAPES (matmul 1.5e-7,
 # recurrences 3.1e-7, Cython and Numba).
 BF16_CASES = {
-    "matmul_bf16": Case(matmul_bf16, (2,), 1.5e-6),
-    "matmul_bf16 a.T": Case(_transposed(matmul_bf16, 0), (2,), 1.5e-6),
-    "matmul_bf16 b.T": Case(_transposed(matmul_bf16, 1), (2,), 1.5e-6),
-    "matmul_bf16 packed b": Case(_packed_b(matmul_bf16), (2,), 1.5e-6),
-    "rnn_recurrence_forward": Case(_bf16(rnn_recurrence_forward), (4,), 3e-6),
-    "rnn_recurrence_backward": Case(_bf16(rnn_recurrence_backward), (5, 6), 3e-6),
-    "lstm_recurrence_forward": Case(_bf16(lstm_recurrence_forward), (5, 6, 7), 3e-6),
-    "lstm_recurrence_backward": Case(_bf16(lstm_recurrence_backward), (6, 7), 3e-6),
+    "matmul_bf16": _case("matmul_bf16", matmul_bf16, 1.5e-6),
+    "matmul_bf16 a.T": _case("matmul_bf16", _transposed(matmul_bf16, 0), 1.5e-6),
+    "matmul_bf16 b.T": _case("matmul_bf16", _transposed(matmul_bf16, 1), 1.5e-6),
+    "matmul_bf16 packed b": _case("matmul_bf16", _packed_b(matmul_bf16), 1.5e-6),
+    "rnn_recurrence_forward": _case("rnn_recurrence_forward", _bf16(rnn_recurrence_forward), 3e-6),
+    "rnn_recurrence_backward": _case("rnn_recurrence_backward", _bf16(rnn_recurrence_backward), 3e-6),
+    "lstm_recurrence_forward": _case("lstm_recurrence_forward", _bf16(lstm_recurrence_forward), 3e-6),
+    "lstm_recurrence_backward": _case("lstm_recurrence_backward", _bf16(lstm_recurrence_backward), 3e-6),
 }
 
 

@@ -131,7 +131,23 @@ def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
 
 
 # ----------------------------------------------------------------------------
-# recurrences: the shared BLAS time loop around this module's cell kernels
+# recurrences: the shared BLAS time loop (blas_recurrence) around this module's cell kernels
+
+_CELLS = sys.modules[__name__]
+recurrent_pack = blas_recurrence.recurrent_pack
 
 
-globals().update(blas_recurrence.kernels(sys.modules[__name__]))
+def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
+    blas_recurrence.rnn_forward(_CELLS, xw, h0, Whp, batch_sizes, h_out)
+
+
+def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
+    blas_recurrence.rnn_backward(_CELLS, dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
+
+
+def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
+    blas_recurrence.lstm_forward(_CELLS, xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
+
+
+def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
+    blas_recurrence.lstm_backward(_CELLS, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)

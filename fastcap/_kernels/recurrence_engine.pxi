@@ -53,9 +53,10 @@ cdef extern from "engine/recurrence.h" nogil:
 ENGINE_INFO = {"isa": fc_engine_isa().decode(), "vector_width": fc_engine_vector_width(),
                "bf16_native": bool(fc_engine_bf16_native())}
 
-_BLAS = _types.SimpleNamespace(**_blas_recurrence.kernels(_types.SimpleNamespace(
+# This module's cell kernels, for the BLAS loop (float64, or the engine off).
+_CELLS = _types.SimpleNamespace(
     rnn_cell_forward=rnn_cell_forward, rnn_cell_backward=rnn_cell_backward,
-    lstm_cell_forward=lstm_cell_forward, lstm_cell_backward=lstm_cell_backward)))
+    lstm_cell_forward=lstm_cell_forward, lstm_cell_backward=lstm_cell_backward)
 
 cdef bint _engine_on = os.environ.get("FASTCAP_ENGINE", "on").strip().lower() not in ("0", "off", "no", "false")
 
@@ -159,7 +160,7 @@ cdef PackedRecurrent _packed_for(object Whp, Py_ssize_t H, Py_ssize_t G, bint tr
 
 def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
     if not isinstance(Whp, PackedRecurrent):
-        return _BLAS.rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out)
+        return _blas_recurrence.rnn_forward(_CELLS, xw, h0, Whp, batch_sizes, h_out)
     cdef const float[:, ::1] xw_ = xw   # IN (P, H) x @ Wx + b
     cdef const float[:, ::1] h0_ = h0   # IN (N, H)
     cdef float[:, ::1] h_ = h_out       # OUT (P, H)
@@ -177,7 +178,7 @@ def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
 
 def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
     if not isinstance(WhTp, PackedRecurrent):
-        return _BLAS.rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
+        return _blas_recurrence.rnn_backward(_CELLS, dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
     cdef const float[:, ::1] dh_ = dh   # IN (P, H) gradient arriving at every h_t
     cdef const float[:, ::1] h0_ = h0   # IN (N, H)
     cdef const float[:, ::1] h_ = h     # IN (P, H)
@@ -198,7 +199,7 @@ def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
 
 def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
     if not isinstance(Whp, PackedRecurrent):
-        return _BLAS.lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
+        return _blas_recurrence.lstm_forward(_CELLS, xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
     cdef const float[:, ::1] xw_ = xw       # IN (P, 4H) x @ Wx + b
     cdef const float[:, ::1] h0_ = h0       # IN (N, H)
     cdef const float[:, ::1] c0_ = c0       # IN (N, H)
@@ -223,7 +224,7 @@ def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out
 
 def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
     if not isinstance(WhTp, PackedRecurrent):
-        return _BLAS.lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
+        return _blas_recurrence.lstm_backward(_CELLS, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
     cdef const float[:, ::1] dh_ = dh       # IN (P, H) gradient arriving at every h_t
     cdef const float[:, ::1] c0_ = c0       # IN (N, H)
     cdef const float[:, ::1] ifog_ = ifog   # IN (P, 4H)

@@ -203,40 +203,40 @@ def word_projection_backward(da, proj):
 
 def rnn_forward_packed(xw, h0, Wh, packing):
     """Packed input projections xw (P, H) = x @ Wx + b, h0 (N, H) -> RNNCore (h: packed (P, H))."""
-    K = _backend.kernels()
+    kernels = _backend.kernels()
     h = np.empty_like(xw)
-    K.rnn_recurrence_forward(xw, h0, pack(Wh, 1, False), _batch_sizes(packing), h)
+    kernels.rnn_recurrence_forward(xw, h0, pack(Wh, 1, False), _batch_sizes(packing), h)
     return RNNCore(h0, Wh, h, packing)
 
 
 def rnn_backward_packed(dh_packed, core):
     """Packed dh (P, H), RNNCore -> packed gate gradients da (P, H), dh0 (N, H), dWh (H, H)."""
-    K = _backend.kernels()
+    kernels = _backend.kernels()
     h0, Wh, h, packing = core
     da, dh0 = np.empty_like(h), np.empty_like(h0)
-    K.rnn_recurrence_backward(dh_packed, h0, pack(Wh, 1, True), h,
+    kernels.rnn_recurrence_backward(dh_packed, h0, pack(Wh, 1, True), h,
                               _batch_sizes(packing), da, dh0)
     return da, dh0, recurrent_weight_grad(core, da)
 
 
 def lstm_forward_packed(xw, h0, Wh, packing):
     """Packed input projections xw (P, 4H) = x @ Wx + b, h0 (N, H) -> LSTMCore (c0 = 0)."""
-    K = _backend.kernels()
+    kernels = _backend.kernels()
     P, H = xw.shape[0], h0.shape[1]
     ifog = np.empty_like(xw)  # (P, 4H)
     c = np.empty((P, H), dtype=h0.dtype)
     h = np.empty((P, H), dtype=h0.dtype)
-    K.lstm_recurrence_forward(xw, h0, np.zeros_like(h0), pack(Wh, 4, False),
+    kernels.lstm_recurrence_forward(xw, h0, np.zeros_like(h0), pack(Wh, 4, False),
                               _batch_sizes(packing), ifog, c, h)
     return LSTMCore(h0, Wh, ifog, c, h, packing)
 
 
 def lstm_backward_packed(dh_packed, core):
     """Packed dh (P, H), LSTMCore -> packed gate gradients da (P, 4H), dh0 (N, H), dWh (H, 4H)."""
-    K = _backend.kernels()
+    kernels = _backend.kernels()
     h0, Wh, ifog, c, h, packing = core
     da, dh0 = np.empty_like(ifog), np.empty_like(h0)
-    K.lstm_recurrence_backward(dh_packed, np.zeros_like(h0), pack(Wh, 4, True), ifog, c,
+    kernels.lstm_recurrence_backward(dh_packed, np.zeros_like(h0), pack(Wh, 4, True), ifog, c,
                                _batch_sizes(packing), da, dh0)
     return da, dh0, recurrent_weight_grad(core, da)
 

@@ -65,15 +65,15 @@ class CaptioningRNN:
     def _check_params(self):
         # Parameters may be replaced by the user (the seeds do); check before kernels see them.
         dims = Dims()
-        G = CELLS[self.cell_type].gates
+        gates = CELLS[self.cell_type].gates
         out = {}
         for k, s in PARAM_SHAPES.items():
             a = as_float(f"params[{k!r}]", self.params[k], len(s))
             out[k] = dims.match(f"params[{k!r}]", a, s)
             if a.dtype != self.dtype:
                 raise TypeError(f"params[{k!r}] must have the model dtype {self.dtype}, got {a.dtype}")
-        if dims["G"] != G * dims["H"]:
-            raise ValueError(f"params['Wx'] must have {G}*H = {G * dims['H']} columns for "
+        if dims["G"] != gates * dims["H"]:
+            raise ValueError(f"params['Wx'] must have {gates}*H = {gates * dims['H']} columns for "
                              f"cell_type {self.cell_type!r}, got {dims['G']}")
         _validate.tokens_fit({"<NULL>": self._null, "<START>": self._start, "<END>": self._end}, dims["V"])
         return out
@@ -100,9 +100,9 @@ class CaptioningRNN:
         grads=False skips the backward pass and returns (loss, None): the
         validation loss is this same forward.
         """
-        P = self._check_params()
-        V = P["W_embed"].shape[0]
-        features = self._features(features, P["W_proj"].shape[0])
+        params = self._check_params()
+        V = params["W_embed"].shape[0]
+        features = self._features(features, params["W_proj"].shape[0])
         captions = as_indices("captions", captions, 2, V)
         N, T = captions.shape
         if features.shape[0] != N:
@@ -111,7 +111,7 @@ class CaptioningRNN:
         if T < 2:
             raise ValueError(f"captions must have at least 2 columns (<START> and a target), got shape {captions.shape}")
         cell = CELLS[self.cell_type]
-        K = _backend.kernels()
+        kernels = _backend.kernels()
 
         words_in, words_out = captions[:, :-1], captions[:, 1:]
         scored = words_out != self._null  # (N, T-1)
@@ -126,21 +126,21 @@ class CaptioningRNN:
         scored = scored[order, :steps].T[running]
         packing = _sequence.packing(running.sum(axis=1))
 
-        h0 = _sequence.affine(features, P["W_proj"], P["b_proj"])[order]  # (N, H), sorted
-        xw, projection = _sequence.word_projection(x_words, P["W_embed"], P["Wx"], P["b"])  # (P, G)
-        core = cell.forward(xw, h0, P["Wh"], packing)
+        h0 = _sequence.affine(features, params["W_proj"], params["b_proj"])[order]  # (N, H), sorted
+        xw, projection = _sequence.word_projection(x_words, params["W_embed"], params["Wx"], params["b"])  # (P, G)
+        core = cell.forward(xw, h0, params["Wh"], packing)
         h = core.h  # (P, H)
         all_scored = bool(scored.all())  # unless <NULL> occurs inside a caption
         h_scored = h if all_scored else h[scored]
-        scores = _sequence.affine(h_scored, P["W_vocab"], P["b_vocab"])  # (S, V)
+        scores = _sequence.affine(h_scored, params["W_vocab"], params["b_vocab"])  # (S, V)
         dscores = np.empty_like(scores)
         y_scored = y if all_scored else y[scored]
-        loss = K.softmax_loss(scores, y_scored, np.ones(len(y_scored), bool), 1.0 / N if N else 0.0, dscores)
+        loss = kernels.softmax_loss(scores, y_scored, np.ones(len(y_scored), bool), 1.0 / N if N else 0.0, dscores)
         if not grads:
             return loss, None
 
         grads = {}
-        dh_scored, grads["W_vocab"], grads["b_vocab"] = _sequence.affine_backward(dscores, h_scored, P["W_vocab"])
+        dh_scored, grads["W_vocab"], grads["b_vocab"] = _sequence.affine_backward(dscores, h_scored, params["W_vocab"])
         if all_scored:
             dh = dh_scored
         else:
@@ -176,10 +176,10 @@ class CaptioningRNN:
         h0 = features @ W_proj + b_proj (and c0 = 0 for an LSTM), with the
         recurrent weights packed once for every later ``step``. The state
         holds the parameters as they are now: make a new one after an update."""
-        P = self._check_params()
-        features = self._features(features, P["W_proj"].shape[0])
-        h0 = _sequence.affine(features, P["W_proj"], P["b_proj"])
-        return DecodeState(self.cell_type, P, h0)
+        params = self._check_params()
+        features = self._features(features, params["W_proj"].shape[0])
+        h0 = _sequence.affine(features, params["W_proj"], params["b_proj"])
+        return DecodeState(self.cell_type, params, h0)
 
     def step(self, state, words):
         """Feed one word per row: words (n,) integer indices in [0, V), n =
@@ -240,8 +240,8 @@ class DecodeState:
     def check(self):
         """Raise ValueError unless h, c and the word table fit the parameters (a
         state is handed back by the caller, so it is checked before kernels see it)."""
-        P = self.params
-        (V, _), (H, G) = P["W_embed"].shape, P["Wh"].shape
+        params = self.params
+        (V, _), (H, G) = params["W_embed"].shape, params["Wh"].shape
         table, known = self._table
         want = {"h": (self.rows, H), "table": (V, G), "known": (V,)}
         got = {"h": self.h.shape, "table": table.shape, "known": known.shape}
@@ -251,9 +251,9 @@ class DecodeState:
             if got[k] != shape:
                 raise ValueError(f"DecodeState.{k} must have shape {shape} (from the parameters), got {got[k]}")
         arrays = [self.h, table] + ([self.c] if self.lstm else [])
-        if any(not isinstance(a, np.ndarray) or a.dtype != P["Wh"].dtype or not a.flags.c_contiguous
+        if any(not isinstance(a, np.ndarray) or a.dtype != params["Wh"].dtype or not a.flags.c_contiguous
                for a in arrays) or known.dtype != bool:
-            raise ValueError(f"DecodeState arrays must be C-contiguous {P['Wh'].dtype} (and a bool mask)")
+            raise ValueError(f"DecodeState arrays must be C-contiguous {params['Wh'].dtype} (and a bool mask)")
 
     def select(self, rows):
         """The state of rows `rows` (an index array or boolean mask), e.g. the
@@ -270,24 +270,24 @@ class DecodeState:
         decoding will feed; given, the table is filled only when that is at
         least V and the state has more rows than are projected directly
         (None: fill it)."""
-        P = self.params
-        if feeds is not None and (self.rows <= _DIRECT_ROWS or feeds < P["W_embed"].shape[0]):
+        params = self.params
+        if feeds is not None and (self.rows <= _DIRECT_ROWS or feeds < params["W_embed"].shape[0]):
             return
         table, known = self._table
-        _sequence.matmul(P["W_embed"], P["Wx"], out=table)  # straight into the table: no 8 MB temporary
-        table += P["b"]
+        _sequence.matmul(params["W_embed"], params["Wx"], out=table)  # straight into the table: no 8 MB temporary
+        table += params["b"]
         known[...] = True
 
     def _inputs(self, words):
         """xw (n, G) = W_embed[words] @ Wx + b."""
-        P = self.params
+        params = self.params
         if words.shape[0] <= _DIRECT_ROWS:
-            return _sequence.affine(P["W_embed"][words], self.packed()[3], P["b"])
+            return _sequence.affine(params["W_embed"][words], self.packed()[3], params["b"])
         table, known = self._table
         fresh = ~known[words]
         if fresh.any():
             new = np.unique(words[fresh])
-            table[new] = _sequence.affine(P["W_embed"][new], self.packed()[3], P["b"])
+            table[new] = _sequence.affine(params["W_embed"][new], self.packed()[3], params["b"])
             known[new] = True
         return table[words]
 
@@ -297,9 +297,9 @@ class DecodeState:
         from this one."""
         key = (_backend.kernels(), _sequence.bf16())
         if self._packed is None or self._packed[0] != key:
-            P = self.params
-            self._packed = (key, _sequence.pack(P["Wh"], CELLS[self.cell_type].gates, False),
-                            _sequence.pack_matrix(P["W_vocab"]), _sequence.pack_matrix(P["Wx"]))
+            params = self.params
+            self._packed = (key, _sequence.pack(params["Wh"], CELLS[self.cell_type].gates, False),
+                            _sequence.pack_matrix(params["W_vocab"]), _sequence.pack_matrix(params["Wx"]))
         return self._packed
 
     def scores(self):
@@ -308,17 +308,17 @@ class DecodeState:
 
     def advance(self, words):
         """The state after feeding words (n,) intp, one recurrent step on the engine."""
-        K = _backend.kernels()
+        kernels = _backend.kernels()
         packed = self.packed()[1]
         xw, n = self._inputs(words), words.shape[0]
         batch = np.array([n], dtype=np.intp)
         h = np.empty_like(self.h)
         if self.lstm:
             c, ifog = np.empty_like(self.c), np.empty_like(xw)
-            K.lstm_recurrence_forward(xw, self.h, self.c, packed, batch, ifog, c, h)
+            kernels.lstm_recurrence_forward(xw, self.h, self.c, packed, batch, ifog, c, h)
         else:
             c = None
-            K.rnn_recurrence_forward(xw, self.h, packed, batch, h)
+            kernels.rnn_recurrence_forward(xw, self.h, packed, batch, h)
         return DecodeState(self.cell_type, self.params, h, c, self._packed, self._table)
 
 
@@ -330,7 +330,7 @@ def _greedy_decode(state, start, end, null, max_length):
     rows leave the batch, its later positions stay `null`, and the loop ends
     once every caption has stopped.
     """
-    K = _backend.kernels()
+    kernels = _backend.kernels()
     b_vocab = state.params["b_vocab"]
     N = state.rows
     captions = np.full((N, max_length), null, dtype=np.int32)
@@ -341,7 +341,7 @@ def _greedy_decode(state, start, end, null, max_length):
     word = np.full(N, start, dtype=np.intp)  # (n,) last word of each running caption
     for t in range(max_length):
         state = state.advance(word)
-        ended = K.argmax_words(state.scores(), b_vocab, end, word)
+        ended = kernels.argmax_words(state.scores(), b_vocab, end, word)
         if alive.size == N:
             captions[:, t] = word
         else:

@@ -8,7 +8,9 @@ take turns, never run at once, so both get the whole budget.
 every BLAS library loaded at the time of the call (call it again after
 importing something that loads another one, such as SciPy) and the engine's
 thread count in every loaded backend that has one (and in those loaded
-later). The other kernels run on the calling thread.
+later). The Cython backend's update rules, embedding scatter-add, softmax
+loss and bf16 GEMM run on the engine's pool too; the other kernels run on
+the calling thread.
 
 Numba's thread pool is deliberately left alone: no fastcap kernel uses it,
 and starting it (``numba.set_num_threads`` does) keeps its worker threads

@@ -38,7 +38,8 @@ def _add_runtime_options(p):
                    help="kernel backend (default: $FASTCAP_BACKEND, else auto = the fastest "
                         "that loads)")
     p.add_argument("--threads", type=POSITIVE_INT.argtype(), metavar="N",
-                   help="BLAS threads (fastcap's kernels are single-threaded; default: as configured)")
+                   help="threads for BLAS and fastcap's compiled kernels (default: FASTCAP_NUM_THREADS, "
+                        "else every core)")
 
 
 def _one_line(text):

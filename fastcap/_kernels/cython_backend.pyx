@@ -12,9 +12,11 @@
 #   first. Arguments are marked ``# IN`` / ``# OUT`` / ``# IN/OUT`` (updated in
 #   place). The fused ``def`` picks the float32 or float64 specialization from
 #   the first array's dtype (about a microsecond per call).
-# * Three builds of this file: ``cython_backend`` for the compiler's default
-#   target, ``cython_backend_avx2`` (``-mavx2 -mfma``) and
-#   ``cython_backend_avx512`` (AVX-512 F/VL/BW/DQ), all with
+# * Four builds of this file (fastcap/_kernels/cython_builds.py):
+#   ``cython_backend`` for the compiler's default target (SSE2 on x86-64,
+#   which has no FMA to contract into), ``cython_backend_avx2`` (``-mavx2
+#   -mfma``), ``cython_backend_avx512`` (AVX-512 F/VL/BW/DQ) and
+#   ``cython_backend_avx512bf16`` (plus AVX512-BF16), the last three with
 #   ``-ffp-contract=off``; fastcap._backend loads the best one the CPU runs.
 #   Same bits out of every kernel but the float32 recurrences (no
 #   contraction), wider vectors. ``BUILD_INFO["isa"]`` says which it is.

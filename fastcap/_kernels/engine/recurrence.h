@@ -5,7 +5,7 @@
  * the first n_t = offsets[t+1] - offsets[t] sequences run, and their rows are
  * offsets[t] .. offsets[t+1]-1 of the packed (P, ...) arrays. G = H (RNN) or
  * 4H (LSTM, gates i, f, o, g). All arrays are C-contiguous float32. The
- * caller (cython_backend.pyx) has validated every shape and offset.
+ * caller (the wrappers of recurrence_engine.pxi) has checked every shape and offset.
  *
  * Per step, the recurrent product (n_t x H) @ (H x G) runs as register tiles
  * of FC_MR rows x FC_PW columns over weights packed once per call into

@@ -8,7 +8,9 @@ projections over all steps, dWh, the vocabulary projection and its
 gradients), the reshaping, and the row gathers (NumPy indexing, as fast as a
 compiled gather loop: the embedding lookup and the per-word projection table).
 It calls the active backend's kernels (``fastcap._kernels``) for the
-recurrences and the scatter-add. Every matrix product goes through ``matmul``
+recurrences and the scatter-add. Its functions that reach BLAS are
+``_threads.routed``: there, and only there, OpenBLAS runs on the engine's
+thread pool (the user's own NumPy products keep OpenBLAS's threads). Every matrix product goes through ``matmul``
 (and the recurrences' packing takes the precision too), so the bfloat16 mode
 (``fastcap._precision``) reaches them all from one place. ``fastcap.rnn_layers`` (the public layers)
 and ``fastcap.classifiers.rnn`` (the model) are built on it; inputs are
@@ -21,7 +23,7 @@ from typing import Callable, NamedTuple
 
 import numpy as np
 
-from . import _backend, _precision
+from . import _backend, _precision, _threads
 
 
 class Packing(NamedTuple):
@@ -109,6 +111,7 @@ def bf16():
     return _precision.bf16_products()
 
 
+@_threads.routed  # fastcap's own BLAS calls run on the engine's pool
 def matmul(a, b, out=None):
     """a (M, K) @ b (K, N) -> (M, N): BLAS, or in the bfloat16 mode (float32 operands) the
     active backend's bf16 product (operands rounded to bf16, float32 sums). b may be
@@ -201,6 +204,7 @@ def word_projection_backward(da, proj):
 # the recurrences (kernels)
 
 
+@_threads.routed
 def rnn_forward_packed(xw, h0, Wh, packing):
     """Packed input projections xw (P, H) = x @ Wx + b, h0 (N, H) -> RNNCore (h: packed (P, H))."""
     kernels = _backend.kernels()
@@ -209,6 +213,7 @@ def rnn_forward_packed(xw, h0, Wh, packing):
     return RNNCore(h0, Wh, h, packing)
 
 
+@_threads.routed
 def rnn_backward_packed(dh_packed, core):
     """Packed dh (P, H), RNNCore -> packed gate gradients da (P, H), dh0 (N, H), dWh (H, H)."""
     kernels = _backend.kernels()
@@ -219,6 +224,7 @@ def rnn_backward_packed(dh_packed, core):
     return da, dh0, recurrent_weight_grad(core, da)
 
 
+@_threads.routed
 def lstm_forward_packed(xw, h0, Wh, packing):
     """Packed input projections xw (P, 4H) = x @ Wx + b, h0 (N, H) -> LSTMCore (c0 = 0)."""
     kernels = _backend.kernels()
@@ -231,6 +237,7 @@ def lstm_forward_packed(xw, h0, Wh, packing):
     return LSTMCore(h0, Wh, ifog, c, h, packing)
 
 
+@_threads.routed
 def lstm_backward_packed(dh_packed, core):
     """Packed dh (P, H), LSTMCore -> packed gate gradients da (P, 4H), dh0 (N, H), dWh (H, 4H)."""
     kernels = _backend.kernels()

@@ -27,7 +27,9 @@ a thread would leave the others waiting forever.
 Without it fastcap changes nothing: the BLAS default (one thread per core)
 stays in force, and the engine uses one thread per core this process may run on.
 """
+import functools
 import os
+import threading
 
 from threadpoolctl import ThreadpoolController, threadpool_info
 
@@ -148,14 +150,17 @@ _CALLBACK_SETTERS = ("openblas_set_threads_callback_function",
 
 
 def share_blas_threads(module):
-    """Make every loaded OpenBLAS (0.3.27 or newer) run its threaded calls on
-    `module`'s pool instead of its own worker threads.
+    """Make every loaded OpenBLAS (0.3.27 or newer) run fastcap's threaded calls
+    on `module`'s pool instead of its own worker threads: inside ``on_pool``
+    (fastcap's own products: fastcap._sequence), and only there. Outside it,
+    the process's other BLAS calls (the user's own) run on OpenBLAS's threads
+    as if fastcap were not imported.
 
     Why: after each call OpenBLAS's workers spin for about 0.1 s (2^28
     cycles); a compiled engine call right after a GEMM then shares its cores
     with them (measured: an LSTM forward on 2 threads 2x slower right after a
     GEMM than alone). On one pool BLAS and the engine take turns. Returns the
-    libraries newly routed. FASTCAP_BLAS_POOL=off leaves OpenBLAS alone."""
+    libraries newly found. FASTCAP_BLAS_POOL=off leaves OpenBLAS alone."""
     import ctypes
 
     if os.environ.get(BLAS_POOL_ENV_VAR, "on").strip().lower() in ("0", "off", "no", "false"):
@@ -172,10 +177,53 @@ def share_blas_threads(module):
         if setter is None or not module.can_start_threads(max(1, int(info.get("num_threads") or 1))):
             continue  # an OpenBLAS without the hook keeps its own threads
         setter.argtypes, setter.restype = [ctypes.c_void_p], None
-        setter(module.openblas_callback_address())
         _blas_pool[path] = module
+        _routes.append((setter, module.openblas_callback_address()))
         routed.append(path)
     return routed
+
+
+# (callback setter, the pool's callback) of every OpenBLAS found; how deep in
+# on_pool blocks the process is (the routes are installed while it is above 0).
+_routes = []
+_depth = 0
+_depth_lock = threading.Lock()
+
+
+class on_pool:
+    """A block of fastcap's own BLAS calls, run on the engine's pool: the
+    OpenBLAS threading callback is installed on entering the outermost block
+    and removed (OpenBLAS's own threads again) on leaving it."""
+
+    __slots__ = ()
+
+    def __enter__(self):
+        global _depth
+        with _depth_lock:
+            if _depth == 0:
+                for setter, callback in _routes:
+                    setter(callback)
+            _depth += 1
+
+    def __exit__(self, *exc):
+        global _depth
+        with _depth_lock:
+            _depth -= 1
+            if _depth == 0:
+                for setter, _ in _routes:
+                    setter(None)
+
+
+ON_POOL = on_pool()
+
+
+def routed(fn):
+    """Decorator: fn's BLAS calls run on the engine's pool (on_pool)."""
+    @functools.wraps(fn)
+    def run_on_pool(*args, **kwargs):
+        with ON_POOL:
+            return fn(*args, **kwargs)
+    return run_on_pool
 
 
 def blas_pool():

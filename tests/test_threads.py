@@ -102,28 +102,46 @@ def test_one_budget_for_blas_and_the_engine():
     assert out == ["2 2", "3 3", "3", "3"]
 
 
-def test_openblas_runs_on_the_engine_pool():
+def test_openblas_runs_on_the_engine_pool_for_fastcaps_calls_only():
     """Where the Cython backend loads and OpenBLAS has the threading hook,
-    threaded BLAS calls run on the engine's pool (not OpenBLAS's own spinning
-    workers), with the same results; FASTCAP_BLAS_POOL=off leaves OpenBLAS alone."""
+    fastcap's own threaded BLAS calls run on the engine's pool (not OpenBLAS's
+    own spinning workers), with the same results; the user's own products,
+    before, after and between fastcap's (an exception included), keep
+    OpenBLAS's own threads: importing fastcap changes nothing else in the
+    process. FASTCAP_BLAS_POOL=off leaves OpenBLAS alone."""
     require_backend("cython")
     code = """
         import numpy as np
         import fastcap
-        from fastcap import _backend, _threads
+        from fastcap import _backend, _sequence, _threads
         cy = _backend.load("cython").module
         fastcap.set_num_threads(2)
         a = np.random.default_rng(0).standard_normal((600, 700)).astype(np.float32)
         b = np.random.default_rng(1).standard_normal((700, 500)).astype(np.float32)
-        before = cy.blas_calls()
-        c = a @ b
-        err = np.abs(c - a.astype(np.float64) @ b).max() / np.abs(c).max()
-        print(len(_threads.blas_pool()), cy.blas_calls() - before, err < 1e-5)
+        calls = []
+        def count(fn):
+            before = cy.blas_calls()
+            out = fn()
+            calls.append(cy.blas_calls() - before)
+            return out
+        user = count(lambda: a @ b)
+        ours = count(lambda: _sequence.matmul(a, b))
+        count(lambda: a @ b)
+        try:
+            with _threads.ON_POOL:
+                raise KeyError
+        except KeyError:
+            pass
+        count(lambda: a @ b)
+        err = np.abs(ours - a.astype(np.float64) @ b).max() / np.abs(ours).max()
+        print(len(_threads.blas_pool()), *calls, err < 1e-5, np.array_equal(user, ours))
     """
     for env, routed in (({}, True), ({"FASTCAP_BLAS_POOL": "off"}, False)):
         out = _run(code, **env)
-        libs, calls, ok = out[0].split()
-        assert ok == "True"
+        libs, user, ours, after, after_error, ok, same = out[0].split()
+        assert ok == "True" and same == "True"
         if routed and libs == "0":
             pytest.skip("this OpenBLAS has no threading hook (openblas_set_threads_callback_function, 0.3.27+)")
-        assert (int(libs) >= 1 and int(calls) >= 1) if routed else (libs, calls) == ("0", "0")
+        assert (user, after, after_error) == ("0", "0", "0")
+        assert (int(libs) >= 1 and int(ours) >= 1) if routed else (libs, ours) == ("0", "0")
+

@@ -1,4 +1,4 @@
-"""The ``fastcap`` command: train, sample, evaluate, show, make-data, info, bench.
+"""The ``fastcap`` command: train, sample, evaluate, show, caption, prepare, make-data, info, bench.
 
 ``main(argv=None) -> int`` runs one command and returns its exit status:
 0 on success, 1 for bad data, checkpoints or other errors at run time (one
@@ -13,8 +13,8 @@ import signal
 import sys
 import traceback
 
-from .options import (DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS, POSITIVE_INT, TRAIN_OPTIONS,
-                      add_options)
+from .options import (CAPTION_OPTIONS, DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS,
+                      POSITIVE_INT, PREPARE_OPTIONS, TRAIN_OPTIONS, add_options)
 
 __all__ = ["main", "build_parser"]
 
@@ -178,6 +178,47 @@ def cmd_show(args):
     return 0
 
 
+# ---------------------------------------------------------------- prepare / caption
+def cmd_prepare(args):
+    from .prepare import prepare
+
+    if (args.train_list is None) != (args.val_list is None):
+        raise ValueError("--train-list and --val-list go together (a Flickr8k split)")
+    lists = {"train": args.train_list, "val": args.val_list} if args.train_list else None
+    _setup_runtime(args)
+    s = prepare(args.captions_file, args.images, args.out, split_lists=lists,
+                extractor=args.extractor, weights=args.weights, min_count=args.min_count,
+                val_fraction=args.val_fraction, seed=args.seed, pca_dim=args.pca_dim,
+                overwrite=args.overwrite, progress=not args.quiet)
+    split = "from the file" if s["split_from_file"] else f"random, seed {args.seed}"
+    print(f"wrote {s['out']}: {s['format']} captions, split {split}")
+    for name in ("train", "val"):
+        print(f"  {name:5s} {s['images'][name]:>7,d} images {s['captions'][name]:>8,d} captions")
+    print(f"  vocabulary {s['vocab']:,d} words (seen >= {args.min_count} times in train); "
+          f"{s['truncated']:,d} captions truncated to 15 words")
+    print(f"  features {args.extractor} ({args.weights} weights) {s['feature_dim']}-d, "
+          f"PCA {s['pca_dim']}-d")
+    for why, n in sorted(s["dropped"].items()):
+        print(f"  left out: {n:,d} {why}")
+    print(f"train on it: fastcap train --data {s['out']}")
+    return 0
+
+
+def cmd_caption(args):
+    from .caption import caption_files
+
+    _setup_runtime(args)
+    ckpt, results = caption_files(args.checkpoint, args.images, data_dir=args.data,
+                                  extractor=args.extractor, weights=args.weights,
+                                  beam_size=args.beam_size, max_length=args.max_length)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for r in results:
+            print(f"{r['image']}\t{r['caption']}")
+    return 0
+
+
 # ---------------------------------------------------------------- make-data / info / bench
 def cmd_make_data(args):
     from .datagen import write_coco_data
@@ -264,6 +305,32 @@ def build_parser():
         add_options(p, INFERENCE_OPTIONS[name])
         _add_runtime_options(p)
         p.set_defaults(func=func)
+
+    # ---- caption, prepare
+    p = sub.add_parser("caption", parents=[debug], help="caption new images with a checkpoint",
+                       description="Print a caption for each image (files, folders, http(s) "
+                                   "URLs): IMAGE<TAB>caption, or JSON. The features are made "
+                                   "as the checkpoint's data was (fastcap prepare recorded the "
+                                   "CNN, its preprocessing and the PCA); needs the [vision] "
+                                   "extra.")
+    add_options(p, CAPTION_OPTIONS)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_caption)
+
+    p = sub.add_parser("prepare", parents=[debug], formatter_class=fmt,
+                       help="a captions file and an image folder -> a data directory",
+                       description="Turn a captions file (COCO captions_*.json, Karpathy's "
+                                   "dataset_*.json or a\nFlickr8k token file with --train-list/"
+                                   "--val-list) and its images into a\ndata directory for "
+                                   "`fastcap train --data`: tokenized captions, a vocabulary,\n"
+                                   "CNN features and their PCA (needs the [vision] extra). An "
+                                   "interrupted run\ncontinues where it stopped when run again.",
+                       epilog=f"DATA_DIR gets the CS231n layout:\n{LAYOUT}\nand "
+                              "fastcap_features.json, fastcap_pca.h5 (how the features were "
+                              "made).")
+    add_options(p, PREPARE_OPTIONS)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_prepare)
 
     # ---- make-data
     p = sub.add_parser("make-data", parents=[debug], formatter_class=fmt,

@@ -16,6 +16,7 @@ from .model_config import CELL_TYPES, DTYPES
 from .optim import UPDATE_RULES
 
 __all__ = ["Option", "Kind", "TRAIN_OPTIONS", "INFERENCE_OPTIONS", "MAKE_DATA_OPTIONS",
+           "PREPARE_OPTIONS", "CAPTION_OPTIONS",
            "DEFAULTS", "GENERATED_DEFAULTS", "OPTION_KEYS", "GENERATED_KEYS",
            "RESUME_OVERRIDABLE", "add_options", "check_options", "flag"]
 
@@ -49,6 +50,7 @@ class Kind:
 POSITIVE_INT = Kind(int, lambda v: v >= 1, "a positive integer")
 NONNEG_INT = Kind(int, lambda v: v >= 0, "an integer >= 0")
 POSITIVE_FLOAT = Kind(float, lambda v: 0 < v and math.isfinite(v), "a positive number")
+FRACTION = Kind(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +76,7 @@ class Option:
     positional: bool = False
     nargs: object = None
     const: object = None
+    required: bool = False
 
     @property
     def option_string(self):
@@ -103,6 +106,8 @@ class Option:
             kwargs["type"] = self.kind.argtype()
         if self.action not in ("store_true",):
             kwargs["default"] = self.parser_default
+        if self.required:
+            kwargs["required"] = True
         if self.positional:
             return parser.add_argument(self.name, **kwargs)
         return parser.add_argument(self.option_string, **kwargs, **(
@@ -236,6 +241,51 @@ MAKE_DATA_OPTIONS = (
     _made("full_dim", "full_dim", "fc7 feature size (default {default})", "D"),
     _made("seed", "seed", "(default {default})", None, NONNEG_INT),
     Option("overwrite", help="replace the data files OUT_DIR already holds", action="store_true"),
+)
+
+
+def _extractor_options(default, help):
+    from .features import EXTRACTORS, WEIGHTS
+
+    return (Option("extractor", help=help, choices=tuple(EXTRACTORS), parser_default=default),
+            Option("weights", help="the CNN's weights: imagenet (downloaded once into torch's "
+                                   "cache) or none (random, offline: for tests; default "
+                                   "imagenet)", choices=WEIGHTS, parser_default="imagenet"))
+
+
+# `fastcap prepare`: a captions file and an image folder -> a data directory.
+PREPARE_OPTIONS = (
+    Option("captions_file", metavar="CAPTIONS_FILE", positional=True,
+           help="COCO captions_*.json, Karpathy's dataset_*.json or a Flickr8k token file"),
+    Option("images", help="the folder the captions file's image names are relative to",
+           metavar="DIR", required=True),
+    Option("out", help="the data directory to write", metavar="DATA_DIR", required=True),
+    Option("train_list", help="Flickr8k: the training images, one name a line", metavar="FILE"),
+    Option("val_list", help="Flickr8k: the validation images, one name a line", metavar="FILE"),
+    *_extractor_options("resnet50", "the CNN (default resnet50)"),
+    Option("min_count", POSITIVE_INT, "keep words seen at least N times in the training "
+                                      "captions (default 5)", "N", parser_default=5),
+    Option("val_fraction", FRACTION, "when the file has no split: the share of images held "
+                                     "out for validation (default 0.1)", "F",
+           parser_default=0.1),
+    Option("seed", NONNEG_INT, "seed of that split (default 0)", "S", parser_default=0),
+    Option("pca_dim", POSITIVE_INT, "PCA feature size (default 512)", "D", parser_default=512),
+    Option("overwrite", help="replace the data files DATA_DIR already holds",
+           action="store_true"),
+    Option("quiet", help="no progress bar", action="store_true"),
+)
+
+# `fastcap caption`: captions of new images.
+CAPTION_OPTIONS = (
+    _CHECKPOINT,
+    Option("images", metavar="IMAGE", positional=True, nargs="+",
+           help="image files, folders of images or http(s) URLs"),
+    Option("data", help="the data directory the checkpoint was trained on (default: the one "
+                        "it names)", metavar="DIR"),
+    _GREEDY_BEAM, _MAX_LENGTH,
+    *_extractor_options(None, "for a checkpoint of data fastcap did not prepare: the CNN whose "
+                              "full (--no-pca) features it was trained on"),
+    Option("json", help="print JSON instead of text", action="store_true"),
 )
 
 

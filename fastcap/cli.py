@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 
 from .options import (CAPTION_OPTIONS, DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS,
                       POSITIVE_INT, PREPARE_OPTIONS, TRAIN_OPTIONS, add_options)
@@ -179,6 +180,22 @@ def cmd_show(args):
 
 
 # ---------------------------------------------------------------- prepare / caption
+def _one_line_warnings():
+    """fastcap's own warnings (a random CNN) as one `fastcap: warning:` line, not Python's
+    file:line form; other warnings keep theirs."""
+    from .features import RandomWeightsWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, RandomWeightsWarning):
+            print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+        else:
+            shown(message, category, *rest, **kw)
+
+    return show
+
+
 def cmd_prepare(args):
     from .prepare import prepare
 
@@ -407,6 +424,8 @@ def main(argv=None):
     from .distributed import RankError
     from .interrupts import TrainingInterrupted
 
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warnings()
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:
@@ -428,6 +447,8 @@ def main(argv=None):
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         _report(exc, debug, internal=True)
         return 1
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

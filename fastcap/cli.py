@@ -306,9 +306,10 @@ def build_parser():
         description="Train a captioning model. With no options: an LSTM on generated data\n"
                     "(made in memory, deterministic), a minute or two on 2 cores.\n"
                     "Progress goes to stderr; per-epoch validation loss and caption metrics\n"
-                    "to stdout. --out gets checkpoint.npz, config.json, history.json,\n"
-                    "loss.png, metrics.json, samples.txt and samples.json. Ctrl-C saves a\n"
-                    "checkpoint; --resume continues it. Under `mpiexec -n K` (pip install\n"
+                    "to stdout. --out gets checkpoint.npz, best.npz (the best epoch by\n"
+                    "--best-metric), config.json, history.json, loss.png, metrics.json,\n"
+                    "samples.txt and samples.json. Ctrl-C saves a checkpoint; --resume\n"
+                    "continues it exactly; --init-from starts a new run from its weights. Under `mpiexec -n K` (pip install\n"
                     "\"fastcap[mpi]\"): data-parallel over K ranks, --batch-size the global\n"
                     "batch, cores/K threads per rank (docs/distributed.md).",
         epilog=f"--data DIR expects the CS231n layout:\n{LAYOUT}")

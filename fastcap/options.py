@@ -12,6 +12,7 @@ import argparse
 import dataclasses
 import math
 
+from .metrics import METRIC_LABELS
 from .model_config import CELL_TYPES, DTYPES
 from .optim import UPDATE_RULES
 
@@ -120,6 +121,9 @@ def _gen(name, what, key=None, metavar="N", kind=POSITIVE_INT):
                   default=GENERATED_DEFAULTS[key], group="data", generated=key)
 
 
+# What best.npz may be chosen by: a caption metric (higher is better) or the loss (lower).
+BEST_METRICS = (*METRIC_LABELS, "val_loss")
+
 # `fastcap train`, in the order of its --help, with the group each is listed under.
 TRAIN_OPTIONS = (
     Option("data", help="a CS231n coco_captioning directory (default: generated data)",
@@ -164,6 +168,17 @@ TRAIN_OPTIONS = (
     Option("max_length", POSITIVE_INT, "longest generated caption (default {default})", "L",
            default=30, group="evaluation and output", config=("eval", "max_length"),
            resumable=True),
+    Option("best_metric", help="the validation score best.npz keeps the best of (default "
+                               "{default}; val_loss: the lowest)", choices=BEST_METRICS,
+           default="cider", group="evaluation and output", config=("eval", "best_metric"),
+           resumable=True),
+    Option("patience", NONNEG_INT, "stop when --best-metric has not improved in N evaluations "
+                                   "(default {default} = never)", "N", default=0,
+           group="evaluation and output", config=("train", "patience"), resumable=True),
+    Option("init_from", help="start a new run from the weights of CHECKPOINT (its model; new "
+                             "optimizer, schedule and options: fine-tuning); --resume instead "
+                             "continues a run exactly", metavar="CHECKPOINT",
+           group="optimization", config=("train", "init_from")),
     # How the run is driven, not what it computes: not in the config.
     Option("out", help="run directory (default: runs/fastcap-<time>, or the checkpoint's "
                        "directory with --resume)", metavar="DIR", group="evaluation and output"),

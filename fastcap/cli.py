@@ -14,6 +14,7 @@ import sys
 import traceback
 import warnings
 
+from ._install import install_hint
 from .options import (CAPTION_OPTIONS, DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS,
                       POSITIVE_INT, PREPARE_OPTIONS, TRAIN_OPTIONS, add_options)
 
@@ -309,9 +310,10 @@ def build_parser():
                     "to stdout. --out gets checkpoint.npz, best.npz (the best epoch by\n"
                     "--best-metric), config.json, history.json, loss.png, metrics.json,\n"
                     "samples.txt and samples.json. Ctrl-C saves a checkpoint; --resume\n"
-                    "continues it exactly; --init-from starts a new run from its weights. Under `mpiexec -n K` (pip install\n"
-                    "\"fastcap[mpi]\"): data-parallel over K ranks, --batch-size the global\n"
-                    "batch, cores/K threads per rank (docs/distributed.md).",
+                    "continues it exactly; --init-from starts a new run from its weights.\n"
+                    "Under `mpiexec -n K` (the [mpi] extra: " + install_hint("mpi") + "):\n"
+                    "data-parallel over K ranks, --batch-size the global batch, cores/K\n"
+                    "threads per rank (docs/distributed.md).",
         epilog=f"--data DIR expects the CS231n layout:\n{LAYOUT}")
     add_options(p, TRAIN_OPTIONS, groups=True)
     _add_runtime_options(p.add_argument_group("runtime"))

@@ -24,12 +24,13 @@ import warnings
 
 import numpy as np
 
+from ._install import install_hint
+
 __all__ = ["EXTRACTORS", "WEIGHTS", "Extractor", "RandomWeightsWarning", "VisionUnavailable",
-           "get_extractor", "extractor_from_record", "preprocess", "INSTALL_VISION"]
+           "extractor_from_record", "preprocess", "describe_vision", "INSTALL_VISION"]
 
 # Where the [vision] extra comes from, said once for every message that needs it.
-INSTALL_VISION = ('pip install "fastcap-rnn[vision]" (from a checkout: pip install ".[vision]"; '
-                  "torch 2.13.0, the CPU build)")
+INSTALL_VISION = f"{install_hint('vision')}; torch 2.13.0, the CPU build"
 WEIGHTS = ("imagenet", "none")
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -250,8 +251,16 @@ class Extractor:
         return np.ascontiguousarray(out, dtype=np.float32)
 
 
-def get_extractor(name=DEFAULT_EXTRACTOR, weights="imagenet"):
-    return Extractor(name, weights)
+def describe_vision():
+    """One line for `fastcap info`: whether prepare/caption can extract features here
+    (read from the installed torch's metadata; torch is not imported)."""
+    import importlib.metadata
+
+    try:
+        version = importlib.metadata.version("torch")
+    except importlib.metadata.PackageNotFoundError:
+        return f"image features: unavailable (prepare and caption need {INSTALL_VISION})"
+    return f"image features: torch {version}: {', '.join(EXTRACTORS)}"
 
 
 def extractor_from_record(record, source):

@@ -264,3 +264,47 @@ def test_prepare_refuses_to_replace_files_it_did_not_write(tmp_path):
     with pytest.raises(FileExistsError, match="--overwrite"):
         P.prepare(tmp_path / "c.json", tmp_path / "imgs", out)
     assert (out / "coco2014_vocab.json").read_text() == "mine"
+
+
+def test_without_torch_prepare_says_what_to_install(tmp_path, monkeypatch, capsys):
+    from PIL import Image
+
+    from fastcap.cli import main
+
+    (tmp_path / "imgs").mkdir()
+    for name in ("a.png", "b.png"):
+        Image.new("RGB", (4, 4)).save(tmp_path / "imgs" / name)
+    path = _coco(tmp_path, [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "b.png"}],
+                 [{"image_id": 1, "caption": "a dog"}, {"image_id": 2, "caption": "a cat"}])
+    monkeypatch.setitem(__import__("sys").modules, "torch", None)  # import torch now fails
+    assert main(["prepare", str(path), "--images", str(tmp_path / "imgs"), "--out",
+                 str(tmp_path / "out"), "--weights", "none", "--quiet"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("fastcap: error: image features need PyTorch")
+    assert 'pip install "fastcap-rnn[vision]"' in err[0] and 'pip install ".[vision]"' in err[0]
+    assert not (tmp_path / "out" / "coco2014_captions.h5").exists()
+
+
+@settings(max_examples=20, deadline=None)
+@given(st.sampled_from(["a.png", "sub/b.png", "./c.png", "../up.png"]),
+       st.sampled_from(["http://x/y.jpg", "generated://val2014/000001.jpg?seed=0&images=2",
+                        "file:///abs.jpg", "/abs/path.png"]))
+def test_relative_image_paths_resolve_against_the_data_directory(tmp_path_factory, rel, kept):
+    """Whatever the working directory, a relative path in *_urls.txt names a file beside the
+    data; URLs and absolute paths are kept as written."""
+    import os
+
+    from fastcap.coco_utils import load_coco_data
+    from fastcap.datagen import write_coco_data
+
+    d = tmp_path_factory.mktemp("rel") / "data"
+    write_coco_data(d, num_train_images=2, num_val_images=2, captions_per_image=1,
+                    pca_dim=4, full_dim=8)
+    (d / "val2014_urls.txt").write_text(f"{rel}\n{kept}\n")
+    cwd = os.getcwd()
+    try:
+        os.chdir(tmp_path_factory.mktemp("elsewhere"))
+        urls = load_coco_data(d)["val_urls"]
+    finally:
+        os.chdir(cwd)
+    assert urls[0] == os.path.normpath(str(d / rel)) and urls[1] == kept

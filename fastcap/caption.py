@@ -87,17 +87,18 @@ def _feature_maker(ckpt, data_dir, extractor, weights):
 
 
 def caption_files(checkpoint, images, *, data_dir=None, extractor=None, weights="imagenet",
-                  beam_size=1, max_length=30, batch_size=32):
-    """[{"image", "caption"}] for each image source (see expand_images)."""
+                  beam_size=1, max_length=30, batch_size=32, suppress=()):
+    """(checkpoint, [{"image", "caption"}]) for each image source (see expand_images);
+    ``suppress``: words never generated (fastcap.evaluation.suppressing)."""
     from .checkpoint import load_checkpoint
-    from .evaluation import generate
+    from .evaluation import generate, suppressing
     from .image_utils import fetch_image
     from .metrics import decode_for_metrics
 
     ckpt = load_checkpoint(checkpoint)
     sources = expand_images(images)
     make = _feature_maker(ckpt, data_dir, extractor, weights)
-    model = ckpt.build_model()
+    model = suppressing(ckpt.build_model(), suppress)
     idx_to_word = ckpt.idx_to_word
     out = []
     for a in range(0, len(sources), batch_size):

@@ -98,6 +98,10 @@ def _load_for_inference(args):
     ckpt.check_vocab(data["idx_to_word"], source)
     ckpt.check_input_dim(data[f"{args.split}_features"].shape[1], source)
     model = ckpt.build_model()
+    if args.no_unk:
+        from .evaluation import suppressing
+
+        model = suppressing(model, ("<UNK>",))
     return ckpt, model, data, source
 
 
@@ -228,7 +232,8 @@ def cmd_caption(args):
     _setup_runtime(args)
     ckpt, results = caption_files(args.checkpoint, args.images, data_dir=args.data,
                                   extractor=args.extractor, weights=args.weights,
-                                  beam_size=args.beam_size, max_length=args.max_length)
+                                  beam_size=args.beam_size, max_length=args.max_length,
+                                  suppress=("<UNK>",) if args.no_unk else ())
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:

@@ -210,6 +210,8 @@ _MAX_LENGTH = Option("max_length", POSITIVE_INT, metavar="L", parser_default=30)
 _CHECKPOINT = Option("checkpoint", metavar="CHECKPOINT", positional=True)
 _GREEDY_BEAM = Option("beam_size", POSITIVE_INT, "beam width (default 1 = greedy)", "K",
                       parser_default=1)
+_NO_UNK = Option("no_unk", help="never generate <UNK> (the words outside the vocabulary)",
+                 action="store_true")
 
 # sample, evaluate and show: the checkpoint and data they read, and how they decode.
 INFERENCE_OPTIONS = {
@@ -218,14 +220,14 @@ INFERENCE_OPTIONS = {
         Option("n", POSITIVE_INT, "number of images (default 10)", "N", flag="-n",
                parser_default=10),
         Option("seed", NONNEG_INT, "pick N random images with this seed (default: the first N)"),
-        _GREEDY_BEAM, _MAX_LENGTH,
+        _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK,
         Option("json", help="print JSON instead of text", action="store_true"),
     ),
     "evaluate": (
         _CHECKPOINT, _data(), _SPLIT,
         Option("max_images", NONNEG_INT, "score only the first N images (default 0 = all)", "N",
                parser_default=0),
-        _GREEDY_BEAM, _MAX_LENGTH,
+        _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK,
         Option("json", help="write the results as JSON to FILE (without FILE: print JSON only)",
                metavar="FILE", nargs="?", const="-"),
     ),
@@ -233,7 +235,7 @@ INFERENCE_OPTIONS = {
         _CHECKPOINT, _data(), _SPLIT,
         Option("n", POSITIVE_INT, "images (default 8)", "N", flag="-n", parser_default=8),
         Option("beam_size", POSITIVE_INT, "also show the beam-search caption with beam K", "K"),
-        _MAX_LENGTH,
+        _MAX_LENGTH, _NO_UNK,
         Option("out", help="where to write the sheet (default contact_sheet_SPLIT.png)",
                metavar="FILE.png"),
         Option("overwrite", help="replace --out even if it is not a contact sheet fastcap wrote",
@@ -297,7 +299,7 @@ CAPTION_OPTIONS = (
            help="image files, folders of images or http(s) URLs"),
     Option("data", help="the data directory the checkpoint was trained on (default: the one "
                         "it names)", metavar="DIR"),
-    _GREEDY_BEAM, _MAX_LENGTH,
+    _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK,
     *_extractor_options(None, "for a checkpoint of data fastcap did not prepare: the CNN whose "
                               "full (--no-pca) features it was trained on"),
     Option("json", help="print JSON instead of text", action="store_true"),

@@ -48,12 +48,14 @@ def expand_images(items):
 def _feature_maker(ckpt, data_dir, extractor, weights):
     """A function images -> model features, made as the checkpoint's data was."""
     from . import features as F
-    from .prepare import apply_pca, load_pca, read_features_record
+    from .prepare import apply_pca, check_record, load_pca, read_features_record
 
     spec = ckpt.config["data"]
     pca = spec.get("pca", True)
     data_dir = data_dir or (spec.get("path") if spec["source"] == "dir" else None)
     record = spec.get("features")
+    if record is not None:  # a checkpoint is untrusted input
+        check_record(record, f"checkpoint {ckpt.path}: config.data.features")
     if record is None and data_dir is not None and os.path.isdir(data_dir):
         record = read_features_record(data_dir)
     if extractor is not None:
@@ -65,9 +67,9 @@ def _feature_maker(ckpt, data_dir, extractor, weights):
                 raise CheckpointError(
                     f"checkpoint {ckpt.path} was trained on PCA-reduced features that fastcap "
                     "did not make: their PCA is unknown, so no extractor can reproduce them")
-            ext = F.Extractor(extractor, weights)
-            ckpt.check_input_dim(ext.dim, f"extractor {extractor}")
-            return ext.features
+            # before the network is built (and its weights downloaded)
+            ckpt.check_input_dim(F.EXTRACTORS[extractor].dim, f"extractor {extractor}")
+            return F.Extractor(extractor, weights).features
     if record is None:
         what = ("fastcap's generated data" if spec["source"] == "generated"
                 else f"{data_dir}, data fastcap did not prepare (such as the CS231n files)")

@@ -31,7 +31,7 @@ from ._atomic import atomic_write, atomic_write_text
 from .captions_import import SPLITS, read_captions
 from .datagen import CAPTION_LENGTH, MAX_WORDS, SPECIAL_TOKENS
 
-__all__ = ["prepare", "read_features_record", "load_pca", "apply_pca", "build_vocab",
+__all__ = ["prepare", "read_features_record", "check_record", "load_pca", "apply_pca", "build_vocab",
            "encode_captions", "FEATURES_FILE", "PCA_FILE", "PARTIAL_DIR", "OUTPUT_FILES"]
 
 FEATURES_FILE = "fastcap_features.json"
@@ -138,9 +138,16 @@ def read_features_record(data_dir):
             record = json.loads(f.read().decode("utf-8"))
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ValueError(f"{path} is not valid JSON ({str(exc)[:100]})") from None
+    return check_record(record, path)
+
+
+def check_record(record, source):
+    """``record`` if it is a features record (a dict with the string fields 'extractor',
+    'weights' and 'pca_sha256'); else ValueError naming ``source``."""
     if not isinstance(record, dict) or not all(isinstance(record.get(k), str) for k in
                                                ("extractor", "weights", "pca_sha256")):
-        raise ValueError(f"{path} must be an object with 'extractor', 'weights' and 'pca_sha256'")
+        raise ValueError(f"{source}: a features record must be an object with the strings "
+                         "'extractor', 'weights' and 'pca_sha256'")
     return record
 
 

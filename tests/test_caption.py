@@ -85,11 +85,12 @@ def test_caption_names_the_colour_of_new_pictures(trained):
     assert [r["image"] for r in results] == [str(root / "new" / n) for n, _, _ in new]
     right = sum(colour in r["caption"].split() for r, (_, colour, _) in zip(results, new))
     assert right >= 11, results  # chance is 5 of 15
-    # text output, beam search, one image: the same first caption
-    proc = ok(fastcap_cmd("caption", run / "checkpoint.npz", root / "new" / new[0][0],
-                          "--beam-size", "3", timeout=300))
+    # text output, beam search, one image as a file:// URL
+    uri = (root / "new" / new[0][0]).as_uri()
+    proc = ok(fastcap_cmd("caption", run / "checkpoint.npz", uri, "--beam-size", "3",
+                          timeout=300))
     image, caption = proc.stdout.rstrip("\n").split("\t")
-    assert image == str(root / "new" / new[0][0]) and new[0][1] in caption.split()
+    assert image == uri and new[0][1] in caption.split()
 
 
 def test_caption_checks_the_pca_and_finds_moved_data(trained, tmp_path):
@@ -117,3 +118,14 @@ def test_caption_refuses_features_it_cannot_make(tmp_path):
     lines = failed(fastcap_cmd("caption", out / "checkpoint.npz", pic, "--extractor", "vgg16",
                                "--weights", "none"))
     assert "PCA" in lines[0]
+    # a model of full features (4096-d, as VGG-16's fc7): captioned with the extractor named
+    full = tmp_path / "full"
+    ok(fastcap_cmd("train", "--num-train-images", "20", "--num-val-images", "4", "--no-pca",
+                   "--captions-per-image", "2", "--hidden-dim", "8", "--wordvec-dim", "8",
+                   "--epochs", "1", "--eval-images", "0", "--quiet", "--out", full))
+    proc = ok(fastcap_cmd("caption", full / "checkpoint.npz", pic, "--extractor", "vgg16",
+                          "--weights", "none", "--json", timeout=300))
+    assert [r["image"] for r in json.loads(proc.stdout)] == [str(pic)]
+    lines = failed(fastcap_cmd("caption", full / "checkpoint.npz", pic, "--extractor",
+                               "resnet50", "--weights", "none"))
+    assert "4096-dimensional" in lines[0] and "2048" in lines[0]

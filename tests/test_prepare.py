@@ -308,3 +308,12 @@ def test_relative_image_paths_resolve_against_the_data_directory(tmp_path_factor
     finally:
         os.chdir(cwd)
     assert urls[0] == os.path.normpath(str(d / rel)) and urls[1] == kept
+
+
+@pytest.mark.parametrize("content", [b"[]", b"{}", b'{"extractor": 1, "weights": "none"}',
+                                     b"\xff", b"{" * 5000])
+def test_a_damaged_features_record_is_one_clear_error(tmp_path, content):
+    (tmp_path / P.FEATURES_FILE).write_bytes(content)
+    with pytest.raises(ValueError, match=P.FEATURES_FILE):
+        P.read_features_record(tmp_path)
+    assert P.read_features_record(tmp_path / "nothing-here") is None

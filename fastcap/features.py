@@ -212,9 +212,7 @@ class Extractor:
 
             state = load_state_dict_from_url(self.spec.url, progress=True, check_hash=True,
                                              map_location="cpu")
-            state = {k: v for k, v in state.items() if not k.startswith("fc.")} \
-                if name == "resnet50" else state
-            net.load_state_dict(state, strict=name != "resnet50")
+            net.load_state_dict(state)  # strict: torchvision's names, every tensor
         self.net = net.eval()
         self.threads = threads or os.cpu_count() or 1
 

@@ -129,3 +129,37 @@ def test_caption_refuses_features_it_cannot_make(tmp_path):
     lines = failed(fastcap_cmd("caption", full / "checkpoint.npz", pic, "--extractor",
                                "resnet50", "--weights", "none"))
     assert "4096-dimensional" in lines[0] and "2048" in lines[0]
+
+
+@pytest.mark.parametrize("name, parameters, tensors", [
+    ("resnet50", 25_557_032, 320), ("vgg16", 138_357_544, 32)])
+def test_networks_are_torchvisions_and_load_published_weights(name, parameters, tensors,
+                                                               monkeypatch):
+    """The published sizes, and the state-dict names torch.hub's file is loaded by (strictly);
+    the download itself is replaced by a state dict of the right names (no network here)."""
+    import warnings
+
+    import numpy as np
+    import torch
+
+    from fastcap import features as F
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", F.RandomWeightsWarning)
+        rand = F.Extractor(name, "none")
+    assert sum(p.numel() for p in rand.net.parameters()) == parameters
+    state = rand.net.state_dict()
+    assert len(state) == tensors
+    published = {k: v * 0.5 if v.is_floating_point() else v for k, v in state.items()}
+    seen = []
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url",
+                        lambda url, **kw: seen.append((url, kw)) or published)
+    ext = F.Extractor(name, "imagenet")
+    assert seen == [(F.EXTRACTORS[name].url, {"progress": True, "check_hash": True,
+                                              "map_location": "cpu"})]
+    for k, v in ext.net.state_dict().items():
+        assert torch.equal(v, published[k]), k
+    assert ext.record()["weights"] == "imagenet" and ext.record()["weights_url"] == seen[0][0]
+    image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    a, b = rand.features([image]), ext.features([image])
+    assert a.shape == b.shape == (1, F.EXTRACTORS[name].dim) and not np.allclose(a, b)

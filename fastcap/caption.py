@@ -45,7 +45,7 @@ def expand_images(items):
     return out
 
 
-def _feature_maker(ckpt, data_dir, extractor, weights):
+def _feature_maker(ckpt, data_dir, extractor, weights, threads=None):
     """A function images -> model features, made as the checkpoint's data was."""
     from . import features as F
     from .prepare import apply_pca, check_record, load_pca, read_features_record
@@ -69,7 +69,7 @@ def _feature_maker(ckpt, data_dir, extractor, weights):
                     "did not make: their PCA is unknown, so no extractor can reproduce them")
             # before the network is built (and its weights downloaded)
             ckpt.check_input_dim(F.EXTRACTORS[extractor].dim, f"extractor {extractor}")
-            return F.Extractor(extractor, weights).features
+            return F.Extractor(extractor, weights, threads).features
     if record is None:
         what = ("fastcap's generated data" if spec["source"] == "generated"
                 else f"{data_dir}, data fastcap did not prepare (such as the CS231n files)")
@@ -78,7 +78,7 @@ def _feature_maker(ckpt, data_dir, extractor, weights):
             "them for a new image. Train on data made by `fastcap prepare`, or, for a model of "
             "full (--no-pca) features of a known network, pass --extractor "
             f"({', '.join(F.EXTRACTORS)})")
-    ext = F.extractor_from_record(record, f"checkpoint {ckpt.path}")
+    ext = F.extractor_from_record(record, f"checkpoint {ckpt.path}", threads)
     if not pca:
         return ext.features
     if data_dir is None or not os.path.isdir(data_dir):
@@ -89,7 +89,7 @@ def _feature_maker(ckpt, data_dir, extractor, weights):
 
 
 def caption_files(checkpoint, images, *, data_dir=None, extractor=None, weights="imagenet",
-                  beam_size=1, max_length=30, batch_size=32, suppress=()):
+                  beam_size=1, max_length=30, batch_size=32, suppress=(), threads=None):
     """(checkpoint, [{"image", "caption"}]) for each image source (see expand_images);
     ``suppress``: words never generated (fastcap.evaluation.suppressing)."""
     from .checkpoint import load_checkpoint
@@ -99,7 +99,7 @@ def caption_files(checkpoint, images, *, data_dir=None, extractor=None, weights=
 
     ckpt = load_checkpoint(checkpoint)
     sources = expand_images(images)
-    make = _feature_maker(ckpt, data_dir, extractor, weights)
+    make = _feature_maker(ckpt, data_dir, extractor, weights, threads)
     model = suppressing(ckpt.build_model(), suppress)
     idx_to_word = ckpt.idx_to_word
     out = []

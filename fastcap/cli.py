@@ -211,7 +211,7 @@ def cmd_prepare(args):
     s = prepare(args.captions_file, args.images, args.out, split_lists=lists,
                 extractor=args.extractor, weights=args.weights, min_count=args.min_count,
                 val_fraction=args.val_fraction, seed=args.seed, pca_dim=args.pca_dim,
-                overwrite=args.overwrite, progress=not args.quiet)
+                overwrite=args.overwrite, progress=not args.quiet, threads=args.threads)
     split = "from the file" if s["split_from_file"] else f"random, seed {args.seed}"
     print(f"wrote {s['out']}: {s['format']} captions, split {split}")
     for name in ("train", "val"):
@@ -233,7 +233,8 @@ def cmd_caption(args):
     ckpt, results = caption_files(args.checkpoint, args.images, data_dir=args.data,
                                   extractor=args.extractor, weights=args.weights,
                                   beam_size=args.beam_size, max_length=args.max_length,
-                                  suppress=("<UNK>",) if args.no_unk else ())
+                                  suppress=("<UNK>",) if args.no_unk else (),
+                                  threads=args.threads)
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
@@ -337,7 +338,8 @@ def build_parser():
                                    "URLs): IMAGE<TAB>caption, or JSON. The features are made "
                                    "as the checkpoint's data was (fastcap prepare recorded the "
                                    "CNN, its preprocessing and the PCA); needs the [vision] "
-                                   "extra.")
+                                   "extra. --threads also sets the CNN's threads (default: "
+                                   "every core).")
     add_options(p, CAPTION_OPTIONS)
     _add_runtime_options(p)
     p.set_defaults(func=cmd_caption)
@@ -349,7 +351,9 @@ def build_parser():
                                    "--val-list) and its images into a\ndata directory for "
                                    "`fastcap train --data`: tokenized captions, a vocabulary,\n"
                                    "CNN features and their PCA (needs the [vision] extra). An "
-                                   "interrupted run\ncontinues where it stopped when run again.",
+                                   "interrupted run\ncontinues where it stopped when run again. "
+                                   "--threads also sets the CNN's threads\n(default: every "
+                                   "core).",
                        epilog=f"DATA_DIR gets the CS231n layout:\n{LAYOUT}\nand "
                               "fastcap_features.json, fastcap_pca.h5 (how the features were "
                               "made).")

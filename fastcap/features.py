@@ -191,7 +191,8 @@ def preprocess(image, spec):
 
 
 class Extractor:
-    """A CNN that turns images into features: ``features(images) -> float32 (N, dim)``."""
+    """A CNN that turns images into features: ``features(images) -> float32 (N, dim)``;
+    ``threads``: torch's threads and the image decoders' (default: every core)."""
 
     def __init__(self, name=DEFAULT_EXTRACTOR, weights="imagenet", threads=None):
         if name not in EXTRACTORS:
@@ -261,7 +262,7 @@ def describe_vision():
     return f"image features: torch {version}: {', '.join(EXTRACTORS)}"
 
 
-def extractor_from_record(record, source):
+def extractor_from_record(record, source, threads=None):
     """The Extractor a data directory's record names; ValueError when this fastcap cannot
     reproduce it (another network or preprocessing)."""
     name, weights = record.get("extractor"), record.get("weights")
@@ -270,7 +271,7 @@ def extractor_from_record(record, source):
                          f"which this fastcap cannot reproduce (it has {', '.join(EXTRACTORS)})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)  # the data said so already
-        ext = Extractor(name, weights)
+        ext = Extractor(name, weights, threads)
     mine = ext.record()
     for key in ("dim", "preprocessing", "random_seed"):
         if record.get(key) != mine[key]:

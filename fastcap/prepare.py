@@ -229,10 +229,19 @@ def _extract_all(paths, extractor, partial, progress):
 # ---------------------------------------------------------------- the command
 def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="resnet50",
             weights="imagenet", min_count=5, val_fraction=0.1, seed=0, pca_dim=512,
-            overwrite=False, progress=True, say=print):
-    """Write a data directory (see the module docstring); returns a summary dict."""
+            overwrite=False, progress=True, threads=None, say=print):
+    """Write a data directory (see the module docstring); returns a summary dict.
+    ``threads``: for the CNN and image decoding (default: every core)."""
     from .features import Extractor
+    from .options import PREPARE_OPTIONS
 
+    given = {"extractor": extractor, "weights": weights, "min_count": min_count,
+             "val_fraction": val_fraction, "seed": seed, "pca_dim": pca_dim}
+    for option in PREPARE_OPTIONS:  # the command line's checks, for Python callers too
+        if option.name in given:
+            if given[option.name] is None:
+                raise ValueError(f"{option.option_string} must be given")
+            option.check(given[option.name])
     if not os.path.isdir(images_dir):
         raise FileNotFoundError(f"--images {images_dir} is not a directory")
     out_dir = os.path.abspath(os.fspath(out_dir))
@@ -271,7 +280,7 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
     encoded = {s: encode_captions(caps[s], word_to_idx) for s in SPLITS}
     truncated = sum(len(t) > MAX_WORDS for s in SPLITS for t in caps[s])
 
-    ext = Extractor(extractor, weights)
+    ext = Extractor(extractor, weights, threads)
     order = [os.path.join(images_dir, n) for s in SPLITS for n in names[s]]
     full = _extract_all(order, ext, os.path.join(out_dir, PARTIAL_DIR), progress)
     n_train = len(names["train"])
@@ -281,6 +290,9 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
               "pca_sha256": _pca_digest(mean, comps), "captions_file": os.path.abspath(
                   captions_file), "captions_format": corpus.format, "images_dir": images_dir}
 
+    # An old record would vouch for a directory half replaced: it goes first, comes back last.
+    if os.path.lexists(os.path.join(out_dir, FEATURES_FILE)):
+        os.unlink(os.path.join(out_dir, FEATURES_FILE))
     _write_h5(os.path.join(out_dir, PCA_FILE), {"mean": mean, "components": comps})
     _write_h5(os.path.join(out_dir, "coco2014_captions.h5"), {
         **{f"{s}_captions": encoded[s] for s in SPLITS},

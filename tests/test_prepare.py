@@ -317,3 +317,15 @@ def test_a_damaged_features_record_is_one_clear_error(tmp_path, content):
     with pytest.raises(ValueError, match=P.FEATURES_FILE):
         P.read_features_record(tmp_path)
     assert P.read_features_record(tmp_path / "nothing-here") is None
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"min_count": 0}, "--min-count must be a positive integer"),
+    ({"val_fraction": 1.0}, r"--val-fraction must be a number in \[0, 1\)"),
+    ({"extractor": "alexnet"}, "--extractor must be one of resnet50, vgg16"),
+    ({"weights": None}, "--weights must be given"),
+])
+def test_prepare_checks_its_arguments_first(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        P.prepare(tmp_path / "no-captions.json", tmp_path, tmp_path / "out", **kwargs)
+    assert not (tmp_path / "out").exists()

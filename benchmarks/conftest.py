@@ -74,8 +74,10 @@ def torch_peer():
     try:
         import torch  # noqa: F401
     except ImportError:
-        pytest.skip('PyTorch is not installed: the PyTorch peer needs the `[torch]` extra '
-                    '(`pip install -e ".[torch]"`, the CPU wheel)')
+        from fastcap._install import install_hint
+
+        pytest.skip(f"PyTorch is not installed: the PyTorch peer needs the [torch] extra "
+                    f"({install_hint('torch')}; torch 2.13.0, the CPU build: see the README)")
     from peers import torch_peer as tp
 
     _threads["torch_threads"] = tp.set_threads(_threads["threads"])

@@ -107,7 +107,9 @@ def main(argv=None):
     bindir = os.path.dirname(sys.executable)
     mpiexec = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
     if mpiexec is None:
-        sys.exit('mpiexec not found: pip install "fastcap[mpi]"')
+        from fastcap._install import install_hint
+
+        sys.exit(f"mpiexec not found: {install_hint('mpi')}")
     env = {k: v for k, v in os.environ.items() if k not in ("FASTCAP_NUM_THREADS",)}
     env["HYDRA_LAUNCHER"] = "fork"  # local ranks: no ssh
     per_rank = max(1, args.threads // args.ranks)

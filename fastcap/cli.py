@@ -1,4 +1,4 @@
-"""The ``fastcap`` command: train, sample, evaluate, show, make-data, info, bench.
+"""The ``fastcap`` command: train, sample, evaluate, show, caption, prepare, make-data, info, bench.
 
 ``main(argv=None) -> int`` runs one command and returns its exit status:
 0 on success, 1 for bad data, checkpoints or other errors at run time (one
@@ -12,9 +12,11 @@ import os
 import signal
 import sys
 import traceback
+import warnings
 
-from .options import (DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS, POSITIVE_INT, TRAIN_OPTIONS,
-                      add_options)
+from ._install import install_hint
+from .options import (CAPTION_OPTIONS, DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS,
+                      POSITIVE_INT, PREPARE_OPTIONS, TRAIN_OPTIONS, add_options)
 
 __all__ = ["main", "build_parser"]
 
@@ -97,6 +99,10 @@ def _load_for_inference(args):
     ckpt.check_vocab(data["idx_to_word"], source)
     ckpt.check_input_dim(data[f"{args.split}_features"].shape[1], source)
     model = ckpt.build_model()
+    if args.no_unk:
+        from .evaluation import suppressing
+
+        model = suppressing(model, ("<UNK>",))
     return ckpt, model, data, source
 
 
@@ -217,6 +223,65 @@ def cmd_show(args):
     return 0
 
 
+# ---------------------------------------------------------------- prepare / caption
+def _one_line_warnings():
+    """fastcap's own warnings (a random CNN) as one `fastcap: warning:` line, not Python's
+    file:line form; other warnings keep theirs."""
+    from .features import RandomWeightsWarning
+
+    shown = warnings.showwarning
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, RandomWeightsWarning):
+            print(f"{PROG}: warning: {_one_line(message)}", file=sys.stderr)
+        else:
+            shown(message, category, *rest, **kw)
+
+    return show
+
+
+def cmd_prepare(args):
+    from .prepare import prepare
+
+    if (args.train_list is None) != (args.val_list is None):
+        raise ValueError("--train-list and --val-list go together (a Flickr8k split)")
+    lists = {"train": args.train_list, "val": args.val_list} if args.train_list else None
+    _setup_runtime(args)
+    s = prepare(args.captions_file, args.images, args.out, split_lists=lists,
+                extractor=args.extractor, weights=args.weights, min_count=args.min_count,
+                val_fraction=args.val_fraction, seed=args.seed, pca_dim=args.pca_dim,
+                overwrite=args.overwrite, progress=not args.quiet, threads=args.threads)
+    split = "from the file" if s["split_from_file"] else f"random, seed {args.seed}"
+    print(f"wrote {s['out']}: {s['format']} captions, split {split}")
+    for name in ("train", "val"):
+        print(f"  {name:5s} {s['images'][name]:>7,d} images {s['captions'][name]:>8,d} captions")
+    print(f"  vocabulary {s['vocab']:,d} words (seen >= {args.min_count} times in train); "
+          f"{s['truncated']:,d} captions truncated to 15 words")
+    print(f"  features {args.extractor} ({args.weights} weights) {s['feature_dim']}-d, "
+          f"PCA {s['pca_dim']}-d")
+    for why, n in sorted(s["dropped"].items()):
+        print(f"  left out: {n:,d} {why}")
+    print(f"train on it: fastcap train --data {s['out']}")
+    return 0
+
+
+def cmd_caption(args):
+    from .caption import caption_files
+
+    _setup_runtime(args)
+    ckpt, results = caption_files(args.checkpoint, args.images, data_dir=args.data,
+                                  extractor=args.extractor, weights=args.weights,
+                                  beam_size=args.beam_size, max_length=args.max_length,
+                                  suppress=("<UNK>",) if args.no_unk else (),
+                                  threads=args.threads)
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for r in results:
+            print(f"{r['image']}\t{r['caption']}")
+    return 0
+
+
 # ---------------------------------------------------------------- make-data / info / bench
 def cmd_make_data(args):
     from .datagen import write_coco_data
@@ -287,11 +352,13 @@ def build_parser():
         description="Train a captioning model. With no options: an LSTM on generated data\n"
                     "(made in memory, deterministic), a minute or two on 2 cores.\n"
                     "Progress goes to stderr; per-epoch validation loss and caption metrics\n"
-                    "to stdout. --out gets checkpoint.npz, config.json, history.json,\n"
-                    "loss.png, metrics.json, samples.txt and samples.json. Ctrl-C saves a\n"
-                    "checkpoint; --resume continues it. Under `mpiexec -n K` (pip install\n"
-                    "\"fastcap[mpi]\"): data-parallel over K ranks, --batch-size the global\n"
-                    "batch, cores/K threads per rank (docs/distributed.md).",
+                    "to stdout. --out gets checkpoint.npz, best.npz (the best epoch by\n"
+                    "--best-metric), config.json, history.json, loss.png, metrics.json,\n"
+                    "samples.txt and samples.json. Ctrl-C saves a checkpoint; --resume\n"
+                    "continues it exactly; --init-from starts a new run from its weights.\n"
+                    "Under `mpiexec -n K` (the [mpi] extra: " + install_hint("mpi") + "):\n"
+                    "data-parallel over K ranks, --batch-size the global batch, cores/K\n"
+                    "threads per rank (docs/distributed.md).",
         epilog=f"--data DIR expects the CS231n layout:\n{LAYOUT}")
     add_options(p, TRAIN_OPTIONS, groups=True)
     _add_runtime_options(p.add_argument_group("runtime"))
@@ -303,6 +370,35 @@ def build_parser():
         add_options(p, INFERENCE_OPTIONS[name])
         _add_runtime_options(p)
         p.set_defaults(func=func)
+
+    # ---- caption, prepare
+    p = sub.add_parser("caption", parents=[debug], help="caption new images with a checkpoint",
+                       description="Print a caption for each image (files, folders, http(s) "
+                                   "URLs): IMAGE<TAB>caption, or JSON. The features are made "
+                                   "as the checkpoint's data was (fastcap prepare recorded the "
+                                   "CNN, its preprocessing and the PCA); needs the [vision] "
+                                   "extra. --threads also sets the CNN's threads (default: "
+                                   "every core).")
+    add_options(p, CAPTION_OPTIONS)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_caption)
+
+    p = sub.add_parser("prepare", parents=[debug], formatter_class=fmt,
+                       help="a captions file and an image folder -> a data directory",
+                       description="Turn a captions file (COCO captions_*.json, Karpathy's "
+                                   "dataset_*.json or a\nFlickr8k token file with --train-list/"
+                                   "--val-list) and its images into a\ndata directory for "
+                                   "`fastcap train --data`: tokenized captions, a vocabulary,\n"
+                                   "CNN features and their PCA (needs the [vision] extra). An "
+                                   "interrupted run\ncontinues where it stopped when run again. "
+                                   "--threads also sets the CNN's threads\n(default: every "
+                                   "core).",
+                       epilog=f"DATA_DIR gets the CS231n layout:\n{LAYOUT}\nand "
+                              "fastcap_features.json, fastcap_pca.h5 (how the features were "
+                              "made).")
+    add_options(p, PREPARE_OPTIONS)
+    _add_runtime_options(p)
+    p.set_defaults(func=cmd_prepare)
 
     # ---- make-data
     p = sub.add_parser("make-data", parents=[debug], formatter_class=fmt,
@@ -384,6 +480,8 @@ def main(argv=None):
     from .distributed import RankError
     from .interrupts import TrainingInterrupted
 
+    shown = warnings.showwarning
+    warnings.showwarning = _one_line_warnings()
     try:
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:
@@ -405,6 +503,8 @@ def main(argv=None):
     except Exception as exc:  # an unexpected failure: still one line unless --debug
         _report(exc, debug, internal=True)
         return 1
+    finally:
+        warnings.showwarning = shown
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,7 +17,8 @@ a CS231n coco_captioning directory holds:
   train2014_vgg16_fc7_pca.h5  features (float32, (num_images, 512))   [--pca]
   val2014_vgg16_fc7.h5 / val2014_vgg16_fc7_pca.h5  (the same for val)
   coco2014_vocab.json         {"idx_to_word": [...], "word_to_idx": {...}}
-  train2014_urls.txt, val2014_urls.txt  one URL per image
+  train2014_urls.txt, val2014_urls.txt  one URL per image (or a file path;
+                              a relative one is relative to this directory)
 (`fastcap make-data DIR` writes generated data in this layout)"""
 
 
@@ -161,6 +162,17 @@ def _read_lines(path):
     return [line.strip() for line in text.splitlines()]
 
 
+def _resolve_url(url, base_dir):
+    """A relative file path in a urls file names a file beside the data (not in the working
+    directory): made absolute against ``base_dir``. URLs and absolute paths are kept."""
+    import urllib.parse
+
+    scheme = urllib.parse.urlsplit(url).scheme
+    if not url or (scheme and len(scheme) > 1) or os.path.isabs(url):  # 1 letter: a drive
+        return url
+    return os.path.normpath(os.path.join(os.path.abspath(base_dir), url))
+
+
 def _read_vocab(path):
     from ._validate import word_to_idx as check_word_to_idx
 
@@ -193,7 +205,8 @@ def load_coco_data(base_dir=DEFAULT_DIR, max_train=None, pca_features=True):
 
     Returns a dict: train/val_captions (int32 (n, 17)), train/val_image_idxs
     (int32 (n,)), train/val_features (float32 (num_images, 512 with PCA,
-    4096 without)), idx_to_word (list), word_to_idx (dict), train/val_urls.
+    4096 without)), idx_to_word (list), word_to_idx (dict), train/val_urls (a relative
+    file path in the urls files is made absolute against ``base_dir``).
     ``max_train`` keeps that many training captions drawn at random with
     replacement from NumPy's global random state, as CS231n does.
     Missing or malformed files raise an error naming the file, as does a
@@ -211,7 +224,8 @@ def load_coco_data(base_dir=DEFAULT_DIR, max_train=None, pca_features=True):
         data[f"{split}_features"] = _read_h5(path, [("features", np.floating, 2)])["features"]
     data["idx_to_word"], data["word_to_idx"] = _read_vocab(_need(base_dir, "coco2014_vocab.json"))
     for split in ("train", "val"):
-        data[f"{split}_urls"] = np.asarray(_read_lines(_need(base_dir, f"{split}2014_urls.txt")))
+        urls = _read_lines(_need(base_dir, f"{split}2014_urls.txt"))
+        data[f"{split}_urls"] = np.asarray([_resolve_url(u, base_dir) for u in urls])
     _check_consistent(data, base_dir)
     if max_train is not None:
         num_train = data["train_captions"].shape[0]

@@ -7,7 +7,7 @@ The config is a JSON-able dict, stored in config.json and in every checkpoint::
                "num_epochs", "seed", "max_train", "precision"},
      "data":  {"source": "generated", "num_train_images", "num_val_images",
                "captions_per_image", "pca_dim", "full_dim", "seed", "pca"}
-              or {"source": "dir", "path", "pca"},
+              or {"source": "dir", "path", "pca"[, "features"]},
      "eval":  {"eval_images", "max_length", "num_samples"}}
 
 (``model`` is ``fastcap.model_config.ModelConfig.as_dict()``; which option
@@ -24,8 +24,16 @@ __all__ = ["resolve_config", "dir_spec"]
 
 
 def dir_spec(path, pca):
-    """The data spec of a CS231n COCO directory (absolute path) with or without PCA features."""
-    return {"source": "dir", "path": os.path.abspath(os.fspath(path)), "pca": bool(pca)}
+    """The data spec of a CS231n COCO directory (absolute path) with or without PCA features;
+    a directory `fastcap prepare` wrote adds ``features``, how its features were made (so a
+    checkpoint carries it and `fastcap caption` can make them again)."""
+    from .prepare import read_features_record
+
+    spec = {"source": "dir", "path": os.path.abspath(os.fspath(path)), "pca": bool(pca)}
+    record = read_features_record(spec["path"]) if os.path.isdir(spec["path"]) else None
+    if record is not None:
+        spec["features"] = record
+    return spec
 
 
 def _data_spec(o):

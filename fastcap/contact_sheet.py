@@ -43,6 +43,17 @@ def _fetch_all(urls, timeout):
     return out
 
 
+_TITLE_SIZE, _TITLE_LEADING = 9, 1.3  # points; line height in font sizes
+_TITLE_CHAR_W = 0.62  # the widest average glyph of the default sans font, in font sizes
+
+
+def _wrap_title(title, width):
+    """The title's lines wrapped to ``width`` inches (long words, as paths, are broken)."""
+    chars = max(10, int(0.96 * width * 72 / (_TITLE_SIZE * _TITLE_CHAR_W)))
+    return [w for line in str(title).splitlines()
+            for w in (textwrap.wrap(line, chars, break_on_hyphens=False) or [""])]
+
+
 def _lines(label, text, colour):
     wrapped = textwrap.wrap(text or "(empty)", _WRAP - len(label)) or [""]
     return [(label + wrapped[0], colour)] + [(" " * len(label) + w, colour) for w in wrapped[1:]]
@@ -102,7 +113,11 @@ def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=No
     rows = -(-len(image_ids) // columns)
     text_h = [max(len(t) for t in texts[r * columns:(r + 1) * columns]) * _LINE_H + 0.15
               for r in range(rows)]
-    head = 0.45 if title else 0.1
+    # The title is wrapped to the sheet's width (a one-tile sheet is 3.3 in wide; a run
+    # directory's path alone is wider), and the head grows with its lines, so it is never
+    # clipped and never reaches the tiles' headings.
+    title_lines = _wrap_title(title, _TILE_W * columns) if title else []
+    head = 0.1 + len(title_lines) * _TITLE_SIZE * _TITLE_LEADING / 72 + (0.12 if title else 0)
     height = head + sum(_IMAGE_H + 0.25 + h for h in text_h)
     fig = Figure(figsize=(_TILE_W * columns, height), dpi=100)
     FigureCanvasAgg(fig)
@@ -110,7 +125,8 @@ def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=No
     grid = fig.add_gridspec(2 * rows, columns, height_ratios=ratios, left=0.01, right=0.99,
                             top=1 - head / height, bottom=0.0, hspace=0.0, wspace=0.06)
     if title:
-        fig.suptitle(title, y=1 - 0.12 / height, fontsize=11, va="top")
+        fig.suptitle("\n".join(title_lines), y=1 - 0.1 / height, fontsize=_TITLE_SIZE, va="top",
+                     linespacing=_TITLE_LEADING)
     unavailable = []
     for k, (img_id, url, image) in enumerate(zip(image_ids.tolist(), urls, images)):
         r, c = divmod(k, columns)

@@ -20,7 +20,7 @@ Faults outside a step (a rank's own error anywhere else, a killed rank):
 ``rank_guard`` prints the rank's error and calls ``MPI_Abort``, which ends
 every rank; mpiexec ends the job when a rank is killed.
 
-mpi4py is optional (``pip install "fastcap[mpi]"``); this module imports it
+mpi4py is optional (the ``[mpi]`` extra, ``fastcap._install``); this module imports it
 only when a communicator is used. ``FASTCAP_TEST_FAULT`` (tests only) makes a
 rank fail on purpose: ``RANK:ITERATION`` raises in that training step,
 ``RANK:eval`` raises in the epoch-end evaluation, ``RANK:ITERATION:kill``
@@ -34,10 +34,12 @@ import time
 
 import numpy as np
 
+from ._install import install_hint
+
 __all__ = ["RankError", "MPI_INSTALL_HINT", "launched_size", "world", "share", "DataParallel",
            "all_or_none", "rank_guard", "rank_threads", "evaluate", "is_root", "describe_mpi"]
 
-MPI_INSTALL_HINT = 'pip install "fastcap[mpi]" (mpi4py and the MPICH runtime)'
+MPI_INSTALL_HINT = f"{install_hint('mpi')}: mpi4py and the MPICH runtime"
 FAULT_ENV = "FASTCAP_TEST_FAULT"
 # The number of processes mpiexec started, as the launchers announce it:
 # MPICH and Intel MPI (Hydra's PMI; Slurm's PMI too), Open MPI.

@@ -85,6 +85,7 @@ def collect():
 
     from . import _backend, _threads
     from .distributed import describe_mpi
+    from .features import describe_vision
 
     from . import _precision
 
@@ -113,6 +114,7 @@ def collect():
         "env": {k: os.environ.get(k) for k in ENV_VARS},
         "caption_metrics": _caption_metrics(),
         "mpi": describe_mpi(),
+        "vision": describe_vision(),
     }
     cy = getattr(_backend._loaded.get("cython"), "module", None)  # the build in use
     info["cython_module"] = getattr(cy, "__file__", None)
@@ -169,4 +171,6 @@ def info_lines(env):
                      f"{p.get('threading_layer') or 'unknown'}")
         lines += [f"{line}, {p.get('num_threads')} threads", f"  {p.get('filepath')}"]
     lines += [f"caption metrics: {env['caption_metrics']}", env["mpi"]]
+    if "vision" in env:
+        lines.append(env["vision"])
     return lines

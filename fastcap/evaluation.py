@@ -7,7 +7,7 @@ import numpy as np
 
 from . import metrics as _metrics
 
-__all__ = ["caption_loss", "generate", "caption_images", "evaluate_captions", "sample_records",
+__all__ = ["caption_loss", "generate", "suppressing", "caption_images", "evaluate_captions", "sample_records",
            "format_metrics", "format_samples"]
 
 
@@ -22,6 +22,25 @@ def caption_loss(model, captions, features, chunk=500):
     for a in range(0, n, chunk):
         total += _forward_loss(model, features[a:a + chunk], captions[a:a + chunk]) * min(chunk, n - a)
     return total / n
+
+
+def suppressing(model, words):
+    """``model`` (a shallow copy) that never generates ``words`` (e.g. ``("<UNK>",)``): their
+    vocabulary bias is -inf, so greedy and beam decoding alike never pick them."""
+    if not words:
+        return model
+    import copy
+
+    idx = []
+    for w in words:
+        if w not in model.word_to_idx:
+            raise ValueError(f"cannot suppress {w!r}: the vocabulary has no such word")
+        idx.append(model.word_to_idx[w])
+    m = copy.copy(model)
+    m.params = dict(model.params)
+    m.params["b_vocab"] = model.params["b_vocab"].copy()
+    m.params["b_vocab"][idx] = -np.inf
+    return m
 
 
 def generate(model, features, beam_size=1, max_length=30, chunk=512):

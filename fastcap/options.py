@@ -13,10 +13,12 @@ import dataclasses
 import math
 
 from ._precision import PRECISIONS
+from .metrics import METRIC_LABELS
 from .model_config import CELL_TYPES, DTYPES
 from .optim import UPDATE_RULES
 
 __all__ = ["Option", "Kind", "TRAIN_OPTIONS", "INFERENCE_OPTIONS", "MAKE_DATA_OPTIONS",
+           "PREPARE_OPTIONS", "CAPTION_OPTIONS",
            "DEFAULTS", "GENERATED_DEFAULTS", "OPTION_KEYS", "GENERATED_KEYS",
            "RESUME_OVERRIDABLE", "add_options", "check_options", "flag"]
 
@@ -50,6 +52,7 @@ class Kind:
 POSITIVE_INT = Kind(int, lambda v: v >= 1, "a positive integer")
 NONNEG_INT = Kind(int, lambda v: v >= 0, "an integer >= 0")
 POSITIVE_FLOAT = Kind(float, lambda v: 0 < v and math.isfinite(v), "a positive number")
+FRACTION = Kind(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +78,7 @@ class Option:
     positional: bool = False
     nargs: object = None
     const: object = None
+    required: bool = False
 
     @property
     def option_string(self):
@@ -104,6 +108,8 @@ class Option:
             kwargs["type"] = self.kind.argtype()
         if self.action not in ("store_true",):
             kwargs["default"] = self.parser_default
+        if self.required:
+            kwargs["required"] = True
         if self.positional:
             return parser.add_argument(self.name, **kwargs)
         return parser.add_argument(self.option_string, **kwargs, **(
@@ -115,6 +121,9 @@ def _gen(name, what, key=None, metavar="N", kind=POSITIVE_INT):
     return Option(name, kind, f"generated data: {what} (default {{default}})", metavar,
                   default=GENERATED_DEFAULTS[key], group="data", generated=key)
 
+
+# What best.npz may be chosen by: a caption metric (higher is better) or the loss (lower).
+BEST_METRICS = (*METRIC_LABELS, "val_loss")
 
 # `fastcap train`, in the order of its --help, with the group each is listed under.
 TRAIN_OPTIONS = (
@@ -165,6 +174,17 @@ TRAIN_OPTIONS = (
     Option("max_length", POSITIVE_INT, "longest generated caption (default {default})", "L",
            default=30, group="evaluation and output", config=("eval", "max_length"),
            resumable=True),
+    Option("best_metric", help="the validation score best.npz keeps the best of (default "
+                               "{default}; val_loss: the lowest)", choices=BEST_METRICS,
+           default="cider", group="evaluation and output", config=("eval", "best_metric"),
+           resumable=True),
+    Option("patience", NONNEG_INT, "stop when --best-metric has not improved in N evaluations "
+                                   "(default {default} = never)", "N", default=0,
+           group="evaluation and output", config=("train", "patience"), resumable=True),
+    Option("init_from", help="start a new run from the weights of CHECKPOINT (its model; new "
+                             "optimizer, schedule and options: fine-tuning); --resume instead "
+                             "continues a run exactly", metavar="CHECKPOINT",
+           group="optimization", config=("train", "init_from")),
     # How the run is driven, not what it computes: not in the config.
     Option("out", help="run directory (default: runs/fastcap-<time>, or the checkpoint's "
                        "directory with --resume)", metavar="DIR", group="evaluation and output"),
@@ -196,6 +216,8 @@ _MAX_LENGTH = Option("max_length", POSITIVE_INT, metavar="L", parser_default=30)
 _CHECKPOINT = Option("checkpoint", metavar="CHECKPOINT", positional=True)
 _GREEDY_BEAM = Option("beam_size", POSITIVE_INT, "beam width (default 1 = greedy)", "K",
                       parser_default=1)
+_NO_UNK = Option("no_unk", help="never generate <UNK> (the words outside the vocabulary)",
+                 action="store_true")
 
 # sample, evaluate and show: the checkpoint and data they read, and how they decode.
 INFERENCE_OPTIONS = {
@@ -204,14 +226,14 @@ INFERENCE_OPTIONS = {
         Option("n", POSITIVE_INT, "number of images (default 10)", "N", flag="-n",
                parser_default=10),
         Option("seed", NONNEG_INT, "pick N random images with this seed (default: the first N)"),
-        _GREEDY_BEAM, _MAX_LENGTH,
+        _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK,
         Option("json", help="print JSON instead of text", action="store_true"),
     ),
     "evaluate": (
         _CHECKPOINT, _data(), _SPLIT,
         Option("max_images", NONNEG_INT, "score only the first N images (default 0 = all)", "N",
                parser_default=0),
-        _GREEDY_BEAM, _MAX_LENGTH,
+        _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK,
         Option("json", help="write the results as JSON to FILE (without FILE: print JSON only)",
                metavar="FILE", nargs="?", const="-"),
         Option("overwrite", help="replace --json FILE even if it is not results fastcap wrote",
@@ -221,7 +243,7 @@ INFERENCE_OPTIONS = {
         _CHECKPOINT, _data(), _SPLIT,
         Option("n", POSITIVE_INT, "images (default 8)", "N", flag="-n", parser_default=8),
         Option("beam_size", POSITIVE_INT, "also show the beam-search caption with beam K", "K"),
-        _MAX_LENGTH,
+        _MAX_LENGTH, _NO_UNK,
         Option("out", help="where to write the sheet, in the image format its suffix names "
                            "(default contact_sheet_SPLIT.png)",
                metavar="FILE"),
@@ -245,6 +267,51 @@ MAKE_DATA_OPTIONS = (
     _made("full_dim", "full_dim", "fc7 feature size (default {default})", "D"),
     _made("seed", "seed", "(default {default})", None, NONNEG_INT),
     Option("overwrite", help="replace the data files OUT_DIR already holds", action="store_true"),
+)
+
+
+def _extractor_options(default, help):
+    from .features import EXTRACTORS, WEIGHTS
+
+    return (Option("extractor", help=help, choices=tuple(EXTRACTORS), parser_default=default),
+            Option("weights", help="the CNN's weights: imagenet (downloaded once into torch's "
+                                   "cache) or none (random, offline: for tests; default "
+                                   "imagenet)", choices=WEIGHTS, parser_default="imagenet"))
+
+
+# `fastcap prepare`: a captions file and an image folder -> a data directory.
+PREPARE_OPTIONS = (
+    Option("captions_file", metavar="CAPTIONS_FILE", positional=True,
+           help="COCO captions_*.json, Karpathy's dataset_*.json or a Flickr8k token file"),
+    Option("images", help="the folder the captions file's image names are relative to",
+           metavar="DIR", required=True),
+    Option("out", help="the data directory to write", metavar="DATA_DIR", required=True),
+    Option("train_list", help="Flickr8k: the training images, one name a line", metavar="FILE"),
+    Option("val_list", help="Flickr8k: the validation images, one name a line", metavar="FILE"),
+    *_extractor_options("resnet50", "the CNN (default resnet50)"),
+    Option("min_count", POSITIVE_INT, "keep words seen at least N times in the training "
+                                      "captions (default 5)", "N", parser_default=5),
+    Option("val_fraction", FRACTION, "when the file has no split: the share of images held "
+                                     "out for validation (default 0.1)", "F",
+           parser_default=0.1),
+    Option("seed", NONNEG_INT, "seed of that split (default 0)", "S", parser_default=0),
+    Option("pca_dim", POSITIVE_INT, "PCA feature size (default 512)", "D", parser_default=512),
+    Option("overwrite", help="replace the data files DATA_DIR already holds",
+           action="store_true"),
+    Option("quiet", help="no progress bar", action="store_true"),
+)
+
+# `fastcap caption`: captions of new images.
+CAPTION_OPTIONS = (
+    _CHECKPOINT,
+    Option("images", metavar="IMAGE", positional=True, nargs="+",
+           help="image files, folders of images or http(s) URLs"),
+    Option("data", help="the data directory the checkpoint was trained on (default: the one "
+                        "it names)", metavar="DIR"),
+    _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK,
+    *_extractor_options(None, "for a checkpoint of data fastcap did not prepare: the CNN whose "
+                              "full (--no-pca) features it was trained on"),
+    Option("json", help="print JSON instead of text", action="store_true"),
 )
 
 

@@ -36,7 +36,7 @@ __all__ = ["OUTPUT_FILES", "LOCK_NAME", "RunDirError", "RunLock", "check_out_dir
 
 # Every file a training run writes into its directory.
 OUTPUT_FILES = ("checkpoint.npz", "config.json", "history.json", "loss.png", "metrics.json",
-                "samples.txt", "samples.json")
+                "samples.txt", "samples.json", "best.npz")
 LOCK_NAME = ".fastcap.lock"
 
 

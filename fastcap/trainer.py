@@ -35,7 +35,7 @@ from .evaluation import caption_loss, evaluate_captions, format_metrics
 from .interrupts import InterruptGuard, TrainingInterrupted
 from .model_config import ModelConfig
 from ._precision import use_precision
-from .options import DEFAULTS, GENERATED_DEFAULTS
+from .options import DEFAULTS, GENERATED_DEFAULTS, OPTION_KEYS
 from .run_outputs import plot_history, write_json, write_samples
 
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
@@ -48,6 +48,21 @@ __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
 # evaluation is not checkpointed, so the last good checkpoint is kept.
 DIVERGENCE_FACTOR = 3.0
 DIVERGENCE_EVALUATIONS = 2
+
+
+BEST_NAME = "best.npz"  # the checkpoint of the best epoch by --best-metric
+
+
+def _init_options(options, ckpt):
+    """Options of a run started from ``ckpt``'s weights: the model options it does not give
+    are the checkpoint's (a given one that differs fails when the weights are loaded)."""
+    options = dict(options)
+    for opt, (section, key) in OPTION_KEYS.items():
+        if section == "model" and options.get(opt) is None:
+            options[opt] = ckpt.config["model"][key]
+    if options.get("data") is None and options.get("pca") is None:
+        options["pca"] = ckpt.config["data"].get("pca", True)
+    return options
 
 
 # ---------------------------------------------------------------- the run
@@ -71,7 +86,18 @@ class Trainer:
         self.progress, self.print_every = progress and self.root, int(print_every or 0)
         self.stop_after = stop_after_iterations
         self.ckpt = load_checkpoint(resume) if resume is not None else None
+        self.init = None
+        if options.get("init_from") is not None and self.ckpt is not None:
+            raise ValueError("--init-from starts a new run from a checkpoint's weights and "
+                             "--resume continues a run exactly: give one of them")
+        if options.get("init_from") is not None:
+            self.init = load_checkpoint(options["init_from"])
+            options = _init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
+        if self.init is not None:
+            self.config["train"]["init_from"] = os.path.abspath(self.init.path)
+            if options.get("data") is None:  # fine-tuning on the data it was trained on
+                self.config["data"] = self.init.config["data"]
         if out_dir is None:
             out_dir = os.path.dirname(self.ckpt.path) if self.ckpt else rundir.default_out_dir()
         self.out_dir = os.path.abspath(os.fspath(out_dir))
@@ -80,6 +106,11 @@ class Trainer:
         if self.root:  # rank 0 alone writes the run directory
             rundir.check_out_dir(self.out_dir, self._resume_path(), self.overwrite)
         self._bar = None
+
+    @property
+    def _initial(self):
+        """What epoch 0 evaluated: the untrained model, or the --init-from weights."""
+        return "untrained" if self.config["train"].get("init_from") is None else "initial"
 
     def _resume_path(self):
         return self.ckpt.path if self.ckpt is not None else None
@@ -102,9 +133,10 @@ class Trainer:
         self.data = subsample_train(self.data, t["max_train"], t["seed"])
         input_dim = int(self.data["train_features"].shape[1])
         m = cfg["model"]
-        if self.ckpt is not None:
-            self.ckpt.check_vocab(self.data["idx_to_word"], source)
-            self.ckpt.check_input_dim(input_dim, source)
+        for ckpt in (self.ckpt, self.init):
+            if ckpt is not None:
+                ckpt.check_vocab(self.data["idx_to_word"], source)
+                ckpt.check_input_dim(input_dim, source)
         m["input_dim"] = input_dim
         self.model = ModelConfig.from_dict(m).build(self.data["word_to_idx"], seed=t["seed"])
         self.solver = CaptioningSolver(
@@ -113,6 +145,8 @@ class Trainer:
             batch_size=t["batch_size"], num_epochs=t["num_epochs"], verbose=False,
             rng=np.random.RandomState(t["seed"]), comm=self.comm)
         self.epochs = []
+        if self.init is not None:
+            self.init.load_params_into(self.model)
         if self.ckpt is not None:
             self.ckpt.load_params_into(self.model)
             self.ckpt.restore_solver(self.solver)
@@ -159,12 +193,20 @@ class Trainer:
         else:
             window = s.loss_history[(e - 1) * per: e * per]
             train_loss = float(np.mean(window)) if window else None
+        # Wall time since the previous evaluation ended (its steps and this evaluation);
+        # none for epoch 0, or for the first epoch after a resume (it began in another process).
+        now = time.perf_counter()
+        since = getattr(self, "_epoch_t0", None)
+        self._epoch_t0 = now
         entry = {"epoch": e, "iteration": int(s.iteration), "train_loss": train_loss,
                  "val_loss": val_loss, **m, "eval_seconds": round(secs, 3)}
+        if e and since is not None:
+            entry["epoch_seconds"] = round(now - since, 3)
         self.epochs.append(entry)
-        label = "epoch 0 (untrained)" if e == 0 else f"epoch {e}/{s.num_epochs}"
+        label = f"epoch 0 ({self._initial})" if e == 0 else f"epoch {e}/{s.num_epochs}"
         tl = "" if train_loss is None else f"train loss {train_loss:.3f}  "
-        self.say(f"{label}: {tl}val loss {val_loss:.3f}  {format_metrics(m)}")
+        wall = f"  ({entry['epoch_seconds']:.1f} s)" if "epoch_seconds" in entry else ""
+        self.say(f"{label}: {tl}val loss {val_loss:.3f}  {format_metrics(m)}{wall}")
 
     def _diverging(self):
         """How many evaluations in a row, up to the last, are diverging (see DIVERGENCE_FACTOR)."""
@@ -207,16 +249,37 @@ class Trainer:
                 f"{self._good_checkpoint()}; lower the learning rate (--lr, now "
                 f"{self.config['train']['learning_rate']:g})")
 
+    def _best_epoch(self):
+        """The trained epoch (>= 1) with the best --best-metric so far (the first of equals),
+        or None before any; and how many evaluations have passed since it."""
+        key = self.config["eval"].get("best_metric", "cider")
+        sign = -1 if key == "val_loss" else 1
+        trained = [e for e in self.epochs[1:] if math.isfinite(e[key])]
+        if not trained:
+            return None, 0
+        best = max(trained, key=lambda e: (sign * e[key], -e["epoch"]))
+        return best, self.epochs[-1]["epoch"] - best["epoch"]
+
+    def _out_of_patience(self):
+        patience = self.config["train"].get("patience", 0)
+        best, since = self._best_epoch()
+        return bool(patience) and best is not None and since >= patience
+
     def save(self):
-        """Checkpoint and history, unless the run is diverging (then the last good one stays)."""
+        """Checkpoint and history, unless the run is diverging (then the last good one stays);
+        best.npz too when the epoch just evaluated is the best so far."""
         if self._diverging():
             return False
         self._saved_at = (self.solver.iteration, len(self.epochs))
         if not self.root:
             return True
-        save_checkpoint(self.checkpoint_path, model=self.model, solver=self.solver,
-                        config=self.config, epochs=self.epochs,
-                        idx_to_word=self.data["idx_to_word"])
+        kw = dict(model=self.model, solver=self.solver, config=self.config, epochs=self.epochs,
+                  idx_to_word=self.data["idx_to_word"])
+        best, since = self._best_epoch()
+        if best is not None and since == 0 and getattr(self, "_best_at", None) != best["epoch"]:
+            save_checkpoint(os.path.join(self.out_dir, BEST_NAME), **kw)
+            self._best_at = best["epoch"]
+        save_checkpoint(self.checkpoint_path, **kw)
         self._write_history()
         return True
 
@@ -288,6 +351,8 @@ class Trainer:
         if self.root:
             write_json(os.path.join(self.out_dir, "config.json"), cfg)
 
+        # An epoch's wall time is measured only from its start (not across a resume).
+        self._epoch_t0 = time.perf_counter() if s.iteration % per == 0 else None
         dp = s.data_parallel
         guard = InterruptGuard(always_defer=dp is not None)
         if dp is not None:
@@ -306,7 +371,7 @@ class Trainer:
                     self._record_epoch()
                     self._check_divergence()
                     self.save()
-                while s.iteration < total:
+                while s.iteration < total and not self._out_of_patience():
                     if self.stop_after is not None and s.iteration >= self.stop_after:
                         raise KeyboardInterrupt
                     t0 = time.perf_counter()
@@ -359,6 +424,11 @@ class Trainer:
                 self._bar.close()
             self._bar = None
         wall = time.perf_counter() - start
+        if s.iteration < total:  # stopped early
+            best, since = self._best_epoch()
+            key = self.config["eval"].get("best_metric", "cider")
+            self.say(f"stopping early: {key} has not improved in {since} evaluations (best "
+                     f"{best[key]:.4f} at epoch {best['epoch']}, in {BEST_NAME})")
         return self.finish(wall, steps, step_time)
 
     # -------------------------------------------------------------- the end
@@ -391,7 +461,7 @@ class Trainer:
         self.say(f"final train loss {tl} (mean over epoch {last['epoch']}), "
                  f"val loss {last['val_loss']:.3f} (untrained {first['val_loss']:.3f})")
         self.say(f"val, {len(self.eval_ids)} images, greedy: {format_metrics(last)}")
-        self.say(f"     untrained model:    {format_metrics(untrained)}")
+        self.say(f"     {self._initial + ' model:':20s}{format_metrics(untrained)}")
         files = [f for f in rundir.OUTPUT_FILES if os.path.exists(os.path.join(self.out_dir, f))]
         self.say(f"wrote {', '.join(files)} to {self.out_dir}")
         return {"out_dir": self.out_dir, "metrics": summary, "seconds": wall}

@@ -34,7 +34,7 @@ if REQUIRE_ALL and not (HAVE_MPI4PY and MPIEXEC):
     raise RuntimeError("CI must run the MPI tests: install the [mpi] extra (mpi4py and mpich)")
 needs_mpi = pytest.mark.skipif(
     not (HAVE_MPI4PY and MPIEXEC),
-    reason='needs mpi4py and mpiexec: pip install "fastcap[mpi]"')
+    reason=f"needs mpi4py and mpiexec: {distributed.MPI_INSTALL_HINT}")
 
 # A small float64 run whose global batch (7) does not divide by 2 or 3 ranks.
 SMALL = ["--num-train-images", "40", "--num-val-images", "10", "--captions-per-image", "2",
@@ -111,7 +111,8 @@ def test_share_partitions_every_batch_in_rank_order():
 def test_mpiexec_without_mpi4py_says_what_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)  # import mpi4py now fails
     monkeypatch.setenv("PMI_SIZE", "2")
-    with pytest.raises(ImportError, match=r'2 processes.*pip install "fastcap\[mpi\]"'):
+    with pytest.raises(ImportError, match=r'2 processes.*pip install "fastcap-rnn\[mpi\]" '
+                                          r'\(from a checkout: pip install "\.\[mpi\]"\)'):
         distributed.world()
     monkeypatch.setenv("PMI_SIZE", "1")
     assert distributed.world() is None  # mpiexec -n 1: one process, as without mpiexec
@@ -122,8 +123,8 @@ def test_mpiexec_without_mpi4py_says_what_to_install(monkeypatch):
 def test_info_says_what_to_install_for_mpi(monkeypatch):
     monkeypatch.setitem(sys.modules, "mpi4py", None)
     assert distributed.describe_mpi() == (
-        'MPI: unavailable (mpiexec -n K fastcap train needs pip install "fastcap[mpi]" '
-        "(mpi4py and the MPICH runtime))")
+        'MPI: unavailable (mpiexec -n K fastcap train needs pip install "fastcap-rnn[mpi]" '
+        '(from a checkout: pip install ".[mpi]"): mpi4py and the MPICH runtime)')
 
 
 @needs_mpi

@@ -190,8 +190,7 @@ def _save_npy(path, array):
 def _extract_all(paths, extractor, partial, progress):
     """float32 (len(paths), D), saving every CHUNK images under ``partial`` (a directory
     whose manifest must match these inputs for its chunks to be reused)."""
-    from tqdm import tqdm
-
+    from . import progress as _progress
     from .image_utils import fetch_image
 
     manifest = {"record": extractor.record(), "images": hashlib.sha256(
@@ -210,7 +209,7 @@ def _extract_all(paths, extractor, partial, progress):
         os.makedirs(partial)
         atomic_write_text(mpath, json.dumps(manifest))
     out = np.empty((len(paths), extractor.dim), np.float32)
-    bar = tqdm(total=len(paths), unit="img", desc="features", disable=not progress)
+    bar = _progress.bar(len(paths), unit="img", desc="features", disable=not progress)
     try:
         for a in range(0, len(paths), CHUNK):
             rows = min(CHUNK, len(paths) - a)

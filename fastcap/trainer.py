@@ -24,6 +24,7 @@ import time
 import numpy as np
 
 from . import _precision
+from . import progress as _progress
 from . import distributed as _distributed
 from . import metrics as _metrics
 from . import rundir
@@ -360,10 +361,8 @@ class Trainer:
         step_time, steps, start = 0.0, 0, time.perf_counter()
         bar = None
         if self.progress and s.iteration < total:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=total, initial=s.iteration, unit="it", desc="train",
-                       dynamic_ncols=True, file=sys.stderr, leave=False)
+            bar = _progress.bar(total, initial=s.iteration, unit="it", desc="train",
+                                dynamic_ncols=True, file=sys.stderr, leave=False)
         self._bar = bar
         try:
             with guard:

@@ -284,7 +284,7 @@ def cmd_caption(args):
 
 # ---------------------------------------------------------------- make-data / info / bench
 def cmd_make_data(args):
-    from .datagen import write_coco_data
+    from .make_data import write_coco_data
 
     out = write_coco_data(args.out_dir, overwrite=args.overwrite,
                           num_train_images=args.num_train, num_val_images=args.num_val,

@@ -1,8 +1,8 @@
 """Deterministic generator of a small, learnable captioning dataset.
 
 The output mimics the CS231n ``coco_captioning`` data: the same keys, dtypes
-and shapes as ``load_coco_data`` returns, and (with ``write_coco_data``) the
-same files on disk. The data are synthetic but not noise: every image has
+and shapes as ``load_coco_data`` returns (and, written by
+``fastcap.make_data.write_coco_data``, the same files on disk). The data are synthetic but not noise: every image has
 latent attributes (subject, how many, colour/adjective, action, place,
 optional second object with its own adjective), its captions are English
 sentences about those attributes built from a few paraphrase templates, and
@@ -14,18 +14,13 @@ Everything is drawn from ``np.random.default_rng`` children of one
 ``SeedSequence(seed)``, so the same arguments give bit-identical output.
 """
 import functools
-import json
-import os
-import pathlib
 import re
 
 import numpy as np
 
-from ._atomic import atomic_write as _atomic_write, atomic_write_text, real_path
 from ._validate import SPECIAL_TOKENS as MODEL_TOKENS
 
-__all__ = ["generate_coco_data", "write_coco_data", "generated_url", "parse_generated_url",
-           "image_scene"]
+__all__ = ["generate_coco_data", "generated_url", "parse_generated_url", "image_scene"]
 
 NULL, START, END = MODEL_TOKENS  # the tokens the model feeds and compares
 UNK = "<UNK>"
@@ -337,73 +332,6 @@ def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_i
     return data
 
 
-def _write_h5(path, datasets):
-    import h5py  # imported here so generate_coco_data needs only NumPy
-
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            for name, array in datasets.items():
-                f.create_dataset(name, data=array)
-
-    _atomic_write(path, write)
-
-
-def write_coco_data(out_dir, overwrite=False, **kwargs):
-    """Write ``generate_coco_data(**kwargs)`` to ``out_dir`` in the CS231n layout.
-
-    Files: ``coco2014_captions.h5`` (``train_captions``, ``val_captions``,
-    ``train_image_idxs``, ``val_image_idxs``; int32), ``{train,val}2014_vgg16_fc7.h5``
-    (``features``: float32 (num_images, full_dim)), ``{train,val}2014_vgg16_fc7_pca.h5``
-    (``features``: float32 (num_images, pca_dim)), ``coco2014_vocab.json``
-    (``idx_to_word``, ``word_to_idx``), ``{train,val}2014_urls.txt`` (one URL
-    per line) and the manifest ``fastcap_data.json``. ``out_dir`` is created if
-    needed; existing files of these names raise FileExistsError (listing them)
-    before anything is generated, unless ``overwrite``; what is not a regular
-    file is refused. Returns ``out_dir`` as a Path.
-
-    Killed at any point, the directory holds the old data or the new, or is
-    refused by ``load_coco_data`` as half-written: each file is written
-    atomically, between a manifest saying "incomplete" and one saying "complete".
-    A directory is written by one make-data at a time (fastcap.rundir.RunLock).
-    """
-    from . import rundir
-    from ._atomic import check_special, temporaries
-    from .coco_utils import DATA_FILES, MANIFEST
-
-    out = pathlib.Path(real_path(out_dir))
-    names = (*DATA_FILES, MANIFEST)
-    for name in names:
-        check_special(os.fspath(out / name), f"make-data {out}: {name}")
-    existing = [name for name in DATA_FILES if os.path.lexists(out / name)]
-    if existing and not overwrite:
-        raise FileExistsError(f"{out} already holds {', '.join(existing)}, which make-data would "
-                              "replace; pass --overwrite to replace them, or choose another directory")
-    kwargs["full_features"] = True  # the fc7 files need them
-    data = generate_coco_data(**kwargs)
-    out.mkdir(parents=True, exist_ok=True)
-    with rundir.RunLock(out):
-        for tmp in temporaries(out, names):  # a killed make-data's
-            os.unlink(tmp)
-        manifest = {"format": "fastcap make-data", "complete": False,
-                    "generated": {k: v for k, v in kwargs.items() if k != "full_features"}}
-        atomic_write_text(out / MANIFEST, json.dumps(manifest))
-        _write_h5(out / "coco2014_captions.h5", {
-            k: data[k] for k in ("train_captions", "val_captions",
-                                 "train_image_idxs", "val_image_idxs")
-        })
-        for split in ("train", "val"):
-            _write_h5(out / f"{split}2014_vgg16_fc7.h5",
-                      {"features": data[f"{split}_features_full"]})
-            _write_h5(out / f"{split}2014_vgg16_fc7_pca.h5",
-                      {"features": data[f"{split}_features"]})
-            atomic_write_text(out / f"{split}2014_urls.txt",
-                              "".join(f"{url}\n" for url in data[f"{split}_urls"]))
-        vocab = {"idx_to_word": data["idx_to_word"], "word_to_idx": data["word_to_idx"]}
-        atomic_write_text(out / "coco2014_vocab.json", json.dumps(vocab))
-        atomic_write_text(out / MANIFEST, json.dumps({**manifest, "complete": True}))
-    return out
-
-
 # ---------------------------------------------------------------- one image's scene
 # A generated image's URL names its split, index, the split's size and the
 # seed: an image's attributes are drawn together with the whole split's, so
@@ -468,3 +396,12 @@ def image_scene(url):
         "object": _OBJECTS[a["object"]] if a["object"] >= 0 else None,
         "object_adj": _ADJECTIVES[a["object_adj"]] if a["object_adj"] >= 0 else None,
     }
+
+
+def __getattr__(name):
+    # write_coco_data lived here before fastcap.make_data; the old import keeps working
+    if name == "write_coco_data":
+        from .make_data import write_coco_data
+
+        return write_coco_data
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,7 +21,7 @@ import fastcap
 from fastcap import checkpoint_schema as schema
 from fastcap.checkpoint import CheckpointError, load_checkpoint
 from fastcap.coco_utils import load_coco_data
-from fastcap.datagen import write_coco_data
+from fastcap.make_data import write_coco_data
 from fastcap.trainer import Trainer
 
 from conftest import fastcap_cmd

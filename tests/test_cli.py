@@ -13,7 +13,7 @@ import pytest
 import fastcap
 from fastcap import CaptioningRNN
 from fastcap.cli import main
-from fastcap.datagen import write_coco_data
+from fastcap.make_data import write_coco_data
 from fastcap.model_config import CELL_TYPES
 
 from conftest import ENV, fastcap_cmd

@@ -22,7 +22,8 @@ from fastcap import _resources, cli
 from fastcap.captioning_solver import TrainingDivergedError
 from fastcap.coco_utils import DATA_FILES, MANIFEST, load_coco_data
 from fastcap.data import DataError, load_data
-from fastcap.datagen import generate_coco_data, write_coco_data
+from fastcap.datagen import generate_coco_data
+from fastcap.make_data import write_coco_data
 from fastcap.trainer import Trainer
 
 from conftest import ENV
@@ -35,7 +36,7 @@ KILL_POINTS = 2 * (len(DATA_FILES) + 2)
 _CHILD = """
 import os, signal, sys
 from fastcap import _atomic
-from fastcap.datagen import write_coco_data
+from fastcap.make_data import write_coco_data
 k = int(sys.argv[2])
 calls = [0]
 def point(f):

@@ -6,8 +6,9 @@ import h5py
 import numpy as np
 import pytest
 
-from fastcap import datagen
-from fastcap.datagen import generate_coco_data, write_coco_data
+from fastcap import _atomic, datagen
+from fastcap.datagen import generate_coco_data
+from fastcap.make_data import write_coco_data
 
 SMALL = dict(num_train_images=60, num_val_images=20, captions_per_image=3,
              pca_dim=16, full_dim=40, seed=7)
@@ -267,7 +268,7 @@ def test_atomic_write_keeps_old_file_on_failure(tmp_path):
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError, match="interrupted"):
-        datagen._atomic_write(target, failing_write)
+        _atomic.atomic_write(target, failing_write)
     assert target.read_text() == "old"
     assert os.listdir(tmp_path) == ["file.txt"]
 

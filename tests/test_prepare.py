@@ -295,7 +295,7 @@ def test_relative_image_paths_resolve_against_the_data_directory(tmp_path_factor
     import os
 
     from fastcap.coco_utils import load_coco_data
-    from fastcap.datagen import write_coco_data
+    from fastcap.make_data import write_coco_data
 
     d = tmp_path_factory.mktemp("rel") / "data"
     write_coco_data(d, num_train_images=2, num_val_images=2, captions_per_image=1,

@@ -14,7 +14,7 @@ from fastcap.checkpoint import load_checkpoint
 from fastcap.cli import main
 from fastcap.coco_utils import load_coco_data
 from fastcap.contact_sheet import SOFTWARE, contact_sheet
-from fastcap.datagen import write_coco_data
+from fastcap.make_data import write_coco_data
 from fastcap.metrics import decode_for_metrics, references_by_image
 from fastcap.scenes import _PLACES
 from fastcap.trainer import Trainer

@@ -11,6 +11,7 @@ parser applies to the command line.
 import argparse
 import dataclasses
 import math
+import numbers
 
 from .model_config import CELL_TYPES, DTYPES
 from .optim import UPDATE_RULES
@@ -24,14 +25,59 @@ GENERATED_DEFAULTS = {"num_train_images": 2000, "num_val_images": 500, "captions
                       "pca_dim": 512, "full_dim": 4096, "seed": 0}
 
 
+# What a run may ask for, and so what a checkpoint may hold: the options'
+# ranges below and fastcap.checkpoint_schema read these. A real run is far
+# below each bound; they are low enough that what a checkpoint can ask for
+# fits in memory.
+LIMITS = {
+    "dim": 1 << 16,  # input_dim, wordvec_dim, hidden_dim, pca_dim, full_dim
+    "vocab": 1 << 20,  # words
+    "images": 1 << 20,  # generated images per split
+    "feature_floats": 1 << 28,  # generated images x feature size (1 GiB of float32)
+    "captions": 1 << 22,  # generated captions (COCO has about 600,000)
+    "captions_per_image": 100,
+    "max_train": 1 << 32,
+    "batch": 1 << 20,
+    "epochs": 1 << 20,
+    "iterations": 1 << 40,
+    "max_length": 1000,
+    "learning_rate": 1e12,
+    "seed": 2**32 - 1,  # what np.random.RandomState takes
+    "meta_bytes": 64 << 20,  # the JSON members of a checkpoint
+    "array_bytes": 4 << 30,  # any one array member of a checkpoint
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Kind:
-    """A value type: ``convert`` parses the command line's text, ``ok`` accepts a value,
-    ``expected`` names what is accepted (in both the parser's and check_options' errors)."""
+    """A number type and its range: ``convert`` (int or float) parses the command line's text,
+    ``ok`` accepts a value in [lo, hi] (``open_lo``: lo itself excluded; hi None: unbounded;
+    floats must be finite), ``expected`` names what is accepted (in both the parser's and
+    check_options' errors). The checkpoint schema checks the same ranges."""
 
     convert: type
-    ok: object
-    expected: str
+    lo: object
+    hi: object = None
+    open_lo: bool = False
+
+    @property
+    def expected(self):
+        what, show = ("an integer", str) if self.convert is int else ("a number", "{:g}".format)
+        if self.hi is None:
+            return f"{what} {'>' if self.open_lo else '>='} {show(self.lo)}"
+        return f"{what} in {'(' if self.open_lo else '['}{show(self.lo)}, {show(self.hi)}]"
+
+    def ok(self, value):
+        if isinstance(value, bool):
+            return False
+        if self.convert is int:
+            if not isinstance(value, numbers.Integral):
+                return False
+        elif not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return False
+        if value < self.lo or (self.open_lo and value == self.lo):
+            return False
+        return self.hi is None or value <= self.hi
 
     def argtype(self):
         def parse(text):
@@ -46,9 +92,17 @@ class Kind:
         return parse
 
 
-POSITIVE_INT = Kind(int, lambda v: v >= 1, "a positive integer")
-NONNEG_INT = Kind(int, lambda v: v >= 0, "an integer >= 0")
-POSITIVE_FLOAT = Kind(float, lambda v: 0 < v and math.isfinite(v), "a positive number")
+POSITIVE_INT = Kind(int, 1)
+NONNEG_INT = Kind(int, 0)
+DIM = Kind(int, 1, LIMITS["dim"])
+SEED = Kind(int, 0, LIMITS["seed"])
+IMAGES = Kind(int, 1, LIMITS["images"])
+MAX_LENGTH = Kind(int, 1, LIMITS["max_length"])
+# The ranges of the generated-data spec's keys (fastcap train's --num-train-images ...
+# and fastcap make-data's --num-train ... alike).
+GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
+                   "captions_per_image": Kind(int, 1, LIMITS["captions_per_image"]),
+                   "pca_dim": DIM, "full_dim": DIM, "seed": SEED}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,9 +163,9 @@ class Option:
             {"dest": self.name} if self.flag else {}))
 
 
-def _gen(name, what, key=None, metavar="N", kind=POSITIVE_INT):
+def _gen(name, what, key=None, metavar="N"):
     key = key or name
-    return Option(name, kind, f"generated data: {what} (default {{default}})", metavar,
+    return Option(name, GENERATED_KINDS[key], f"generated data: {what} (default {{default}})", metavar,
                   default=GENERATED_DEFAULTS[key], group="data", generated=key)
 
 
@@ -121,42 +175,42 @@ TRAIN_OPTIONS = (
            metavar="DIR", group="data"),
     Option("pca", help="use the 512-d PCA features (default) or, with --no-pca, the 4096-d fc7 "
                        "ones", action=argparse.BooleanOptionalAction, default=True, group="data"),
-    Option("max_train", POSITIVE_INT, "train on N captions drawn (without replacement) from the "
+    Option("max_train", Kind(int, 1, LIMITS["max_train"]), "train on N captions drawn (without replacement) from the "
                                       "training split", "N", group="data",
            config=("train", "max_train")),
     _gen("num_train_images", "training images"),
     _gen("num_val_images", "validation images"),
     _gen("captions_per_image", "captions per image"),
-    _gen("data_seed", "seed", key="seed", metavar="S", kind=NONNEG_INT),
+    _gen("data_seed", "seed", key="seed", metavar="S"),
     Option("cell", help="recurrent cell (default {default})", choices=CELL_TYPES, default="lstm",
            group="model", config=("model", "cell_type")),
-    Option("hidden_dim", POSITIVE_INT, "hidden size (default {default})", "H", default=256,
+    Option("hidden_dim", DIM, "hidden size (default {default})", "H", default=256,
            group="model", config=("model", "hidden_dim")),
-    Option("wordvec_dim", POSITIVE_INT, "word-vector size (default {default})", "W", default=128,
+    Option("wordvec_dim", DIM, "word-vector size (default {default})", "W", default=128,
            group="model", config=("model", "wordvec_dim")),
     Option("dtype", help="(default {default})", choices=DTYPES, default="float32", group="model",
            config=("model", "dtype")),
     Option("update_rule", help="(default {default})", choices=UPDATE_RULES, default="adam",
            group="optimization", config=("train", "update_rule")),
-    Option("lr", POSITIVE_FLOAT, "learning rate (default {default:g})", "LR", default=3e-3,
+    Option("lr", Kind(float, 0, LIMITS["learning_rate"], open_lo=True), "learning rate (default {default:g})", "LR", default=3e-3,
            group="optimization", config=("train", "learning_rate")),
-    Option("lr_decay", POSITIVE_FLOAT, "learning-rate factor after each epoch (default "
+    Option("lr_decay", Kind(float, 0, 1, open_lo=True), "learning-rate factor after each epoch (default "
                                        "{default:g})", "F", default=0.9, group="optimization",
            config=("train", "lr_decay")),
-    Option("batch_size", POSITIVE_INT, "captions per minibatch (default {default})", "N",
+    Option("batch_size", Kind(int, 1, LIMITS["batch"]), "captions per minibatch (default {default})", "N",
            default=100, group="optimization", config=("train", "batch_size")),
-    Option("epochs", NONNEG_INT, "epochs (default {default}); with --resume, the new total", "N",
+    Option("epochs", Kind(int, 0, LIMITS["epochs"]), "epochs (default {default}); with --resume, the new total", "N",
            default=5, group="optimization", config=("train", "num_epochs"), resumable=True),
-    Option("seed", NONNEG_INT, "seed of the initialisation and the minibatches (default "
+    Option("seed", SEED, "seed of the initialisation and the minibatches (default "
                                "{default})", "S", default=0, group="optimization",
            config=("train", "seed")),
-    Option("eval_images", NONNEG_INT, "validation images scored at each epoch end (default "
+    Option("eval_images", Kind(int, 0, LIMITS["images"]), "validation images scored at each epoch end (default "
                                       "{default}; 0 = all)", "N", default=200,
            group="evaluation and output", config=("eval", "eval_images"), resumable=True),
-    Option("num_samples", NONNEG_INT, "validation samples written to samples.txt (default "
+    Option("num_samples", Kind(int, 0, LIMITS["images"]), "validation samples written to samples.txt (default "
                                       "{default})", "N", default=10,
            group="evaluation and output", config=("eval", "num_samples"), resumable=True),
-    Option("max_length", POSITIVE_INT, "longest generated caption (default {default})", "L",
+    Option("max_length", MAX_LENGTH, "longest generated caption (default {default})", "L",
            default=30, group="evaluation and output", config=("eval", "max_length"),
            resumable=True),
     # How the run is driven, not what it computes: not in the config.
@@ -186,7 +240,7 @@ def _data(what="the data the checkpoint was trained on"):
 
 
 _SPLIT = Option("split", choices=("train", "val"), parser_default="val")
-_MAX_LENGTH = Option("max_length", POSITIVE_INT, metavar="L", parser_default=30)
+_MAX_LENGTH = Option("max_length", MAX_LENGTH, metavar="L", parser_default=30)
 _CHECKPOINT = Option("checkpoint", metavar="CHECKPOINT", positional=True)
 _GREEDY_BEAM = Option("beam_size", POSITIVE_INT, "beam width (default 1 = greedy)", "K",
                       parser_default=1)
@@ -222,8 +276,8 @@ INFERENCE_OPTIONS = {
 }
 
 
-def _made(name, key, help, metavar="N", kind=POSITIVE_INT):
-    return Option(name, kind, help, metavar, default=GENERATED_DEFAULTS[key],
+def _made(name, key, help, metavar="N"):
+    return Option(name, GENERATED_KINDS[key], help, metavar, default=GENERATED_DEFAULTS[key],
                   parser_default=GENERATED_DEFAULTS[key])
 
 
@@ -234,7 +288,7 @@ MAKE_DATA_OPTIONS = (
     _made("captions_per_image", "captions_per_image", "(default {default})"),
     _made("pca_dim", "pca_dim", "PCA feature size (default {default})", "D"),
     _made("full_dim", "full_dim", "fc7 feature size (default {default})", "D"),
-    _made("seed", "seed", "(default {default})", None, NONNEG_INT),
+    _made("seed", "seed", "(default {default})", None),
     Option("overwrite", help="replace the data files OUT_DIR already holds", action="store_true"),
 )
 

@@ -26,9 +26,9 @@ import numpy as np
 from . import distributed as _distributed
 from . import metrics as _metrics
 from . import rundir
-from .captioning_solver import CaptioningSolver, TrainingDivergedError
+from .captioning_solver import CaptioningSolver, TrainingDivergedError, iterations_per_epoch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import resolve_config
+from .config import check_fits, resolve_config
 from .data import DataError, describe_data, load_data, subsample_train
 from .evaluation import caption_loss, evaluate_captions, format_metrics
 from .interrupts import InterruptGuard, TrainingInterrupted
@@ -104,6 +104,9 @@ class Trainer:
             self.ckpt.check_vocab(self.data["idx_to_word"], source)
             self.ckpt.check_input_dim(input_dim, source)
         m["input_dim"] = input_dim
+        # Before the model is allocated: what its checkpoints must hold has to fit them.
+        check_fits(cfg, len(self.data["idx_to_word"]), t["num_epochs"] * iterations_per_epoch(
+            self.data["train_captions"].shape[0], t["batch_size"]))
         self.model = ModelConfig.from_dict(m).build(self.data["word_to_idx"], seed=t["seed"])
         self.solver = CaptioningSolver(
             self.model, self.data, update_rule=t["update_rule"],

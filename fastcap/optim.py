@@ -34,10 +34,16 @@ def _prepare(w, dw, config):
 
 
 def _state(config, key, w):
-    """config[key] as a writable contiguous array like w, created as zeros."""
+    """config[key] as a writable contiguous array like w, created as zeros.
+
+    State handed in read-only (arrays of a loaded .npz, a frozen array) or in another
+    layout is copied into the config, as w itself is."""
     s = config.get(key)
-    if s is None or s.shape != w.shape or s.dtype != w.dtype or not s.flags.c_contiguous:
-        s = np.zeros_like(w) if s is None else np.array(s, dtype=w.dtype, order="C")
+    if s is None:
+        s = config[key] = np.zeros_like(w)
+    elif not (isinstance(s, np.ndarray) and s.shape == w.shape and s.dtype == w.dtype
+              and s.flags.c_contiguous and s.flags.writeable):
+        s = np.array(s, dtype=w.dtype, order="C")
         if s.shape != w.shape:
             raise ValueError(f"config[{key!r}] must have the shape of w {w.shape}, got {s.shape}")
         config[key] = s

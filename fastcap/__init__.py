@@ -7,7 +7,15 @@ The kernels behind them come from the backend named by ``FASTCAP_BACKEND``
 (numpy, numba, cython or auto; default auto), switchable with
 ``set_backend`` / ``use_backend``.
 """
-from ._backend import (
+from . import _env
+
+# Every FASTCAP_* variable is checked before anything reads one; the fastcap command
+# reports a bad one itself (one line, exit status 2), so its import must not fail.
+ENV_ERROR = _env.validate()
+if ENV_ERROR is not None and not _env.is_command():
+    raise ENV_ERROR
+
+from ._backend import (  # noqa: E402
     BackendUnavailableError,
     available_backends,
     get_backend,
@@ -15,7 +23,7 @@ from ._backend import (
     set_backend,
     use_backend,
 )
-from .captioning_solver import CaptioningSolver, TrainingDivergedError
+from .captioning_solver import CaptioningSolver, TrainingDivergedError  # noqa: E402
 from .classifiers.rnn import CaptioningRNN
 from .coco_utils import decode_captions, load_coco_data, sample_coco_minibatch
 from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
@@ -24,8 +32,8 @@ from .optim import *  # noqa: F401,F403 (the update rules)
 from .rnn_layers import *  # noqa: F401,F403
 from .rnn_layers import __all__ as _layer_names
 
-# After NumPy is loaded, so that FASTCAP_NUM_THREADS reaches its BLAS.
 from ._threads import get_engine_threads, get_num_threads, set_num_threads  # noqa: E402
+from ._threads import init_from_environment as _init_threads_from_environment  # noqa: E402
 
 __version__ = "0.1.0"  # the one version: pyproject.toml reads it (tool.setuptools.dynamic)
 
@@ -38,4 +46,6 @@ __all__ = [
     *_optim.UPDATE_RULES, *_layer_names,
 ]  # fmt: skip
 
-_init_from_environment()
+if ENV_ERROR is None:
+    _init_threads_from_environment()  # after NumPy is loaded, so that it reaches its BLAS
+    _init_from_environment()

@@ -34,6 +34,8 @@ import time
 
 import numpy as np
 
+from . import _env
+
 __all__ = ["RankError", "MPI_INSTALL_HINT", "launched_size", "world", "share", "DataParallel",
            "all_or_none", "rank_guard", "rank_threads", "evaluate", "is_root", "describe_mpi"]
 
@@ -111,8 +113,8 @@ def share(n, rank, size):
 
 def _fault(comm, where):
     """Raise or die as FASTCAP_TEST_FAULT asks, on its rank at ``where`` (tests only)."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
+    spec = _env.read(FAULT_ENV)
+    if spec is None:
         return
     rank, at, *how = spec.split(":")
     if int(rank) == comm.Get_rank() and at == str(where):
@@ -271,7 +273,7 @@ def rank_guard(comm, collective=lambda exc: False):
     Errors every rank raised alike (those agreed on in a step or by
     ``all_or_none``, and those for which ``collective(exc)`` is true)
     propagate on rank 0, which reports them, and end the other ranks quietly
-    with exit status 1 (130 for an interrupt).
+    with exit status 1 (128 + the signal for an interrupt: 130 for SIGINT).
     Anything else is this rank's alone: it prints ``fastcap: error: rank r of
     K: ...`` to stderr and aborts the job (MPI_Abort ends every rank).
     """
@@ -288,7 +290,7 @@ def rank_guard(comm, collective=lambda exc: False):
             if rank == 0:
                 raise
             interrupted = isinstance(exc, KeyboardInterrupt) or "Interrupt" in type(exc).__name__
-            raise SystemExit(130 if interrupted else 1) from None
+            raise SystemExit(128 + int(getattr(exc, "signum", 2)) if interrupted else 1) from None
         print(f"fastcap: error: rank {rank} of {size}: {' '.join(_describe(exc).split())}; "
               "aborting every rank", file=sys.stderr, flush=True)
         comm.Abort(130 if isinstance(exc, KeyboardInterrupt) else 1)

@@ -18,6 +18,7 @@ fastcap.interrupts).
 """
 import math
 import os
+import signal
 import sys
 import time
 
@@ -320,26 +321,29 @@ class Trainer:
                         self._check_divergence()
                         self.save()
         except KeyboardInterrupt:
+            how = "interrupted" + ("" if guard.signum == signal.SIGINT else
+                                   f" by {guard.signum.name}")
             self._bar = None
             if bar is not None:
                 bar.close()
             if guard.in_step:
                 # A second Ctrl-C inside a step: the parameters may be half updated.
                 raise TrainingInterrupted(
-                    "interrupted inside a training step; the state was not saved"
+                    f"{how} inside a training step; the state was not saved"
                     + (f" (the last checkpoint, {self.checkpoint_path}, is from epoch "
                        f"{len(self.epochs) - 1})" if os.path.exists(self.checkpoint_path) else ""),
-                    None, s.iteration, s.epoch) from None
+                    None, s.iteration, s.epoch, guard.signum) from None
             if not self.save():
                 raise TrainingInterrupted(
-                    f"interrupted after iteration {s.iteration} of {total} while the validation "
+                    f"{how} after iteration {s.iteration} of {total} while the validation "
                     f"loss was diverging; {self._good_checkpoint()}", None, s.iteration,
-                    s.epoch) from None
+                    s.epoch, guard.signum) from None
             raise TrainingInterrupted(
-                f"interrupted after iteration {s.iteration} of {total} ({s.epoch} of "
+                f"{how} after iteration {s.iteration} of {total} ({s.epoch} of "
                 f"{s.num_epochs} epochs done); checkpoint saved to "
                 f"{self.checkpoint_path}; continue with `fastcap train --resume "
-                f"{self.checkpoint_path}`", self.checkpoint_path, s.iteration, s.epoch) from None
+                f"{self.checkpoint_path}`", self.checkpoint_path, s.iteration, s.epoch,
+                guard.signum) from None
         finally:
             if self._bar is not None:
                 self._bar.close()

@@ -135,7 +135,28 @@ class Trainer:
         self.eval_captions = self.data["val_captions"][rows]
         self.eval_features = self.data["val_features"][self.data["val_image_idxs"][rows]]
         self.source = source
+        _distributed.agree(self.comm, self._rank_facts())
         return self
+
+    def _rank_facts(self):
+        """What every rank of a data-parallel run must have alike (fastcap.distributed.agree):
+        the config (but the data's path, which may differ between hosts), the data itself and
+        the state resumed from."""
+        facts = {f"config.{section}.{key}": value for section, entries in self.config.items()
+                 for key, value in entries.items() if (section, key) != ("data", "path")}
+        d = self.data
+        for split in ("train", "val"):
+            for part in ("captions", "image_idxs", "features"):
+                facts[f"data {split}_{part}"] = _distributed.digest(d[f"{split}_{part}"])
+        facts["data vocabulary"] = _distributed.digest(np.array(d["idx_to_word"]))
+        if self.ckpt is not None:
+            s = self.solver
+            facts["resumed iteration"], facts["resumed epoch"] = s.iteration, s.epoch
+            facts["resumed state"] = _distributed.digest(
+                np.asarray(s.loss_history), *self.model.params.values(),
+                *(v for c in s.optim_configs.values() for v in c.values()
+                  if isinstance(v, np.ndarray)))
+        return facts
 
     # -------------------------------------------------------------- evaluation
     def evaluate(self):

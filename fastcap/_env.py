@@ -1,9 +1,11 @@
 """The ``FASTCAP_*`` environment variables, declared once: name, what each accepts, its default.
 
-``validate()`` checks every one when fastcap is imported, before anything reads
-one, so a bad value is one error naming the variable and what it accepts
-(``FASTCAP_ENGINE=maybe`` is refused, not taken as on); ``read(name)`` is the
-parsed value. The library raises the error at import; the ``fastcap`` command
+The package's, the build's (setup.py reads this file by path) and those of the
+examples and the benchmark suite. ``validate()`` checks every one when fastcap
+is imported, before anything reads one, so a bad value is one error naming the
+variable and what it accepts (``FASTCAP_ENGINE=maybe`` is refused, not taken
+as on); ``read(name)`` is the parsed value. The compiled kernels read
+``FASTCAP_ENGINE`` and ``FASTCAP_NUMBA_CACHE`` themselves, after this check. The library raises the error at import; the ``fastcap`` command
 prints it as one line and exits with status 2, as for a bad option (even for
 ``--help``), which is why ``fastcap/__init__.py`` asks ``is_command()``.
 """
@@ -90,6 +92,19 @@ VARS = {v.name: v for v in (
                                                              "coco_captioning")),
     Var("FASTCAP_CACHE_DIR", str, "a directory"),
     Var("FASTCAP_TEST_FAULT", _fault, "RANK:ITERATION, RANK:eval or RANK:ITERATION:kill (tests)"),
+    # setup.py's build switches
+    Var("FASTCAP_CYTHON_DEBUG", _switch, SWITCH, False),
+    Var("FASTCAP_CYTHON_OPENMP", _switch, SWITCH, True),
+    Var("FASTCAP_CYTHON_NATIVE", _switch, SWITCH, False),
+    Var("FASTCAP_CYTHON_REQUIRED", _switch, SWITCH, False),
+    # examples/ and benchmarks/
+    Var("FASTCAP_EXAMPLE_EPOCHS", _positive_int, "a positive integer", 50),
+    Var("FASTCAP_EXAMPLE_MAX_TRAIN", _positive_int, "a positive integer", 2**62),
+    Var("FASTCAP_EXAMPLE_FIGURES", str, "a directory"),
+    Var("FASTCAP_BENCH_THREADS", _positive_int, "a positive integer number of threads"),
+    Var("FASTCAP_BENCHMARKS_DIR", str, "a directory"),
+    Var("FASTCAP_BENCH_EXPECT_FASTCAP", str, "a file"),
+    Var("FASTCAP_FLICKR8K_DIR", str, "a directory"),
 )}
 
 
@@ -122,7 +137,7 @@ def is_command():
     argv = getattr(sys, "orig_argv", None) or [sys.executable, *sys.argv]
     args = argv[1:]
     while args and args[0].startswith("-") and args[0] != "-m":  # interpreter options
-        args = args[1:]
+        args = args[2:] if args[0] in ("-X", "-W") else args[1:]  # those two take a value
     if args[:2] == ["-m", "fastcap"]:
         return True
     return bool(args) and os.path.basename(args[0]) in ("fastcap", "fastcap.exe")

@@ -6,7 +6,10 @@ any of it, so a crafted checkpoint gets a one-line error naming the file and
 the field instead of crashing (an MT19937 position past its key segfaulted
 NumPy), looping (an epoch counter of 10**6) or allocating without bound (a
 generated data set of 3,000,000 images). The bounds are far above any real
-run and low enough that what a checkpoint can ask for fits in memory.
+run and low enough that what a checkpoint can ask for fits in memory. They
+are fastcap.options' (``LIMITS`` and each option's range), so whatever the
+parser accepts a checkpoint holds; ``check_config`` is what a run checks of
+its config before it starts.
 
 A spec is a small object with ``check(value, path)`` (raises ``SchemaError``
 naming ``path``) and ``bad_values()`` (values it must reject: the fuzz test

@@ -250,10 +250,10 @@ def build_parser():
                     "(made in memory, deterministic), a minute or two on 2 cores.\n"
                     "Progress goes to stderr; per-epoch validation loss and caption metrics\n"
                     "to stdout. --out gets checkpoint.npz, config.json, history.json,\n"
-                    "loss.png, metrics.json, samples.txt and samples.json. Ctrl-C saves a\n"
-                    "checkpoint; --resume continues it. Under `mpiexec -n K` (pip install\n"
-                    "\"fastcap[mpi]\"): data-parallel over K ranks, --batch-size the global\n"
-                    "batch, cores/K threads per rank (docs/distributed.md).",
+                    "loss.png, metrics.json, samples.txt and samples.json. Ctrl-C (or\n"
+                    "SIGTERM) saves a checkpoint; --resume continues it. Under `mpiexec -n K`\n"
+                    "(pip install \"fastcap[mpi]\"): data-parallel over K ranks, --batch-size\n"
+                    "the global batch, cores/K threads per rank (docs/distributed.md).",
         epilog=f"--data DIR expects the CS231n layout:\n{LAYOUT}")
     add_options(p, TRAIN_OPTIONS, groups=True)
     _add_runtime_options(p.add_argument_group("runtime"))

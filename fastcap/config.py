@@ -47,8 +47,7 @@ def resolve_config(options, checkpoint=None):
     --epochs (continue for longer), the evaluation options and --data (other
     data with the same vocabulary and feature size).
     """
-    options = dict(options)
-    check_options(options)
+    options = check_options(options)
     if checkpoint is None:
         o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
         o["data"] = options.get("data")

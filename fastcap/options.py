@@ -6,7 +6,9 @@ argparse parser; ``DEFAULTS`` (a training run's defaults, by option name),
 -> key of the generated-data spec) and ``RESUME_OVERRIDABLE`` (what a resumed
 run may change) are read off ``TRAIN_OPTIONS``; ``check_options`` validates a
 flat options dict (as ``Trainer`` gets it from Python) with the same checks the
-parser applies to the command line.
+parser applies to the command line. Each number option's ``Kind`` is its
+range, the range the checkpoint schema (fastcap.checkpoint_schema) checks, so
+a run with any accepted values writes checkpoints that load and resume.
 """
 import argparse
 import dataclasses
@@ -311,7 +313,13 @@ def flag(name):
 
 
 def check_options(options):
-    """Raise ValueError naming the option for any bad value in a flat train-options dict."""
+    """Raise ValueError naming the option for any bad value in a flat train-options dict;
+    returns the dict with each number as its option's type (a NumPy integer as an int)."""
+    checked = dict(options)
     for name, value in options.items():
         if name in _BY_NAME:
-            _BY_NAME[name].check(value)
+            option = _BY_NAME[name]
+            option.check(value)
+            if value is not None and option.kind is not None:
+                checked[name] = option.kind.convert(value)
+    return checked

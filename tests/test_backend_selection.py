@@ -134,8 +134,9 @@ def test_a_bad_variable_fails_the_import_and_is_one_usage_line_of_the_command(va
     bad = _bad_value(var)
     r = _run("import fastcap", **{var.name: bad})
     assert r.returncode != 0 and f"{var.name}={bad!r}: expected" in r.stderr
-    for args in (["--help"], ["train", "--help"]):
-        r = subprocess.run([sys.executable, "-m", "fastcap", *args], capture_output=True,
+    for args in (["-m", "fastcap", "--help"], ["-m", "fastcap", "train", "--help"],
+                 ["-X", "utf8", "-m", "fastcap", "info"]):
+        r = subprocess.run([sys.executable, *args], capture_output=True,
                            text=True, env={**os.environ, var.name: bad}, timeout=120)
         assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
         assert r.stderr.splitlines() == [f"fastcap: error: {var.name}={bad!r}: expected "

@@ -221,3 +221,10 @@ def test_a_run_at_the_extremes_trains_saves_and_resumes(backend, tmp_path):
         Trainer({"epochs": 1 << 20, "max_length": 1000}, resume=out, stop_after_iterations=3,
                 progress=False, stdout=log).run()
     assert load_checkpoint(out).iteration == 3
+
+
+def test_numpy_numbers_are_accepted_as_the_options_type():
+    config = resolve_config({"hidden_dim": np.int64(8), "lr": np.float32(0.5), "epochs": np.uint8(3)})
+    assert config["model"]["hidden_dim"] == 8 and type(config["model"]["hidden_dim"]) is int
+    assert type(config["train"]["learning_rate"]) is float
+    assert type(config["train"]["num_epochs"]) is int

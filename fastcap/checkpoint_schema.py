@@ -200,7 +200,7 @@ class Mapping:
 _SEED = Int(SEED.lo, SEED.hi)
 _DIM = Int(DIM.lo, DIM.hi)
 # learning_rate here is the decayed one (lr_decay <= 1), which may underflow to 0.
-_OPTIM_SCALARS = {"learning_rate": Float(0, LIMITS["learning_rate"]), "momentum": Float(0, 1),
+_OPTIM_SCALARS = {"learning_rate": Float(0), "momentum": Float(0, 1),
                   "decay_rate": Float(0, 1), "epsilon": Float(0, 1), "beta1": Float(0, 1),
                   "beta2": Float(0, 1), "t": Int(0, LIMITS["iterations"])}
 OPTIM_ARRAYS = ("velocity", "cache", "m", "v")  # the array entries of the update rules' configs
@@ -210,8 +210,8 @@ FORMAT_VERSION = 1  # what this fastcap writes; it reads 1 to FORMAT_VERSION
 
 
 def _of_kind(kind):
-    return (Int(kind.lo, kind.hi) if kind.convert is int
-            else Float(kind.lo, kind.hi, positive=kind.open_lo))
+    hi = math.inf if kind.hi is None else kind.hi  # unbounded (a float: finite)
+    return Int(kind.lo, hi) if kind.convert is int else Float(kind.lo, hi, positive=kind.open_lo)
 
 
 def _of_option(option):

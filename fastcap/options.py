@@ -43,7 +43,6 @@ LIMITS = {
     "epochs": 1 << 20,
     "iterations": 1 << 40,
     "max_length": 1000,
-    "learning_rate": 1e12,
     "seed": 2**32 - 1,  # what np.random.RandomState takes
     "meta_bytes": 64 << 20,  # the JSON members of a checkpoint
     "array_bytes": 4 << 30,  # any one array member of a checkpoint
@@ -194,7 +193,7 @@ TRAIN_OPTIONS = (
            config=("model", "dtype")),
     Option("update_rule", help="(default {default})", choices=UPDATE_RULES, default="adam",
            group="optimization", config=("train", "update_rule")),
-    Option("lr", Kind(float, 0, LIMITS["learning_rate"], open_lo=True), "learning rate (default {default:g})", "LR", default=3e-3,
+    Option("lr", Kind(float, 0, open_lo=True), "learning rate (default {default:g})", "LR", default=3e-3,
            group="optimization", config=("train", "learning_rate")),
     Option("lr_decay", Kind(float, 0, 1, open_lo=True), "learning-rate factor after each epoch (default "
                                        "{default:g})", "F", default=0.9, group="optimization",

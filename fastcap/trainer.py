@@ -140,10 +140,14 @@ class Trainer:
 
     def _rank_facts(self):
         """What every rank of a data-parallel run must have alike (fastcap.distributed.agree):
-        the config (but the data's path, which may differ between hosts), the data itself and
-        the state resumed from."""
+        the config (but the data's path, which may differ between hosts), the data itself, the
+        state resumed from, and the backend (each rank applies the summed gradients itself:
+        backends may round differently, and the ranks' parameters would drift apart)."""
+        from . import get_backend
+
         facts = {f"config.{section}.{key}": value for section, entries in self.config.items()
                  for key, value in entries.items() if (section, key) != ("data", "path")}
+        facts["backend"] = get_backend()
         d = self.data
         for split in ("train", "val"):
             for part in ("captions", "image_idxs", "features"):

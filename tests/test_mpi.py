@@ -347,13 +347,16 @@ def test_ranks_that_disagree_fail_alike_naming_the_rank_and_what_differs(data):
 
 
 @needs_mpi
-@pytest.mark.parametrize("args, what", [(["--data-seed", "1"], "data train_captions"),
-                                        (["--hidden-dim", "8"], "config.model.hidden_dim")])
-def test_ranks_given_different_data_or_options_stop_at_setup(tmp_path, args, what):
-    """mpiexec MPMD: rank 1 gets other data or options than rank 0. Without the agreement
-    at setup, the ranks hung in mismatched collectives; now one error names rank 1."""
+@pytest.mark.parametrize("args0, args1, what", [
+    ([], ["--data-seed", "1"], "data train_captions"),
+    ([], ["--hidden-dim", "8"], "config.model.hidden_dim"),
+    (["--backend", "numpy"], ["--backend", "numba"], "backend")])
+def test_ranks_given_different_data_or_options_stop_at_setup(tmp_path, args0, args1, what):
+    """mpiexec MPMD: rank 1 gets other data, options or backend than rank 0. Without the
+    agreement at setup, the ranks hung in mismatched collectives (or drifted apart); now one
+    error names rank 1 and what differs."""
     base = _cmd(None, "train", *SMALL, "--out", str(tmp_path / "r"))
-    proc = subprocess.run([MPIEXEC, "-n", "1", *base, ":", "-n", "1", *base, *args],
+    proc = subprocess.run([MPIEXEC, "-n", "1", *base, *args0, ":", "-n", "1", *base, *args1],
                           capture_output=True, text=True, timeout=TIMEOUT, env=_env())
     assert proc.returncode == 1, proc.stdout + proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.startswith("fastcap: error:")]

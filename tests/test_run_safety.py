@@ -263,7 +263,7 @@ def test_a_diverging_run_stops_and_keeps_the_last_good_checkpoint(tmp_path):
 
 
 def test_nan_divergence_prints_only_fastcaps_error(tmp_path):
-    proc = fastcap_cmd("train", *TINY_ARGS, "--update-rule", "sgd", "--lr", "1e12", "--epochs", "3",
+    proc = fastcap_cmd("train", *TINY_ARGS, "--update-rule", "sgd", "--lr", "1e30", "--epochs", "3",
                        "--out", tmp_path / "nan")
     assert proc.returncode == 1, proc.stderr
     lines = proc.stderr.strip().splitlines()

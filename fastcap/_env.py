@@ -60,7 +60,9 @@ def _positive_int(text):
 
 def _fault(text):
     rank, *rest = text.split(":")
-    if not rank.isdigit() or len(rest) not in (1, 2) or not rest[0] or rest[1:] not in ([], ["kill"]):
+    ok = rank.isdigit() and (rest == ["eval"] or (
+        1 <= len(rest) <= 2 and rest[0].isdigit() and rest[1:] in ([], ["kill"])))
+    if not ok:
         raise ValueError(text)
     return text
 

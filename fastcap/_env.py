@@ -1,13 +1,15 @@
-"""The ``FASTCAP_*`` environment variables, declared once: name, what each accepts, its default.
+"""The ``FASTCAP_*`` environment variables, declared once: name, what each takes, its default.
 
 The package's, the build's (setup.py reads this file by path) and those of the
 examples and the benchmark suite. ``validate()`` checks every one when fastcap
 is imported, before anything reads one, so a bad value is one error naming the
 variable and what it accepts (``FASTCAP_ENGINE=maybe`` is refused, not taken
 as on); ``read(name)`` is the parsed value. The compiled kernels read
-``FASTCAP_ENGINE`` and ``FASTCAP_NUMBA_CACHE`` themselves, after this check. The library raises the error at import; the ``fastcap`` command
-prints it as one line and exits with status 2, as for a bad option (even for
-``--help``), which is why ``fastcap/__init__.py`` asks ``is_command()``.
+``FASTCAP_ENGINE`` and ``FASTCAP_NUMBA_CACHE`` themselves, after this check.
+
+The library raises the error at import; the ``fastcap`` command prints it as
+one line and exits with status 2, as for a bad option (even for ``--help``),
+which is why ``fastcap/__init__.py`` asks ``is_command()``.
 """
 import dataclasses
 import os

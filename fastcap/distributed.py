@@ -92,8 +92,8 @@ def world():
         raise RankError(f"mpiexec started {size} processes but mpi4py's MPI "
                         f"({' '.join(MPI.Get_library_version().split()[:3]).rstrip(',')}) sees a "
                         f"world of {comm.Get_size()}: the launcher and mpi4py come from different "
-                        "MPI libraries; start fastcap with the mpiexec of the MPI mpi4py uses (with "
-                        f"{MPI_INSTALL_HINT}: the mpiexec next to this Python)")
+                        "MPI libraries; start fastcap with the mpiexec of the MPI mpi4py uses "
+                        f"(with {MPI_INSTALL_HINT}: the mpiexec next to this Python)")
     return comm
 
 

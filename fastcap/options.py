@@ -99,6 +99,12 @@ DIM = Kind(int, 1, LIMITS["dim"])
 SEED = Kind(int, 0, LIMITS["seed"])
 IMAGES = Kind(int, 1, LIMITS["images"])
 MAX_LENGTH = Kind(int, 1, LIMITS["max_length"])
+LEARNING_RATE = Kind(float, 0, open_lo=True)
+LR_DECAY = Kind(float, 0, 1, open_lo=True)  # a decay: the learning rate never grows
+BATCH = Kind(int, 1, LIMITS["batch"])
+EPOCHS = Kind(int, 0, LIMITS["epochs"])
+MAX_TRAIN = Kind(int, 1, LIMITS["max_train"])
+EVAL_IMAGES = Kind(int, 0, LIMITS["images"])
 # The ranges of the generated-data spec's keys (fastcap train's --num-train-images ...
 # and fastcap make-data's --num-train ... alike).
 GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
@@ -166,8 +172,8 @@ class Option:
 
 def _gen(name, what, key=None, metavar="N"):
     key = key or name
-    return Option(name, GENERATED_KINDS[key], f"generated data: {what} (default {{default}})", metavar,
-                  default=GENERATED_DEFAULTS[key], group="data", generated=key)
+    return Option(name, GENERATED_KINDS[key], f"generated data: {what} (default {{default}})",
+                  metavar, default=GENERATED_DEFAULTS[key], group="data", generated=key)
 
 
 # `fastcap train`, in the order of its --help, with the group each is listed under.
@@ -176,8 +182,8 @@ TRAIN_OPTIONS = (
            metavar="DIR", group="data"),
     Option("pca", help="use the 512-d PCA features (default) or, with --no-pca, the 4096-d fc7 "
                        "ones", action=argparse.BooleanOptionalAction, default=True, group="data"),
-    Option("max_train", Kind(int, 1, LIMITS["max_train"]), "train on N captions drawn (without replacement) from the "
-                                      "training split", "N", group="data",
+    Option("max_train", MAX_TRAIN, "train on N captions drawn (without replacement) from the "
+                                   "training split", "N", group="data",
            config=("train", "max_train")),
     _gen("num_train_images", "training images"),
     _gen("num_val_images", "validation images"),
@@ -193,23 +199,23 @@ TRAIN_OPTIONS = (
            config=("model", "dtype")),
     Option("update_rule", help="(default {default})", choices=UPDATE_RULES, default="adam",
            group="optimization", config=("train", "update_rule")),
-    Option("lr", Kind(float, 0, open_lo=True), "learning rate (default {default:g})", "LR", default=3e-3,
+    Option("lr", LEARNING_RATE, "learning rate (default {default:g})", "LR", default=3e-3,
            group="optimization", config=("train", "learning_rate")),
-    Option("lr_decay", Kind(float, 0, 1, open_lo=True), "learning-rate factor after each epoch (default "
-                                       "{default:g})", "F", default=0.9, group="optimization",
+    Option("lr_decay", LR_DECAY, "learning-rate factor after each epoch (default "
+                                 "{default:g})", "F", default=0.9, group="optimization",
            config=("train", "lr_decay")),
-    Option("batch_size", Kind(int, 1, LIMITS["batch"]), "captions per minibatch (default {default})", "N",
+    Option("batch_size", BATCH, "captions per minibatch (default {default})", "N",
            default=100, group="optimization", config=("train", "batch_size")),
-    Option("epochs", Kind(int, 0, LIMITS["epochs"]), "epochs (default {default}); with --resume, the new total", "N",
+    Option("epochs", EPOCHS, "epochs (default {default}); with --resume, the new total", "N",
            default=5, group="optimization", config=("train", "num_epochs"), resumable=True),
     Option("seed", SEED, "seed of the initialisation and the minibatches (default "
-                               "{default})", "S", default=0, group="optimization",
+                         "{default})", "S", default=0, group="optimization",
            config=("train", "seed")),
-    Option("eval_images", Kind(int, 0, LIMITS["images"]), "validation images scored at each epoch end (default "
-                                      "{default}; 0 = all)", "N", default=200,
+    Option("eval_images", EVAL_IMAGES, "validation images scored at each epoch end (default "
+                                       "{default}; 0 = all)", "N", default=200,
            group="evaluation and output", config=("eval", "eval_images"), resumable=True),
-    Option("num_samples", Kind(int, 0, LIMITS["images"]), "validation samples written to samples.txt (default "
-                                      "{default})", "N", default=10,
+    Option("num_samples", EVAL_IMAGES, "validation samples written to samples.txt (default "
+                                       "{default})", "N", default=10,
            group="evaluation and output", config=("eval", "num_samples"), resumable=True),
     Option("max_length", MAX_LENGTH, "longest generated caption (default {default})", "L",
            default=30, group="evaluation and output", config=("eval", "max_length"),

@@ -264,7 +264,9 @@ def test_a_killed_rank_ends_the_job(tmp_path):
 
 
 @needs_mpi
-def test_ctrl_c_under_mpiexec_saves_one_checkpoint_that_resumes(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_under_mpiexec_saves_one_checkpoint_that_resumes(tmp_path, signum):
+    """Ctrl-C, or SIGTERM (what Slurm sends every process of a job step before SIGKILL)."""
     out = tmp_path / "run"
     # Long enough to be interrupted; --print-every 1 tells when training runs.
     cmd = _cmd(2, "train", *SMALL, "--epochs", "200", "--print-every", "1", "--out", str(out))
@@ -274,14 +276,15 @@ def test_ctrl_c_under_mpiexec_saves_one_checkpoint_that_resumes(tmp_path):
         for line in proc.stdout:
             if line.startswith("(Iteration 3 /"):
                 break
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the job
+        os.killpg(proc.pid, signum)  # what a terminal's Ctrl-C does to the job
         stdout, stderr = proc.communicate(timeout=TIMEOUT)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stdout + stderr
+    assert proc.returncode == 128 + signum, stdout + stderr
     assert stderr.count("checkpoint saved to") == 1, stderr
-    it = int(stderr.split("interrupted after iteration ")[1].split()[0])
+    how = "interrupted" if signum == signal.SIGINT else "interrupted by SIGTERM"
+    it = int(stderr.split(f"{how} after iteration ")[1].split()[0])
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "history.json"]
     losses, _, _ = run_state(out)
     assert losses.size == it >= 3

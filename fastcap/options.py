@@ -155,8 +155,15 @@ class Option:
             if not ok:
                 raise ValueError(f"{self.option_string} must be {self.kind.expected}, got {value!r}")
 
+    def help_text(self):
+        """The --help line: ``help`` with its default and, for a bounded number, its range."""
+        if not self.help or self.help == argparse.SUPPRESS:
+            return self.help
+        text = self.help.format(default=self.default)
+        return text if self.kind is None or self.kind.hi is None else f"{text}; {self.kind.expected}"
+
     def add_to(self, parser):
-        kwargs = {"help": self.help.format(default=self.default) if self.help else None}
+        kwargs = {"help": self.help_text()}
         for key in ("metavar", "choices", "action", "nargs", "const"):
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)
@@ -247,7 +254,8 @@ def _data(what="the data the checkpoint was trained on"):
 
 
 _SPLIT = Option("split", choices=("train", "val"), parser_default="val")
-_MAX_LENGTH = Option("max_length", MAX_LENGTH, metavar="L", parser_default=30)
+_MAX_LENGTH = Option("max_length", MAX_LENGTH, "longest generated caption (default 30)", "L",
+                     parser_default=30)
 _CHECKPOINT = Option("checkpoint", metavar="CHECKPOINT", positional=True)
 _GREEDY_BEAM = Option("beam_size", POSITIVE_INT, "beam width (default 1 = greedy)", "K",
                       parser_default=1)

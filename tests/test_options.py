@@ -45,7 +45,9 @@ def test_every_spec_option_is_in_its_parser_with_the_spec_default(command, optio
         assert a.default == (False if o.action == "store_true" else o.parser_default), o.name
         assert a.choices == o.choices
         if o.help and "{default" in o.help:
-            assert a.help == o.help.format(default=o.default)
+            assert a.help.startswith(o.help.format(default=o.default))
+        if o.kind is not None and o.kind.hi is not None and o.help:  # the range, in --help
+            assert a.help.endswith(f"; {o.kind.expected}"), o.name
     # and nothing but the spec (plus --help, --debug and the runtime options)
     assert set(actions) - {o.name for o in options} == {"help", "debug", "backend", "threads"} - (
         {"backend", "threads"} if command == "make-data" else set())

@@ -19,7 +19,6 @@ operations in the same process then ran several times slower.
 Without it fastcap changes nothing: the BLAS default (one thread per core)
 stays in force, and the engine uses one thread per core this process may run on.
 """
-
 from threadpoolctl import ThreadpoolController, threadpool_info
 
 from . import _env

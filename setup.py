@@ -48,14 +48,14 @@ ENGINE_DIR = "fastcap/_kernels/engine"
 ENGINE_SOURCES = [f"{ENGINE_DIR}/pool.c", f"{ENGINE_DIR}/recurrence.c", f"{ENGINE_DIR}/gemm.c"]
 
 
-def _flag(name, default="0"):
-    return os.environ.get(name, default).strip().lower() not in ("", "0", "false", "no", "off")
-
-
-DEBUG = _flag("FASTCAP_CYTHON_DEBUG")
-OPENMP = _flag("FASTCAP_CYTHON_OPENMP", "1")
-NATIVE = _flag("FASTCAP_CYTHON_NATIVE")
-REQUIRED = _flag("FASTCAP_CYTHON_REQUIRED")
+# The build switches are declared with every FASTCAP_* variable in fastcap/_env.py
+# (also read by path): a value it does not take stops the build, naming the variable.
+_read_env = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                        "fastcap", "_env.py"))["read"]
+DEBUG = _read_env("FASTCAP_CYTHON_DEBUG")
+OPENMP = _read_env("FASTCAP_CYTHON_OPENMP")
+NATIVE = _read_env("FASTCAP_CYTHON_NATIVE")
+REQUIRED = _read_env("FASTCAP_CYTHON_REQUIRED")
 
 DIRECTIVES = {
     "language_level": 3,

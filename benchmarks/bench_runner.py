@@ -26,6 +26,7 @@ from bench_report import PROG, REPORT_FILES, write_report
 from host_probes import THREADS_ENV, usable_cores
 
 import fastcap
+from fastcap import _env
 
 __all__ = ["main", "suite_command"]
 
@@ -104,7 +105,7 @@ def main(argv=None):
         print(f"\n{PROG}: wrote {', '.join(map(str, written))}")
         return 0
 
-    chosen = args.benchmarks_dir or os.environ.get(DIR_ENV)
+    chosen = args.benchmarks_dir or _env.read(DIR_ENV)
     bench_dir = pathlib.Path(chosen).resolve() if chosen else HERE
     if not _is_suite(bench_dir):
         print(f"{PROG}: error: {chosen} is not the benchmark suite (a directory with conftest.py, "

@@ -20,7 +20,6 @@ fixtures and helpers every benchmark uses (run with `fastcap bench`, or
   First-call costs are measured on their own in fresh processes
   (test_bench_firstcall.py).
 """
-import os
 import pathlib
 
 import pytest
@@ -30,7 +29,7 @@ from peers import PEERS, TORCH_PEERS
 from workload import BF16_IMPLS
 
 import fastcap
-from fastcap import _backend
+from fastcap import _backend, _env
 
 BACKENDS = _backend.NAMES
 
@@ -40,7 +39,7 @@ _probes = {}  # gemm_probe() at the start and at the end of the session
 
 
 def pytest_configure(config):
-    expected = os.environ.get(EXPECT_ENV)
+    expected = _env.read(EXPECT_ENV)
     if expected and pathlib.Path(fastcap.__file__).resolve() != pathlib.Path(expected):
         raise pytest.UsageError(f"the benchmarks imported {fastcap.__file__}, not the fastcap `fastcap bench` "
                                 f"runs with ({expected}): is a source tree on PYTHONPATH?")

@@ -9,6 +9,7 @@ it on sys.path.
 import os
 import time
 
+from fastcap import _env
 from fastcap.environment import collect, usable_cores
 
 __all__ = ["THREADS_ENV", "bench_threads", "apply_threads", "cpu_snapshot", "gemm_probe", "probe_verdict", "contention",
@@ -20,8 +21,7 @@ _limits = []  # threadpoolctl limiters kept alive for the life of the process
 
 def bench_threads():
     """The run's threads: $FASTCAP_BENCH_THREADS, else every usable core."""
-    value = os.environ.get(THREADS_ENV, "").strip()
-    return int(value) if value else usable_cores()
+    return _env.read(THREADS_ENV) or usable_cores()
 
 
 def apply_threads(n=None):

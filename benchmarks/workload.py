@@ -22,7 +22,7 @@ from collections import Counter
 
 import numpy as np
 
-from fastcap import _sequence
+from fastcap import _env, _sequence
 from fastcap.model_config import CELL_TYPES
 
 V, D, W, H = 1004, 512, 256, 512
@@ -156,7 +156,7 @@ class FastcapTrainer:
 def find_flickr8k():
     """The Flickr8k corpus directory if one is reachable, else None."""
     here = pathlib.Path(__file__).resolve().parent
-    candidates = [os.environ.get("FASTCAP_FLICKR8K_DIR", "")]
+    candidates = [_env.read("FASTCAP_FLICKR8K_DIR") or ""]
     candidates += [str(p / "shared" / "data" / "flickr8k") for p in here.parents]
     candidates += ["/work/shared/data/flickr8k", "../shared/data/flickr8k"]
     for c in candidates:

@@ -22,10 +22,12 @@ import matplotlib
 matplotlib.use("Agg")  # no display: figures go to files
 import matplotlib.pyplot as plt  # noqa: E402
 
-EPOCHS = int(os.environ.get("FASTCAP_EXAMPLE_EPOCHS", "50"))
-MAX_TRAIN = int(os.environ.get("FASTCAP_EXAMPLE_MAX_TRAIN", str(2**62)))
+from fastcap import _env  # noqa: E402
+
+EPOCHS = _env.read("FASTCAP_EXAMPLE_EPOCHS")
+MAX_TRAIN = _env.read("FASTCAP_EXAMPLE_MAX_TRAIN")
 _script = os.path.splitext(os.path.basename(sys.argv[0] or "example"))[0]
-FIGURES = os.environ.get("FASTCAP_EXAMPLE_FIGURES", os.path.join("figures", _script))
+FIGURES = _env.read("FASTCAP_EXAMPLE_FIGURES") or os.path.join("figures", _script)
 _count = [0]
 
 

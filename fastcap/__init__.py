@@ -9,7 +9,15 @@ The kernels behind them come from the backend named by ``FASTCAP_BACKEND``
 bfloat16, ``set_precision`` / ``use_precision``) picks the precision of the
 matrix products.
 """
-from ._backend import (
+from . import _env
+
+# Every FASTCAP_* variable is checked before anything reads one; the fastcap command
+# reports a bad one itself (one line, exit status 2), so its import must not fail.
+ENV_ERROR = _env.validate()
+if ENV_ERROR is not None and not _env.is_command():
+    raise ENV_ERROR
+
+from ._backend import (  # noqa: E402
     BackendUnavailableError,
     available_backends,
     get_backend,
@@ -17,14 +25,14 @@ from ._backend import (
     set_backend,
     use_backend,
 )
-from ._precision import (
+from ._precision import (  # noqa: E402
     PRECISIONS,
     get_precision,
     init_from_environment as _init_precision_from_environment,
     set_precision,
     use_precision,
 )
-from .captioning_solver import CaptioningSolver, TrainingDivergedError
+from .captioning_solver import CaptioningSolver, TrainingDivergedError  # noqa: E402
 from .classifiers.rnn import CaptioningRNN
 from .coco_utils import decode_captions, load_coco_data, sample_coco_minibatch
 from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
@@ -33,8 +41,8 @@ from .optim import *  # noqa: F401,F403 (the update rules)
 from .rnn_layers import *  # noqa: F401,F403
 from .rnn_layers import __all__ as _layer_names
 
-# After NumPy is loaded, so that FASTCAP_NUM_THREADS reaches its BLAS.
 from ._threads import get_engine_threads, get_num_threads, set_num_threads  # noqa: E402
+from ._threads import init_from_environment as _init_threads_from_environment  # noqa: E402
 
 __version__ = "0.1.0"  # the one version: pyproject.toml reads it (tool.setuptools.dynamic)
 
@@ -48,5 +56,7 @@ __all__ = [
     *_optim.UPDATE_RULES, *_layer_names,
 ]  # fmt: skip
 
-_init_from_environment()
-_init_precision_from_environment()
+if ENV_ERROR is None:
+    _init_threads_from_environment()  # after NumPy is loaded, so that it reaches its BLAS
+    _init_from_environment()
+    _init_precision_from_environment()

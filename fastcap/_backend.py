@@ -9,9 +9,9 @@ fastcap is imported (default ``auto``) and can be changed with
 import contextlib
 import importlib
 import inspect
-import os
 import types
 
+from . import _env
 from ._kernels import KERNEL_NAMES, KERNELS
 from ._kernels.cython_builds import BUILDS
 
@@ -118,9 +118,7 @@ def _variant(name, baseline):
     """The build of backend `name` to use on this CPU: the best variant that
     is built and that the CPU runs, else the baseline module
     (FASTCAP_CYTHON_ISA forces one; asking for one that cannot run raises)."""
-    choice = os.environ.get(ISA_ENV_VAR, "").strip().lower() or "auto"
-    if choice not in ISA_CHOICES:
-        raise ValueError(f"{ISA_ENV_VAR} must be one of {', '.join(ISA_CHOICES)}, got {choice!r}")
+    choice = _env.read(ISA_ENV_VAR)
     if choice == "baseline" or (choice == "auto" and getattr(baseline, "BUILD_INFO", {}).get("native")):
         return baseline
     wanted = _VARIANTS[name] if choice == "auto" else {choice: _VARIANTS[name][choice]}
@@ -203,9 +201,4 @@ def kernels():
 
 
 def init_from_environment():
-    name = os.environ.get(ENV_VAR, "auto").strip() or "auto"
-    try:
-        _check_name(name)
-    except ValueError as exc:
-        raise ValueError(f"{ENV_VAR}={name!r}: {exc}") from None
-    set_backend(name)
+    set_backend(_env.read(ENV_VAR))

@@ -22,10 +22,9 @@ The mode is chosen by ``FASTCAP_PRECISION`` at import (default float32) and
 changed with ``set_precision`` or, for a block, ``use_precision``.
 """
 import contextlib
-import os
 import warnings
 
-from . import _backend
+from . import _backend, _env
 
 PRECISIONS = ("float32", "bfloat16")
 ENV_VAR = "FASTCAP_PRECISION"
@@ -113,8 +112,5 @@ def describe(backend=None):
 
 
 def init_from_environment():
-    name = os.environ.get(ENV_VAR, "float32").strip() or "float32"
-    try:
-        set_precision(name)
-    except ValueError as exc:
-        raise ValueError(f"{ENV_VAR}={name!r}: {exc}") from None
+    """Apply FASTCAP_PRECISION (fastcap/_env.py checked it; fastcap/__init__.py calls this once)."""
+    set_precision(_env.read(ENV_VAR))

@@ -23,15 +23,16 @@ BLAS buffers) raises ThreadStartError before anything is changed: OpenBLAS
 hands a threaded call's jobs to threads that must all run, and a job without
 a thread would leave the others waiting forever.
 
-``FASTCAP_NUM_THREADS``, when set, is applied when this module is imported.
+``FASTCAP_NUM_THREADS``, when set, is applied when fastcap is imported.
 Without it fastcap changes nothing: the BLAS default (one thread per core)
 stays in force, and the engine uses one thread per core this process may run on.
 """
 import functools
-import os
 import threading
 
 from threadpoolctl import ThreadpoolController, threadpool_info
+
+from . import _env
 
 __all__ = ["set_num_threads", "get_num_threads", "ENV_VAR", "ThreadStartError"]
 
@@ -163,7 +164,7 @@ def share_blas_threads(module):
     libraries newly found. FASTCAP_BLAS_POOL=off leaves OpenBLAS alone."""
     import ctypes
 
-    if os.environ.get(BLAS_POOL_ENV_VAR, "on").strip().lower() in ("0", "off", "no", "false"):
+    if not _env.read(BLAS_POOL_ENV_VAR):
         return []
     if not hasattr(module, "openblas_callback_address"):
         return []
@@ -246,14 +247,8 @@ def get_num_threads():
     return max(counts) if counts else 1
 
 
-def _init_from_environment():
-    value = os.environ.get(ENV_VAR, "").strip()
-    if value:
-        try:
-            n = int(value)
-        except ValueError:
-            n = value
-        set_num_threads(n, source=f"{ENV_VAR}={value!r}")
-
-
-_init_from_environment()
+def init_from_environment():
+    """Apply FASTCAP_NUM_THREADS, if set (fastcap/__init__.py calls this once)."""
+    n = _env.read(ENV_VAR)
+    if n is not None:
+        set_num_threads(n, source=f"{ENV_VAR}={n}")

@@ -12,6 +12,11 @@ class TrainingDivergedError(FloatingPointError):
     """The training loss became NaN or infinite."""
 
 
+def iterations_per_epoch(num_captions, batch_size):
+    """Minibatches per epoch over ``num_captions`` training captions (at least one)."""
+    return max(num_captions // batch_size, 1)
+
+
 class CaptioningSolver:
     """Trains ``model`` on ``data`` (a dict as returned by ``load_coco_data``).
 
@@ -77,7 +82,7 @@ class CaptioningSolver:
 
     @property
     def iterations_per_epoch(self):
-        return max(self.data["train_captions"].shape[0] // self.batch_size, 1)
+        return iterations_per_epoch(self.data["train_captions"].shape[0], self.batch_size)
 
     def step(self):
         """One minibatch: loss, gradients, one update of every parameter. Returns the loss."""

@@ -6,7 +6,10 @@ any of it, so a crafted checkpoint gets a one-line error naming the file and
 the field instead of crashing (an MT19937 position past its key segfaulted
 NumPy), looping (an epoch counter of 10**6) or allocating without bound (a
 generated data set of 3,000,000 images). The bounds are far above any real
-run and low enough that what a checkpoint can ask for fits in memory.
+run and low enough that what a checkpoint can ask for fits in memory. They
+are fastcap.options' (``LIMITS`` and each option's range), so whatever the
+parser accepts a checkpoint holds; ``check_config`` is what a run checks of
+its config before it starts.
 
 A spec is a small object with ``check(value, path)`` (raises ``SchemaError``
 naming ``path``) and ``bad_values()`` (values it must reject: the fuzz test
@@ -17,11 +20,11 @@ import math
 from ._sequence import CELLS
 from .classifiers.rnn import PARAM_SHAPES
 from .metrics import METRIC_NAMES
-from ._precision import PRECISIONS
-from .model_config import CELL_TYPES, DTYPES
-from .optim import UPDATE_RULES
+from .model_config import DTYPES
+from .options import DIM, GENERATED_KINDS, LIMITS, SEED, TRAIN_OPTIONS
 
-__all__ = ["SchemaError", "META", "LIMITS", "array_specs", "walk"]
+__all__ = ["SchemaError", "META", "CONFIG", "LIMITS", "check_config", "check_meta", "array_specs",
+           "walk"]
 
 
 class SchemaError(ValueError):
@@ -192,28 +195,60 @@ class Mapping:
 # ---------------------------------------------------------------- the schema
 # Unknown keys are allowed (and ignored) where a later fastcap may add settings;
 # the optimizer and RNG state, which reach NumPy and the kernels, are exact.
-# What a checkpoint can ask for. A real run is far below each bound.
-LIMITS = {
-    "dim": 1 << 16,  # input_dim, wordvec_dim, hidden_dim, pca_dim, full_dim
-    "vocab": 1 << 20,  # words
-    "images": 1 << 20,  # generated images per split
-    "feature_floats": 1 << 28,  # generated images x feature size (1 GiB of float32)
-    "captions": 1 << 22,  # generated captions (COCO has about 600,000)
-    "epochs": 1 << 20,
-    "iterations": 1 << 40,
-    "max_length": 1000,
-    "meta_bytes": 64 << 20,  # the JSON members
-    "array_bytes": 4 << 30,  # any one array member
-}
-_SEED = Int(0, 2**32 - 1)
-_DIM = Int(1, LIMITS["dim"])
-_OPTIM_SCALARS = {"learning_rate": Float(0, 1e12, positive=True), "momentum": Float(0, 1),
+# What a checkpoint can ask for (LIMITS) and the range of every field an option
+# sets are fastcap.options': what the parser accepts, a checkpoint holds.
+_SEED = Int(SEED.lo, SEED.hi)
+_DIM = Int(DIM.lo, DIM.hi)
+# learning_rate here is the decayed one (lr_decay <= 1), which may underflow to 0.
+_OPTIM_SCALARS = {"learning_rate": Float(0), "momentum": Float(0, 1),
                   "decay_rate": Float(0, 1), "epsilon": Float(0, 1), "beta1": Float(0, 1),
                   "beta2": Float(0, 1), "t": Int(0, LIMITS["iterations"])}
 OPTIM_ARRAYS = ("velocity", "cache", "m", "v")  # the array entries of the update rules' configs
 PARAM_NAMES = tuple(PARAM_SHAPES)
 FORMAT = "fastcap-checkpoint"
 FORMAT_VERSION = 1  # what this fastcap writes; it reads 1 to FORMAT_VERSION
+
+
+def _of_kind(kind):
+    hi = math.inf if kind.hi is None else kind.hi  # unbounded (a float: finite)
+    return Int(kind.lo, hi) if kind.convert is int else Float(kind.lo, hi, positive=kind.open_lo)
+
+
+def _of_option(option):
+    if option.choices:
+        spec = Choice(*option.choices)
+    else:
+        spec = _of_kind(option.kind) if option.kind is not None else Str()  # a path (--init-from)
+    return Optional(spec) if option.default is None else spec
+
+
+# Config keys of options added after checkpoints were first written: a checkpoint
+# without one means the option's default (fastcap.config fills them in on resume).
+ADDED_LATER = {"train": ("precision", "patience", "init_from"), "eval": ("best_metric",)}
+
+
+def _config_spec(input_dim):
+    """The config's schema, from the options' ranges; input_dim: the spec of model.input_dim."""
+    sections = {"model": {"input_dim": input_dim}, "train": {}, "eval": {}}
+    for option in TRAIN_OPTIONS:
+        if option.config:
+            section, key = option.config
+            sections[section][key] = _of_option(option)
+    generated = {key: _of_kind(kind) for key, kind in GENERATED_KINDS.items()}
+    return Dict({
+        **{name: Dict(fields, optional=ADDED_LATER.get(name, ()), extra=True)
+           for name, fields in sections.items()},
+        "data": Union("source", {
+            "generated": Dict({"source": Choice("generated"), **generated,
+                               "pca": Choice(True, False)}, extra=True),
+            "dir": Dict({"source": Choice("dir"), "path": Str(), "pca": Choice(True, False)},
+                        extra=True),
+        }),
+    }, extra=True)
+
+
+CONFIG = _config_spec(_DIM)
+_CONFIG_BEFORE_DATA = _config_spec(Optional(_DIM))  # a new run's: the data sets input_dim
 
 
 _EPOCH = Dict({"epoch": Int(0, LIMITS["epochs"]), "iteration": Int(0, LIMITS["iterations"]),
@@ -227,28 +262,7 @@ META = Dict({
     "fastcap_version": Str(100),
     "iteration": Int(0, LIMITS["iterations"]),
     "epoch": Int(0, LIMITS["epochs"]),
-    "config": Dict({
-        "model": Dict({"cell_type": Choice(*CELL_TYPES), "input_dim": _DIM, "wordvec_dim": _DIM,
-                       "hidden_dim": _DIM, "dtype": Choice(*DTYPES)}, extra=True),
-        "train": Dict({"update_rule": Choice(*UPDATE_RULES),
-                       "learning_rate": _OPTIM_SCALARS["learning_rate"],
-                       "lr_decay": Float(0, 1e6, positive=True),
-                       "batch_size": Int(1, 1 << 20), "num_epochs": Int(0, LIMITS["epochs"]),
-                       "seed": _SEED, "max_train": Optional(Int(1, 1 << 32)),
-                       "precision": Choice(*PRECISIONS)},
-                      optional=("precision",), extra=True),  # no precision: float32 (before it was an option)
-        "data": Union("source", {
-            "generated": Dict({"source": Choice("generated"),
-                               "num_train_images": Int(1, LIMITS["images"]),
-                               "num_val_images": Int(1, LIMITS["images"]),
-                               "captions_per_image": Int(1, 100), "pca_dim": _DIM,
-                               "full_dim": _DIM, "seed": _SEED, "pca": Choice(True, False)}, extra=True),
-            "dir": Dict({"source": Choice("dir"), "path": Str(), "pca": Choice(True, False)}, extra=True),
-        }),
-        "eval": Dict({"eval_images": Int(0, LIMITS["images"]),
-                      "max_length": Int(1, LIMITS["max_length"]),
-                      "num_samples": Int(0, LIMITS["images"])}, extra=True),
-    }, extra=True),
+    "config": CONFIG,
     "epochs": List(_EPOCH, LIMITS["epochs"] + 1),
     "optim_scalars": Mapping(PARAM_NAMES, Dict(_OPTIM_SCALARS, optional=tuple(_OPTIM_SCALARS))),
     "optim_arrays": Mapping(PARAM_NAMES, List(Choice(*OPTIM_ARRAYS), len(OPTIM_ARRAYS))),
@@ -257,11 +271,11 @@ META = Dict({
 }, extra=True)  # a later fastcap may add keys: they are ignored
 
 
-def check_meta(meta):
-    """Check the metadata against META, then what one field says about another."""
-    META.check(meta, "")
-    cfg = meta["config"]
-    data = cfg["data"]
+def check_config(config, path="config"):
+    """Check a run's config (input_dim may still be None) against the schema, then what the
+    generated data it names would allocate. Raises SchemaError naming the field."""
+    _CONFIG_BEFORE_DATA.check(config, path)
+    data = config["data"]
     if data["source"] == "generated":
         # What generate_coco_data allocates: the PCA features (and the fc7 ones without
         # PCA), the (full_dim, pca_dim) reduction, and the captions.
@@ -269,12 +283,21 @@ def check_meta(meta):
         dim = data["pca_dim"] + (0 if data["pca"] else data["full_dim"])
         floats = max(images * dim, data["full_dim"] * data["pca_dim"])
         if floats > LIMITS["feature_floats"]:
-            raise SchemaError("config.data", f"asks for {floats:,} generated feature values, more "
-                                             f"than the {LIMITS['feature_floats']:,} a checkpoint may ask for")
+            raise SchemaError(f"{path}.data", f"asks for {floats:,} generated feature values, "
+                                              f"more than the {LIMITS['feature_floats']:,} a "
+                                              "checkpoint may ask for")
         captions = images * data["captions_per_image"]
         if captions > LIMITS["captions"]:
-            raise SchemaError("config.data", f"asks for {captions:,} generated captions, more than "
-                                             f"the {LIMITS['captions']:,} a checkpoint may ask for")
+            raise SchemaError(f"{path}.data", f"asks for {captions:,} generated captions, more "
+                                              f"than the {LIMITS['captions']:,} a checkpoint may "
+                                              "ask for")
+
+
+def check_meta(meta):
+    """Check the metadata against META, then what one field says about another."""
+    META.check(meta, "")
+    check_config(meta["config"])
+    cfg = meta["config"]
     if meta["epoch"] > meta["iteration"] or meta["epoch"] > cfg["train"]["num_epochs"]:
         raise SchemaError("epoch", f"is {meta['epoch']}, more than the iteration "
                                    f"({meta['iteration']}) or config.train.num_epochs "

@@ -3,8 +3,9 @@
 ``main(argv=None) -> int`` runs one command and returns its exit status:
 0 on success, 1 for bad data, checkpoints or other errors at run time (one
 line on stderr: ``fastcap: error: ...``; ``--debug`` adds the traceback),
-2 for usage errors (argparse), 130 when interrupted with Ctrl-C (a training
-run saves a checkpoint first and says where).
+2 for usage errors (argparse and bad ``FASTCAP_*`` environment variables),
+130 when interrupted with Ctrl-C and 143 with SIGTERM (a training run saves a
+checkpoint first and says where).
 """
 import argparse
 import json
@@ -354,8 +355,8 @@ def build_parser():
                     "Progress goes to stderr; per-epoch validation loss and caption metrics\n"
                     "to stdout. --out gets checkpoint.npz, best.npz (the best epoch by\n"
                     "--best-metric), config.json, history.json, loss.png, metrics.json,\n"
-                    "samples.txt and samples.json. Ctrl-C saves a checkpoint; --resume\n"
-                    "continues it exactly; --init-from starts a new run from its weights.\n"
+                    "samples.txt and samples.json. Ctrl-C (or SIGTERM) saves a checkpoint;\n"
+                    "--resume continues it exactly; --init-from starts a new run from its weights.\n"
                     "Under `mpiexec -n K` (the [mpi] extra: " + install_hint("mpi") + "):\n"
                     "data-parallel over K ranks, --batch-size the global batch, cores/K\n"
                     "threads per rank (docs/distributed.md).",
@@ -452,20 +453,29 @@ def _report(exc, debug, internal=False):
         print("expected layout: " + LAYOUT, file=sys.stderr)
 
 
-def _interrupted(argv_given):
-    """Exit status 130. As the command, a further Ctrl-C now ends the process at once
-    (the default action) instead of raising KeyboardInterrupt inside the interpreter's
-    exit handlers, which would print their traceback."""
+def _interrupted(argv_given, signum=signal.SIGINT):
+    """Exit status 128 + signum (130 for Ctrl-C, 143 for SIGTERM). As the command, a further
+    signal now ends the process at once (the default action) instead of raising
+    KeyboardInterrupt inside the interpreter's exit handlers, which would print their
+    traceback."""
+    from .interrupts import SIGNALS
+
     if not argv_given:
-        signal.signal(signal.SIGINT, signal.SIG_DFL)
-    return 130
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+    return 128 + int(signum)
 
 
 def main(argv=None):
     """Run the fastcap command line; returns the exit status."""
+    from . import ENV_ERROR, _env
+
+    if ENV_ERROR is not None:  # a usage error, reported before anything else (--help too)
+        print(f"{PROG}: error: {ENV_ERROR}", file=sys.stderr)
+        return 2
     argv_given = argv is not None
     argv = list(sys.argv[1:] if argv is None else argv)
-    debug = bool(os.environ.get("FASTCAP_DEBUG"))
+    debug = _env.read("FASTCAP_DEBUG")
     # `bench` takes its own arguments: hand everything after it to fastcap.bench.
     head = 0
     while head < len(argv) and argv[head] == "--debug":
@@ -486,7 +496,7 @@ def main(argv=None):
         return int(args.func(args) or 0)
     except TrainingInterrupted as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        return _interrupted(argv_given)
+        return _interrupted(argv_given, exc.signum)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return _interrupted(argv_given)

@@ -4,10 +4,12 @@ import os
 
 import numpy as np
 
+from . import _env
+
 __all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "LAYOUT", "DATA_FILES",
            "MANIFEST", "read_manifest", "check_manifest"]
 
-DEFAULT_DIR = os.environ.get("FASTCAP_COCO_DIR", os.path.join("cs231n", "datasets", "coco_captioning"))
+DEFAULT_DIR = _env.read("FASTCAP_COCO_DIR")
 
 LAYOUT = """\
 a CS231n coco_captioning directory holds:

@@ -16,11 +16,13 @@ fills which key is ``fastcap.options.OPTION_KEYS``.)
 import json
 import os
 
+from . import checkpoint_schema as schema
 from .checkpoint import CheckpointError
+from .checkpoint_schema import ADDED_LATER
 from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS,
-                      RESUME_OVERRIDABLE, check_options, flag)
+                      LIMITS, RESUME_OVERRIDABLE, check_options, flag)
 
-__all__ = ["resolve_config", "dir_spec"]
+__all__ = ["resolve_config", "dir_spec", "check_fits"]
 
 
 def dir_spec(path, pca):
@@ -54,8 +56,7 @@ def resolve_config(options, checkpoint=None):
     --epochs (continue for longer), the evaluation options and --data (other
     data with the same vocabulary and feature size).
     """
-    options = dict(options)
-    check_options(options)
+    options = check_options(options)
     if checkpoint is None:
         o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
         o["data"] = options.get("data")
@@ -64,10 +65,13 @@ def resolve_config(options, checkpoint=None):
             config[section][key] = o[opt]
         config["data"] = _data_spec(o)
         config["model"]["input_dim"] = None  # known once the data is loaded
+        _check_loadable(config)
         return config
 
     config = json.loads(json.dumps(checkpoint.config))  # deep copy
-    config["train"].setdefault("precision", "float32")  # checkpoints from before --precision
+    for opt, (section, key) in OPTION_KEYS.items():  # what checkpoints from before an option lack
+        if key in ADDED_LATER.get(section, ()):
+            config[section].setdefault(key, DEFAULTS[opt])
     conflicts = []
     for opt, (section, key) in OPTION_KEYS.items():
         given = options.get(opt)
@@ -78,6 +82,10 @@ def resolve_config(options, checkpoint=None):
         elif given != config[section].get(key):
             conflicts.append(f"{flag(opt)} {given} (the checkpoint has "
                              f"{config[section].get(key)})")
+    done, epochs = checkpoint.epoch, options.get("epochs")
+    if epochs is not None and epochs < done:
+        conflicts.append(f"{flag('epochs')} {epochs} (the checkpoint has done {done} epochs; "
+                         f"{flag('epochs')} is the new total)")
     data = config["data"]
     if options.get("pca") is not None and bool(options["pca"]) != data.get("pca", True):
         conflicts.append(f"--{'' if options['pca'] else 'no-'}pca (the checkpoint was trained "
@@ -92,4 +100,45 @@ def resolve_config(options, checkpoint=None):
     if conflicts:
         raise CheckpointError(f"cannot resume {checkpoint.path} with " + "; ".join(conflicts)
                               + ": a resumed run continues the checkpoint's model and schedule")
+    _check_loadable(config, checkpoint)
     return config
+
+
+def check_fits(config, vocab_size, iterations):
+    """Raise ValueError unless a checkpoint can hold a run of ``config`` (input_dim known) on data
+    of ``vocab_size`` words that trains for ``iterations`` iterations in all."""
+    dim = config["model"]["input_dim"]
+    if dim > LIMITS["dim"]:
+        raise ValueError(f"the data's image features are {dim}-dimensional; a checkpoint holds at "
+                         f"most {LIMITS['dim']}")
+    if vocab_size > LIMITS["vocab"]:
+        raise ValueError(f"the data's vocabulary has {vocab_size:,} words; a checkpoint holds at "
+                         f"most {LIMITS['vocab']:,}")
+    most = min(LIMITS["iterations"], LIMITS["array_bytes"] // 8)  # the float64 loss history
+    if iterations > most:
+        raise ValueError(f"{flag('epochs')} {config['train']['num_epochs']} at "
+                         f"{flag('batch_size')} {config['train']['batch_size']} is {iterations:,} "
+                         f"iterations; a checkpoint holds at most {most:,}")
+
+
+def _flags_of(path):
+    """The options that set the config field at ``path`` (a SchemaError's)."""
+    fields = {f"config.{section}.{key}": [opt] for opt, (section, key) in OPTION_KEYS.items()}
+    fields["config.data"] = list(GENERATED_KEYS)
+    fields["epoch"] = ["epochs"]  # more epochs done than --epochs asks for
+    return [flag(opt) for opt in fields.get(path, ())]
+
+
+def _check_loadable(config, checkpoint=None):
+    """Raise ValueError naming the options unless the checkpoints of a run with ``config``
+    (resuming ``checkpoint``) pass fastcap.checkpoint_schema: whatever a run is started with,
+    its checkpoint can be loaded and resumed."""
+    try:
+        if checkpoint is None:
+            schema.check_config(config)
+        else:
+            schema.check_meta({**checkpoint.meta, "config": config})
+    except schema.SchemaError as exc:
+        flags = _flags_of(exc.path)
+        raise ValueError(f"{' / '.join(flags) or 'the options'}: a run with these options could "
+                         f"not be saved and resumed ({exc})") from None

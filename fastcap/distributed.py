@@ -34,10 +34,11 @@ import time
 
 import numpy as np
 
+from . import _env
 from ._install import install_hint
 
 __all__ = ["RankError", "MPI_INSTALL_HINT", "launched_size", "world", "share", "DataParallel",
-           "all_or_none", "rank_guard", "rank_threads", "evaluate", "is_root", "describe_mpi"]
+           "agree", "digest", "all_or_none", "rank_guard", "rank_threads", "evaluate", "is_root", "describe_mpi"]
 
 MPI_INSTALL_HINT = f"{install_hint('mpi')}: mpi4py and the MPICH runtime"
 FAULT_ENV = "FASTCAP_TEST_FAULT"
@@ -85,7 +86,16 @@ def world():
     except ImportError:
         raise ImportError(f"`fastcap train` was started by mpiexec with {size} processes, but "
                           f"mpi4py is not installed: {MPI_INSTALL_HINT}") from None
-    return MPI.COMM_WORLD
+    comm = MPI.COMM_WORLD
+    if comm.Get_size() != size:
+        # An mpiexec of another MPI library than mpi4py's: every process is a world of its
+        # own, and would train alone as "rank 0" into the same --out.
+        raise RankError(f"mpiexec started {size} processes but mpi4py's MPI "
+                        f"({' '.join(MPI.Get_library_version().split()[:3]).rstrip(',')}) sees a "
+                        f"world of {comm.Get_size()}: the launcher and mpi4py come from different "
+                        "MPI libraries; start fastcap with the mpiexec of the MPI mpi4py uses "
+                        f"(with {MPI_INSTALL_HINT}: the mpiexec next to this Python)")
+    return comm
 
 
 def is_root(comm):
@@ -113,8 +123,8 @@ def share(n, rank, size):
 
 def _fault(comm, where):
     """Raise or die as FASTCAP_TEST_FAULT asks, on its rank at ``where`` (tests only)."""
-    spec = os.environ.get(FAULT_ENV)
-    if not spec:
+    spec = _env.read(FAULT_ENV)
+    if spec is None:
         return
     rank, at, *how = spec.split(":")
     if int(rank) == comm.Get_rank() and at == str(where):
@@ -246,6 +256,55 @@ def _rank_error(messages, where, size):
     return RankError(f"rank {r} of {size}{others} failed at {where}: {messages[r]}")
 
 
+def agree(comm, facts):
+    """Raise RankError on every rank unless every rank of ``comm`` has the same ``facts``.
+
+    facts: name -> a small picklable value (a setting, a size, a digest of data) that must be
+    equal on every rank for data-parallel training; ranks given different data or options
+    would otherwise exchange buffers of different sizes and hang in the collectives, or
+    train different models in lockstep. The error names the first rank that differs from
+    rank 0, the other ranks that do, and what differs.
+    """
+    if comm is None:
+        return
+    everyone = comm.allgather(facts)
+    root = everyone[0]
+    differ = {r: [k for k in sorted(set(f) | set(root), key=str) if f.get(k) != root.get(k)]
+              for r, f in enumerate(everyone)}
+    differ = {r: keys for r, keys in differ.items() if keys}
+    if not differ:
+        return
+    r, keys = next(iter(differ.items()))
+    others = sorted(differ)[1:]
+    detail = "; ".join(f"{k} is {_short(everyone[r].get(k))} there and {_short(root.get(k))} "
+                       "on rank 0" for k in keys[:3]) + ("; ..." if len(keys) > 3 else "")
+    error = RankError(
+        f"rank {r} of {comm.Get_size()}"
+        + (f" (and rank{'s' if len(others) > 1 else ''} {', '.join(map(str, others))})"
+           if others else "")
+        + f" differs from rank 0 in what data-parallel training needs equal on every rank: "
+        f"{detail}")
+    error._fastcap_all_ranks = True
+    raise error
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def digest(*arrays):
+    """A short hex digest of arrays' dtypes, shapes and bytes (for ``agree``)."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=8)
+    for a in arrays:
+        a = np.ascontiguousarray(a)
+        h.update(f"{a.dtype.str}{a.shape}".encode())
+        h.update(a.data)
+    return h.hexdigest()
+
+
 def all_or_none(comm, fn, where="setup"):
     """``fn()`` on every rank; if it raises on any, it raises on every rank.
 
@@ -273,7 +332,7 @@ def rank_guard(comm, collective=lambda exc: False):
     Errors every rank raised alike (those agreed on in a step or by
     ``all_or_none``, and those for which ``collective(exc)`` is true)
     propagate on rank 0, which reports them, and end the other ranks quietly
-    with exit status 1 (130 for an interrupt).
+    with exit status 1 (128 + the signal for an interrupt: 130 for SIGINT).
     Anything else is this rank's alone: it prints ``fastcap: error: rank r of
     K: ...`` to stderr and aborts the job (MPI_Abort ends every rank).
     """
@@ -290,7 +349,7 @@ def rank_guard(comm, collective=lambda exc: False):
             if rank == 0:
                 raise
             interrupted = isinstance(exc, KeyboardInterrupt) or "Interrupt" in type(exc).__name__
-            raise SystemExit(130 if interrupted else 1) from None
+            raise SystemExit(128 + int(getattr(exc, "signum", 2)) if interrupted else 1) from None
         print(f"fastcap: error: rank {rank} of {size}: {' '.join(_describe(exc).split())}; "
               "aborting every rank", file=sys.stderr, flush=True)
         comm.Abort(130 if isinstance(exc, KeyboardInterrupt) else 1)

@@ -33,11 +33,32 @@ def _prepare(w, dw, config):
     return w, np.ascontiguousarray(dw), ({} if config is None else config)
 
 
+def _hyper(config, **defaults):
+    """Set each hyperparameter in ``config`` (``defaults`` where missing) to a Python number:
+    a NumPy scalar or 0-d array (a loaded .npz's, read-only or not) is taken as the number it
+    holds, so every backend's kernel takes it and ``t`` can be counted on."""
+    for key, default in defaults.items():
+        value = config.get(key, default)
+        kinds = "iu" if key == "t" else "iuf"  # t counts steps; the others are real numbers
+        a = np.asarray(value) if isinstance(value, (int, float, np.generic, np.ndarray)) else None
+        if a is None or a.shape != () or a.dtype.kind not in kinds:
+            raise TypeError(f"config[{key!r}] must be {'an integer' if key == 't' else 'a number'}"
+                            f", got {type(value).__name__} {value!r}")
+        config[key] = int(a) if key == "t" else float(a)
+    return config
+
+
 def _state(config, key, w):
-    """config[key] as a writable contiguous array like w, created as zeros."""
+    """config[key] as a writable contiguous array like w, created as zeros.
+
+    State handed in read-only (arrays of a loaded .npz, a frozen array) or in another
+    layout is copied into the config, as w itself is."""
     s = config.get(key)
-    if s is None or s.shape != w.shape or s.dtype != w.dtype or not s.flags.c_contiguous:
-        s = np.zeros_like(w) if s is None else np.array(s, dtype=w.dtype, order="C")
+    if s is None:
+        s = config[key] = np.zeros_like(w)
+    elif not (isinstance(s, np.ndarray) and s.shape == w.shape and s.dtype == w.dtype
+              and s.flags.c_contiguous and s.flags.writeable):
+        s = np.array(s, dtype=w.dtype, order="C")
         if s.shape != w.shape:
             raise ValueError(f"config[{key!r}] must have the shape of w {w.shape}, got {s.shape}")
         config[key] = s
@@ -47,7 +68,7 @@ def _state(config, key, w):
 def sgd(w, dw, config=None):
     """Vanilla SGD. config: learning_rate (1e-2)."""
     w, dw, config = _prepare(w, dw, config)
-    config.setdefault("learning_rate", 1e-2)
+    _hyper(config, learning_rate=1e-2)
     _backend.kernels().sgd_update(w, dw, config["learning_rate"])
     return w, config
 
@@ -55,8 +76,7 @@ def sgd(w, dw, config=None):
 def sgd_momentum(w, dw, config=None):
     """SGD with momentum. config: learning_rate (1e-2), momentum (0.9), velocity."""
     w, dw, config = _prepare(w, dw, config)
-    config.setdefault("learning_rate", 1e-2)
-    config.setdefault("momentum", 0.9)
+    _hyper(config, learning_rate=1e-2, momentum=0.9)
     v = _state(config, "velocity", w)
     _backend.kernels().sgd_momentum_update(w, dw, v, config["learning_rate"], config["momentum"])
     return w, config
@@ -65,9 +85,7 @@ def sgd_momentum(w, dw, config=None):
 def rmsprop(w, dw, config=None):
     """RMSProp. config: learning_rate (1e-2), decay_rate (0.99), epsilon (1e-8), cache."""
     w, dw, config = _prepare(w, dw, config)
-    config.setdefault("learning_rate", 1e-2)
-    config.setdefault("decay_rate", 0.99)
-    config.setdefault("epsilon", 1e-8)
+    _hyper(config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
     cache = _state(config, "cache", w)
     _backend.kernels().rmsprop_update(
         w, dw, cache, config["learning_rate"], config["decay_rate"], config["epsilon"]
@@ -81,11 +99,7 @@ def adam(w, dw, config=None):
     config: learning_rate (1e-3), beta1 (0.9), beta2 (0.999), epsilon (1e-8), m, v, t.
     """
     w, dw, config = _prepare(w, dw, config)
-    config.setdefault("learning_rate", 1e-3)
-    config.setdefault("beta1", 0.9)
-    config.setdefault("beta2", 0.999)
-    config.setdefault("epsilon", 1e-8)
-    config.setdefault("t", 0)
+    _hyper(config, learning_rate=1e-3, beta1=0.9, beta2=0.999, epsilon=1e-8, t=0)
     m, v = _state(config, "m", w), _state(config, "v", w)
     config["t"] += 1
     b1, b2, t = config["beta1"], config["beta2"], config["t"]

@@ -6,11 +6,14 @@ argparse parser; ``DEFAULTS`` (a training run's defaults, by option name),
 -> key of the generated-data spec) and ``RESUME_OVERRIDABLE`` (what a resumed
 run may change) are read off ``TRAIN_OPTIONS``; ``check_options`` validates a
 flat options dict (as ``Trainer`` gets it from Python) with the same checks the
-parser applies to the command line.
+parser applies to the command line. Each number option's ``Kind`` is its
+range, the range the checkpoint schema (fastcap.checkpoint_schema) checks, so
+a run with any accepted values writes checkpoints that load and resume.
 """
 import argparse
 import dataclasses
 import math
+import numbers
 
 from ._precision import PRECISIONS
 from .metrics import METRIC_LABELS
@@ -27,14 +30,60 @@ GENERATED_DEFAULTS = {"num_train_images": 2000, "num_val_images": 500, "captions
                       "pca_dim": 512, "full_dim": 4096, "seed": 0}
 
 
+# What a run may ask for, and so what a checkpoint may hold: the options'
+# ranges below and fastcap.checkpoint_schema read these. A real run is far
+# below each bound; they are low enough that what a checkpoint can ask for
+# fits in memory.
+LIMITS = {
+    "dim": 1 << 16,  # input_dim, wordvec_dim, hidden_dim, pca_dim, full_dim
+    "vocab": 1 << 20,  # words
+    "images": 1 << 20,  # generated images per split
+    "feature_floats": 1 << 28,  # generated images x feature size (1 GiB of float32)
+    "captions": 1 << 22,  # generated captions (COCO has about 600,000)
+    "captions_per_image": 100,
+    "max_train": 1 << 32,
+    "batch": 1 << 20,
+    "epochs": 1 << 20,
+    "iterations": 1 << 40,
+    "max_length": 1000,
+    "seed": 2**32 - 1,  # what np.random.RandomState takes
+    "meta_bytes": 64 << 20,  # the JSON members of a checkpoint
+    "array_bytes": 4 << 30,  # any one array member of a checkpoint
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class Kind:
-    """A value type: ``convert`` parses the command line's text, ``ok`` accepts a value,
-    ``expected`` names what is accepted (in both the parser's and check_options' errors)."""
+    """A number type and its range: ``convert`` (int or float) parses the command line's text,
+    ``ok`` accepts a value in [lo, hi] (``open_lo``, ``open_hi``: that end excluded; hi None: unbounded;
+    floats must be finite), ``expected`` names what is accepted (in both the parser's and
+    check_options' errors). The checkpoint schema checks the same ranges."""
 
     convert: type
-    ok: object
-    expected: str
+    lo: object
+    hi: object = None
+    open_lo: bool = False
+    open_hi: bool = False
+
+    @property
+    def expected(self):
+        what, show = ("an integer", str) if self.convert is int else ("a number", "{:g}".format)
+        if self.hi is None:
+            return f"{what} {'>' if self.open_lo else '>='} {show(self.lo)}"
+        return (f"{what} in {'(' if self.open_lo else '['}{show(self.lo)}, {show(self.hi)}"
+                f"{')' if self.open_hi else ']'}")
+
+    def ok(self, value):
+        if isinstance(value, bool):
+            return False
+        if self.convert is int:
+            if not isinstance(value, numbers.Integral):
+                return False
+        elif not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return False
+        if value < self.lo or (self.open_lo and value == self.lo):
+            return False
+        return self.hi is None or value < self.hi or (value == self.hi and not self.open_hi)
 
     def argtype(self):
         def parse(text):
@@ -49,10 +98,24 @@ class Kind:
         return parse
 
 
-POSITIVE_INT = Kind(int, lambda v: v >= 1, "a positive integer")
-NONNEG_INT = Kind(int, lambda v: v >= 0, "an integer >= 0")
-POSITIVE_FLOAT = Kind(float, lambda v: 0 < v and math.isfinite(v), "a positive number")
-FRACTION = Kind(float, lambda v: 0 <= v < 1, "a number in [0, 1)")
+POSITIVE_INT = Kind(int, 1)
+NONNEG_INT = Kind(int, 0)
+DIM = Kind(int, 1, LIMITS["dim"])
+SEED = Kind(int, 0, LIMITS["seed"])
+IMAGES = Kind(int, 1, LIMITS["images"])
+MAX_LENGTH = Kind(int, 1, LIMITS["max_length"])
+LEARNING_RATE = Kind(float, 0, open_lo=True)
+LR_DECAY = Kind(float, 0, 1, open_lo=True)  # a decay: the learning rate never grows
+BATCH = Kind(int, 1, LIMITS["batch"])
+EPOCHS = Kind(int, 0, LIMITS["epochs"])
+MAX_TRAIN = Kind(int, 1, LIMITS["max_train"])
+EVAL_IMAGES = Kind(int, 0, LIMITS["images"])
+# The ranges of the generated-data spec's keys (fastcap train's --num-train-images ...
+# and fastcap make-data's --num-train ... alike).
+GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
+                   "captions_per_image": Kind(int, 1, LIMITS["captions_per_image"]),
+                   "pca_dim": DIM, "full_dim": DIM, "seed": SEED}
+FRACTION = Kind(float, 0, 1, open_hi=True)  # a share: prepare's --val-fraction
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,8 +162,15 @@ class Option:
             if not ok:
                 raise ValueError(f"{self.option_string} must be {self.kind.expected}, got {value!r}")
 
+    def help_text(self):
+        """The --help line: ``help`` with its default and, for a bounded number, its range."""
+        if not self.help or self.help == argparse.SUPPRESS:
+            return self.help
+        text = self.help.format(default=self.default)
+        return text if self.kind is None or self.kind.hi is None else f"{text}; {self.kind.expected}"
+
     def add_to(self, parser):
-        kwargs = {"help": self.help.format(default=self.default) if self.help else None}
+        kwargs = {"help": self.help_text()}
         for key in ("metavar", "choices", "action", "nargs", "const"):
             if getattr(self, key) is not None:
                 kwargs[key] = getattr(self, key)
@@ -116,10 +186,10 @@ class Option:
             {"dest": self.name} if self.flag else {}))
 
 
-def _gen(name, what, key=None, metavar="N", kind=POSITIVE_INT):
+def _gen(name, what, key=None, metavar="N"):
     key = key or name
-    return Option(name, kind, f"generated data: {what} (default {{default}})", metavar,
-                  default=GENERATED_DEFAULTS[key], group="data", generated=key)
+    return Option(name, GENERATED_KINDS[key], f"generated data: {what} (default {{default}})",
+                  metavar, default=GENERATED_DEFAULTS[key], group="data", generated=key)
 
 
 # What best.npz may be chosen by: a caption metric (higher is better) or the loss (lower).
@@ -131,18 +201,18 @@ TRAIN_OPTIONS = (
            metavar="DIR", group="data"),
     Option("pca", help="use the 512-d PCA features (default) or, with --no-pca, the 4096-d fc7 "
                        "ones", action=argparse.BooleanOptionalAction, default=True, group="data"),
-    Option("max_train", POSITIVE_INT, "train on N captions drawn (without replacement) from the "
-                                      "training split", "N", group="data",
+    Option("max_train", MAX_TRAIN, "train on N captions drawn (without replacement) from the "
+                                   "training split", "N", group="data",
            config=("train", "max_train")),
     _gen("num_train_images", "training images"),
     _gen("num_val_images", "validation images"),
     _gen("captions_per_image", "captions per image"),
-    _gen("data_seed", "seed", key="seed", metavar="S", kind=NONNEG_INT),
+    _gen("data_seed", "seed", key="seed", metavar="S"),
     Option("cell", help="recurrent cell (default {default})", choices=CELL_TYPES, default="lstm",
            group="model", config=("model", "cell_type")),
-    Option("hidden_dim", POSITIVE_INT, "hidden size (default {default})", "H", default=256,
+    Option("hidden_dim", DIM, "hidden size (default {default})", "H", default=256,
            group="model", config=("model", "hidden_dim")),
-    Option("wordvec_dim", POSITIVE_INT, "word-vector size (default {default})", "W", default=128,
+    Option("wordvec_dim", DIM, "word-vector size (default {default})", "W", default=128,
            group="model", config=("model", "wordvec_dim")),
     Option("dtype", help="(default {default})", choices=DTYPES, default="float32", group="model",
            config=("model", "dtype")),
@@ -153,25 +223,25 @@ TRAIN_OPTIONS = (
            group="model", config=("train", "precision")),
     Option("update_rule", help="(default {default})", choices=UPDATE_RULES, default="adam",
            group="optimization", config=("train", "update_rule")),
-    Option("lr", POSITIVE_FLOAT, "learning rate (default {default:g})", "LR", default=3e-3,
+    Option("lr", LEARNING_RATE, "learning rate (default {default:g})", "LR", default=3e-3,
            group="optimization", config=("train", "learning_rate")),
-    Option("lr_decay", POSITIVE_FLOAT, "learning-rate factor after each epoch (default "
-                                       "{default:g})", "F", default=0.9, group="optimization",
+    Option("lr_decay", LR_DECAY, "learning-rate factor after each epoch (default "
+                                 "{default:g})", "F", default=0.9, group="optimization",
            config=("train", "lr_decay")),
-    Option("batch_size", POSITIVE_INT, "captions per minibatch (default {default})", "N",
+    Option("batch_size", BATCH, "captions per minibatch (default {default})", "N",
            default=100, group="optimization", config=("train", "batch_size")),
-    Option("epochs", NONNEG_INT, "epochs (default {default}); with --resume, the new total", "N",
+    Option("epochs", EPOCHS, "epochs (default {default}); with --resume, the new total", "N",
            default=5, group="optimization", config=("train", "num_epochs"), resumable=True),
-    Option("seed", NONNEG_INT, "seed of the initialisation and the minibatches (default "
-                               "{default})", "S", default=0, group="optimization",
+    Option("seed", SEED, "seed of the initialisation and the minibatches (default "
+                         "{default})", "S", default=0, group="optimization",
            config=("train", "seed")),
-    Option("eval_images", NONNEG_INT, "validation images scored at each epoch end (default "
-                                      "{default}; 0 = all)", "N", default=200,
+    Option("eval_images", EVAL_IMAGES, "validation images scored at each epoch end (default "
+                                       "{default}; 0 = all)", "N", default=200,
            group="evaluation and output", config=("eval", "eval_images"), resumable=True),
-    Option("num_samples", NONNEG_INT, "validation samples written to samples.txt (default "
-                                      "{default})", "N", default=10,
+    Option("num_samples", EVAL_IMAGES, "validation samples written to samples.txt (default "
+                                       "{default})", "N", default=10,
            group="evaluation and output", config=("eval", "num_samples"), resumable=True),
-    Option("max_length", POSITIVE_INT, "longest generated caption (default {default})", "L",
+    Option("max_length", MAX_LENGTH, "longest generated caption (default {default})", "L",
            default=30, group="evaluation and output", config=("eval", "max_length"),
            resumable=True),
     Option("best_metric", help="the validation score best.npz keeps the best of (default "
@@ -212,7 +282,8 @@ def _data(what="the data the checkpoint was trained on"):
 
 
 _SPLIT = Option("split", choices=("train", "val"), parser_default="val")
-_MAX_LENGTH = Option("max_length", POSITIVE_INT, metavar="L", parser_default=30)
+_MAX_LENGTH = Option("max_length", MAX_LENGTH, "longest generated caption (default 30)", "L",
+                     parser_default=30)
 _CHECKPOINT = Option("checkpoint", metavar="CHECKPOINT", positional=True)
 _GREEDY_BEAM = Option("beam_size", POSITIVE_INT, "beam width (default 1 = greedy)", "K",
                       parser_default=1)
@@ -253,8 +324,8 @@ INFERENCE_OPTIONS = {
 }
 
 
-def _made(name, key, help, metavar="N", kind=POSITIVE_INT):
-    return Option(name, kind, help, metavar, default=GENERATED_DEFAULTS[key],
+def _made(name, key, help, metavar="N"):
+    return Option(name, GENERATED_KINDS[key], help, metavar, default=GENERATED_DEFAULTS[key],
                   parser_default=GENERATED_DEFAULTS[key])
 
 
@@ -265,7 +336,7 @@ MAKE_DATA_OPTIONS = (
     _made("captions_per_image", "captions_per_image", "(default {default})"),
     _made("pca_dim", "pca_dim", "PCA feature size (default {default})", "D"),
     _made("full_dim", "full_dim", "fc7 feature size (default {default})", "D"),
-    _made("seed", "seed", "(default {default})", None, NONNEG_INT),
+    _made("seed", "seed", "(default {default})", None),
     Option("overwrite", help="replace the data files OUT_DIR already holds", action="store_true"),
 )
 
@@ -333,7 +404,13 @@ def flag(name):
 
 
 def check_options(options):
-    """Raise ValueError naming the option for any bad value in a flat train-options dict."""
+    """Raise ValueError naming the option for any bad value in a flat train-options dict;
+    returns the dict with each number as its option's type (a NumPy integer as an int)."""
+    checked = dict(options)
     for name, value in options.items():
         if name in _BY_NAME:
-            _BY_NAME[name].check(value)
+            option = _BY_NAME[name]
+            option.check(value)
+            if value is not None and option.kind is not None:
+                checked[name] = option.kind.convert(value)
+    return checked

@@ -18,6 +18,7 @@ fastcap.interrupts).
 """
 import math
 import os
+import signal
 import sys
 import time
 
@@ -28,9 +29,9 @@ from . import progress as _progress
 from . import distributed as _distributed
 from . import metrics as _metrics
 from . import rundir
-from .captioning_solver import CaptioningSolver, TrainingDivergedError
+from .captioning_solver import CaptioningSolver, TrainingDivergedError, iterations_per_epoch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .config import resolve_config
+from .config import check_fits, resolve_config
 from .data import DataError, describe_data, load_data, subsample_train
 from .evaluation import caption_loss, evaluate_captions, format_metrics
 from .interrupts import InterruptGuard, TrainingInterrupted
@@ -139,6 +140,9 @@ class Trainer:
                 ckpt.check_vocab(self.data["idx_to_word"], source)
                 ckpt.check_input_dim(input_dim, source)
         m["input_dim"] = input_dim
+        # Before the model is allocated: what its checkpoints must hold has to fit them.
+        check_fits(cfg, len(self.data["idx_to_word"]), t["num_epochs"] * iterations_per_epoch(
+            self.data["train_captions"].shape[0], t["batch_size"]))
         self.model = ModelConfig.from_dict(m).build(self.data["word_to_idx"], seed=t["seed"])
         self.solver = CaptioningSolver(
             self.model, self.data, update_rule=t["update_rule"],
@@ -168,7 +172,32 @@ class Trainer:
         self.eval_captions = self.data["val_captions"][rows]
         self.eval_features = self.data["val_features"][self.data["val_image_idxs"][rows]]
         self.source = source
+        _distributed.agree(self.comm, self._rank_facts())
         return self
+
+    def _rank_facts(self):
+        """What every rank of a data-parallel run must have alike (fastcap.distributed.agree):
+        the config (but the data's path, which may differ between hosts), the data itself, the
+        state resumed from, and the backend (each rank applies the summed gradients itself:
+        backends may round differently, and the ranks' parameters would drift apart)."""
+        from . import get_backend
+
+        facts = {f"config.{section}.{key}": value for section, entries in self.config.items()
+                 for key, value in entries.items() if (section, key) != ("data", "path")}
+        facts["backend"] = get_backend()
+        d = self.data
+        for split in ("train", "val"):
+            for part in ("captions", "image_idxs", "features"):
+                facts[f"data {split}_{part}"] = _distributed.digest(d[f"{split}_{part}"])
+        facts["data vocabulary"] = _distributed.digest(np.array(d["idx_to_word"]))
+        if self.ckpt is not None:
+            s = self.solver
+            facts["resumed iteration"], facts["resumed epoch"] = s.iteration, s.epoch
+            facts["resumed state"] = _distributed.digest(
+                np.asarray(s.loss_history), *self.model.params.values(),
+                *(v for c in s.optim_configs.values() for v in c.values()
+                  if isinstance(v, np.ndarray)))
+        return facts
 
     # -------------------------------------------------------------- evaluation
     def evaluate(self):
@@ -398,26 +427,29 @@ class Trainer:
                         self._check_divergence()
                         self.save()
         except KeyboardInterrupt:
+            how = "interrupted" + ("" if guard.signum == signal.SIGINT else
+                                   f" by {guard.signum.name}")
             self._bar = None
             if bar is not None:
                 bar.close()
             if guard.in_step:
                 # A second Ctrl-C inside a step: the parameters may be half updated.
                 raise TrainingInterrupted(
-                    "interrupted inside a training step; the state was not saved"
+                    f"{how} inside a training step; the state was not saved"
                     + (f" (the last checkpoint, {self.checkpoint_path}, is from epoch "
                        f"{len(self.epochs) - 1})" if os.path.exists(self.checkpoint_path) else ""),
-                    None, s.iteration, s.epoch) from None
+                    None, s.iteration, s.epoch, guard.signum) from None
             if not self.save():
                 raise TrainingInterrupted(
-                    f"interrupted after iteration {s.iteration} of {total} while the validation "
+                    f"{how} after iteration {s.iteration} of {total} while the validation "
                     f"loss was diverging; {self._good_checkpoint()}", None, s.iteration,
-                    s.epoch) from None
+                    s.epoch, guard.signum) from None
             raise TrainingInterrupted(
-                f"interrupted after iteration {s.iteration} of {total} ({s.epoch} of "
+                f"{how} after iteration {s.iteration} of {total} ({s.epoch} of "
                 f"{s.num_epochs} epochs done); checkpoint saved to "
                 f"{self.checkpoint_path}; continue with `fastcap train --resume "
-                f"{self.checkpoint_path}`", self.checkpoint_path, s.iteration, s.epoch) from None
+                f"{self.checkpoint_path}`", self.checkpoint_path, s.iteration, s.epoch,
+                guard.signum) from None
         finally:
             if self._bar is not None:
                 self._bar.close()

@@ -5,9 +5,11 @@ import sys
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import fastcap
-from fastcap import _backend
+from fastcap import _backend, _env
 
 
 def _run(code, **env):
@@ -111,3 +113,54 @@ def test_every_backend_takes_the_kernel_tables_arguments(backend):
     del fake.sgd_update
     with pytest.raises(RuntimeError, match="lacks kernels: sgd_update"):
         _backend.check_kernels("fake", fake)
+
+
+# ---------------------------------------------------------------- every FASTCAP_* variable
+def _bad_value(var):
+    """A value the variable refuses, or None if it takes any text (a directory)."""
+    for text in ("maybe", "0:", "-1"):
+        try:
+            var.parse(text)
+        except ValueError:
+            return text
+    return None
+
+
+CHECKED = [v for v in _env.VARS.values() if _bad_value(v) is not None]
+
+
+@settings(max_examples=200, deadline=None)
+@given(name=st.sampled_from(sorted(_env.VARS)),
+       text=st.text(st.characters(exclude_categories=("Cs",), exclude_characters="\x00"),
+                    max_size=12))  # what an environment can hold
+def test_every_variable_is_read_or_refused_naming_itself(name, text):
+    """Any text in any FASTCAP_* variable is either a value of its kind or an EnvVarError
+    naming the variable and what it takes; a switch is never taken as on by accident."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(name, text)
+        try:
+            value = _env.read(name)
+        except _env.EnvVarError as exc:
+            assert str(exc).startswith(f"{name}={text!r}: expected ")
+            assert _env.validate() is not None
+            return
+    if not text.strip():
+        assert value == _env.VARS[name].default
+    elif _env.VARS[name].parse is _env._switch:
+        assert value is (text.strip().lower() in ("1", "on", "yes", "true"))
+
+
+@pytest.mark.parametrize("var", CHECKED, ids=lambda v: v.name)
+def test_a_bad_variable_fails_the_import_and_is_one_usage_line_of_the_command(var):
+    """The library raises at import; the command (--help included) prints one line naming
+    the variable and exits 2, without a traceback."""
+    bad = _bad_value(var)
+    r = _run("import fastcap", **{var.name: bad})
+    assert r.returncode != 0 and f"{var.name}={bad!r}: expected" in r.stderr
+    for args in (["-m", "fastcap", "--help"], ["-m", "fastcap", "train", "--help"],
+                 ["-X", "utf8", "-m", "fastcap", "info"]):
+        r = subprocess.run([sys.executable, *args], capture_output=True,
+                           text=True, env={**os.environ, var.name: bad}, timeout=120)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.splitlines() == [f"fastcap: error: {var.name}={bad!r}: expected "
+                                         f"{r.stderr.split(': expected ', 1)[1].strip()}"]

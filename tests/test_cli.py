@@ -4,6 +4,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import h5py
@@ -12,11 +13,12 @@ import pytest
 
 import fastcap
 from fastcap import CaptioningRNN
+from fastcap.checkpoint import load_checkpoint
 from fastcap.cli import main
 from fastcap.make_data import write_coco_data
 from fastcap.model_config import CELL_TYPES
 
-from conftest import ENV, fastcap_cmd
+from conftest import ENV, fastcap_cmd, require_backend
 
 # A tiny float64 run: 40 train images x 3 captions / batch 20 = 6 iterations per epoch.
 TINY = ["--backend", "numpy", "--num-train-images", "40", "--num-val-images", "8",
@@ -130,12 +132,50 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(run_dir, tmp_path):
     assert "Traceback" not in stderr and "checkpoint saved to" in stderr
     h = _history(c)
     assert 12 <= h["iteration"] < 2400 and len(h["loss_history"]) == h["iteration"]
-    # Resume with the uninterrupted run's length: same losses as run_dir's, bit for bit.
-    done = h["iteration"]
-    ok(fastcap_cmd("train", "--resume", c, "--epochs", 2, "--quiet"))
+    # Resume with the uninterrupted run's length (or the epochs done, if more: --epochs
+    # below them is refused): same losses as run_dir's, bit for bit.
+    done, epochs = h["iteration"], max(2, h["epoch"])
+    if h["epoch"] > 2:
+        assert "has done" in failed(fastcap_cmd("train", "--resume", c, "--epochs", 2))[0]
+    ok(fastcap_cmd("train", "--resume", c, "--epochs", epochs, "--quiet"))
     hc = _history(c)
     assert hc["loss_history"][:12] == _history(out)["loss_history"]
-    assert len(hc["loss_history"]) == max(done, 12)
+    assert len(hc["loss_history"]) == max(done, 6 * epochs)
+
+
+@pytest.mark.parametrize("backend", fastcap._backend.NAMES)
+def test_sigterm_saves_the_last_completed_iteration(backend, tmp_path):
+    """SIGTERM (kill, systemd, Slurm, Kubernetes) mid-epoch stops a run like Ctrl-C: exit
+    143, and the checkpoint holds the last iteration the run printed as completed."""
+    require_backend(backend)
+    out = tmp_path / "t"
+    args = [a if a != "2" else "400" for a in TINY]
+    args[args.index("numpy")] = backend
+    proc = subprocess.Popen([sys.executable, "-m", "fastcap", "train", *args, "--out", str(out),
+                             "--print-every", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+    watchdog = threading.Timer(180, proc.kill)  # a hang fails the test instead of blocking
+    watchdog.start()
+    try:
+        printed = []
+        for line in proc.stdout:
+            if line.startswith("(Iteration "):
+                printed.append(int(line.split()[1]))
+            if len(printed) == 9:  # mid-epoch 2 (6 iterations per epoch)
+                proc.send_signal(signal.SIGTERM)
+                break
+        rest, stderr = proc.communicate(timeout=60)
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+    printed += [int(line.split()[1]) for line in rest.splitlines()
+                if line.startswith("(Iteration ")]
+    assert proc.returncode == 143, stderr
+    assert "Traceback" not in stderr and "interrupted by SIGTERM" in stderr
+    assert "checkpoint saved to" in stderr
+    ckpt = load_checkpoint(out / "checkpoint.npz")
+    assert ckpt.iteration == printed[-1] >= 9 and len(ckpt.loss_history) == ckpt.iteration
 
 
 # ---------------------------------------------------------------- sample / evaluate
@@ -307,7 +347,7 @@ def test_checkpoint_from_another_model_or_data(run_dir, data_dir, tmp_path):
 def test_usage_errors_exit_2(capsys):
     proc = fastcap_cmd("train", "--hidden-dim", "0")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "usage:" in proc.stderr and "--hidden-dim: expected a positive integer" in proc.stderr
+    assert "usage:" in proc.stderr and "--hidden-dim: expected an integer in [1, 65536]" in proc.stderr
     for args in (["train", "--cell", "gru"], ["frobnicate"], ["sample"], ["train", "--lr", "-1"],
                  ["evaluate", "x", "--beam-size", "0"], []):
         with pytest.raises(SystemExit) as exc:

@@ -14,6 +14,8 @@ import textwrap
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastcap import distributed
 from fastcap.checkpoint import load_checkpoint
@@ -263,7 +265,9 @@ def test_a_killed_rank_ends_the_job(tmp_path):
 
 
 @needs_mpi
-def test_ctrl_c_under_mpiexec_saves_one_checkpoint_that_resumes(tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_under_mpiexec_saves_one_checkpoint_that_resumes(tmp_path, signum):
+    """Ctrl-C, or SIGTERM (what Slurm sends every process of a job step before SIGKILL)."""
     out = tmp_path / "run"
     # Long enough to be interrupted; --print-every 1 tells when training runs.
     cmd = _cmd(2, "train", *SMALL, "--epochs", "200", "--print-every", "1", "--out", str(out))
@@ -273,14 +277,15 @@ def test_ctrl_c_under_mpiexec_saves_one_checkpoint_that_resumes(tmp_path):
         for line in proc.stdout:
             if line.startswith("(Iteration 3 /"):
                 break
-        os.killpg(proc.pid, signal.SIGINT)  # what a terminal's Ctrl-C does to the job
+        os.killpg(proc.pid, signum)  # what a terminal's Ctrl-C does to the job
         stdout, stderr = proc.communicate(timeout=TIMEOUT)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
-    assert proc.returncode == 130, stdout + stderr
+    assert proc.returncode == 128 + signum, stdout + stderr
     assert stderr.count("checkpoint saved to") == 1, stderr
-    it = int(stderr.split("interrupted after iteration ")[1].split()[0])
+    how = "interrupted" if signum == signal.SIGINT else "interrupted by SIGTERM"
+    it = int(stderr.split(f"{how} after iteration ")[1].split()[0])
     assert sorted(os.listdir(out)) == ["checkpoint.npz", "config.json", "history.json"]
     losses, _, _ = run_state(out)
     assert losses.size == it >= 3
@@ -295,3 +300,85 @@ def test_a_setup_error_ends_every_rank_with_one_message(tmp_path):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert proc.stderr.count(f"fastcap: error: data directory {missing} does not exist") == 1, \
         proc.stderr
+
+
+# ---------------------------------------------------------------- ranks that disagree
+class _Ranks:
+    """What ``comm.allgather`` returns on rank ``rank`` of ranks holding ``facts`` (no MPI)."""
+
+    def __init__(self, facts, rank):
+        self.facts, self.rank = facts, rank
+
+    def allgather(self, mine):
+        assert mine == self.facts[self.rank]
+        return list(self.facts)
+
+    def Get_size(self):
+        return len(self.facts)
+
+    def Get_rank(self):
+        return self.rank
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.data())
+def test_ranks_that_disagree_fail_alike_naming_the_rank_and_what_differs(data):
+    """Any ranks with any differences in what must be equal: every rank raises the same
+    RankError, naming the first rank that differs and a fact that does; equal ranks pass."""
+    base = data.draw(st.dictionaries(st.sampled_from(["config.train.batch_size", "data train",
+                                                      "resumed iteration", "config.model.cell"]),
+                                     st.integers(0, 3), min_size=1))
+    size = data.draw(st.integers(1, 5))
+    facts = [dict(base) for _ in range(size)]
+    for r in data.draw(st.sets(st.integers(1, size - 1), max_size=size - 1)) if size > 1 else ():
+        key = data.draw(st.sampled_from(sorted(base)))
+        facts[r][key] = base[key] + 1
+    bad = [r for r, f in enumerate(facts) if f != base]
+    messages = set()
+    for rank in range(size):
+        if not bad:
+            distributed.agree(_Ranks(facts, rank), facts[rank])
+            continue
+        with pytest.raises(distributed.RankError) as exc:
+            distributed.agree(_Ranks(facts, rank), facts[rank])
+        messages.add(str(exc.value))
+        assert exc.value._fastcap_all_ranks
+    if bad:
+        (message,) = messages  # the same on every rank
+        assert message.startswith(f"rank {bad[0]} of {size}")
+        assert any(f"{k} is {facts[bad[0]][k]!r} there and {base[k]!r} on rank 0" in message
+                   for k in base if facts[bad[0]][k] != base[k])
+
+
+@needs_mpi
+@pytest.mark.parametrize("args0, args1, what", [
+    ([], ["--data-seed", "1"], "data train_captions"),
+    ([], ["--hidden-dim", "8"], "config.model.hidden_dim"),
+    (["--backend", "numpy"], ["--backend", "numba"], "backend")])
+def test_ranks_given_different_data_or_options_stop_at_setup(tmp_path, args0, args1, what):
+    """mpiexec MPMD: rank 1 gets other data, options or backend than rank 0. Without the
+    agreement at setup, the ranks hung in mismatched collectives (or drifted apart); now one
+    error names rank 1 and what differs."""
+    base = _cmd(None, "train", *SMALL, "--out", str(tmp_path / "r"))
+    proc = subprocess.run([MPIEXEC, "-n", "1", *base, *args0, ":", "-n", "1", *base, *args1],
+                          capture_output=True, text=True, timeout=TIMEOUT, env=_env())
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("fastcap: error:")]
+    assert len(lines) == 1 and "rank 1 of 2 differs from rank 0" in lines[0], proc.stderr
+    assert what in lines[0], lines[0]
+    assert not (tmp_path / "r" / "checkpoint.npz").exists()
+
+
+@needs_mpi
+def test_a_launcher_of_another_mpi_than_mpi4py_is_refused(tmp_path):
+    """A launcher announcing K processes while mpi4py's MPI sees a world of 1 (the launcher
+    and mpi4py from different MPI libraries): every process would train alone as rank 0
+    into the same --out. It stops with one line saying so, before writing anything."""
+    proc = subprocess.run(_cmd(None, "train", *SMALL, "--out", str(tmp_path / "r")),
+                          capture_output=True, text=True, timeout=TIMEOUT,
+                          env=_env(OMPI_COMM_WORLD_SIZE="3"))  # what Open MPI's mpiexec sets
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert ("mpiexec started 3 processes but mpi4py's MPI" in proc.stderr
+            and "the launcher and mpi4py come from different MPI libraries" in proc.stderr)
+    assert not (tmp_path / "r").exists()

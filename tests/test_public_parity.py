@@ -12,6 +12,8 @@ import functools
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import fastcap
 from fastcap import optim
@@ -237,6 +239,47 @@ def test_update_rules(compiled, rng, rule, dtype, kind):
     b = np.zeros(4, dtype)
     b2, _ = under(compiled, getattr(optim, rule), b, np.ones(4, dtype), {})
     assert b2 is b and np.all(b != 0)
+
+
+STATE_KEYS = {"sgd": (), "sgd_momentum": ("velocity",), "rmsprop": ("cache",),
+              "adam": ("m", "v")}
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rule=st.sampled_from(UPDATE_RULES), dtype=st.sampled_from([np.float32, np.float64]),
+       kinds=st.lists(st.sampled_from(["readonly", "noncontiguous", "contiguous", "mmap"]),
+                      min_size=3, max_size=3),
+       scalars_as=st.sampled_from(["python", "numpy", "0-d read-only"]))
+def test_update_rules_take_optimizer_state_in_any_layout(backend, tmp_path_factory, rule, dtype,
+                                                         kinds, scalars_as):
+    """Optimizer state handed back read-only (arrays of a .npz or .npy opened read-only) or in
+    another layout is copied into the config, as read-only weights are, and hyperparameters
+    given as NumPy scalars or read-only 0-d arrays are taken as the numbers they hold: the
+    same update as with writable state and Python numbers, and the caller's read-only arrays
+    are left as they were."""
+    r = np.random.default_rng(len(rule))
+    w0, dw = randn(r, 5, 7).astype(dtype), randn(r, 5, 7).astype(dtype)
+    state = {k: np.abs(randn(r, 5, 7)).astype(dtype) for k in STATE_KEYS[rule]}
+    given_state = {}
+    for (k, a), kind in zip(state.items(), kinds):
+        if kind == "mmap":  # what np.load(mmap_mode="r") hands back
+            path = tmp_path_factory.mktemp("state") / f"{k}.npy"
+            np.save(path, a)
+            given_state[k] = np.load(path, mmap_mode="r")
+        else:
+            given_state[k] = layout(a, kind)
+    scalars = {"learning_rate": 1e-2, "t": 3} if rule == "adam" else {"learning_rate": 1e-2}
+    given_scalars = {k: v if scalars_as == "python" else np.array(v) if scalars_as == "numpy"
+                     else layout(np.array(v), "readonly") for k, v in scalars.items()}
+    if scalars_as == "numpy":
+        given_scalars = {k: v[()] for k, v in given_scalars.items()}  # NumPy scalars
+    w, config = getattr(optim, rule)(layout(w0, kinds[-1]), dw, {**given_scalars, **given_state})
+    want_w, want = getattr(optim, rule)(w0.copy(), dw,
+                                        {**scalars, **{k: a.copy() for k, a in state.items()}})
+    assert_same((w, {k: config[k] for k in state}), (want_w, {k: want[k] for k in state}))
+    for (k, a), kind in zip(state.items(), kinds):
+        if kind in ("readonly", "mmap"):
+            assert np.array_equal(given_state[k], a)  # not written through
 
 
 def test_adam_float32_matches_numpy_float32(compiled, rng):

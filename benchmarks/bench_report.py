@@ -367,7 +367,7 @@ def report_markdown(data):
     env = data.get("fastcap_environment") or {}
     kinds = _collect(data.get("benchmarks", []))
     lines = ["# fastcap benchmark report", "",
-             ("Workload (DESIGN.md): V = 1004, D = 512, W = 256, H = 512, 17-token captions "
+             ("Workload (docs/design.md): V = 1004, D = 512, W = 256, H = 512, 17-token captions "
              "(16 scored steps, lengths drawn from the Flickr8k table), float32. All ratios are "
              "ratios of medians from this one run."), ""]
     lines += _env_lines(env, meta) + [""]

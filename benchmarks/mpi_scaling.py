@@ -1,6 +1,6 @@
 """Data-parallel scaling on one host: 1 rank x T threads against K ranks x T/K threads.
 
-Trains the DESIGN.md workload (V = 1004, D = 512, W = 256, H = 512, float32,
+Trains the benchmark workload of docs/design.md (V = 1004, D = 512, W = 256, H = 512, float32,
 caption lengths from the Flickr8k table, Adam) with CaptioningSolver at a
 global batch of 100, once in one process with all the host's cores as
 threads and once under ``mpiexec -n K`` with cores/K threads per rank, and
@@ -119,7 +119,7 @@ def main(argv=None):
 
     print(f"{cpu_model()}, {usable_cores()} usable cores; load average {os.getloadavg()[0]:.2f} before the runs")
     print(f"global batch {args.batch}, {args.steps} timed steps after {args.warmup}, float32, "
-          f"DESIGN.md workload (H 512, W 256, V 1004, D 512), Adam")
+          f"the docs/design.md workload (H 512, W 256, V 1004, D 512), Adam")
     print(f"{'cell':5s} {'ranks x threads':>15s} {'captions/s':>11s} {'step ms':>8s} "
           f"{'Allreduce bytes':>16s} {'Allreduce ms/step':>18s} {'share':>6s}")
     for cell in args.cells.split(","):

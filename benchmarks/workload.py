@@ -1,11 +1,11 @@
-"""The benchmark workload of DESIGN.md, built once and shared by every benchmark.
+"""The benchmark workload of docs/design.md, built once and shared by every benchmark.
 
 COCO-shaped: V = 1004 words, D = 512 feature size, W = 256 word-vector size,
 H = 512 hidden units, captions of 17 tokens (``<START>``, up to 15 words,
 ``<END>``, ``<NULL>`` padding: 16 scored steps), float32, batch N = 25 and 100.
 
 Caption lengths are not all 16 scored tokens: they are drawn from the
-Flickr8k length table of DESIGN.md, hard-coded below so the benchmarks need no
+Flickr8k length table of docs/design.md, hard-coded below so the benchmarks need no
 corpus. Where the corpus is present (``shared/data/flickr8k``),
 ``flickr8k_length_counts`` recomputes the table from it (training split,
 lower-cased words ``[a-z]+``, plus ``<END>``, truncated at 16) and the suite
@@ -39,7 +39,7 @@ LEARNING_RATE = 1e-3  # the steady-state cost of Adam does not depend on it
 BF16_IMPLS = ("cython-bf16",)
 
 # Scored tokens per caption (words + <END>, truncated at 16) -> captions, in
-# the 30,000 Flickr8k training captions (DESIGN.md, "Benchmark workload").
+# the 30,000 Flickr8k training captions (docs/design.md, "Benchmark workload").
 LENGTH_COUNTS = {
     3: 15, 4: 125, 5: 342, 6: 856, 7: 1952, 8: 2502, 9: 2923, 10: 3311,
     11: 3314, 12: 3137, 13: 2765, 14: 2333, 15: 1865, 16: 4560,

@@ -248,7 +248,7 @@ TRAIN_OPTIONS = (
                                "{default}; val_loss: the lowest)", choices=BEST_METRICS,
            default="cider", group="evaluation and output", config=("eval", "best_metric"),
            resumable=True),
-    Option("patience", NONNEG_INT, "stop when --best-metric has not improved in N evaluations "
+    Option("patience", EPOCHS, "stop when --best-metric has not improved in N evaluations "
                                    "(default {default} = never)", "N", default=0,
            group="evaluation and output", config=("train", "patience"), resumable=True),
     Option("init_from", help="start a new run from the weights of CHECKPOINT (its model; new "

@@ -320,7 +320,7 @@ def test_a_damaged_features_record_is_one_clear_error(tmp_path, content):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"min_count": 0}, "--min-count must be a positive integer"),
+    ({"min_count": 0}, "--min-count must be an integer >= 1"),
     ({"val_fraction": 1.0}, r"--val-fraction must be a number in \[0, 1\)"),
     ({"extractor": "alexnet"}, "--extractor must be one of resnet50, vgg16"),
     ({"weights": None}, "--weights must be given"),

@@ -1,6 +1,6 @@
 """Peer: the captioning model as a CS231n student writes it, in plain NumPy.
 
-This is DESIGN.md's "CS231n-style NumPy" alternative: the straightforward
+This is the "CS231n-style NumPy" peer: the straightforward
 solution of the assignment, written for this benchmark. Sequence layers loop
 over timesteps calling step functions (each step does its own small input
 GEMM ``x_t @ Wx``), caches are lists of per-step tuples, the embedding

@@ -107,7 +107,15 @@ class Trainer:
         self.overwrite = bool(overwrite)
         if self.root:  # rank 0 alone writes the run directory
             rundir.check_out_dir(self.out_dir, self._resume_path(), self.overwrite)
-        self._bar = None
+        # What setup() makes (the data, model and solver; the validation subset), then the
+        # loop's bookkeeping: declared here, so nothing is looked up by hasattr/getattr.
+        self.data = self.model = self.solver = self.source = None
+        self.epochs = []
+        self.eval_ids = self.eval_captions = self.eval_features = None
+        self._bar = None  # the progress bar while the loop runs
+        self._epoch_t0 = None  # when the running epoch started (None: it started in another process)
+        self._saved_at = None  # (iteration, evaluations) of the last checkpoint written
+        self._best_at = None  # the epoch best.npz holds
 
     @property
     def _initial(self):
@@ -226,7 +234,7 @@ class Trainer:
         # Wall time since the previous evaluation ended (its steps and this evaluation);
         # none for epoch 0, or for the first epoch after a resume (it began in another process).
         now = time.perf_counter()
-        since = getattr(self, "_epoch_t0", None)
+        since = self._epoch_t0
         self._epoch_t0 = now
         entry = {"epoch": e, "iteration": int(s.iteration), "train_loss": train_loss,
                  "val_loss": val_loss, **m, "eval_seconds": round(secs, 3)}
@@ -306,7 +314,7 @@ class Trainer:
         kw = dict(model=self.model, solver=self.solver, config=self.config, epochs=self.epochs,
                   idx_to_word=self.data["idx_to_word"])
         best, since = self._best_epoch()
-        if best is not None and since == 0 and getattr(self, "_best_at", None) != best["epoch"]:
+        if best is not None and since == 0 and self._best_at != best["epoch"]:
             save_checkpoint(os.path.join(self.out_dir, BEST_NAME), **kw)
             self._best_at = best["epoch"]
         save_checkpoint(self.checkpoint_path, **kw)
@@ -326,7 +334,7 @@ class Trainer:
         """Train to the end; returns a summary dict. Raises TrainingInterrupted on Ctrl-C,
         TrainingDivergedError when the loss explodes, rundir.RunDirError when another run holds
         the directory."""
-        if not hasattr(self, "solver"):
+        if self.solver is None:
             self.setup()
         if self.comm is not None:  # rank 0's paths (a default --out is named by the clock)
             self.out_dir, self.checkpoint_path = self.comm.bcast(
@@ -466,7 +474,7 @@ class Trainer:
     def finish(self, wall, steps, step_time):
         s = self.solver
         self._check_divergence(final=True)
-        if getattr(self, "_saved_at", None) != (s.iteration, len(self.epochs)):
+        if self._saved_at != (s.iteration, len(self.epochs)):
             self.save()
         if not self.root:
             return {"out_dir": self.out_dir, "metrics": None, "seconds": wall}

@@ -37,7 +37,6 @@ Shapes: N batch, T time, D input, H hidden, V vocabulary, W word vector,
 M = N*T flattened rows. LSTM gates are packed i, f, o, g along the 4H axis.
 """
 import math
-import os
 import sys
 
 import numba
@@ -56,7 +55,9 @@ def _cache_enabled():
     # bounds-checked run must compile afresh.
     if numba.config.BOUNDSCHECK:
         return False
-    return os.environ.get(CACHE_ENV_VAR, "1").strip().lower() not in ("0", "false", "no", "off")
+    from .. import _env
+
+    return _env.read(CACHE_ENV_VAR)
 
 
 CACHE = _cache_enabled()

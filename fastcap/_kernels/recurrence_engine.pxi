@@ -58,7 +58,9 @@ _CELLS = _types.SimpleNamespace(
     rnn_cell_forward=rnn_cell_forward, rnn_cell_backward=rnn_cell_backward,
     lstm_cell_forward=lstm_cell_forward, lstm_cell_backward=lstm_cell_backward)
 
-cdef bint _engine_on = os.environ.get("FASTCAP_ENGINE", "on").strip().lower() not in ("0", "off", "no", "false")
+from fastcap import _env
+
+cdef bint _engine_on = _env.read("FASTCAP_ENGINE")  # checked when fastcap was imported
 
 
 def engine_on():

@@ -17,6 +17,7 @@ unchanged. Decoding stops when every kept hypothesis has finished or after
 """
 import numpy as np
 
+from . import _threads
 from ._validate import count
 
 __all__ = ["beam_search"]
@@ -30,6 +31,7 @@ def _log_softmax(scores):
     return s
 
 
+@_threads.routed  # one install of the BLAS routing for the whole search
 def beam_search(model, features, beam_size=3, max_length=30):
     """Captions of ``features`` (N, D) by beam search; int32 (N, max_length).
 

@@ -9,7 +9,7 @@ input projection run per distinct word of the batch (``word_projection``).
 """
 import numpy as np
 
-from .. import _backend, _sequence, _validate
+from .. import _backend, _sequence, _threads, _validate
 from .._sequence import CELLS
 from .._validate import Dims, FLOAT_DTYPES, as_float, as_indices
 
@@ -89,6 +89,7 @@ class CaptioningRNN:
                              f"input_dim), got shape {features.shape}")
         return features
 
+    @_threads.routed  # one install of the BLAS routing for the whole step, not one per product
     def loss(self, features, captions, grads=True):
         """Training loss and gradients.
 
@@ -195,6 +196,7 @@ class CaptioningRNN:
         scores += state.params["b_vocab"]
         return scores, state
 
+    @_threads.routed
     def sample(self, features, max_length=30):
         """Greedy test-time captions.
 

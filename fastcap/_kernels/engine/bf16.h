@@ -18,6 +18,7 @@
 #ifndef FASTCAP_ENGINE_BF16_H
 #define FASTCAP_ENGINE_BF16_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -64,6 +65,13 @@ static inline void vh_store_n(uint16_t *p, vf v, int n)
 {
     vh h = __builtin_convertvector(vu_bf16_bits(v), vh);
     memcpy(p, &h, (size_t)(n < FC_VW ? n : FC_VW) * 2);
+}
+
+/* The pair (p[0], p[step]) rounded to bf16, the second 0 when k + 1 = K (k: p's index
+ * along the paired dimension, K its length). */
+static inline uint32_t fc_bf16_pair(const float *p, ptrdiff_t step, int k, int K)
+{
+    return (uint32_t)fc_bf16(p[0]) | (k + 1 < K ? (uint32_t)fc_bf16(p[step]) << 16 : 0u);
 }
 
 /* n contiguous floats -> ceil(n/2) bf16 pairs (the last one's high half 0 when n is odd). */

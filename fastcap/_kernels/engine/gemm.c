@@ -32,10 +32,7 @@ typedef struct {
  * each k reads 16 neighbouring floats. */
 static inline uint32_t a_pair(const gemm_job *g, int m, int k)
 {
-    const float *a = g->A + (ptrdiff_t)m * g->ars + (ptrdiff_t)k * g->acs;
-    uint32_t lo = fc_bf16(a[0]);
-    uint32_t hi = k + 1 < g->B->K ? fc_bf16(a[g->acs]) : 0;
-    return lo | hi << 16;
+    return fc_bf16_pair(g->A + (ptrdiff_t)m * g->ars + (ptrdiff_t)k * g->acs, g->acs, k, g->B->K);
 }
 
 static void round_rows(const gemm_job *g, int m0, int m1)

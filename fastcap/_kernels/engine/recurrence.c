@@ -50,10 +50,8 @@ typedef struct {
  * along a column (a transposed source). */
 static inline uint32_t bf16_pair(const pack_job *job, int k, int col)
 {
-    const float *src = job->W + (ptrdiff_t)col * job->cs + (ptrdiff_t)k * job->rs;
-    uint32_t lo = fc_bf16(src[0]);
-    uint32_t hi = k + 1 < job->out->K ? fc_bf16(src[job->rs]) : 0;
-    return lo | hi << 16;
+    return fc_bf16_pair(job->W + (ptrdiff_t)col * job->cs + (ptrdiff_t)k * job->rs, job->rs, k,
+                        job->out->K);
 }
 
 static void pack_bf16_panel(const pack_job *job, int p)

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 import fastcap
 from fastcap import _backend, checkpoint_schema, optim
+from fastcap._install import DISTRIBUTION
 from fastcap.checkpoint import CheckpointError, load_checkpoint
 from fastcap.cli import build_parser
 from fastcap.model_config import MODEL_KEYS, ModelConfig
@@ -87,7 +88,7 @@ def test_lists_are_read_from_their_one_declaration():
     assert actions["update_rule"].choices == optim.UPDATE_RULES
     assert all(callable(getattr(optim, r)) for r in optim.UPDATE_RULES)
     assert set(actions["backend"].choices) == set(_backend.VALID_NAMES)
-    assert fastcap.__version__ == importlib.metadata.version("fastcap")
+    assert fastcap.__version__ == importlib.metadata.version(DISTRIBUTION)  # the installed distribution
 
 
 def test_model_config_describes_validates_and_builds():

@@ -164,7 +164,10 @@ def test_sigterm_saves_the_last_completed_iteration(backend, tmp_path):
             if len(printed) == 9:  # mid-epoch 2 (6 iterations per epoch)
                 proc.send_signal(signal.SIGTERM)
                 break
-        rest, stderr = proc.communicate(timeout=60)
+        # read(), not communicate(): communicate reads the pipe itself and loses the lines
+        # the iteration above had already buffered (the run may be ahead of the reader)
+        rest, stderr = proc.stdout.read(), proc.stderr.read()
+        proc.wait(timeout=60)
     finally:
         watchdog.cancel()
         if proc.poll() is None:

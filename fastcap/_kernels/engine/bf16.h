@@ -40,14 +40,6 @@ static inline uint16_t fc_bf16(float x) /* round to nearest even */
     return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
 }
 
-static inline float fc_bf16_to_float(uint16_t b)
-{
-    uint32_t u = (uint32_t)b << 16;
-    float x;
-    memcpy(&x, &u, 4);
-    return x;
-}
-
 typedef uint32_t vu __attribute__((vector_size(FC_VW * 4))); /* FC_VW bf16 pairs */
 
 /* v rounded to bf16 (fc_bf16 lane by lane), in the low 16 bits of each lane. */

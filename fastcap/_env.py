@@ -97,6 +97,7 @@ VARS = {v.name: v for v in (
     Var("FASTCAP_PRECISION", _choice(_precisions), lambda: f"one of {', '.join(_precisions())}",
         "float32"),
     Var("FASTCAP_ENGINE", _switch, SWITCH, True),
+    Var("FASTCAP_AMX", _switch, SWITCH, True),
     Var("FASTCAP_BLAS_POOL", _switch, SWITCH, True),
     Var("FASTCAP_NUMBA_CACHE", _switch, SWITCH, True),
     Var("FASTCAP_DEBUG", _switch, SWITCH, False),

@@ -105,9 +105,12 @@ def describe(backend=None):
             return "bfloat16 (emulated: the NumPy reference; this CPU has no bf16 units)"
         return "bfloat16 asked for; float32 runs (this CPU has no bf16 units: no avx512_bf16)"
     if backend == "cython":
-        isa = _backend.load("cython").module.ENGINE_INFO
-        how = "vdpbf16ps" if isa.get("bf16_native") else "two FMAs per pair, not vdpbf16ps"
-        return f"bfloat16 (compiled engine and GEMM, {how})"
+        module = _backend.load("cython").module
+        how = "vdpbf16ps" if module.ENGINE_INFO.get("bf16_native") else "two FMAs per pair, not vdpbf16ps"
+        mode, why_not = module.amx_decide()
+        amx = {"tiles": "AMX tiles for products of 16 rows or more",
+               "emulated": "emulated AMX tiles (tests)"}.get(mode, f"no AMX: {why_not}")
+        return f"bfloat16 (compiled engine and GEMM, {how}; {amx})"
     return f"bfloat16 (emulated with NumPy BLAS on the {backend} backend)"
 
 

@@ -283,6 +283,92 @@ def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedMatrix
     return packed
 
 
+# --- AMX: the bf16 GEMM on tiles (engine/amx.h) ---------------------------
+cdef extern from "engine/amx.h" nogil:
+    int fc_amx_enable()
+    int fc_amx_mode()
+    int fc_amx_set_mode(int mode)
+
+# Modes of fc_gemm_bf16: off (vector tiles), tiles (the CPU's AMX), emulated
+# (the same tile program on emulated tiles: tests, on any CPU).
+AMX_MODES = ("off", "tiles", "emulated")
+# Why fc_amx_enable() said no, by its return code.
+_AMX_REFUSALS = {1: "the CPU has no amx_bf16", 2: "the OS does not save the AMX tile state (XCR0)",
+                 3: "the OS refused the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)",
+                 4: "this build has no AMX code (only the avx512bf16 build has)"}
+_amx_decided = False
+_amx_why_not = "not asked yet (the first bf16 product asks)"
+
+
+def amx_status():
+    """(mode, why AMX tiles are not used or None): the path of the bf16 GEMM's larger products."""
+    return AMX_MODES[fc_amx_mode()], (None if fc_amx_mode() == 1 else _amx_why_not)
+
+
+def amx_decide():
+    """amx_status() after deciding, if not yet, as the first bf16 product would (it may ask
+    the OS for the tile state): for reports, in the bfloat16 mode only."""
+    if not _amx_decided:
+        _amx_auto()
+    return amx_status()
+
+
+def amx_use(str mode):
+    """Set the bf16 GEMM's tiles ('off', 'tiles' or 'emulated'); returns the previous mode.
+    'tiles' needs an AMX CPU whose OS grants the tile state; for tests and benchmarks."""
+    global _amx_decided
+    if mode not in AMX_MODES:
+        raise ValueError(f"amx_use: mode must be one of {', '.join(AMX_MODES)}, got {mode!r}")
+    previous = AMX_MODES[fc_amx_mode()]
+    if fc_amx_set_mode(AMX_MODES.index(mode)) != 0:
+        why = _AMX_REFUSALS.get(fc_amx_enable(), "") if mode == "tiles" else "this build's panels are too narrow"
+        raise RuntimeError(f"amx_use: cannot use mode {mode!r}: {why}")
+    _amx_decided = True
+    return previous
+
+
+cdef _amx_auto():
+    """Decide once, at the first bf16 product, whether it runs on AMX tiles: ask the OS
+    for the tile state then (it changes the process, so never at import)."""
+    global _amx_decided, _amx_why_not
+    _amx_decided = True
+    if not _env.read("FASTCAP_AMX"):
+        _amx_why_not = "FASTCAP_AMX=off"
+        return
+    _amx_decide(fc_amx_enable(), "tiles")
+
+
+def _amx_decide(int code, str candidate):
+    """Use the tiles `candidate` if fc_amx_enable() answered `code` = 0 and they pass a
+    check against the vector tiles on a small product (edges of rows, columns and k
+    included); else keep the vector tiles, saying why (a warning where the CPU has AMX
+    but the OS or the check refused it). Tests call it with the emulated tiles."""
+    global _amx_why_not
+    import warnings
+    fc_amx_set_mode(0)
+    if code != 0:
+        _amx_why_not = _AMX_REFUSALS.get(code, f"fc_amx_enable() = {code}")
+        if code == 3:
+            warnings.warn(f"fastcap: {_amx_why_not}; bf16 products run on vdpbf16ps instead",
+                          RuntimeWarning, stacklevel=4)
+        return
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((40, 70), dtype=np.float32)
+    b = pack_bf16(rng.standard_normal((70, 50), dtype=np.float32))
+    want, got = np.empty((40, 50), np.float32), np.empty((40, 50), np.float32)
+    _gemm_bf16(a, b, want)
+    if fc_amx_set_mode(AMX_MODES.index(candidate)) == 0:
+        _gemm_bf16(a, b, got)
+        # the same exact products summed in another order: float32 rounding apart
+        if np.abs(got - want).max() <= 1e-5 * float(np.abs(a).max()) * 70 * 5:
+            _amx_why_not = None
+            return
+    fc_amx_set_mode(0)
+    _amx_why_not = f"the {candidate} AMX tiles failed fastcap's check against the vector tiles"
+    warnings.warn(f"fastcap: {_amx_why_not}; bf16 products run on vdpbf16ps instead",
+                  RuntimeWarning, stacklevel=4)
+
+
 def matmul_bf16(a,  # IN (M, K) float32, any strides
                 b,  # IN (K, N) float32, any strides, or pack_bf16(b)
                 out):  # OUT (M, N) float32 C-contiguous: bf16(a) @ bf16(b), float32 sums
@@ -299,6 +385,14 @@ def matmul_bf16(a,  # IN (M, K) float32, any strides
     if K == 0:
         out[...] = 0
         return
+    if not _amx_decided:
+        _amx_auto()
+    _gemm_bf16(a_, bp, o_)
+
+
+cdef _gemm_bf16(const float[:, :] a_, PackedMatrix bp, float[:, ::1] o_):
+    """o_ = bf16(a_) @ bp, shapes checked by the caller (M, K, N >= 1)."""
+    cdef Py_ssize_t M = a_.shape[0], K = a_.shape[1], N = o_.shape[1], ars, acs
     ars, acs = _strides(a_, "matmul_bf16: a")
     cdef int rc, nth = _engine_threads
     with nogil:

@@ -7,10 +7,15 @@
  * so each keeps a panel in L2 while its row tiles stream past; every element
  * of C is one thread's sum in k order, so results do not depend on the
  * thread count.
+ *
+ * Where the CPU has AMX and the OS granted the tile state (amx.h, amx.c),
+ * products of at least 16 rows run on the tile program of gemm_amx.h instead
+ * of the vector tiles; A is then padded to whole tiles.
  */
 #include <stdlib.h>
 #include <string.h>
 
+#include "amx.h"
 #include "pool.h"
 #include "recurrence.h"
 #include "tiles.h"
@@ -21,7 +26,8 @@ typedef struct {
     const float *A;
     ptrdiff_t ars, acs;
     int M, Kp;
-    uint32_t *Ab; /* (M, Kp) pairs */
+    uint32_t *Ab; /* (Mpad, lda) pairs: rows [M, Mpad) and pairs [Kp, lda) are 0 */
+    int lda, Mpad, amx; /* amx: FC_AMX_*; without it lda = Kp, Mpad = M */
     const fc_packed *B;
     float *C;
     ptrdiff_t ldc;
@@ -38,7 +44,7 @@ static inline uint32_t a_pair(const gemm_job *g, int m, int k)
 static void round_rows(const gemm_job *g, int m0, int m1)
 {
     if (g->acs == 1) {
-        for (int m = m0; m < m1; m++) fc_bf16_pairs(g->A + (ptrdiff_t)m * g->ars, g->B->K, g->Ab + (ptrdiff_t)m * g->Kp);
+        for (int m = m0; m < m1; m++) fc_bf16_pairs(g->A + (ptrdiff_t)m * g->ars, g->B->K, g->Ab + (ptrdiff_t)m * g->lda);
         return;
     }
     if (g->ars == 1) { /* A = X.T: FC_VW rows of A are neighbours in each row k of X */
@@ -50,7 +56,7 @@ static void round_rows(const gemm_job *g, int m0, int m1)
                 vu lo = vu_bf16_bits(vf_load(x));
                 vu hi = 2 * kp + 1 < K ? vu_bf16_bits(vf_load(x + g->acs)) : (vu){0};
                 vu pair = lo | hi << 16;
-                for (int m = 0; m < FC_VW; m++) g->Ab[(ptrdiff_t)(mb + m) * g->Kp + kp] = pair[m];
+                for (int m = 0; m < FC_VW; m++) g->Ab[(ptrdiff_t)(mb + m) * g->lda + kp] = pair[m];
             }
         }
         m0 = mb;
@@ -58,9 +64,31 @@ static void round_rows(const gemm_job *g, int m0, int m1)
     for (int mb = m0; mb < m1; mb += 16) {
         const int me = mb + 16 < m1 ? mb + 16 : m1;
         for (int kp = 0; kp < g->Kp; kp++)
-            for (int m = mb; m < me; m++) g->Ab[(ptrdiff_t)m * g->Kp + kp] = a_pair(g, m, 2 * kp);
+            for (int m = mb; m < me; m++) g->Ab[(ptrdiff_t)m * g->lda + kp] = a_pair(g, m, 2 * kp);
     }
 }
+
+/* The AMX tile program, once on the emulated tiles (every build whose panels
+ * hold whole 32-column tile pairs) and once on the CPU's (the avx512bf16 build). */
+#define FC_AMX_EMULABLE (FC_PW % 32 == 0)
+#if FC_AMX_EMULABLE
+#define AMX(op) amx_em_##op
+#define AMX_FN(name) name##_em
+#define AMX_ATTR
+#include "gemm_amx.h"
+#undef AMX
+#undef AMX_FN
+#undef AMX_ATTR
+#endif
+#if FC_AMX_HW
+#define AMX(op) amx_hw_##op
+#define AMX_FN(name) name##_hw
+#define AMX_ATTR FC_AMX_TARGET
+#include "gemm_amx.h"
+#undef AMX
+#undef AMX_FN
+#undef AMX_ATTR
+#endif
 
 static void gemm_task(void *ctx, int tid, int nth)
 {
@@ -70,7 +98,19 @@ static void gemm_task(void *ctx, int tid, int nth)
     FC_CHECK(g->Kp == (g->B->K + 1) / 2);
     round_rows(g, (int)((long)M * tid / nth), (int)((long)M * (tid + 1) / nth));
     fc_pool_barrier(nth);
-    /* 2. this thread's tasks */
+    /* 2. this thread's tasks, on AMX tiles or on the vector tiles */
+#if FC_AMX_HW
+    if (g->amx == FC_AMX_TILES) {
+        amx_tasks_hw(g, tid, nth);
+        return;
+    }
+#endif
+#if FC_AMX_EMULABLE
+    if (g->amx == FC_AMX_EMULATED) {
+        amx_tasks_em(g, tid, nth);
+        return;
+    }
+#endif
     const int nrb = (M + FC_RB - 1) / FC_RB, ntasks = g->B->npanels * nrb;
     const int t0 = (int)((long)ntasks * tid / nth), t1 = (int)((long)ntasks * (tid + 1) / nth);
     for (int task = t0; task < t1; task++) {
@@ -82,7 +122,7 @@ static void gemm_task(void *ctx, int tid, int nth)
     {                                                                                  \
         vf acc[FC_MR][4];                                                              \
         FC_CHECK((r) + (mr) <= M && c0 < N && (ptrdiff_t)p * Kp * FC_PW < (ptrdiff_t)g->B->npanels * Kp * FC_PW); \
-        tile_bf16(mr, g->Ab + (ptrdiff_t)(r) * Kp, Kp, panel, Kp, acc);                \
+        tile_bf16(mr, g->Ab + (ptrdiff_t)(r) * g->lda, g->lda, panel, Kp, acc);        \
         for (int m = 0; m < (mr); m++)                                                 \
             for (int v = 0; v < 4; v++) {                                              \
                 const int col = c0 + v * FC_VW, nu = lanes(N, col);                    \
@@ -99,9 +139,14 @@ int fc_gemm_bf16(const float *A, ptrdiff_t ars, ptrdiff_t acs, int M, const fc_p
 {
     const int Kp = Bp->krows;
     if (M <= 0 || Bp->H <= 0) return 0;
-    uint32_t *Ab = malloc((size_t)M * (size_t)(Kp ? Kp : 1) * sizeof(uint32_t));
+    /* Tiles pay for a product of at least one full tile of rows; below that (decoding
+     * a few captions) the vector tiles waste nothing. */
+    const int amx = M >= 16 && Kp > 0 ? fc_amx_mode() : FC_AMX_OFF;
+    const int lda = amx ? (Kp + 15) / 16 * 16 : Kp, Mpad = amx ? (M + 31) / 32 * 32 : M;
+    uint32_t *Ab = amx ? calloc((size_t)Mpad * (size_t)lda, sizeof(uint32_t))
+                       : malloc((size_t)M * (size_t)(Kp ? Kp : 1) * sizeof(uint32_t));
     if (!Ab) return -1;
-    gemm_job g = {A, ars, acs, M, Kp, Ab, Bp, C, ldc};
+    gemm_job g = {A, ars, acs, M, Kp, Ab, lda, Mpad, amx, Bp, C, ldc};
     fc_pool_run(gemm_task, &g, nthreads);
     free(Ab);
     return 0;

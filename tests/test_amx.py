@@ -1,0 +1,195 @@
+"""The bf16 GEMM on AMX tiles (fastcap/_kernels/engine/gemm_amx.h).
+
+No machine these tests run on is known to have AMX, so the tile program is
+checked through the engine's emulation of the tile instructions (amx.c): the
+same source, compiled against emulated tileloadd / tdpbf16ps / tilestored,
+so every address, stride, pad and the pair layout is exercised on any CPU
+whose build has 32-column panels (AVX2 and up). On a CPU with AMX the first
+bf16 product switches to the hardware tiles after checking them against the
+vector tiles; the tests here check that decision and its fallbacks.
+"""
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fastcap
+from fastcap import _backend
+from fastcap._kernels import bf16 as emulation
+from fastcap._kernels.cases import BF16_CASES, SHAPES
+from fastcap.environment import cpu_flags
+
+from conftest import ENV, require_backend
+from parity import assert_same, run, scaled_error
+
+REF = _backend.load("numpy")
+MATMUL_CASES = [case for case in BF16_CASES if case.startswith("matmul_bf16")]
+
+
+@pytest.fixture
+def cy():
+    """The Cython build in use, its bf16 GEMM on emulated AMX tiles for the test."""
+    require_backend("cython")
+    module = _backend.load("cython").module
+    try:
+        previous = module.amx_use("emulated")
+    except RuntimeError:
+        pytest.skip(f"{module.__name__}: panels of {module.ENGINE_INFO['vector_width'] * 4} "
+                    "columns hold no 32-column tile pair (the baseline build)")
+    try:
+        yield module
+    finally:
+        module.amx_use(previous)
+
+
+@pytest.mark.parametrize("case", MATMUL_CASES)
+@pytest.mark.parametrize("dims", SHAPES, ids=lambda d: "N{N}-T{T}-H{H}-V{V}".format(**d))
+def test_tile_program_matches_the_emulation_on_the_case_table(cy, case, dims):
+    row = BF16_CASES[case]
+    args = row.build(np.random.default_rng(11), np.float32, **dims)
+    want = run(REF, "matmul_bf16", args, row.written)
+    got = run(cy, "matmul_bf16", args, row.written)
+    assert_same(got, want, row.tol32, scaled_error, f"{case} on emulated AMX tiles")
+
+
+# (M, K, N): rows below, at and past whole tiles (16, 32), k with and without a
+# partial block of 16 pairs (the panel tail), odd K, columns ending inside a tile,
+# a tile pair and a panel, more than one panel.
+EDGES = [(16, 32, 16), (17, 33, 17), (31, 64, 33), (32, 2, 64), (33, 1, 65), (48, 31, 100),
+         (64, 257, 64), (100, 96, 129), (95, 512, 1004)]
+
+
+@pytest.mark.parametrize("M, K, N", EDGES)
+@pytest.mark.parametrize("view", ["plain", "a.T", "packed b"])
+def test_tile_program_edges(cy, M, K, N, view):
+    rng = np.random.default_rng(M * K + N)
+    a = rng.standard_normal((K, M) if view == "a.T" else (M, K), dtype=np.float32)
+    a = a.T if view == "a.T" else a
+    b = rng.standard_normal((K, N), dtype=np.float32)
+    want = np.empty((M, N), np.float32)
+    emulation.matmul_bf16(a, b, want)
+    got = np.full((M, N), np.nan, np.float32)  # every element must be written
+    cy.matmul_bf16(a, cy.pack_bf16(b) if view == "packed b" else b, got)
+    assert scaled_error(got, want) <= 1.5e-6, (M, K, N, view)
+    # the vector tiles sum the same exact products in another order: rounding apart
+    vector = np.empty((M, N), np.float32)
+    cy.amx_use("off")
+    cy.matmul_bf16(a, b, vector)
+    assert scaled_error(got, vector) <= 1.5e-6
+
+
+def test_tile_program_leaves_memory_around_c_alone(cy):
+    """C is rows 3..35 of a larger array: partial tiles store only their own rows and columns."""
+    rng = np.random.default_rng(5)
+    a, b = rng.standard_normal((33, 40), dtype=np.float32), rng.standard_normal((40, 20), dtype=np.float32)
+    whole = np.full((40, 20), 7.0, np.float32)
+    cy.matmul_bf16(a, b, whole[3:36])
+    assert (whole[:3] == 7).all() and (whole[36:] == 7).all()
+    want = np.empty((33, 20), np.float32)
+    emulation.matmul_bf16(a, b, want)
+    assert scaled_error(whole[3:36], want) <= 1.5e-6
+
+
+def test_tile_program_same_bits_for_any_thread_count(cy):
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((130, 300), dtype=np.float32), rng.standard_normal((300, 200), dtype=np.float32)
+    previous = fastcap.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            fastcap.set_num_threads(n)
+            out = np.empty((130, 200), np.float32)
+            cy.matmul_bf16(a, b, out)
+            results.append(out)
+    finally:
+        fastcap.set_num_threads(previous)
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])
+
+
+def test_products_below_a_tile_of_rows_keep_the_vector_tiles(cy):
+    """Decoding a few captions (M < 16 rows) would waste most of every tile: the vector tiles run."""
+    rng = np.random.default_rng(2)
+    b = cy.pack_bf16(rng.standard_normal((64, 50), dtype=np.float32))
+    for M in (1, 2, 15):
+        a = rng.standard_normal((M, 64), dtype=np.float32)
+        on, off = np.empty((M, 50), np.float32), np.empty((M, 50), np.float32)
+        cy.matmul_bf16(a, b, on)
+        cy.amx_use("off")
+        cy.matmul_bf16(a, b, off)
+        cy.amx_use("emulated")
+        np.testing.assert_array_equal(on, off)
+
+
+def test_model_trains_on_emulated_tiles(cy, monkeypatch):
+    """A bf16 training loss and its gradients through the tile program agree with the vector tiles."""
+    from fastcap import _precision
+    from fastcap.classifiers.rnn import CaptioningRNN
+
+    monkeypatch.setattr(_precision, "_emulate_anywhere", True)
+    rng = np.random.default_rng(0)
+    word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2, **{f"w{i}": i + 3 for i in range(37)}}
+    model = CaptioningRNN(word_to_idx, input_dim=24, wordvec_dim=16, hidden_dim=32, cell_type="lstm",
+                          dtype=np.float32)
+    features = rng.standard_normal((20, 24)).astype(np.float32)
+    captions = rng.integers(0, 40, (20, 9))
+    with fastcap.use_backend("cython"), fastcap.use_precision("bfloat16"):
+        tiles = model.loss(features, captions)
+        cy.amx_use("off")
+        vector = model.loss(features, captions)
+    assert abs(tiles[0] - vector[0]) <= 1e-5 * abs(vector[0])
+    for k in vector[1]:
+        assert scaled_error(tiles[1][k], vector[1][k]) <= 1e-4, k
+
+
+def test_amx_use_refuses_what_it_cannot_do():
+    require_backend("cython")
+    module = _backend.load("cython").module
+    with pytest.raises(ValueError, match="off, tiles, emulated"):
+        module.amx_use("fast")
+    if "amx_bf16" in cpu_flags():
+        return  # the hardware tiles may be granted here: nothing to refuse
+    before = module.amx_status()
+    with pytest.raises(RuntimeError, match="amx_bf16|no AMX code"):
+        module.amx_use("tiles")
+    assert module.amx_status()[0] == before[0]
+
+
+def test_decide_falls_back_and_says_why(cy):
+    """The paths a CPU with AMX can take, driven by fc_amx_enable's answer."""
+    with pytest.warns(RuntimeWarning, match="refused the tile state"):
+        cy._amx_decide(3, "emulated")  # the OS said no: warn, keep the vector tiles
+    assert cy.amx_status() == ("off", "the OS refused the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cy._amx_decide(1, "emulated")  # no AMX in the CPU: nothing to warn about
+    assert cy.amx_status() == ("off", "the CPU has no amx_bf16")
+    cy._amx_decide(0, "emulated")  # granted: the tiles pass the check and are used
+    assert cy.amx_status() == ("emulated", None)
+
+
+_STATUS = ("import fastcap, numpy as np; from fastcap import _backend; "
+           "m = _backend.load('cython').module; print(m.amx_status()[1]); "
+           "fastcap.set_precision('bfloat16'); fastcap.set_backend('cython'); "
+           "from fastcap import _sequence; _sequence.matmul(np.ones((20, 8), np.float32), np.ones((8, 4), np.float32)); "
+           "print(m.amx_status()[0]); print(m.amx_status()[1])")
+
+
+@pytest.mark.parametrize("switch", ["on", "off"])
+def test_asked_once_at_the_first_bf16_product_not_at_import(switch):
+    require_backend("cython")
+    env = dict(ENV, FASTCAP_AMX=switch)
+    out = subprocess.run([sys.executable, "-c", _STATUS], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    before, mode, why = out.stdout.strip().splitlines()
+    assert before.startswith("not asked yet")
+    if switch == "off":
+        assert (mode, why) == ("off", "FASTCAP_AMX=off")
+    elif "amx_bf16" not in cpu_flags() or "avx512_bf16" not in cpu_flags():
+        assert mode == "off" and ("amx_bf16" in why or "no AMX code" in why), why
+    else:  # an AMX CPU: granted and checked, or refused with a reason
+        assert (mode, why) == ("tiles", "None") or mode == "off" and why != "None"

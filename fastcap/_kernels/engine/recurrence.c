@@ -183,6 +183,12 @@ int fc_pack_matrix_bf16(fc_packed *out, const float *B, ptrdiff_t rs, ptrdiff_t 
     return pack(out, B, rs, cs, K, N, N, FC_PACK_PLAIN, 1, nthreads);
 }
 
+int fc_pack_matrix_f32(fc_packed *out, const float *B, int K, int N, int nthreads)
+{
+    /* float32 panels read B row by row, N floats apart (pack_task's float32 branch) */
+    return pack(out, B, N, 1, K, N, N, FC_PACK_PLAIN, 0, nthreads);
+}
+
 void fc_packed_free(fc_packed *p)
 {
     free(p->data);

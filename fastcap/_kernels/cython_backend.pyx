@@ -656,8 +656,9 @@ def adam_update(w,  # IN/OUT any shape: w -= alpha * m / (sqrt(v) + eps)
 
 
 # ----------------------------------------------------------------------------
-# recurrences: the compiled engine (float32) or the BLAS loop
+# recurrences and greedy decoding: the compiled engine (float32) or the BLAS loops
 
 include "recurrence_engine.pxi"
+include "decode_engine.pxi"
 
 BUILD_INFO["isa"] = "native" if FASTCAP_NATIVE_BUILD else ENGINE_INFO["isa"]

@@ -99,14 +99,17 @@ def greedy_decode(h0,  # IN (N, H) initial hidden state
     _array("table", table, 2, np.float32)
     _array("known", known, 1, np.bool_)
     _array("captions_out", captions_out, 2, np.int32)
-    N, L = captions_out.shape
-    V, W = W_embed.shape
+    # the packed weights give the dimensions (Whp: H and G), h0 the captions: the rest must fit
+    W, V = Wx.shape[0], Wv.shape[1]
+    N, L = h0.shape[0], captions_out.shape[1]
+    _check("Wxp", Wx.shape, (W, G))
+    _check("W_vocabp", Wv.shape, (H, V))
+    _check("W_embed", W_embed.shape, (V, W))
     _check("h0", h0.shape, (N, H))
+    _check("captions_out", captions_out.shape, (N, L))
     if lstm:
         _check("c0", _array("c0", c0, 2, np.float32).shape, (N, H))
-    _check("Wxp", Wx.shape, (W, G))
     _check("b", b.shape, (G,))
-    _check("W_vocabp", Wv.shape, (H, V))
     _check("b_vocab", b_vocab.shape, (V,))
     _check("table", table.shape, (V, G))
     _check("known", known.shape, (V,))

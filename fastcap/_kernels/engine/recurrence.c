@@ -288,12 +288,16 @@ FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm, int bf)
 static void lstm_forward_task(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 1, 0); }
 static void lstm_forward_task_bf16(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 1, 1); }
 
-/* The bf16 copy of h0 (rows 0..N-1 of ab), before the loop reads it. */
+/* The bf16 copy of h0 (rows 0..N-1 of ab), before the loop reads it: a vector of units
+ * at a time (fc_bf16's rounding, lane by lane), as decoding calls this at every word. */
 static void h0_to_bf16(const job *j)
 {
     const int H = j->W->H;
     for (int r = 0; r < j->N; r++)
-        for (int u = 0; u < H; u++) j->ab[(ptrdiff_t)r * j->ldb + u] = fc_bf16(j->h0[(ptrdiff_t)r * H + u]);
+        for (int u = 0; u < H; u += FC_VW) {
+            const int nu = lanes(H, u);
+            vh_store_n(j->ab + (ptrdiff_t)r * j->ldb + u, vf_load_n(j->h0 + (ptrdiff_t)r * H + u, nu), nu);
+        }
 }
 
 void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,

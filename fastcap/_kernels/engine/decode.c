@@ -2,9 +2,10 @@
  *
  * Per step (n captions still running): the table rows of words fed for the first time
  * (one product for all of them), the n rows of xw gathered from the table, one
- * recurrent step on the engine (T = 1), the scores h @ W_vocab (n, V), then on the
- * calling thread the argmax of every row and the removal of the captions that ended
- * (their rows of h and c move up, in order, as the reference's state.select(keep)).
+ * recurrent step on the engine (T = 1), the scores h @ W_vocab (n, V), the argmax of
+ * every row (rows split over the threads when there are many), then on the calling
+ * thread the removal of the captions that ended (their rows of h and c move up, in
+ * order, as the reference's state.select(keep)).
  * The products and the recurrent step run on the engine's pool, whose workers spin
  * between the step's tasks instead of sleeping, so a step costs its arithmetic and a
  * few wake-ups, not a Python round trip per operation.
@@ -126,6 +127,26 @@ static ptrdiff_t argmax(const float *s, const float *b, int V)
     return best;
 }
 
+/* Below this many scores, the argmax runs on the calling thread (a pool task costs
+ * microseconds); above, rows are split over the threads (a row is one thread's). The
+ * parity case at N = 17, V = 1004 takes the threaded path. */
+#define ARGMAX_GRAIN 16384
+
+typedef struct {
+    const fc_decode *d;
+    work *w;
+    int n;
+} argmax_job;
+
+/* words[r] = the argmax of row r, for this thread's rows of the n running. */
+static void argmax_task(void *ctx, int tid, int nth)
+{
+    const argmax_job *a = ctx;
+    const int V = a->d->V;
+    const int r0 = (int)((long)a->n * tid / nth), r1 = (int)((long)a->n * (tid + 1) / nth);
+    for (int r = r0; r < r1; r++) a->w->words[r] = argmax(a->w->scores + (ptrdiff_t)r * V, a->d->b_vocab, V);
+}
+
 int fc_greedy_decode(const fc_decode *d, int nthreads)
 {
     const int N = d->N, L = d->L, H = d->H, V = d->V;
@@ -152,10 +173,13 @@ int fc_greedy_decode(const fc_decode *d, int nthreads)
             fc_rnn_forward(w.xw, w.h[cur], d->Wh, off, 1, n, w.h[1 - cur], w.ab, nthreads);
         cur = 1 - cur;
         if ((rc = product(w.h[cur], H, n, d->Wv, w.scores, nthreads))) break;
+        argmax_job aj = {d, &w, n};
+        if ((ptrdiff_t)n * V >= ARGMAX_GRAIN) fc_pool_run(argmax_task, &aj, nthreads);
+        else argmax_task(&aj, 0, 1);
         int kept = 0;
         for (int r = 0; r < n; r++) {
-            const ptrdiff_t word = argmax(w.scores + (ptrdiff_t)r * V, d->b_vocab, V);
-            FC_CHECK(w.alive[r] >= 0 && w.alive[r] < N);
+            const ptrdiff_t word = w.words[r];
+            FC_CHECK(word >= 0 && word < V && w.alive[r] >= 0 && w.alive[r] < N);
             d->captions[w.alive[r] * L + t] = (int32_t)word;
             if (word == d->end) continue; /* this caption ended: its row leaves the batch */
             if (kept != r) {

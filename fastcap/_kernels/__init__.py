@@ -10,6 +10,10 @@ once, for every backend, the matrix products (BLAS), the reshaping and the row
 gathers (NumPy indexing: the embedding lookup and the per-word projection
 table, as fast as a compiled loop; see ``fastcap._sequence``); they call these
 kernels for the recurrences and the elementwise and scatter work in between.
+One kernel is a whole loop, products included: ``greedy_decode`` (the model's
+greedy decoding), so that the Cython backend runs every step in C instead of
+returning to Python per operation; its definition is the reference loop in
+``fastcap/_kernels/greedy.py``, which the other backends run over their kernels.
 Kernels therefore trust their inputs:
 
 * float arrays all share one dtype, float32 or float64;

@@ -29,6 +29,10 @@ Design
 * GEMMs are not kernels: the shared orchestration runs them in NumPy/BLAS,
   as fast as calling BLAS from inside Numba, which would additionally need
   SciPy at run time.
+* Greedy decoding (``greedy_decode``) is the reference loop of
+  ``fastcap/_kernels/greedy.py`` over this module's kernels, as the NumPy
+  backend runs it: a step is three BLAS products, the recurrence's cell and an
+  argmax, and a compiled loop would need BLAS from Numba (SciPy) for the products.
 * Kernels are serial: Numba threads between the GEMMs of a recurrent step
   would compete with OpenBLAS's own threads on a small machine, so Numba's
   thread pool is never started (``fastcap._threads`` sets the BLAS threads).

@@ -266,7 +266,18 @@ FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm, int bf)
         const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
         const uint32_t *A2 = bf ? (const uint32_t *)(j->ab + (t == 0 ? 0 : j->N + j->off[t - 1]) * j->ldb)
                                 : NULL;
-        for (int p = p0; p < p1; p++) {
+        int p = p0;
+        if (bf && n == 1) /* one row (decoding): two panels per tile, the same sums */
+            for (; p + 1 < p1; p += 2) {
+                const uint32_t *q = (const uint32_t *)(j->W->data + (ptrdiff_t)p * KR * FC_PW);
+                vf acc[2][4];
+                tile_bf16_row2(A2, q, q + (ptrdiff_t)KR * FC_PW, KR, acc);
+                for (int i = 0; i < 2; i++) {
+                    if (lstm) lstm_fwd_row(j, t, 0, (p + i) * FC_VW, acc[i]);
+                    else rnn_fwd_row(j, t, 0, (p + i) * FC_PW, acc[i]);
+                }
+            }
+        for (; p < p1; p++) {
             const float *panel = j->W->data + (ptrdiff_t)p * KR * FC_PW;
 #define BODY(mr, r)                                                                   \
     {                                                                                 \

@@ -18,6 +18,10 @@
 #include "pool.h"
 #include "tiles.h"
 
+/* Up to this many rows, bf16 products run as fc_gemv_bf16 (8 dot-product chains per row)
+ * rather than fc_gemm_bf16 (whose tiles of FC_MR rows are faster from here on). */
+#define GEMV_ROWS 2
+
 typedef struct {
     float *h[2], *c[2]; /* (N, H) state before / after the step, swapped every step */
     float *xw;          /* (N, G) the fed words' input projections */
@@ -28,6 +32,7 @@ typedef struct {
     ptrdiff_t *alive;   /* (N,) caption of every running row */
     ptrdiff_t *fresh;   /* (N,) words fed for the first time this step */
     uint16_t *ab;       /* (2N, H rounded up to even) the bf16 recurrence's A rows, zeroed */
+    uint32_t *pairs;    /* (GEMV_ROWS, max(H, W) / 2 + 1) bf16 pairs of fc_gemv_bf16's rows */
 } work;
 
 static void *alloc(size_t count, size_t size) { return calloc(count ? count : 1, size); }
@@ -46,6 +51,7 @@ static void free_work(work *w)
     free(w->alive);
     free(w->fresh);
     free(w->ab);
+    free(w->pairs);
 }
 
 static int alloc_work(const fc_decode *d, work *w)
@@ -64,16 +70,18 @@ static int alloc_work(const fc_decode *d, work *w)
     w->alive = alloc(N, sizeof(ptrdiff_t));
     w->fresh = alloc(N, sizeof(ptrdiff_t));
     w->ab = d->Wh->bf16 ? alloc(2 * N * ((H + 1) / 2 * 2), sizeof(uint16_t)) : NULL;
+    w->pairs = alloc(GEMV_ROWS * ((H > (size_t)d->W ? H : (size_t)d->W) / 2 + 1), sizeof(uint32_t));
     int ok = w->h[0] && w->h[1] && w->c[0] && w->c[1] && w->xw && w->ifog && w->scores && w->x
-             && w->words && w->alive && w->fresh && (w->ab || !d->Wh->bf16);
+             && w->words && w->alive && w->fresh && w->pairs && (w->ab || !d->Wh->bf16);
     if (!ok) free_work(w);
     return ok ? 0 : -1;
 }
 
 /* C (M, cols of B) = A (M, K) @ B in the precision B was packed in. */
-static int product(const float *A, int K, int M, const fc_packed *B, float *C, int nth)
+static int product(const float *A, int K, int M, const fc_packed *B, float *C, work *w, int nth)
 {
     FC_CHECK(B->K == K);
+    if (B->bf16 && M <= GEMV_ROWS) return fc_gemv_bf16(A, K, M, B, C, B->H, w->pairs, nth);
     if (B->bf16) return fc_gemm_bf16(A, K, 1, M, B, C, B->H, nth);
     return fc_gemm_f32(A, K, M, B, C, B->H, nth);
 }
@@ -96,7 +104,7 @@ static int inputs(const fc_decode *d, work *w, int n, int nth)
     if (u) {
         for (int i = 0; i < u; i++)
             memcpy(w->x + (ptrdiff_t)i * W, d->W_embed + w->fresh[i] * W, (size_t)W * sizeof(float));
-        if (product(w->x, W, u, d->Wx, w->ifog, nth)) return -1;
+        if (product(w->x, W, u, d->Wx, w->ifog, w, nth)) return -1;
         for (int i = 0; i < u; i++) {
             float *row = d->table + w->fresh[i] * G;
             const float *p = w->ifog + (ptrdiff_t)i * G;
@@ -172,7 +180,7 @@ int fc_greedy_decode(const fc_decode *d, int nthreads)
         else
             fc_rnn_forward(w.xw, w.h[cur], d->Wh, off, 1, n, w.h[1 - cur], w.ab, nthreads);
         cur = 1 - cur;
-        if ((rc = product(w.h[cur], H, n, d->Wv, w.scores, nthreads))) break;
+        if ((rc = product(w.h[cur], H, n, d->Wv, w.scores, &w, nthreads))) break;
         argmax_job aj = {d, &w, n};
         if ((ptrdiff_t)n * V >= ARGMAX_GRAIN) fc_pool_run(argmax_task, &aj, nthreads);
         else argmax_task(&aj, 0, 1);

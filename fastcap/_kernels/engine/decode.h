@@ -51,4 +51,10 @@ int fc_greedy_decode(const fc_decode *d, int nthreads);
 int fc_gemm_f32(const float *A, ptrdiff_t lda, int M, const fc_packed *Bp, float *C,
                 ptrdiff_t ldc, int nthreads);
 
+/* C (M, N) = bf16(A) @ B for a few rows M (decoding at small batches): A rows lda apart, B
+ * from fc_pack_matrix_bf16, C rows ldc apart, Ab an (M, B->krows) scratch for A's bf16
+ * pairs. The bits of fc_gemm_bf16's tiles (gemv_bf16.c); always 0. */
+int fc_gemv_bf16(const float *A, ptrdiff_t lda, int M, const fc_packed *Bp, float *C,
+                 ptrdiff_t ldc, uint32_t *Ab, int nthreads);
+
 #endif

@@ -46,7 +46,8 @@ ISA_FLAGS = {isa: flags for isa, (_, _, flags) in _BUILDS.items()}
 # The recurrent engine (C), compiled into every build of the Cython backend.
 ENGINE_DIR = "fastcap/_kernels/engine"
 ENGINE_SOURCES = [f"{ENGINE_DIR}/pool.c", f"{ENGINE_DIR}/recurrence.c", f"{ENGINE_DIR}/gemm.c",
-                  f"{ENGINE_DIR}/amx.c"]
+                  f"{ENGINE_DIR}/amx.c", f"{ENGINE_DIR}/gemm_f32.c", f"{ENGINE_DIR}/gemv_bf16.c",
+                  f"{ENGINE_DIR}/decode.c"]
 
 
 # The build switches are declared with every FASTCAP_* variable in fastcap/_env.py

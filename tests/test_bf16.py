@@ -148,6 +148,34 @@ def test_same_bits_for_any_thread_count(bf16_anywhere):
         np.testing.assert_array_equal(results[i + 1], results[1])
 
 
+@pytest.mark.parametrize("gates", [1, 4])
+def test_one_row_step_has_the_bits_of_a_row_of_many(gates):
+    """A bf16 recurrent step of one row (decoding at batch 1) runs two panels per tile
+    (tiles.h tile_bf16_row2); each element is still the sum of the many-row tiles, in the
+    same order: the same bits as that row in a batch of 7."""
+    require_backend("cython")
+    k = _backend.load("cython")
+    rng = np.random.default_rng(4)
+    N, H = 7, 150  # an odd number of panels (3 or 10 split over 2 threads): some run single
+    Wh = k.recurrent_pack((rng.standard_normal((H, gates * H)) / 7).astype(np.float32), gates, False, True)
+    xw = rng.standard_normal((N, gates * H)).astype(np.float32)
+    h0, c0 = rng.standard_normal((2, N, H)).astype(np.float32)
+
+    def step(rows):
+        n = len(rows)
+        h = np.empty((n, H), np.float32)
+        if gates == 1:
+            k.rnn_recurrence_forward(xw[rows], h0[rows], Wh, np.array([n]), h)
+        else:
+            k.lstm_recurrence_forward(xw[rows], h0[rows], c0[rows], Wh, np.array([n]),
+                                      np.empty((n, 4 * H), np.float32), np.empty((n, H), np.float32), h)
+        return h
+
+    many = step(np.arange(N))
+    for r in range(N):
+        np.testing.assert_array_equal(step([r])[0], many[r])
+
+
 def test_decoding_runs_bf16_products(backend, bf16_anywhere, monkeypatch):
     """Greedy decoding's products are bf16 in the mode: its scores match the
     emulation's, and differ from float32's."""

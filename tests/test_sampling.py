@@ -10,10 +10,13 @@ argmax, at batch sizes on both sides of that switch.
 import numpy as np
 import pytest
 
-from fastcap import CaptioningRNN
+import fastcap
+from fastcap import CaptioningRNN, _backend, _precision
 from fastcap import rnn_layers as L
 from fastcap.classifiers import rnn as rnn_model
 from fastcap.model_config import CELL_TYPES
+
+from conftest import require_backend
 
 WORDS = ["<NULL>", "<START>", "<END>", "<UNK>"] + [f"w{i}" for i in range(26)]
 NULL, START, END = 0, 1, 2
@@ -96,3 +99,128 @@ def test_sample_short_lengths(backend, max_length):
     features = np.random.default_rng(2).standard_normal((4, D))
     got = model.sample(features, max_length=max_length)
     np.testing.assert_array_equal(got, reference_sample(model, features, max_length))
+
+
+# ----------------------------------------------------------------------------
+# the compiled decoding loop (the Cython backend's greedy_decode in float32 and
+# bfloat16) against the reference loop (fastcap/_kernels/greedy.py on the NumPy
+# backend), and its argument checks
+
+
+def float32_model(cell, end_bias, seed=3):
+    """A float32 model whose argmaxes are far from ties (so float32 and bf16 rounding
+    cannot flip one) and whose captions end at different steps (end_bias on <END>)."""
+    model = make_model(cell, seed=seed)
+    model.params["b_vocab"][END] += end_bias
+    model.params = {k: v.astype(np.float32) for k, v in model.params.items()}
+    model.dtype = np.dtype(np.float32)
+    return model
+
+
+@pytest.fixture(params=["float32", "bfloat16"])
+def precision(request, monkeypatch):
+    """Each precision in turn; bfloat16 runs the compiled bf16 kernels on any CPU."""
+    monkeypatch.setattr(_precision, "_emulate_anywhere", True)
+    with fastcap.use_precision(request.param):
+        yield request.param
+
+
+@pytest.mark.parametrize("cell", CELL_TYPES)
+@pytest.mark.parametrize("n", [1, 2, 5, 40])
+@pytest.mark.parametrize("max_length", [1, 16])
+def test_compiled_decoding_equals_the_reference(precision, cell, n, max_length):
+    require_backend("cython")
+    model = float32_model(cell, end_bias=1.5)
+    features = np.random.default_rng(n).standard_normal((n, D)).astype(np.float32)
+    with fastcap.use_backend("numpy"):
+        want = model.sample(features, max_length=max_length)
+    with fastcap.use_backend("cython"):
+        assert model.initial_hidden(features).greedy_operands()[1] is not None
+        got = model.sample(features, max_length=max_length)
+    np.testing.assert_array_equal(got, want)
+    if n == 40 and max_length == 16:  # captions really ended at different steps, and early
+        lengths = (got != NULL).sum(axis=1)
+        assert len(set(lengths)) >= 3 and lengths.min() < 8, lengths
+
+
+@pytest.mark.parametrize("cell", CELL_TYPES)
+def test_compiled_decoding_runs_the_engine(cell):
+    """The model hands the Cython backend engine-packed operands, so its greedy_decode runs
+    in C: the same captions as its own reference loop, run on the same kernels."""
+    require_backend("cython")
+    from fastcap._kernels import greedy
+
+    model = float32_model(cell, end_bias=1.0)
+    features = np.random.default_rng(9).standard_normal((7, D)).astype(np.float32)
+    with fastcap.use_backend("cython"):
+        cy = _backend.load("cython").module
+        state = model.initial_hidden(features)
+        Whp, Wxp, Wvp = state.greedy_operands()
+        assert isinstance(Whp, cy.PackedRecurrent) and isinstance(Wxp, cy.PackedMatrix)
+        got = model.sample(features, max_length=12)
+        # the reference loop takes W_vocab and Wx as they are (BLAS), Wh packed for the engine
+        P, c0 = model.params, state.c if state.lstm else None
+        table, known = np.empty_like(state._table[0]), np.zeros_like(state._table[1])
+        want = np.empty_like(got)
+        greedy.greedy_decode(cy._DECODE_KERNELS, state.h, c0, P["W_embed"], P["Wx"], P["b"], Whp,
+                             P["W_vocab"], P["b_vocab"], table, known, START, END, NULL, want)
+    np.testing.assert_array_equal(got, want)
+
+
+def _greedy_args(cell="lstm", N=3, L=5):
+    """Valid arguments of the Cython greedy_decode (float32, engine packs)."""
+    cy = _backend.load("cython")
+    model = float32_model(cell, end_bias=1.0)
+    with fastcap.use_backend("cython"):
+        state = model.initial_hidden(np.ones((N, D), np.float32))
+        Whp, Wxp, Wvp = state.greedy_operands()
+    P = model.params
+    args = dict(h0=state.h, c0=state.c if cell == "lstm" else None, W_embed=P["W_embed"], Wxp=Wxp,
+                b=P["b"], Whp=Whp, W_vocabp=Wvp, b_vocab=P["b_vocab"], table=state._table[0],
+                known=state._table[1], start=START, end=END, null=NULL,
+                captions_out=np.full((N, L), -5, np.int32))
+    return cy, args
+
+
+V_ = len(WORDS)
+BAD_GREEDY_ARGS = {
+    "h0": [lambda a: np.ones((3, H + 1), np.float32), lambda a: a["h0"].astype(np.float64),
+           lambda a: np.ones((3, 2 * H), np.float32)[:, ::2]],
+    "c0": [lambda a: np.ones((3, H + 1), np.float32), lambda a: None],
+    "W_embed": [lambda a: np.ones((V_ + 1, W), np.float32)],
+    "Wxp": [lambda a: _backend.load("cython").pack_matrix(np.ones((W, 4 * H + 1), np.float32)),
+            lambda a: _backend.load("cython").pack_bf16(np.ones((W, 4 * H), np.float32))],
+    "b": [lambda a: np.ones(4 * H - 1, np.float32)],
+    "W_vocabp": [lambda a: _backend.load("cython").pack_matrix(np.ones((H + 1, V_), np.float32))],
+    "b_vocab": [lambda a: np.ones(V_ + 2, np.float32)],
+    "table": [lambda a: np.ones((V_, 4 * H), np.float64), lambda a: np.ones((V_ - 1, 4 * H), np.float32)],
+    "known": [lambda a: np.ones(V_, np.uint8), lambda a: np.ones(V_ + 1, bool)],
+    "start": [lambda a: V_, lambda a: -1],
+    "end": [lambda a: V_, lambda a: -2],
+    "null": [lambda a: V_ + 3],
+    "captions_out": [lambda a: np.full((3, 5), -5, np.int64), lambda a: np.full((4, 5), -5, np.int32)],
+}
+
+
+@pytest.mark.parametrize("name, k", [(name, k) for name, bad in BAD_GREEDY_ARGS.items()
+                                     for k in range(len(bad))])
+def test_compiled_decoding_rejects_bad_arguments_before_running(name, k):
+    """Each bad argument raises ValueError naming it before the C loop runs: the outputs
+    are untouched."""
+    require_backend("cython")
+    cy, args = _greedy_args()
+    args[name] = BAD_GREEDY_ARGS[name][k](args)
+    table, known = args["table"].copy(), args["known"].copy()
+    with pytest.raises(ValueError, match=name):
+        cy.greedy_decode(**args)
+    assert (args["captions_out"] == -5).all()
+    np.testing.assert_array_equal(args["known"], known)
+    np.testing.assert_array_equal(args["table"], table)
+
+
+def test_compiled_decoding_accepts_its_own_arguments():
+    require_backend("cython")
+    for cell in CELL_TYPES:
+        cy, args = _greedy_args(cell)
+        cy.greedy_decode(**args)
+        assert ((args["captions_out"] >= 0) & (args["captions_out"] < V_)).all()

@@ -10,6 +10,10 @@ once, for every backend, the matrix products (BLAS), the reshaping and the row
 gathers (NumPy indexing: the embedding lookup and the per-word projection
 table, as fast as a compiled loop; see ``fastcap._sequence``); they call these
 kernels for the recurrences and the elementwise and scatter work in between.
+One kernel is a whole loop, products included: ``greedy_decode`` (the model's
+greedy decoding), so that the Cython backend runs every step in C instead of
+returning to Python per operation; its definition is the reference loop in
+``fastcap/_kernels/greedy.py``, which the other backends run over their kernels.
 Kernels therefore trust their inputs:
 
 * float arrays all share one dtype, float32 or float64;
@@ -110,6 +114,22 @@ KERNELS = {
         '(scores (N,V), b_vocab (V,), end int, words_out (N,) intp) -> int: words_out[n] = the '
         "first argmax over v of scores[n, v] + b_vocab[v] (np.argmax's rules: lowest index on "
         'ties, a NaN wins at its first position); returns how many rows picked `end`'),
+    "pack_matrix": Kernel(
+        ('b',), (),
+        '(b (K,N) float32 or float64) -> packed: b in the layout this backend\'s greedy_decode '
+        'takes for its float products (the bfloat16 mode passes pack_bf16(b) instead); made '
+        'once per decoding'),
+    "greedy_decode": Kernel(
+        ('h0', 'c0', 'W_embed', 'Wxp', 'b', 'Whp', 'W_vocabp', 'b_vocab', 'table', 'known', 'start',
+         'end', 'null', 'captions_out'), ('table', 'known', 'captions_out'),
+        '(h0 (N,H), c0 (N,H) or None (RNN), W_embed (V,W), Wxp = pack_matrix(Wx) or '
+        'pack_bf16(Wx), b (G,), Whp = recurrent_pack(Wh) (not transposed, bf16 as Wxp), '
+        'W_vocabp packed as Wxp, b_vocab (V,), table (V,G), known (V,) bool, start, end (-1: '
+        'none), null, captions_out (N,L) int32): greedy captions, the loop of '
+        'fastcap._kernels.greedy: each step feeds every running caption\'s last word (start '
+        'first) through table row w = W_embed[w] @ Wx + b (filled where not known, known set), '
+        'one recurrent step, and keeps argmax_words of h @ W_vocab + b_vocab; a caption that '
+        'emits `end` leaves the batch, its later words are `null`'),
     # --- update rules, in place on w and on the optimizer state ---
     "sgd_update": Kernel(
         ('w', 'dw', 'lr'), ('w',),

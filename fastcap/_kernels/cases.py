@@ -85,6 +85,14 @@ class PackB(NamedTuple):
     b: np.ndarray
 
 
+class PackM(NamedTuple):
+    """A greedy_decode operand packed by the backend under test: pack_matrix(b), or in the
+    bfloat16 mode pack_bf16(b) (``bind`` packs it)."""
+
+    b: np.ndarray
+    bf16: bool = False
+
+
 def _batch_sizes(rng, N, T, captions):
     """(T,) intp: how many sequences run at each step, longest first. From
     captions: each runs to its last scored word, as the model packs them.
@@ -178,6 +186,41 @@ def argmax_words(rng, dtype, N, V, **_):
     return [scores, b_vocab, 2 % V, np.full(N, -7, dtype=np.intp)]
 
 
+def pack_matrix(rng, dtype, H, V, **_):
+    # W_vocab, as decoding packs it
+    return [_f(rng, dtype, H, V)]
+
+
+def greedy_decode(rng, dtype, N, T, H, V=300, W=16, gates=4, **_):
+    """An LSTM (gates=4) or vanilla RNN (gates=1) decoding N captions of T words.
+
+    Only a few words can win (the others' b_vocab is -30) and the scores are
+    scaled far apart, so float32 and bf16 rounding flip no argmax: the
+    captions must be equal, not close. <END> (word 2 % V) is among them, so
+    captions end at different steps. A few table rows are filled already
+    (known), as the model's precompute_inputs leaves them. V and W default for
+    the engine's thread tests, whose shapes give only N, T and H.
+    """
+    G = gates * H
+    start, end, null = 1 % V, 2 % V, 0
+    W_embed = _f(rng, dtype, V, W)
+    Wx = _f(rng, dtype, W, G, scale=1 / np.sqrt(W))
+    b = _f(rng, dtype, G, scale=0.1)
+    Wh = Pack(_f(rng, dtype, H, G, scale=1 / np.sqrt(H)), gates, False)
+    W_vocab = _f(rng, dtype, H, V, scale=12 / np.sqrt(H))
+    b_vocab = np.full(V, -30.0, dtype=dtype)
+    b_vocab[rng.choice(V, min(V, 6), replace=False)] = 0
+    b_vocab[end] = 0
+    known = np.zeros(V, dtype=bool)
+    known[rng.choice(V, min(V, 3), replace=False)] = True
+    table = np.zeros((V, G), dtype=dtype)
+    table[known] = W_embed[known] @ Wx + b
+    h0 = _f(rng, dtype, N, H)
+    c0 = _f(rng, dtype, N, H) if gates == 4 else None
+    return [h0, c0, W_embed, PackM(Wx), b, Wh, PackM(W_vocab), b_vocab, table, known, start, end,
+            null, np.full((N, T), -7, dtype=np.int32)]
+
+
 # The update rules run on an (H, 4H) array: the LSTM's Wh, the largest recurrent parameter.
 def sgd_update(rng, dtype, H, **_):
     return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), 0.1]
@@ -224,6 +267,8 @@ CASES = {
     "embedding_backward": _case("embedding_backward", embedding_backward, 2e-6),
     "softmax_loss": _case("softmax_loss", softmax_loss, 2e-6),
     "argmax_words": _case("argmax_words", argmax_words, 0.0),
+    "pack_matrix": _case("pack_matrix", pack_matrix, None),  # backend-specific: the greedy_decode row
+    "greedy_decode": _case("greedy_decode", greedy_decode, 2e-6),  # captions exact, the table rows 2e-6
     "sgd_update": _case("sgd_update", sgd_update, 1e-6),
     "sgd_momentum_update": _case("sgd_momentum_update", sgd_momentum_update, 1e-6),
     "rmsprop_update": _case("rmsprop_update", rmsprop_update, 1e-6),
@@ -234,7 +279,7 @@ CASES = {
 def _bf16(build):
     """A recurrence case with its weights packed for the bfloat16 mode (float32)."""
     def bf16_build(rng, dtype, **dims):
-        return [a._replace(bf16=True) if isinstance(a, Pack) else a
+        return [a._replace(bf16=True) if isinstance(a, (Pack, PackM)) else a
                 for a in as_dtype(build(rng, np.float64, **dims), np.float32)]
     return bf16_build
 
@@ -258,6 +303,13 @@ def _packed_b(build):
     return packed_build
 
 
+def _rnn(build):
+    """greedy_decode's case for a vanilla RNN."""
+    def rnn_build(rng, dtype, **dims):
+        return build(rng, dtype, gates=1, **dims)
+    return rnn_build
+
+
 # The bfloat16 mode's kernels (float32 only), against the NumPy backend's
 # emulation (fastcap._kernels.bf16), not against float64: bf16 rounding is
 # the definition. matmul_bf16 differs from the emulation only in the order
@@ -275,6 +327,9 @@ BF16_CASES = {
     "rnn_recurrence_backward": _case("rnn_recurrence_backward", _bf16(rnn_recurrence_backward), 3e-6),
     "lstm_recurrence_forward": _case("lstm_recurrence_forward", _bf16(lstm_recurrence_forward), 3e-6),
     "lstm_recurrence_backward": _case("lstm_recurrence_backward", _bf16(lstm_recurrence_backward), 3e-6),
+    # captions exact; the table rows as matmul_bf16
+    "greedy_decode": _case("greedy_decode", _bf16(greedy_decode), 1.5e-6),
+    "greedy_decode rnn": _case("greedy_decode", _bf16(_rnn(greedy_decode)), 1.5e-6),
 }
 
 
@@ -283,6 +338,8 @@ def as_dtype(args, dtype):
     def cast(a):
         if isinstance(a, Pack):
             return a._replace(Wh=a.Wh.astype(dtype))
+        if isinstance(a, PackM):
+            return a._replace(b=a.b.astype(dtype))
         if isinstance(a, np.ndarray) and a.dtype.kind == "f":
             return a.astype(dtype)
         return a
@@ -291,7 +348,8 @@ def as_dtype(args, dtype):
 
 def bind(kernels, args):
     """The arguments to call a kernel of `kernels` with: copies of the arrays,
-    every Pack packed by that backend's recurrent_pack."""
+    every Pack packed by that backend's recurrent_pack, every PackB and PackM by its pack_bf16 or pack_matrix."""
     return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose, a.bf16) if isinstance(a, Pack)
-            else kernels.pack_bf16(a.b.copy()) if isinstance(a, PackB)
+            else kernels.pack_bf16(a.b.copy()) if isinstance(a, PackB) or isinstance(a, PackM) and a.bf16
+            else kernels.pack_matrix(a.b.copy()) if isinstance(a, PackM)
             else a.copy() if isinstance(a, np.ndarray) else a for a in args]

@@ -23,6 +23,11 @@
 # * The recurrences (recurrence_engine.pxi): float32 runs on the compiled
 #   recurrent engine in fastcap/_kernels/engine/ (C), float64 on the shared
 #   BLAS time loop around the cell kernels below.
+# * Greedy decoding (decode_engine.pxi): float32 and bf16 run the whole word
+#   loop in C (fastcap/_kernels/engine/decode.c), one call per decoding, over
+#   weights packed once for it (``pack_matrix``, ``pack_bf16``,
+#   ``recurrent_pack``); float64 runs the reference loop (fastcap/_kernels/greedy.py)
+#   on this module's kernels.
 # * Kernels trust their inputs (the public layers validated shapes, dtypes and
 #   index ranges). ``setup.py`` compiles with boundscheck, wraparound and
 #   initializedcheck off; ``FASTCAP_CYTHON_DEBUG=1`` at build time turns them
@@ -656,8 +661,9 @@ def adam_update(w,  # IN/OUT any shape: w -= alpha * m / (sqrt(v) + eps)
 
 
 # ----------------------------------------------------------------------------
-# recurrences: the compiled engine (float32) or the BLAS loop
+# recurrences and greedy decoding: the compiled engine (float32) or the BLAS loops
 
 include "recurrence_engine.pxi"
+include "decode_engine.pxi"
 
 BUILD_INFO["isa"] = "native" if FASTCAP_NATIVE_BUILD else ENGINE_INFO["isa"]

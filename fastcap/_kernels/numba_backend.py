@@ -29,6 +29,10 @@ Design
 * GEMMs are not kernels: the shared orchestration runs them in NumPy/BLAS,
   as fast as calling BLAS from inside Numba, which would additionally need
   SciPy at run time.
+* Greedy decoding (``greedy_decode``) is the reference loop of
+  ``fastcap/_kernels/greedy.py`` over this module's kernels, as the NumPy
+  backend runs it: a step is three BLAS products, the recurrence's cell and an
+  argmax, and a compiled loop would need BLAS from Numba (SciPy) for the products.
 * Kernels are serial: Numba threads between the GEMMs of a recurrent step
   would compete with OpenBLAS's own threads on a small machine, so Numba's
   thread pool is never started (``fastcap._threads`` sets the BLAS threads).
@@ -44,7 +48,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from . import blas_recurrence
+from . import blas_recurrence, greedy
 from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
 
 CACHE_ENV_VAR = "FASTCAP_NUMBA_CACHE"
@@ -429,3 +433,15 @@ def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out
 
 def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
     blas_recurrence.lstm_backward(_CELLS, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
+
+
+# ----------------------------------------------------------------------------
+# greedy decoding: the reference loop (greedy) over this module's kernels
+
+pack_matrix = greedy.pack_matrix
+
+
+def greedy_decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start, end, null,
+                  captions_out):
+    greedy.greedy_decode(_CELLS, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known,
+                         start, end, null, captions_out)

@@ -8,7 +8,7 @@ import sys
 
 import numpy as np
 
-from . import blas_recurrence
+from . import blas_recurrence, greedy
 from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
 
 
@@ -151,3 +151,15 @@ def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out
 
 def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
     blas_recurrence.lstm_backward(_CELLS, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
+
+
+# ----------------------------------------------------------------------------
+# greedy decoding: the reference loop (greedy) over this module's kernels
+
+pack_matrix = greedy.pack_matrix
+
+
+def greedy_decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start, end, null,
+                  captions_out):
+    greedy.greedy_decode(_CELLS, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known,
+                         start, end, null, captions_out)

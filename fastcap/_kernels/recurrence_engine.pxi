@@ -28,6 +28,7 @@ cdef extern from "engine/recurrence.h" nogil:
     int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int bf16, int nthreads)
     int fc_pack_matrix_bf16(fc_packed *out, const float *B, Py_ssize_t rs, Py_ssize_t cs, int K,
                             int N, int nthreads)
+    int fc_pack_matrix_f32(fc_packed *out, const float *B, int K, int N, int nthreads)
     void fc_packed_free(fc_packed *p)
     int fc_gemm_bf16(const float *A, Py_ssize_t ars, Py_ssize_t acs, int M, const fc_packed *Bp,
                      float *C, Py_ssize_t ldc, int nthreads)
@@ -251,7 +252,8 @@ def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out
 
 
 cdef class PackedMatrix:
-    """A matmul_bf16 operand (K, N) packed into the engine's bf16 panels (made by pack_bf16)."""
+    """A matrix operand (K, N) packed into the engine's panels: bf16 for matmul_bf16 and
+    greedy_decode (made by pack_bf16), or float32 for greedy_decode (made by pack_matrix)."""
     cdef fc_packed p
     cdef readonly tuple shape
 
@@ -375,6 +377,9 @@ def matmul_bf16(a,  # IN (M, K) float32, any strides
     cdef const float[:, :] a_ = a
     cdef float[:, ::1] o_ = out
     cdef PackedMatrix bp = b if isinstance(b, PackedMatrix) else pack_bf16(b)
+    if not bp.p.bf16:
+        raise ValueError("matmul_bf16: b is packed as float32 panels (pack_matrix, for greedy_decode), "
+                         "not by pack_bf16")
     cdef Py_ssize_t M = a_.shape[0], K = a_.shape[1], N = o_.shape[1], ars, acs
     _check("b", bp.shape, (K, N))
     _check("out", (o_.shape[0], o_.shape[1]), (M, N))

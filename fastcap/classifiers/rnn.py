@@ -304,6 +304,17 @@ class DecodeState:
                             _sequence.pack_matrix(params["W_vocab"]), _sequence.pack_matrix(params["Wx"]))
         return self._packed
 
+    def greedy_operands(self):
+        """(Whp, Wxp, W_vocabp): the packed weights of the greedy_decode kernel. The bfloat16
+        mode's are the ones packed() holds; float products take the backend's pack_matrix,
+        made here for one decoding (the step API and beam search use W_vocab and Wx as they
+        are, through BLAS, so packed() does not make them)."""
+        _, Whp, W_vocab, Wx = self.packed()
+        if W_vocab.packed is not None:
+            return Whp, Wx.packed, W_vocab.packed
+        kernels = _backend.kernels()
+        return Whp, kernels.pack_matrix(Wx.b), kernels.pack_matrix(W_vocab.b)
+
     def scores(self):
         """h @ W_vocab (n, V), without b_vocab."""
         return _sequence.matmul(self.h, self.packed()[2])
@@ -330,28 +341,17 @@ def _greedy_decode(state, start, end, null, max_length):
     Each step feeds every running caption's last word and keeps the argmax
     (lowest index on ties). A caption that emits `end` (-1: none) stops: its
     rows leave the batch, its later positions stay `null`, and the loop ends
-    once every caption has stopped.
+    once every caption has stopped. The loop is one kernel, greedy_decode
+    (fastcap/_kernels/greedy.py is its definition): on the Cython backend in
+    float32 and bfloat16 it runs in C without returning to Python per step.
     """
     kernels = _backend.kernels()
-    b_vocab = state.params["b_vocab"]
-    N = state.rows
-    captions = np.full((N, max_length), null, dtype=np.int32)
-    if not N:
-        return captions
-    state.precompute_inputs(feeds=N * max_length)
-    alive = np.arange(N)  # caption of each running row
-    word = np.full(N, start, dtype=np.intp)  # (n,) last word of each running caption
-    for t in range(max_length):
-        state = state.advance(word)
-        ended = kernels.argmax_words(state.scores(), b_vocab, end, word)
-        if alive.size == N:
-            captions[:, t] = word
-        else:
-            captions[alive, t] = word
-        if ended:
-            # Drop finished captions so later steps compute only running ones.
-            keep = word != end
-            alive, word, state = alive[keep], word[keep], state.select(keep)
-            if not alive.size:
-                break
+    params = state.params
+    captions = np.empty((state.rows, max_length), dtype=np.int32)
+    state.precompute_inputs(feeds=state.rows * max_length)
+    Whp, Wxp, W_vocabp = state.greedy_operands()
+    table, known = state._table
+    kernels.greedy_decode(state.h, state.c if state.lstm else None, params["W_embed"], Wxp,
+                          params["b"], Whp, W_vocabp, params["b_vocab"], table, known, start,
+                          end, null, captions)
     return captions

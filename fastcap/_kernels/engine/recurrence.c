@@ -183,6 +183,12 @@ int fc_pack_matrix_bf16(fc_packed *out, const float *B, ptrdiff_t rs, ptrdiff_t 
     return pack(out, B, rs, cs, K, N, N, FC_PACK_PLAIN, 1, nthreads);
 }
 
+int fc_pack_matrix_f32(fc_packed *out, const float *B, int K, int N, int nthreads)
+{
+    /* float32 panels read B row by row, N floats apart (pack_task's float32 branch) */
+    return pack(out, B, N, 1, K, N, N, FC_PACK_PLAIN, 0, nthreads);
+}
+
 void fc_packed_free(fc_packed *p)
 {
     free(p->data);
@@ -260,7 +266,18 @@ FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm, int bf)
         const float *A = t == 0 ? j->h0 : j->h_out + j->off[t - 1] * H;
         const uint32_t *A2 = bf ? (const uint32_t *)(j->ab + (t == 0 ? 0 : j->N + j->off[t - 1]) * j->ldb)
                                 : NULL;
-        for (int p = p0; p < p1; p++) {
+        int p = p0;
+        if (bf && n == 1) /* one row (decoding): two panels per tile, the same sums */
+            for (; p + 1 < p1; p += 2) {
+                const uint32_t *q = (const uint32_t *)(j->W->data + (ptrdiff_t)p * KR * FC_PW);
+                vf acc[2][4];
+                tile_bf16_row2(A2, q, q + (ptrdiff_t)KR * FC_PW, KR, acc);
+                for (int i = 0; i < 2; i++) {
+                    if (lstm) lstm_fwd_row(j, t, 0, (p + i) * FC_VW, acc[i]);
+                    else rnn_fwd_row(j, t, 0, (p + i) * FC_PW, acc[i]);
+                }
+            }
+        for (; p < p1; p++) {
             const float *panel = j->W->data + (ptrdiff_t)p * KR * FC_PW;
 #define BODY(mr, r)                                                                   \
     {                                                                                 \
@@ -282,12 +299,16 @@ FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm, int bf)
 static void lstm_forward_task(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 1, 0); }
 static void lstm_forward_task_bf16(void *ctx, int tid, int nth) { forward_loop(ctx, tid, nth, 1, 1); }
 
-/* The bf16 copy of h0 (rows 0..N-1 of ab), before the loop reads it. */
+/* The bf16 copy of h0 (rows 0..N-1 of ab), before the loop reads it: a vector of units
+ * at a time (fc_bf16's rounding, lane by lane), as decoding calls this at every word. */
 static void h0_to_bf16(const job *j)
 {
     const int H = j->W->H;
     for (int r = 0; r < j->N; r++)
-        for (int u = 0; u < H; u++) j->ab[(ptrdiff_t)r * j->ldb + u] = fc_bf16(j->h0[(ptrdiff_t)r * H + u]);
+        for (int u = 0; u < H; u += FC_VW) {
+            const int nu = lanes(H, u);
+            vh_store_n(j->ab + (ptrdiff_t)r * j->ldb + u, vf_load_n(j->h0 + (ptrdiff_t)r * H + u, nu), nu);
+        }
 }
 
 void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc_packed *Wp,

@@ -44,6 +44,9 @@ int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int bf16, i
 /* Pack B (K, N), element (k, n) at B[k * rs + n * cs], as bf16 panels for fc_gemm_bf16. */
 int fc_pack_matrix_bf16(fc_packed *out, const float *B, ptrdiff_t rs, ptrdiff_t cs, int K, int N,
                         int nthreads);
+/* Pack B (K, N) row-major as float32 panels of FC_PW columns (FC_PACK_PLAIN, K rows), for
+ * fc_gemm_f32 (decode.h). */
+int fc_pack_matrix_f32(fc_packed *out, const float *B, int K, int N, int nthreads);
 void fc_packed_free(fc_packed *p);
 
 /* C (M, N) = bf16(A) @ B, float32 sums: A (M, K) element (m, k) at A[m * ars + k * acs], B

@@ -78,6 +78,26 @@ FC_INLINE void tile_bf16(int mr, const uint32_t *A, ptrdiff_t lda, const uint32_
     }
 }
 
+/* tile_bf16 for one row over two panels: 8 independent accumulator chains where one row's
+ * 4 would wait on the pair dot product's latency (vdpbf16ps: a single row, as in decoding,
+ * ran at about half the rate of several). Each element is tile_bf16's sum, in the same order,
+ * so the results have the same bits. */
+FC_INLINE void tile_bf16_row2(const uint32_t *A, const uint32_t *panel0, const uint32_t *panel1,
+                              int Kp, vf acc[2][4])
+{
+    for (int i = 0; i < 2; i++)
+        for (int v = 0; v < 4; v++) acc[i][v] = vf_set1(0.0f);
+    for (int k = 0; k < Kp; k++) {
+        const uint32_t *w = panel0 + (ptrdiff_t)k * FC_PW, *x = panel1 + (ptrdiff_t)k * FC_PW;
+        const uint32_t a = A[k];
+#pragma GCC unroll 4
+        for (int v = 0; v < 4; v++) {
+            acc[0][v] = fc_dot2(acc[0][v], a, vu_load(w + v * FC_VW));
+            acc[1][v] = fc_dot2(acc[1][v], a, vu_load(x + v * FC_VW));
+        }
+    }
+}
+
 /* Valid lanes of vector v of a FC_PW-wide panel starting at unit u0. */
 FC_INLINE int lanes(int H, int u) { return H - u >= FC_VW ? FC_VW : H - u > 0 ? H - u : 0; }
 

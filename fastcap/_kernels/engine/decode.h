@@ -1,0 +1,60 @@
+/* decode.h -- greedy decoding of the captioning model, the whole word loop in C, and the
+ * float32 product over packed panels that it runs (the bf16 one is gemm.c's).
+ *
+ * Why in C: at batch 1 a decoding step's arithmetic is a few tens of microseconds, and the
+ * Python loop around the kernels (indexing, allocations, one kernel call per operation)
+ * cost more than that, which hid the bfloat16 mode's halved weight bytes. Here one call
+ * runs every step: the fed words' input projections (a per-word table filled as words
+ * are first fed), one recurrent step (fc_lstm_forward / fc_rnn_forward with T = 1), the
+ * scores h @ W_vocab, the argmax with b_vocab, and dropping the captions that ended.
+ * The loop's semantics are those of the reference, fastcap/_kernels/greedy.py.
+ *
+ * Shapes: N captions, L words each, H hidden, G = gates * H, V vocabulary, W word vector.
+ * All arrays C-contiguous; the caller (decode_engine.pxi) has checked every shape, that
+ * the three packed operands share one precision, and that start is in [0, V).
+ */
+#ifndef FASTCAP_ENGINE_DECODE_H
+#define FASTCAP_ENGINE_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "recurrence.h"
+
+typedef struct {
+    int N, L, H, G, V, W;
+    int lstm;                /* 1: LSTM (G = 4H, c0 given), 0: vanilla RNN (G = H) */
+    const float *h0, *c0;    /* (N, H) initial state; c0 NULL for the RNN */
+    const float *W_embed;    /* (V, W) */
+    const fc_packed *Wx;     /* (W, G) FC_PACK_PLAIN: fc_pack_matrix_f32 or _bf16 */
+    const float *b;          /* (G,) */
+    const fc_packed *Wh;     /* recurrent weights, FC_PACK_GATES (LSTM) or FC_PACK_PLAIN */
+    const fc_packed *Wv;     /* W_vocab (H, V) FC_PACK_PLAIN */
+    const float *b_vocab;    /* (V,) */
+    float *table;            /* (V, G) IN/OUT: row w = W_embed[w] @ Wx + b where known[w] */
+    uint8_t *known;          /* (V,) IN/OUT: rows of table filled (0 or 1) */
+    ptrdiff_t start, end, null; /* end: -1 for none */
+    int32_t *captions;       /* (N, L) OUT */
+} fc_decode;
+
+/* Greedy captions of d (every element of d->captions written): each step feeds every
+ * running caption's last word (start first) and keeps the first argmax of
+ * h @ W_vocab + b_vocab (np.argmax's rules: lowest index on ties, a NaN wins at its
+ * first position); a caption that emits `end` leaves the batch and its later words stay
+ * `null`. Products run in the precision the operands were packed in (bf16: rounded
+ * operands, float32 sums). 0 on success, -1 if out of memory. */
+int fc_greedy_decode(const fc_decode *d, int nthreads);
+
+/* C (M, N) = A (M, K) @ B, float32: A rows lda apart, B from fc_pack_matrix_f32, C rows
+ * ldc apart. Each element is one thread's sum in k order (tiles.h), so results do not
+ * depend on the thread count. Always 0 (nothing to allocate). */
+int fc_gemm_f32(const float *A, ptrdiff_t lda, int M, const fc_packed *Bp, float *C,
+                ptrdiff_t ldc, int nthreads);
+
+/* C (M, N) = bf16(A) @ B for a few rows M (decoding at small batches): A rows lda apart, B
+ * from fc_pack_matrix_bf16, C rows ldc apart, Ab an (M, B->krows) scratch for A's bf16
+ * pairs. The bits of fc_gemm_bf16's tiles (gemv_bf16.c); always 0. */
+int fc_gemv_bf16(const float *A, ptrdiff_t lda, int M, const fc_packed *Bp, float *C,
+                 ptrdiff_t ldc, uint32_t *Ab, int nthreads);
+
+#endif

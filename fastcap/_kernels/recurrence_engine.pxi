@@ -269,6 +269,8 @@ cdef _strides(const float[:, :] a, str name):
 
 
 def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedMatrix
+    if not _amx_decided:  # a pack precedes the compiled decoding loop's products too
+        _amx_auto()
     cdef const float[:, :] b_ = b
     cdef Py_ssize_t K = b_.shape[0], N = b_.shape[1], rs, cs
     if K > _INT_MAX or N > _INT_MAX:

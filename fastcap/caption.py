@@ -12,7 +12,6 @@ extractor's full (not PCA-reduced) features.
 import os
 import urllib.parse
 
-import numpy as np
 
 from .checkpoint import CheckpointError
 

@@ -123,11 +123,7 @@ static void gemm_task(void *ctx, int tid, int nth)
         vf acc[FC_MR][4];                                                              \
         FC_CHECK((r) + (mr) <= M && c0 < N && (ptrdiff_t)p * Kp * FC_PW < (ptrdiff_t)g->B->npanels * Kp * FC_PW); \
         tile_bf16(mr, g->Ab + (ptrdiff_t)(r) * g->lda, g->lda, panel, Kp, acc);        \
-        for (int m = 0; m < (mr); m++)                                                 \
-            for (int v = 0; v < 4; v++) {                                              \
-                const int col = c0 + v * FC_VW, nu = lanes(N, col);                    \
-                if (nu) vf_store_n(g->C + (ptrdiff_t)((r) + m) * g->ldc + col, acc[m][v], nu); \
-            }                                                                          \
+        store_tile(mr, acc, g->C + (ptrdiff_t)(r) * g->ldc, g->ldc, c0, N);            \
     }
         FC_ROW_TILES(r0, r1, BODY);
 #undef BODY

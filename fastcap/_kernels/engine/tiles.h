@@ -101,6 +101,17 @@ FC_INLINE void tile_bf16_row2(const uint32_t *A, const uint32_t *panel0, const u
 /* Valid lanes of vector v of a FC_PW-wide panel starting at unit u0. */
 FC_INLINE int lanes(int H, int u) { return H - u >= FC_VW ? FC_VW : H - u > 0 ? H - u : 0; }
 
+/* The mr rows of a tile's accumulators into C (rows ldc apart, from row pointer C) at
+ * columns c0.., keeping the columns below N. */
+FC_INLINE void store_tile(int mr, vf acc[FC_MR][4], float *C, ptrdiff_t ldc, int c0, int N)
+{
+    for (int m = 0; m < mr; m++)
+        for (int v = 0; v < 4; v++) {
+            const int col = c0 + v * FC_VW, nu = lanes(N, col);
+            if (nu) vf_store_n(C + (ptrdiff_t)m * ldc + col, acc[m][v], nu);
+        }
+}
+
 /* Run body(mr, r) over rows [r0, r1) in tiles of FC_MR and one remainder tile. */
 #define FC_ROW_TILES(r0, r1, body)                                              \
     do {                                                                        \

@@ -82,3 +82,25 @@ def lstm_backward(cells, dh, c0, Wh, ifog, c, batch_sizes, da_out, dh0_out):
         cells.lstm_cell_backward(dsum[:n], dc_in[:n], ifog[rows], c_prev, c[rows], da_out[rows], dc_out[:n])
         _dot(da_out[rows], Wh, dh0_out[:n], transpose=True)
         dc_in, dc_out = dc_out, dc_in
+
+
+def kernels(cells):
+    """The table's recurrence kernels of a backend whose recurrences are these loops around
+    its own cell kernels (`cells`: the backend module): (recurrent_pack,
+    rnn_recurrence_forward, rnn_recurrence_backward, lstm_recurrence_forward,
+    lstm_recurrence_backward), each with the table's arguments."""
+
+    def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
+        rnn_forward(cells, xw, h0, Whp, batch_sizes, h_out)
+
+    def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
+        rnn_backward(cells, dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
+
+    def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
+        lstm_forward(cells, xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
+
+    def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
+        lstm_backward(cells, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
+
+    return (recurrent_pack, rnn_recurrence_forward, rnn_recurrence_backward, lstm_recurrence_forward,
+            lstm_recurrence_backward)

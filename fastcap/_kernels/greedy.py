@@ -71,3 +71,17 @@ def greedy_decode(kernels, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, tabl
             c = None if c is None else c[keep]
             if not alive.size:
                 break
+
+
+def kernels(backend):
+    """The table's decoding kernels of a backend that decodes with this loop over its own
+    kernels (`backend`: the backend module): (pack_matrix, greedy_decode), each with the
+    table's arguments."""
+
+    def greedy_decode_kernel(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start,
+                             end, null, captions_out):
+        greedy_decode(backend, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known,
+                      start, end, null, captions_out)
+
+    greedy_decode_kernel.__name__ = greedy_decode_kernel.__qualname__ = "greedy_decode"
+    return pack_matrix, greedy_decode_kernel

@@ -413,35 +413,9 @@ def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
 
 
 # ----------------------------------------------------------------------------
-# recurrences: the shared BLAS time loop (blas_recurrence) around this module's cell kernels
+# recurrences and greedy decoding: the shared Python loops (blas_recurrence, greedy)
+# around this module's cell, argmax and bf16 product kernels
 
-_CELLS = sys.modules[__name__]
-recurrent_pack = blas_recurrence.recurrent_pack
-
-
-def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
-    blas_recurrence.rnn_forward(_CELLS, xw, h0, Whp, batch_sizes, h_out)
-
-
-def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
-    blas_recurrence.rnn_backward(_CELLS, dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
-
-
-def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
-    blas_recurrence.lstm_forward(_CELLS, xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
-
-
-def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
-    blas_recurrence.lstm_backward(_CELLS, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
-
-
-# ----------------------------------------------------------------------------
-# greedy decoding: the reference loop (greedy) over this module's kernels
-
-pack_matrix = greedy.pack_matrix
-
-
-def greedy_decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start, end, null,
-                  captions_out):
-    greedy.greedy_decode(_CELLS, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known,
-                         start, end, null, captions_out)
+(recurrent_pack, rnn_recurrence_forward, rnn_recurrence_backward, lstm_recurrence_forward,
+ lstm_recurrence_backward) = blas_recurrence.kernels(sys.modules[__name__])
+pack_matrix, greedy_decode = greedy.kernels(sys.modules[__name__])

@@ -162,3 +162,16 @@ def atomic_write_text(path, text):
             f.write(text)
 
     return atomic_write(path, write)
+
+
+def atomic_write_h5(path, datasets):
+    """Write the arrays of ``datasets`` (name -> array) as an HDF5 file at ``path``
+    atomically; returns the absolute path."""
+    import h5py  # imported here: writing text needs only the standard library
+
+    def write(tmp):
+        with h5py.File(tmp, "w") as f:
+            for name, array in datasets.items():
+                f.create_dataset(name, data=array)
+
+    return atomic_write(path, write)

@@ -7,21 +7,10 @@ import json
 import os
 import pathlib
 
-from ._atomic import atomic_write as _atomic_write, atomic_write_text, real_path
+from ._atomic import atomic_write_h5 as _write_h5, atomic_write_text, real_path
 from .datagen import generate_coco_data
 
 __all__ = ["write_coco_data"]
-
-
-def _write_h5(path, datasets):
-    import h5py  # imported here so generate_coco_data needs only NumPy
-
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            for name, array in datasets.items():
-                f.create_dataset(name, data=array)
-
-    _atomic_write(path, write)
 
 
 def write_coco_data(out_dir, overwrite=False, **kwargs):

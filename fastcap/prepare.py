@@ -27,7 +27,7 @@ import shutil
 
 import numpy as np
 
-from ._atomic import atomic_write, atomic_write_text
+from ._atomic import atomic_write, atomic_write_h5 as _write_h5, atomic_write_text
 from .captions_import import SPLITS, read_captions
 from .datagen import CAPTION_LENGTH, MAX_WORDS, SPECIAL_TOKENS
 
@@ -82,17 +82,6 @@ def _assign_splits(corpus, names, val_fraction, seed):
 
 
 # ---------------------------------------------------------------- files
-def _write_h5(path, datasets):
-    import h5py
-
-    def write(tmp):
-        with h5py.File(tmp, "w") as f:
-            for name, array in datasets.items():
-                f.create_dataset(name, data=array)
-
-    atomic_write(path, write)
-
-
 def _pca_digest(mean, components):
     h = hashlib.sha256()
     for a in (mean, components):

@@ -1,7 +1,7 @@
 """Build script: the Cython backend's extensions and how to build them (the package metadata lives in pyproject.toml).
 
 The Cython backend is built once per instruction set of
-``fastcap/_kernels/cython_builds.py`` from one source: ``cython_backend`` for
+``fastcap/runtime/names.py`` (``BUILDS``) from one source: ``cython_backend`` for
 the compiler's default target (x86-64 baseline: SSE2) and, where the
 compiler takes the flags, ``cython_backend_avx2`` and
 ``cython_backend_avx512`` (one-line .pyx files that include it).
@@ -26,21 +26,33 @@ Build switches (environment variables read at build time):
   NumPy and Numba backends need no compiler), so a machine without a C
   compiler still gets a working install, minus ``cython``.
 """
+import importlib
 import os
-import runpy
 import shutil
 import sys
 import tempfile
 import textwrap
+import types
 
 from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 
-# The Cython backend's builds (module and flags per instruction set),
-# declared once in fastcap/_kernels/cython_builds.py, read by path because
-# fastcap is not importable before it is built.
-_BUILDS = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                      "fastcap", "_kernels", "cython_builds.py"))["BUILDS"]
+
+def _runtime_module(name):
+    """fastcap/runtime/<name>.py, read by path because fastcap is not importable before it is
+    built: names.py and env.py import nothing of fastcap but each other, so they load as a
+    package of their own."""
+    package = "_fastcap_build_runtime"
+    if package not in sys.modules:
+        sys.modules[package] = types.ModuleType(package)
+        sys.modules[package].__path__ = [os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                      "fastcap", "runtime")]
+    return importlib.import_module(f"{package}.{name}")
+
+
+# The Cython backend's builds (module and flags per instruction set), declared once in
+# fastcap/runtime/names.py.
+_BUILDS = _runtime_module("names").BUILDS
 CYTHON_MODULES = {module: isa for isa, (module, _, _) in _BUILDS.items()}  # module -> isa
 ISA_FLAGS = {isa: flags for isa, (_, _, flags) in _BUILDS.items()}
 # The recurrent engine (C), compiled into every build of the Cython backend.
@@ -50,10 +62,9 @@ ENGINE_SOURCES = [f"{ENGINE_DIR}/pool.c", f"{ENGINE_DIR}/recurrence.c", f"{ENGIN
                   f"{ENGINE_DIR}/decode.c"]
 
 
-# The build switches are declared with every FASTCAP_* variable in fastcap/_env.py
-# (also read by path): a value it does not take stops the build, naming the variable.
-_read_env = runpy.run_path(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                        "fastcap", "_env.py"))["read"]
+# The build switches are declared with every FASTCAP_* variable in fastcap/runtime/env.py:
+# a value it does not take stops the build, naming the variable.
+_read_env = _runtime_module("env").read
 DEBUG = _read_env("FASTCAP_CYTHON_DEBUG")
 OPENMP = _read_env("FASTCAP_CYTHON_OPENMP")
 NATIVE = _read_env("FASTCAP_CYTHON_NATIVE")

@@ -4,7 +4,7 @@ pytest-benchmark JSON (``speedups.md`` and ``speedups.png``).
 Every fastcap backend is compared with the fastcap NumPy backend, the
 CS231n-style NumPy peer and PyTorch (speedup = the other's median / the
 backend's median); the environment section renders the JSON's
-``fastcap_environment`` (fastcap.environment plus host_probes). Imported by
+``fastcap_environment`` (fastcap.cli.info plus host_probes). Imported by
 bare name from this directory (bench_runner.py, tests/test_bench_report.py).
 """
 import json
@@ -15,7 +15,9 @@ from host_probes import probe_verdict
 from peers import PEERS
 from workload import BATCHES, BF16_IMPLS, CELLS
 
-from fastcap._backend import NAMES as BACKENDS
+from fastcap.runtime import names
+
+BACKENDS = tuple(names.BACKENDS)  # the NumPy reference first
 
 __all__ = ["report_markdown", "write_chart", "write_report", "target_rows", "limit_rows", "gemm_rate",
            "TARGETS", "LIMIT_TARGET", "THREADS_TARGET"]
@@ -438,7 +440,7 @@ def write_chart(data, path):
     fig.suptitle(f"fastcap benchmarks: {env.get('cpu_model', '?')}, "
                  f"{(env.get('threads') or {}).get('threads', '?')} threads", fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.96))
-    from fastcap._atomic import atomic_write
+    from fastcap.runtime.files import atomic_write
 
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
@@ -453,7 +455,7 @@ def write_report(json_path, out_dir):
         data = json.load(f)
     out_dir = pathlib.Path(out_dir)
     md = report_markdown(data)
-    from fastcap._atomic import atomic_write_text
+    from fastcap.runtime.files import atomic_write_text
 
     atomic_write_text(out_dir / REPORT_FILES[0], md + "\n")
     write_chart(data, out_dir / REPORT_FILES[1])

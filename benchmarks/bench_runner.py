@@ -3,7 +3,7 @@ imports the same fastcap as the command, then write the report.
 
 The suite is this directory (pytest-benchmark files ``test_bench_*.py``, outside
 the normal test run); it ships in the wheel as ``fastcap/benchmarks/`` and is
-the checkout's ``benchmarks/`` for an editable install (fastcap/bench.py finds
+the checkout's ``benchmarks/`` for an editable install (fastcap/cli/bench.py finds
 it). ``--benchmarks-dir`` (or ``$FASTCAP_BENCHMARKS_DIR``) runs another copy.
 Into ``--out`` (default ``bench-results/``) go:
 
@@ -26,7 +26,7 @@ from bench_report import PROG, REPORT_FILES, write_report
 from host_probes import THREADS_ENV, usable_cores
 
 import fastcap
-from fastcap import _env
+from fastcap.runtime import env as _env
 
 __all__ = ["main", "suite_command"]
 
@@ -90,7 +90,7 @@ def main(argv=None):
 
     # The report's files in --out are the bench's by name (as a run's are in its directory);
     # what is not a regular file, or the --from-json input, is never replaced.
-    from fastcap._atomic import UnsafeOutputError, check_target
+    from fastcap.runtime.files import UnsafeOutputError, check_target
 
     try:
         for name in ("benchmark.json", *REPORT_FILES):
@@ -145,7 +145,7 @@ def main(argv=None):
     with open(json_path) as f:
         data = json.load(f)
     data["fastcap_bench_meta"] = meta
-    from fastcap._atomic import atomic_write_text
+    from fastcap.runtime.files import atomic_write_text
 
     atomic_write_text(json_path, json.dumps(data, indent=2))
     md, written = write_report(json_path, out)

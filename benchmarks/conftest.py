@@ -29,9 +29,9 @@ from peers import PEERS, TORCH_PEERS
 from workload import BF16_IMPLS
 
 import fastcap
-from fastcap import _backend, _env
+from fastcap.runtime import backends as _backend, env as _env, names
 
-BACKENDS = _backend.NAMES
+BACKENDS = tuple(names.BACKENDS)
 
 _threads = {}  # what apply_threads reported
 _start = {}  # cpu_snapshot() when the session began
@@ -73,7 +73,7 @@ def torch_peer():
     try:
         import torch  # noqa: F401
     except ImportError:
-        from fastcap._install import install_hint
+        from fastcap.runtime.install import install_hint
 
         pytest.skip(f"PyTorch is not installed: the PyTorch peer needs the [torch] extra "
                     f"({install_hint('torch')}; torch 2.13.0, the CPU build: see the README)")

@@ -9,8 +9,9 @@ it on sys.path.
 import os
 import time
 
-from fastcap import _env
-from fastcap.environment import collect, usable_cores
+from fastcap.runtime import env as _env
+from fastcap.cli.info import collect
+from fastcap.runtime.cpu import usable_cores
 
 __all__ = ["THREADS_ENV", "bench_threads", "apply_threads", "cpu_snapshot", "gemm_probe", "probe_verdict", "contention",
            "run_environment", "usable_cores"]
@@ -104,7 +105,7 @@ def bf16_gemm_probe(threads, size=1024, repeats=3):
     """GFLOP/s of a size**3 bfloat16 GEMM (float32 sums) at `threads`: PyTorch's
     (oneDNN: vdpbf16ps or AMX tiles), the host's bf16 rate, where the CPU has bf16
     units and PyTorch is installed; else None (NumPy's BLAS has no bf16 GEMM)."""
-    from fastcap import _precision
+    from fastcap.runtime import precision as _precision
 
     if not _precision.native_bf16():
         return None
@@ -156,7 +157,7 @@ def contention(start, end):
 
 
 def run_environment(threads=None, since=None, probes=None):
-    """fastcap.environment.collect() plus what this run ran with: ``threads``
+    """fastcap.cli.info.collect() plus what this run ran with: ``threads``
     (apply_threads' result), ``since``: a cpu_snapshot() from the start of the
     run, to report contention; ``probes``: {"start": gemm_probe(...), "end": ...}."""
     info = collect()

@@ -23,8 +23,8 @@ import subprocess
 import sys
 import time
 
-from fastcap.environment import usable_cores
-from fastcap.model_config import CELL_TYPES
+from fastcap.runtime.cpu import usable_cores
+from fastcap.model.sequence import CELL_TYPES
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -107,7 +107,7 @@ def main(argv=None):
     bindir = os.path.dirname(sys.executable)
     mpiexec = shutil.which("mpiexec", path=bindir + os.pathsep + os.environ.get("PATH", ""))
     if mpiexec is None:
-        from fastcap._install import install_hint
+        from fastcap.runtime.install import install_hint
 
         sys.exit(f"mpiexec not found: {install_hint('mpi')}")
     env = {k: v for k, v in os.environ.items() if k not in ("FASTCAP_NUM_THREADS",)}
@@ -115,7 +115,7 @@ def main(argv=None):
     per_rank = max(1, args.threads // args.ranks)
     common = [__file__, "--worker", "--batch", str(args.batch), "--steps", str(args.steps),
               "--warmup", str(args.warmup)] + (["--backend", args.backend] if args.backend else [])
-    from fastcap.environment import cpu_model
+    from fastcap.runtime.cpu import model as cpu_model
 
     print(f"{cpu_model()}, {usable_cores()} usable cores; load average {os.getloadavg()[0]:.2f} before the runs")
     print(f"global batch {args.batch}, {args.steps} timed steps after {args.warmup}, float32, "

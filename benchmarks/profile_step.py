@@ -1,7 +1,7 @@
 """Where the time of one training step goes (a profiling aid, not a benchmark).
 
 1. Phases, in process: every kernel of the backend, every ``np.dot`` of
-   ``fastcap._sequence`` (labelled by its source line) and its
+   ``fastcap.model.sequence`` (labelled by its source line) and its
    GEMM helpers (``affine``, ``recurrent_weight_grad``, ...) are wrapped with timers
    (nested timers count once, in the outermost), so the step splits into
    GEMM phases, elementwise kernels and the rest (NumPy glue, validation,
@@ -33,7 +33,7 @@ import re
 import sys
 import time
 
-from fastcap.model_config import CELL_TYPES
+from fastcap.model.sequence import CELL_TYPES
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -81,7 +81,7 @@ class _NumpyWithTimedDot:
 
 def install_timers(namespace):
     """Wrap kernels, _sequence's np.dot and its GEMM helpers; returns the timers."""
-    from fastcap import _sequence
+    from fastcap.model import sequence as _sequence
     from fastcap._kernels import KERNEL_NAMES
 
     timers = _Timers()
@@ -104,7 +104,7 @@ def run_steps(args):
     from host_probes import apply_threads
 
     import fastcap
-    from fastcap import _backend
+    from fastcap.runtime import backends as _backend
 
     threads = apply_threads(args.threads)
     fastcap.set_backend(args.backend)

@@ -20,7 +20,7 @@ import workload as wl
 from conftest import measure
 from threadpoolctl import threadpool_limits
 
-from fastcap import _backend
+from fastcap.runtime import backends as _backend
 from fastcap._kernels import KERNEL_NAMES
 from fastcap._kernels.cases import CASES, bind
 

@@ -22,8 +22,9 @@ from collections import Counter
 
 import numpy as np
 
-from fastcap import _env, _sequence
-from fastcap.model_config import CELL_TYPES
+from fastcap.runtime import env as _env
+from fastcap.model import sequence as _sequence
+from fastcap.model.sequence import CELL_TYPES
 
 V, D, W, H = 1004, 512, 256, 512
 T = 17  # caption columns; the model scores T - 1 = 16 of them

@@ -22,7 +22,7 @@ import matplotlib
 matplotlib.use("Agg")  # no display: figures go to files
 import matplotlib.pyplot as plt  # noqa: E402
 
-from fastcap import _env  # noqa: E402
+from fastcap.runtime import env as _env  # noqa: E402
 
 EPOCHS = _env.read("FASTCAP_EXAMPLE_EPOCHS")
 MAX_TRAIN = _env.read("FASTCAP_EXAMPLE_MAX_TRAIN")

@@ -9,7 +9,7 @@ The kernels behind them come from the backend named by ``FASTCAP_BACKEND``
 bfloat16, ``set_precision`` / ``use_precision``) picks the precision of the
 matrix products.
 """
-from . import _env
+from .runtime import env as _env
 
 # Every FASTCAP_* variable is checked before anything reads one; the fastcap command
 # reports a bad one itself (one line, exit status 2), so its import must not fail.
@@ -17,7 +17,7 @@ ENV_ERROR = _env.validate()
 if ENV_ERROR is not None and not _env.is_command():
     raise ENV_ERROR
 
-from ._backend import (  # noqa: E402
+from .runtime.backends import (  # noqa: E402
     BackendUnavailableError,
     available_backends,
     get_backend,
@@ -25,8 +25,8 @@ from ._backend import (  # noqa: E402
     set_backend,
     use_backend,
 )
-from ._precision import (  # noqa: E402
-    PRECISIONS,
+from .runtime.names import PRECISIONS, VERSION as __version__  # noqa: E402
+from .runtime.precision import (  # noqa: E402
     get_precision,
     init_from_environment as _init_precision_from_environment,
     set_precision,
@@ -41,10 +41,8 @@ from .optim import *  # noqa: F401,F403 (the update rules)
 from .rnn_layers import *  # noqa: F401,F403
 from .rnn_layers import __all__ as _layer_names
 
-from ._threads import get_engine_threads, get_num_threads, set_num_threads  # noqa: E402
-from ._threads import init_from_environment as _init_threads_from_environment  # noqa: E402
-
-__version__ = "0.1.0"  # the one version: pyproject.toml reads it (tool.setuptools.dynamic)
+from .runtime.threads import get_engine_threads, get_num_threads, set_num_threads  # noqa: E402
+from .runtime.threads import init_from_environment as _init_threads_from_environment  # noqa: E402
 
 __all__ = [
     "set_backend", "get_backend", "use_backend", "available_backends", "BackendUnavailableError",

@@ -4,6 +4,7 @@ import math
 from . import optim
 from .coco_utils import sample_coco_minibatch
 from .optim import UPDATE_RULES
+from .train.distributed import DataParallel
 
 __all__ = ["CaptioningSolver", "TrainingDivergedError"]
 
@@ -37,10 +38,10 @@ class CaptioningSolver:
     python train.py``): batch_size stays the global batch; every rank draws
     the same minibatch (rank 0's parameters and RNG state are broadcast
     before the first step), computes its slice, and one Allreduce per step
-    sums the gradients (``fastcap.distributed.DataParallel``), so every rank
+    sums the gradients (``fastcap.train.distributed.DataParallel``), so every rank
     makes the update one process would make with the whole batch. Only rank 0
     prints. An error in one rank's slice raises on every rank in that step
-    (rank 0 re-raises it, the others raise ``fastcap.distributed.RankError``).
+    (rank 0 re-raises it, the others raise ``fastcap.train.distributed.RankError``).
     """
 
     def __init__(self, model, data, **kwargs):
@@ -67,7 +68,6 @@ class CaptioningSolver:
         self._update = getattr(optim, self.update_rule)
         self.data_parallel = None
         if self.comm is not None:
-            from .distributed import DataParallel
 
             self.data_parallel = DataParallel(self.comm)
             self.verbose = self.verbose and self.comm.Get_rank() == 0

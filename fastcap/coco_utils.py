@@ -4,7 +4,9 @@ import os
 
 import numpy as np
 
-from . import _env
+from .model.validate import word_to_idx as check_word_to_idx
+from .runtime import env as _env
+from .runtime.memory import allocating, reserve
 
 __all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "LAYOUT", "DATA_FILES",
            "MANIFEST", "read_manifest", "check_manifest"]
@@ -98,8 +100,6 @@ def _check_declared_size(ds, path, name):
     never-written dataset, whose rest would be fill values) or than memory can hold."""
     import h5py
 
-    from ._resources import reserve
-
     nbytes = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
     what = f"{path}: dataset {name!r} of shape {ds.shape}"
     layout = ds.id.get_create_plist().get_layout()
@@ -120,8 +120,6 @@ def _check_declared_size(ds, path, name):
 
 def _read_h5(path, names):
     import h5py
-
-    from ._resources import allocating
 
     out = {}
     try:
@@ -176,8 +174,6 @@ def _resolve_url(url, base_dir):
 
 
 def _read_vocab(path):
-    from ._validate import word_to_idx as check_word_to_idx
-
     with open(path, "rb") as f:
         raw = f.read()
     try:

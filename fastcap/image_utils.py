@@ -23,7 +23,7 @@ Sources:
   Content-Length) or cut off at ``max_bytes``.
 - a local path, or a ``file://`` URL.
 - ``generated://`` URLs of fastcap's generated data: a picture of the image's
-  scene (``fastcap.scenes``), made offline.
+  scene (``fastcap.data.scenes``), made offline.
 
 Decoding is Pillow's; images of more than ``MAX_PIXELS`` pixels are refused
 before they are decompressed.
@@ -40,6 +40,10 @@ import urllib.request
 import warnings
 
 import numpy as np
+
+from .data.scenes import render_generated
+from .runtime.files import atomic_write
+from .runtime.names import VERSION as __version__
 
 __all__ = ["image_from_url", "fetch_image", "cache_dir", "ImageUnavailableError",
            "ImageUnavailableWarning", "CACHE_ENV", "DEFAULT_TIMEOUT", "MAX_TIMEOUT", "DEFAULT_MAX_BYTES",
@@ -64,7 +68,12 @@ class ImageUnavailableError(OSError):
 
 
 class ImageUnavailableWarning(UserWarning):
-    """``image_from_url`` returned None; the message names the URL and the reason."""
+    """An image could not be had (``image_from_url`` returned None, or a contact sheet drew a
+    placeholder); the message names it and the reason, ``url`` and ``reason`` hold them."""
+
+    def __init__(self, message, url=None, reason=None):
+        super().__init__(message)
+        self.url, self.reason = url, reason
 
 
 # Every failure is reported, not only the first one per line of code (a
@@ -130,8 +139,6 @@ def _download(url, timeout, max_bytes, result):
     """Fill ``result`` with (bytes, content type) or an ImageUnavailableError."""
     deadline = time.monotonic() + timeout
     try:
-        from . import __version__
-
         req = urllib.request.Request(url, headers={"User-Agent": f"fastcap/{__version__}"})
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length", "")
@@ -195,8 +202,6 @@ def _cached_http(url, timeout, max_bytes, cache):
     data, content_type = _fetch_http(url, timeout, max_bytes)
     image = _decode(data, url, content_type)
     if path is not None:
-        from ._atomic import atomic_write
-
         def write(tmp):
             with open(tmp, "wb") as f:
                 f.write(data)
@@ -237,8 +242,6 @@ def fetch_image(url, *, timeout=DEFAULT_TIMEOUT, max_bytes=DEFAULT_MAX_BYTES, ca
     if scheme in ("http", "https"):
         return _cached_http(url, float(timeout), max_bytes, cache)
     if scheme == "generated":
-        from .scenes import render_generated
-
         try:
             return render_generated(url)
         except ValueError as exc:

@@ -8,8 +8,8 @@ missing keys get the CS231n defaults.
 """
 import numpy as np
 
-from . import _backend
-from ._validate import FLOAT_DTYPES
+from .runtime.compute import resolve
+from .model.validate import FLOAT_DTYPES
 
 # The update rules, by name: each is a function of this module (CaptioningSolver,
 # the CLI and the checkpoint schema read this list).
@@ -69,7 +69,7 @@ def sgd(w, dw, config=None):
     """Vanilla SGD. config: learning_rate (1e-2)."""
     w, dw, config = _prepare(w, dw, config)
     _hyper(config, learning_rate=1e-2)
-    _backend.kernels().sgd_update(w, dw, config["learning_rate"])
+    resolve().kernels.sgd_update(w, dw, config["learning_rate"])
     return w, config
 
 
@@ -78,7 +78,7 @@ def sgd_momentum(w, dw, config=None):
     w, dw, config = _prepare(w, dw, config)
     _hyper(config, learning_rate=1e-2, momentum=0.9)
     v = _state(config, "velocity", w)
-    _backend.kernels().sgd_momentum_update(w, dw, v, config["learning_rate"], config["momentum"])
+    resolve().kernels.sgd_momentum_update(w, dw, v, config["learning_rate"], config["momentum"])
     return w, config
 
 
@@ -87,7 +87,7 @@ def rmsprop(w, dw, config=None):
     w, dw, config = _prepare(w, dw, config)
     _hyper(config, learning_rate=1e-2, decay_rate=0.99, epsilon=1e-8)
     cache = _state(config, "cache", w)
-    _backend.kernels().rmsprop_update(
+    resolve().kernels.rmsprop_update(
         w, dw, cache, config["learning_rate"], config["decay_rate"], config["epsilon"]
     )
     return w, config
@@ -104,5 +104,5 @@ def adam(w, dw, config=None):
     config["t"] += 1
     b1, b2, t = config["beta1"], config["beta2"], config["t"]
     alpha = config["learning_rate"] * np.sqrt(1 - b2**t) / (1 - b1**t)
-    _backend.kernels().adam_update(w, dw, m, v, float(alpha), b1, b2, config["epsilon"])
+    resolve().kernels.adam_update(w, dw, m, v, float(alpha), b1, b2, config["epsilon"])
     return w, config

@@ -1,29 +1,31 @@
 """The public layers of the CS231n captioning model: RNN, LSTM, word embedding, temporal affine and loss.
 
-Each public ``<layer>_forward`` validates its inputs and runs the shared
-orchestration of ``fastcap._sequence`` (the large matrix products in BLAS,
-the reshaping and the row gathers, once for every backend), which calls the
-active backend's kernels (``fastcap._kernels``): the recurrence kernels own
+Each public ``<layer>_forward`` validates its inputs, resolves the backend and
+precision once (``fastcap.runtime.compute``) and runs the shared orchestration
+of ``fastcap.model.sequence`` (the large matrix products in BLAS, the reshaping
+and the row gathers, once for every backend), which calls that backend's
+kernels (``fastcap._kernels``): the recurrence kernels own
 the whole time loop (the Cython backend's compiled engine in float32, a BLAS
 loop elsewhere), the others the elementwise and scatter work. Each
 ``<layer>_backward`` takes the upstream gradient and the cache its forward
-returned. Caches are NamedTuples of plain arrays, identical for every
-backend, so a forward under one backend feeds a backward under another.
+returned. Caches (``fastcap.model.caches``) are NamedTuples of plain arrays,
+identical for every backend, so a forward under one backend feeds a backward
+under another.
 
 Shapes: N batch, T time, D input, H hidden, V vocabulary, W word vector.
-Sequence layers work on a packed time-major layout (``fastcap._sequence.Packing``): every
+Sequence layers work on a packed time-major layout (``fastcap.model.sequence.Packing``): every
 timestep is one contiguous block of rows for the kernels, and the model runs
 each caption only up to its last scored word. The public outputs are (N, T, ...)
 views of the packed arrays.
 """
-from typing import NamedTuple
+import functools
 
 import numpy as np
 
-from . import _backend, _validate_cache
-from . import _sequence
-from ._sequence import LSTMCore, RNNCore
-from ._validate import Dims, as_float, as_indices, as_mask, like, same_dtype
+from .model import caches, sequence
+from .model.caches import AffineCache, EmbeddingCache, LSTMCache, LSTMStepCache, RNNCache, RNNStepCache
+from .runtime.compute import resolve
+from .model.validate import Dims, as_float, as_indices, as_mask, like, same_dtype
 
 __all__ = [
     "rnn_step_forward", "rnn_step_backward", "rnn_forward", "rnn_backward",
@@ -31,48 +33,6 @@ __all__ = [
     "word_embedding_forward", "word_embedding_backward",
     "temporal_affine_forward", "temporal_affine_backward", "temporal_softmax_loss",
 ]  # fmt: skip
-
-
-class RNNStepCache(NamedTuple):
-    x: np.ndarray  # (N, D)
-    prev_h: np.ndarray  # (N, H)
-    Wx: np.ndarray  # (D, H)
-    Wh: np.ndarray  # (H, H)
-    next_h: np.ndarray  # (N, H)
-
-
-class LSTMStepCache(NamedTuple):
-    x: np.ndarray  # (N, D)
-    prev_h: np.ndarray  # (N, H)
-    prev_c: np.ndarray  # (N, H)
-    Wx: np.ndarray  # (D, 4H)
-    Wh: np.ndarray  # (H, 4H)
-    ifog: np.ndarray  # (N, 4H) activated gates
-    next_c: np.ndarray  # (N, H)
-
-
-class RNNCache(NamedTuple):
-    x: np.ndarray  # (P, D) packed inputs
-    Wx: np.ndarray  # (D, H)
-    core: RNNCore
-
-
-class LSTMCache(NamedTuple):
-    x: np.ndarray  # (P, D) packed inputs
-    Wx: np.ndarray  # (D, 4H)
-    core: LSTMCore
-
-
-class EmbeddingCache(NamedTuple):
-    idx: np.ndarray  # (N*T,) intp word indices, flattened
-    vocab_size: int  # V
-    dtype: np.dtype  # dtype of W
-
-
-class AffineCache(NamedTuple):
-    x: np.ndarray  # (N, T, D)
-    w: np.ndarray  # (D, M)
-    b: np.ndarray  # (M,)
 
 
 def _check_cell_inputs(x, prev_h, Wx, Wh, b, gates, seq):
@@ -98,23 +58,25 @@ def _check_seq_grad(dh, core):
     """dh (N, T, H) for the recurrence of a full batch -> packed (T*N, H)."""
     N, H, T = core.h0.shape[0], core.h0.shape[1], len(core.packing.batch_sizes)
     dh = like("dh", dh, np.empty((N, T, H), core.h.dtype), "h")
-    return _sequence.time_major(dh).reshape(T * N, H)
+    return sequence.time_major(dh).reshape(T * N, H)
 
 
 def _recurrent_forward(cell_type, cache_type, x, h0, Wx, Wh, b):
     """rnn_forward / lstm_forward: validate, project all steps at once, run the recurrence."""
-    cell = _sequence.CELLS[cell_type]
+    cell = sequence.CELLS[cell_type]
     x, h0, Wx, Wh, b = _check_cell_inputs(x, h0, Wx, Wh, b, gates=cell.gates, seq=True)
-    x_packed, packing = _sequence.full(x)
-    core = cell.forward(_sequence.affine(x_packed, Wx, b), h0, Wh, packing)
-    return _sequence.unpack_full(core.h, core), cache_type(x_packed, Wx, core)
+    compute = resolve()
+    x_packed, packing = sequence.full(x)
+    core = cell.forward(compute, sequence.affine(compute, x_packed, Wx, b), h0, Wh, packing)
+    return sequence.unpack_full(core.h, core), cache_type(x_packed, Wx, core)
 
 
 def _recurrent_backward(cell_type, dh, cache):
     """rnn_backward / lstm_backward of a validated cache -> dx (N, T, D), dh0, dWx, dWh, db."""
-    da, dh0, dWh = _sequence.CELLS[cell_type].backward(_check_seq_grad(dh, cache.core), cache.core)
-    dx, dWx, db = _sequence.affine_backward(da, cache.x, cache.Wx)
-    return _sequence.unpack_full(dx, cache.core), dh0, dWx, dWh, db
+    compute = resolve()
+    da, dh0, dWh = sequence.CELLS[cell_type].backward(compute, _check_seq_grad(dh, cache.core), cache.core)
+    dx, dWx, db = sequence.affine_backward(compute, da, cache.x, cache.Wx)
+    return sequence.unpack_full(dx, cache.core), dh0, dWx, dWh, db
 
 
 # ----------------------------------------------------------------------------
@@ -128,17 +90,20 @@ def rnn_step_forward(x, prev_h, Wx, Wh, b):
     """
     x, prev_h, Wx, Wh, b = _check_cell_inputs(x, prev_h, Wx, Wh, b, gates=1, seq=False)
     next_h = np.empty_like(prev_h)
-    _backend.kernels().rnn_cell_forward(_sequence.affine(x, Wx, b), _sequence.matmul(prev_h, Wh), next_h)
+    compute = resolve()
+    compute.kernels.rnn_cell_forward(sequence.affine(compute, x, Wx, b),
+                                     sequence.matmul(compute, prev_h, Wh), next_h)
     return next_h, RNNStepCache(x, prev_h, Wx, Wh, next_h)
 
 
 def rnn_step_backward(dnext_h, cache):
     """dnext_h (N, H), cache -> dx (N, D), dprev_h (N, H), dWx (D, H), dWh (H, H), db (H,)."""
-    cache = _validate_cache.rnn_step(cache)
+    cache = caches.rnn_step(cache)
     dnext_h = like("dnext_h", dnext_h, cache.next_h, "next_h")
     da = np.empty_like(dnext_h)
-    _backend.kernels().rnn_cell_backward(dnext_h, cache.next_h, da)
-    mm = _sequence.matmul
+    compute = resolve()
+    compute.kernels.rnn_cell_backward(dnext_h, cache.next_h, da)
+    mm = functools.partial(sequence.matmul, compute)
     return mm(da, cache.Wx.T), mm(da, cache.Wh.T), mm(cache.x.T, da), mm(cache.prev_h.T, da), da.sum(axis=0)
 
 
@@ -153,7 +118,7 @@ def rnn_forward(x, h0, Wx, Wh, b):
 def rnn_backward(dh, cache):
     """dh (N, T, H) upstream gradient of every hidden state, cache ->
     dx (N, T, D), dh0 (N, H), dWx (D, H), dWh (H, H), db (H,)."""
-    return _recurrent_backward("rnn", dh, _validate_cache.rnn_seq(cache))
+    return _recurrent_backward("rnn", dh, caches.rnn_seq(cache))
 
 
 # ----------------------------------------------------------------------------
@@ -174,23 +139,24 @@ def lstm_step_forward(x, prev_h, prev_c, Wx, Wh, b):
     N, H = prev_h.shape
     ifog = np.empty((N, 4 * H), dtype=x.dtype)
     next_c, next_h = np.empty_like(prev_c), np.empty_like(prev_h)
-    _backend.kernels().lstm_cell_forward(_sequence.affine(x, Wx, b), _sequence.matmul(prev_h, Wh), prev_c,
-                                         ifog, next_c, next_h)
+    compute = resolve()
+    compute.kernels.lstm_cell_forward(sequence.affine(compute, x, Wx, b),
+                                      sequence.matmul(compute, prev_h, Wh), prev_c, ifog, next_c, next_h)
     return next_h, next_c, LSTMStepCache(x, prev_h, prev_c, Wx, Wh, ifog, next_c)
 
 
 def lstm_step_backward(dnext_h, dnext_c, cache):
     """dnext_h (N, H), dnext_c (N, H), cache ->
     dx (N, D), dprev_h (N, H), dprev_c (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
-    cache = _validate_cache.lstm_step(cache)
+    cache = caches.lstm_step(cache)
     dnext_h = like("dnext_h", dnext_h, cache.next_c, "next_h")
     dnext_c = like("dnext_c", dnext_c, cache.next_c, "next_c")
     da = np.empty_like(cache.ifog)
     dprev_c = np.empty_like(cache.prev_c)
-    _backend.kernels().lstm_cell_backward(
-        dnext_h, dnext_c, cache.ifog, cache.prev_c, cache.next_c, da, dprev_c
-    )
-    mm = _sequence.matmul
+    compute = resolve()
+    compute.kernels.lstm_cell_backward(dnext_h, dnext_c, cache.ifog, cache.prev_c, cache.next_c, da,
+                                       dprev_c)
+    mm = functools.partial(sequence.matmul, compute)
     dx, dprev_h = mm(da, cache.Wx.T), mm(da, cache.Wh.T)
     return dx, dprev_h, dprev_c, mm(cache.x.T, da), mm(cache.prev_h.T, da), da.sum(axis=0)
 
@@ -205,7 +171,7 @@ def lstm_forward(x, h0, Wx, Wh, b):
 
 def lstm_backward(dh, cache):
     """dh (N, T, H), cache -> dx (N, T, D), dh0 (N, H), dWx (D, 4H), dWh (H, 4H), db (4H,)."""
-    return _recurrent_backward("lstm", dh, _validate_cache.lstm_seq(cache))
+    return _recurrent_backward("lstm", dh, caches.lstm_seq(cache))
 
 
 # ----------------------------------------------------------------------------
@@ -221,7 +187,7 @@ def word_embedding_forward(x, W):
 
 def word_embedding_backward(dout, cache):
     """dout (N, T, D), cache -> dW (V, D), the rows of dout summed per word."""
-    cache = _validate_cache.embedding(cache)
+    cache = caches.embedding(cache)
     dout = as_float("dout", dout, 3)
     if dout.shape[0] * dout.shape[1] != cache.idx.size:
         raise ValueError(
@@ -230,7 +196,8 @@ def word_embedding_backward(dout, cache):
         )
     if dout.dtype != cache.dtype:
         raise TypeError(f"dout must have dtype {cache.dtype} (the dtype of W), got {dout.dtype}")
-    return _sequence.embedding_grad(dout.reshape(cache.idx.size, dout.shape[2]), cache.idx, cache.vocab_size)
+    return sequence.embedding_grad(resolve(), dout.reshape(cache.idx.size, dout.shape[2]), cache.idx,
+                                   cache.vocab_size)
 
 
 # ----------------------------------------------------------------------------
@@ -246,17 +213,18 @@ def temporal_affine_forward(x, w, b):
     dims.match("b", b, ("M",))
     same_dtype(x=x, w=w, b=b)
     N, T, D = x.shape
-    out = _sequence.affine(x.reshape(N * T, D), w, b).reshape(N, T, w.shape[1])
+    out = sequence.affine(resolve(), x.reshape(N * T, D), w, b).reshape(N, T, w.shape[1])
     return out, AffineCache(x, w, b)
 
 
 def temporal_affine_backward(dout, cache):
     """dout (N, T, M), cache -> dx (N, T, D), dw (D, M), db (M,)."""
-    cache = _validate_cache.affine(cache)
+    cache = caches.affine(cache)
     x, w, _ = cache
     N, T, D = x.shape
     dout = like("dout", dout, np.empty((N, T, w.shape[1]), dtype=w.dtype), "out")
-    dx, dw, db = _sequence.affine_backward(dout.reshape(N * T, w.shape[1]), x.reshape(N * T, D), w)
+    dx, dw, db = sequence.affine_backward(resolve(), dout.reshape(N * T, w.shape[1]),
+                                          x.reshape(N * T, D), w)
     return dx.reshape(N, T, D), dw, db
 
 
@@ -279,7 +247,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     mask = as_mask("mask", mask, (N, T))
     dx = np.empty_like(x)
     scale = 1.0 / N if N else 0.0
-    loss = _backend.kernels().softmax_loss(
+    loss = resolve().kernels.softmax_loss(
         x.reshape(N * T, V), y.reshape(-1), mask.reshape(-1), scale, dx.reshape(N * T, V)
     )
     if verbose:

@@ -1,6 +1,6 @@
 """Shared fixtures of the test suite: each backend in turn, the compiled ones, the Cython module, a seeded rng, a small dataset.
 
-Backend names come from the registry (``fastcap._backend``). A backend that
+Backend names come from the registry (``fastcap.runtime.backends``). A backend that
 does not load here skips its tests with the reason; under CI (``CI=true``,
 where every backend is built) it fails them instead (``require_backend``).
 """
@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import _backend
-from fastcap.datagen import generate_coco_data
+from fastcap.runtime import backends as _backend, names
+from fastcap.data.generated import generate_coco_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 # Child processes import this checkout's fastcap, on the reference backend.
 ENV = dict(os.environ, FASTCAP_BACKEND="numpy",
            PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
 
-BACKENDS = _backend.NAMES
+BACKENDS = tuple(names.BACKENDS)
 REFERENCE = "numpy"
 COMPILED = tuple(name for name in BACKENDS if name != REFERENCE)
 # CI installs and builds every backend: there, a missing one is a failure, not a skip.

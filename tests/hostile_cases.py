@@ -16,7 +16,8 @@ import sys
 import numpy as np
 
 import fastcap
-from fastcap import CaptioningRNN, _sequence
+from fastcap import CaptioningRNN
+from fastcap.model import sequence as _sequence
 from fastcap import rnn_layers as L
 
 R = np.random.default_rng(0)
@@ -98,7 +99,7 @@ CASES = {
     "lstm_h_rows": lambda: (lambda dh, c: L.lstm_backward(
         dh, _core(c, h=c.core.h[:5].copy())))(*_seq("lstm")),
     "lstm_packing_forged": lambda: (lambda dh, c: L.lstm_backward(
-        dh, _core(c, packing=_sequence.packing([3, 3, 3, 30]))))(*_seq("lstm")),
+        dh, _core(c, packing=_sequence.Packing.of([3, 3, 3, 30]))))(*_seq("lstm")),
     "lstm_x_rows": lambda: (lambda dh, c: L.lstm_backward(
         dh, c._replace(x=c.x[:2].copy())))(*_seq("lstm")),
     "rnn_h_wider": lambda: (lambda dh, c: L.rnn_backward(

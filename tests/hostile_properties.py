@@ -13,9 +13,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastcap
-from fastcap import CaptioningRNN, _sequence
+from fastcap import CaptioningRNN
+from fastcap.model import sequence as _sequence
 from fastcap import rnn_layers as L
-from fastcap.model_config import CELL_TYPES
+from fastcap.model.sequence import CELL_TYPES
 
 SETTINGS = settings(max_examples=40, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))
@@ -122,7 +123,7 @@ def sequence_cache_tampered(cell, N, T, D, H, seed, data):
     where = data.draw(st.sampled_from(["x", "Wx"] + [f"core.{f}" for f in cache.core._fields]))
     if where == "core.packing":
         sizes = data.draw(st.lists(st.integers(0, N + 2), min_size=1, max_size=T + 2))
-        cache = cache._replace(core=cache.core._replace(packing=_sequence.packing(sizes)))
+        cache = cache._replace(core=cache.core._replace(packing=_sequence.Packing.of(sizes)))
     elif where.startswith("core."):
         f = where[5:]
         cache = cache._replace(core=cache.core._replace(**{f: data.draw(replacement(getattr(cache.core, f)))}))

@@ -17,10 +17,10 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import _backend
+from fastcap.runtime import backends as _backend
 from fastcap._kernels import bf16 as emulation
 from fastcap._kernels.cases import BF16_CASES, SHAPES
-from fastcap.environment import cpu_flags
+from fastcap.runtime.cpu import flags as cpu_flags
 
 from conftest import ENV, require_backend
 from parity import assert_same, run, scaled_error
@@ -126,7 +126,7 @@ def test_products_below_a_tile_of_rows_keep_the_vector_tiles(cy):
 
 def test_model_trains_on_emulated_tiles(cy, monkeypatch):
     """A bf16 training loss and its gradients through the tile program agree with the vector tiles."""
-    from fastcap import _precision
+    from fastcap.runtime import precision as _precision
     from fastcap.classifiers.rnn import CaptioningRNN
 
     monkeypatch.setattr(_precision, "_emulate_anywhere", True)
@@ -171,10 +171,11 @@ def test_decide_falls_back_and_says_why(cy):
     assert cy.amx_status() == ("emulated", None)
 
 
-_STATUS = ("import fastcap, numpy as np; from fastcap import _backend; "
+_STATUS = ("import fastcap, numpy as np; from fastcap.runtime import backends as _backend; "
            "m = _backend.load('cython').module; print(m.amx_status()[1]); "
            "fastcap.set_precision('bfloat16'); fastcap.set_backend('cython'); "
-           "from fastcap import _sequence; _sequence.matmul(np.ones((20, 8), np.float32), np.ones((8, 4), np.float32)); "
+           "from fastcap.model import sequence; from fastcap.runtime.compute import resolve; "
+           "sequence.matmul(resolve(), np.ones((20, 8), np.float32), np.ones((8, 4), np.float32)); "
            "print(m.amx_status()[0]); print(m.amx_status()[1])")
 
 

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import fastcap
-from fastcap import _backend, _env
+from fastcap.runtime import backends as _backend, env as _env, names
 
 
 def _run(code, **env):
@@ -58,7 +58,7 @@ def test_auto_takes_first_loadable_in_preference_order():
 
 def test_unavailable_backend_says_what_to_install(monkeypatch):
     # A registered backend whose module cannot be imported.
-    monkeypatch.setitem(_backend._BACKENDS, "numba", ("fastcap._kernels.no_such_module", "install Numba: `pip install numba`"))
+    monkeypatch.setitem(names.BACKENDS, "numba", ("fastcap._kernels.no_such_module", "install Numba: `pip install numba`"))
     monkeypatch.setattr(_backend, "_loaded", {k: v for k, v in _backend._loaded.items() if k != "numba"})
     with pytest.raises(fastcap.BackendUnavailableError, match="pip install numba"):
         fastcap.set_backend("numba")
@@ -70,7 +70,7 @@ def test_unavailable_backend_says_what_to_install(monkeypatch):
 def test_backend_missing_a_kernel_is_rejected(monkeypatch, tmp_path):
     (tmp_path / "half_backend.py").write_text("def sgd_update(w, dw, lr):\n    pass\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.setitem(_backend._BACKENDS, "numba", ("half_backend", ""))
+    monkeypatch.setitem(names.BACKENDS, "numba", ("half_backend", ""))
     monkeypatch.setattr(_backend, "_loaded", {})
     with pytest.raises(RuntimeError, match="lacks kernels: rnn_cell_forward"):
         _backend.load("numba")

@@ -1,4 +1,4 @@
-"""Beam search (fastcap.beam): a beam of one is greedy decoding, an exhaustive beam finds the most probable caption, bad arguments are named.
+"""Beam search (fastcap.model.beam): a beam of one is greedy decoding, an exhaustive beam finds the most probable caption, bad arguments are named.
 
 It needs no caption metrics, so it runs without pycocoevalcap (the CLI's
 ``fastcap sample --beam-size`` is tested in test_cli.py). Beam search on the
@@ -11,8 +11,8 @@ import pytest
 
 import fastcap
 from fastcap import CaptioningRNN
-from fastcap.beam import beam_search
-from fastcap.model_config import CELL_TYPES
+from fastcap.model.beam import beam_search
+from fastcap.model.sequence import CELL_TYPES
 
 
 @pytest.mark.parametrize("cell", CELL_TYPES)

@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 import fastcap
-from fastcap import bench
+from fastcap.cli import bench
 
 report = bench.load("bench_report")
 probes = bench.load("host_probes")
@@ -74,7 +74,7 @@ def test_probe_verdict(start, end, flagged):
 def test_gemm_probe_measures_each_thread_count():
     import importlib.util
 
-    from fastcap import _precision
+    from fastcap.runtime import precision as _precision
 
     # the bf16 rate where the host has bf16 units and PyTorch measures them
     bf16 = {"bf16_GFLOPs"} if _precision.native_bf16() and importlib.util.find_spec("torch") else set()

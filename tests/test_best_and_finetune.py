@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from hypothesis import given, strategies as st
 
-from fastcap.options import BEST_METRICS
-from fastcap.trainer import Trainer
+from fastcap.train.options import BEST_METRICS
+from fastcap.train import monitor
 
 from conftest import fastcap_cmd
 from test_cli import TINY, failed, ok, run_dir  # noqa: F401  (run_dir: the shared tiny run)
@@ -17,13 +17,6 @@ def _meta(path):
         return json.loads(str(z["meta"]))
 
 
-def _trainer(epochs, metric, patience):
-    t = Trainer.__new__(Trainer)
-    t.config = {"eval": {"best_metric": metric}, "train": {"patience": patience}}
-    t.epochs = epochs
-    return t
-
-
 @given(st.lists(st.floats(0, 3, allow_nan=False), min_size=1, max_size=12),
        st.sampled_from(BEST_METRICS), st.integers(0, 4))
 def test_best_epoch_and_patience(values, metric, patience):
@@ -32,11 +25,11 @@ def test_best_epoch_and_patience(values, metric, patience):
     epochs = [{"epoch": 0, metric: 99.0}]  # epoch 0 (the initial model) never counts
     for e, v in enumerate(values, start=1):
         epochs.append({"epoch": e, metric: v})
-        best, since = _trainer(epochs, metric, patience)._best_epoch()
+        best, since = monitor.best_epoch(epochs, metric)
         scores = [sign * x for x in values[:e]]
         want = scores.index(max(scores)) + 1  # the first of equals
         assert best["epoch"] == want and since == e - want
-        stop = _trainer(epochs, metric, patience)._out_of_patience()
+        stop = monitor.out_of_patience(epochs, metric, patience)
         assert stop == (patience > 0 and e - want >= patience)
 
 

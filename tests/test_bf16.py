@@ -18,11 +18,11 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import _backend, _precision
+from fastcap.runtime import backends as _backend, precision as _precision
 from fastcap._kernels import bf16 as emulation
 from fastcap._kernels.cases import BF16_CASES, SHAPES
-from fastcap._kernels.cython_builds import BUILDS
-from fastcap.model_config import CELL_TYPES
+from fastcap.runtime.names import BUILDS
+from fastcap.model.sequence import CELL_TYPES
 
 from conftest import ENV, require_backend
 from parity import assert_same, run, scaled_error

@@ -142,7 +142,7 @@ def test_networks_are_torchvisions_and_load_published_weights(name, parameters, 
     import numpy as np
     import torch
 
-    from fastcap import features as F
+    from fastcap.data import features as F
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", F.RandomWeightsWarning)
@@ -163,3 +163,29 @@ def test_networks_are_torchvisions_and_load_published_weights(name, parameters, 
     image = np.random.default_rng(0).integers(0, 256, (50, 70, 3), dtype=np.uint8)
     a, b = rand.features([image]), ext.features([image])
     assert a.shape == b.shape == (1, F.EXTRACTORS[name].dim) and not np.allclose(a, b)
+
+
+@pytest.mark.parametrize("recorded, asked, want", [("bfloat16", None, "bfloat16"),
+                                                   ("float32", None, "float32"),
+                                                   ("bfloat16", "float32", "float32")])
+def test_caption_computes_in_the_checkpoints_precision(trained, monkeypatch, recorded, asked, want):
+    """caption_files (and so `fastcap caption`) uses the precision the checkpoint records
+    unless it is given one."""
+    from fastcap.inference import caption as caption_mod
+    from fastcap.runtime import precision
+
+    root, data, run, _ = trained
+    load = caption_mod.load_checkpoint
+
+    def recording(path):
+        ckpt = load(path)
+        ckpt.config["train"]["precision"] = recorded
+        return ckpt
+
+    seen, generate = [], caption_mod.generate
+    monkeypatch.setattr(caption_mod, "load_checkpoint", recording)
+    monkeypatch.setattr(caption_mod, "generate",
+                        lambda *a, **k: seen.append(precision.get_precision()) or generate(*a, **k))
+    _, results = caption_mod.caption_files(str(run / "checkpoint.npz"), [str(root / "images")], batch_size=100,
+                                           precision=asked)
+    assert seen == [want] and len(results) == 48

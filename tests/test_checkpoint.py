@@ -9,9 +9,9 @@ import pytest
 
 import fastcap
 from fastcap import CaptioningRNN, CaptioningSolver
-from fastcap import checkpoint as ckpt_mod
-from fastcap.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from fastcap.datagen import generate_coco_data
+from fastcap.train import checkpoint as ckpt_mod
+from fastcap.train.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from fastcap.data.generated import generate_coco_data
 
 
 @pytest.fixture(autouse=True)
@@ -130,7 +130,7 @@ def test_interrupted_write_keeps_the_previous_checkpoint(tmp_path, data, monkeyp
         written.append((tmp, os.fstat(fd).st_size))
         raise RuntimeError("killed while saving")
 
-    monkeypatch.setattr(fastcap._atomic, "_fsync", fail_after_writing)
+    monkeypatch.setattr(fastcap.runtime.files, "_fsync", fail_after_writing)
     with pytest.raises(RuntimeError, match="killed while saving"):
         _save(path, model, solver, data)
     assert written and len(written[0][0]) == 1 and written[0][1] > 1000  # a real temp file existed

@@ -1,6 +1,6 @@
 """Crafted checkpoints and data directories get one clear error (issue 11, items 3, 5, 10, 11, 13).
 
-The fuzz test walks ``fastcap.checkpoint_schema.META``: every field is set to
+The fuzz test walks ``fastcap.train.checkpoint_schema.META``: every field is set to
 each value its spec must reject, and to values hypothesis draws, and the
 checkpoint must then either load (the value was valid) or fail with a
 CheckpointError naming that field, never anything else.
@@ -18,12 +18,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastcap
-from fastcap import checkpoint_schema as schema
-from fastcap.checkpoint import CheckpointError, load_checkpoint
-from fastcap.checkpoint_schema import ADDED_LATER
+from fastcap.train import checkpoint_schema as schema
+from fastcap.train.checkpoint import CheckpointError, load_checkpoint
+from fastcap.train.checkpoint_schema import ADDED_LATER
 from fastcap.coco_utils import load_coco_data
-from fastcap.make_data import write_coco_data
-from fastcap.trainer import Trainer
+from fastcap.data.make import write_coco_data
+from fastcap.train.trainer import Trainer
 
 from conftest import fastcap_cmd
 

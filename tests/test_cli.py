@@ -13,10 +13,12 @@ import pytest
 
 import fastcap
 from fastcap import CaptioningRNN
-from fastcap.checkpoint import load_checkpoint
-from fastcap.cli import main
-from fastcap.make_data import write_coco_data
-from fastcap.model_config import CELL_TYPES
+from fastcap.train.checkpoint import load_checkpoint
+from fastcap.cli import main as cli_main
+from fastcap.cli.main import main
+from fastcap.runtime.names import BACKENDS
+from fastcap.data.make import write_coco_data
+from fastcap.model.sequence import CELL_TYPES
 
 from conftest import ENV, fastcap_cmd, require_backend
 
@@ -143,7 +145,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(run_dir, tmp_path):
     assert len(hc["loss_history"]) == max(done, 6 * epochs)
 
 
-@pytest.mark.parametrize("backend", fastcap._backend.NAMES)
+@pytest.mark.parametrize("backend", tuple(BACKENDS))
 def test_sigterm_saves_the_last_completed_iteration(backend, tmp_path):
     """SIGTERM (kill, systemd, Slurm, Kubernetes) mid-epoch stops a run like Ctrl-C: exit
     143, and the checkpoint holds the last iteration the run printed as completed."""
@@ -379,7 +381,7 @@ def test_default_model_learns(tmp_path):
     assert m["bleu1"] > u["bleu1"] + 0.3 and m["cider"] > u["cider"] + 1.0
     assert m["val_loss"] < 0.5 * u["val_loss"]
     config = json.loads((out / "config.json").read_text())
-    from fastcap.trainer import DEFAULTS
+    from fastcap.train.trainer import DEFAULTS
 
     assert config["model"]["hidden_dim"] == DEFAULTS["hidden_dim"]  # the default model
     assert config["model"]["cell_type"] == "lstm" and config["data"]["source"] == "generated"
@@ -388,9 +390,9 @@ def test_default_model_learns(tmp_path):
 # ---------------------------------------------------------------- in-process main()
 def test_main_in_process_and_bench_dispatch(tmp_path, capsys, monkeypatch):
     calls = []
-    fake = type(sys)("fastcap.bench")
+    fake = type(sys)("fastcap.cli.bench")
     fake.main = lambda argv: calls.append(argv) or 3
-    monkeypatch.setitem(sys.modules, "fastcap.bench", fake)
+    monkeypatch.setattr(cli_main, "bench", fake)
     assert main(["bench", "--quick", "x"]) == 3 and calls == [["--quick", "x"]]
 
     with fastcap.use_backend("numpy"):
@@ -407,7 +409,7 @@ def test_main_in_process_and_bench_dispatch(tmp_path, capsys, monkeypatch):
 # ---------------------------------------------------------------- evaluation helpers
 @pytest.mark.parametrize("cell", CELL_TYPES)
 def test_validation_loss_is_the_training_loss_without_backward(small_data, cell):
-    from fastcap.trainer import caption_loss
+    from fastcap.train.trainer import caption_loss
 
     model = CaptioningRNN(small_data["word_to_idx"], input_dim=20, wordvec_dim=8, hidden_dim=12,
                           cell_type=cell, dtype=np.float64, rng=np.random.default_rng(2))

@@ -2,7 +2,7 @@
 import pytest
 from hypothesis import given, settings, strategies as st, HealthCheck
 
-from fastcap.contact_sheet import contact_sheet
+from fastcap.inference.contact_sheet import contact_sheet
 
 from test_show import run  # noqa: F401  (the tiny trained run)
 

@@ -25,9 +25,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from fastcap import _backend
+from fastcap.runtime import backends as _backend
 from fastcap._kernels.cases import CASES, SHAPES
-from fastcap._kernels.cython_builds import BUILDS
+from fastcap.runtime.names import BUILDS, ISA_CHOICES
 from fastcap.gradient_check import rel_error
 
 from conftest import REQUIRE_ALL
@@ -151,14 +151,14 @@ def test_isa_builds_give_bitwise_equal_results(builds):
 def test_backend_loads_the_build_for_this_cpu(builds):
     best = next(isa for isa in BUILDS if isa in builds)  # BUILDS is best first
     assert _backend.load("cython").module is builds[best]
-    code = "from fastcap import _backend; print(_backend.load('cython').module.BUILD_INFO['isa'])"
+    code = "from fastcap.runtime import backends; print(backends.load('cython').module.BUILD_INFO['isa'])"
     for choice, isa in [(isa, isa) for isa in builds] + [("auto", best), ("", best)]:
         out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                              env={**os.environ, _backend.ISA_ENV_VAR: choice}, timeout=300)
         assert out.returncode == 0 and out.stdout.split() == [isa], (choice, out.stderr)
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
                          env={**os.environ, _backend.ISA_ENV_VAR: "sse9"}, timeout=300)
-    assert out.returncode != 0 and f"FASTCAP_CYTHON_ISA='sse9': expected one of {', '.join(_backend.ISA_CHOICES)}" in out.stderr
+    assert out.returncode != 0 and f"FASTCAP_CYTHON_ISA='sse9': expected one of {', '.join(ISA_CHOICES)}" in out.stderr
 
 
 def test_debug_build_checks_bounds(cy):

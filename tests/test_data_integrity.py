@@ -18,13 +18,14 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from fastcap import _resources, cli
+from fastcap.runtime import memory as _resources
+from fastcap.cli import main as cli
 from fastcap.captioning_solver import TrainingDivergedError
 from fastcap.coco_utils import DATA_FILES, MANIFEST, load_coco_data
-from fastcap.data import DataError, load_data
-from fastcap.datagen import generate_coco_data
-from fastcap.make_data import write_coco_data
-from fastcap.trainer import Trainer
+from fastcap.data.load import DataError, load_data
+from fastcap.data.generated import generate_coco_data
+from fastcap.data.make import write_coco_data
+from fastcap.train.trainer import Trainer
 
 from conftest import ENV
 
@@ -35,8 +36,8 @@ KILL_POINTS = 2 * (len(DATA_FILES) + 2)
 
 _CHILD = """
 import os, signal, sys
-from fastcap import _atomic
-from fastcap.make_data import write_coco_data
+from fastcap.runtime import files as _atomic
+from fastcap.data.make import write_coco_data
 k = int(sys.argv[2])
 calls = [0]
 def point(f):
@@ -206,14 +207,14 @@ def test_out_of_memory_anywhere_is_not_called_a_bug(monkeypatch, capsys):
     def fail(*a, **k):
         raise MemoryError("Unable to allocate 12.0 TiB for an array with shape (10, 10)")
 
-    monkeypatch.setattr("fastcap.environment.collect", fail)
+    monkeypatch.setattr("fastcap.cli.info.collect", fail)
     assert cli.main(["info"]) == 1
     err = capsys.readouterr().err
     assert "out of memory" in err and "12.0 TiB" in err and "bug" not in err
 
 
 def test_model_size_beyond_memory_names_the_options(monkeypatch):
-    from fastcap.model_config import ModelConfig
+    from fastcap.train.model_config import ModelConfig
 
     monkeypatch.setattr(_resources, "available_memory", lambda: 10**6)
     vocab = generate_coco_data(2, 1, pca_dim=2, full_dim=2)["word_to_idx"]

@@ -1,4 +1,4 @@
-"""Tests for fastcap.datagen: layout, caption grammar, determinism, files, learnability."""
+"""Tests for fastcap.data.generated: layout, caption grammar, determinism, files, learnability."""
 import json
 import os
 
@@ -6,9 +6,10 @@ import h5py
 import numpy as np
 import pytest
 
-from fastcap import _atomic, datagen
-from fastcap.datagen import generate_coco_data
-from fastcap.make_data import write_coco_data
+from fastcap.runtime import files as _atomic
+from fastcap.data import generated as datagen
+from fastcap.data.generated import generate_coco_data
+from fastcap.data.make import write_coco_data
 
 SMALL = dict(num_train_images=60, num_val_images=20, captions_per_image=3,
              pca_dim=16, full_dim=40, seed=7)

@@ -17,10 +17,11 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import CaptioningRNN, _backend
+from fastcap import CaptioningRNN
+from fastcap.runtime import backends as _backend
 from fastcap._kernels.cases import CASES
-from fastcap.beam import beam_search
-from fastcap.model_config import CELL_TYPES
+from fastcap.model.beam import beam_search
+from fastcap.model.sequence import CELL_TYPES
 
 from parity import ENGINE_KERNELS, assert_same, run, scaled_error
 

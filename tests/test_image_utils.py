@@ -15,12 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fastcap import datagen, image_utils
+from fastcap.data import generated as datagen
+from fastcap import image_utils
 from fastcap.coco_utils import decode_captions
-from fastcap.datagen import generate_coco_data, image_scene, parse_generated_url
+from fastcap.data.generated import generate_coco_data, image_scene, parse_generated_url
 from fastcap.image_utils import (ImageUnavailableError, ImageUnavailableWarning, fetch_image,
                                  image_from_url)
-from fastcap.scenes import HEIGHT, WIDTH, render_generated
+from fastcap.data.scenes import HEIGHT, WIDTH, render_generated
 
 PROXY_VARS = ("http_proxy", "https_proxy", "all_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY")
 
@@ -317,7 +318,7 @@ def test_generated_pictures_show_their_scene(generated):
     assert a.shape == (HEIGHT, WIDTH, 3) and a.dtype == np.uint8
     assert np.array_equal(a, b)  # a URL is always the same picture
     assert not np.array_equal(a, image_from_url(urls[1]))
-    from fastcap.scenes import _COLOURS, _PLACES
+    from fastcap.data.scenes import _COLOURS, _PLACES
 
     coloured = 0
     for url in urls:

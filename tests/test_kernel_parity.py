@@ -9,7 +9,7 @@ the float64 reference.
 import numpy as np
 import pytest
 
-from fastcap import _backend
+from fastcap.runtime import backends as _backend
 from fastcap._kernels import KERNEL_NAMES
 from fastcap._kernels.cases import CASES, SHAPES, as_dtype
 

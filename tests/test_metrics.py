@@ -1,11 +1,11 @@
-"""Caption metrics: fastcap.metrics against the COCO caption evaluation's own scorers."""
+"""Caption metrics: fastcap.train.metrics against the COCO caption evaluation's own scorers."""
 import math
 
 import numpy as np
 import pytest
 
-from fastcap.datagen import generate_coco_data
-from fastcap.metrics import caption_metrics, decode_for_metrics, normalize, references_by_image
+from fastcap.data.generated import generate_coco_data
+from fastcap.train.metrics import caption_metrics, decode_for_metrics, normalize, references_by_image
 
 Bleu = pytest.importorskip("pycocoevalcap.bleu.bleu").Bleu
 Cider = pytest.importorskip("pycocoevalcap.cider.cider").Cider

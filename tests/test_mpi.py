@@ -17,9 +17,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastcap import distributed
-from fastcap.checkpoint import load_checkpoint
-from fastcap.model_config import CELL_TYPES
+from fastcap.train import distributed
+from fastcap.train.checkpoint import load_checkpoint
+from fastcap.model.sequence import CELL_TYPES
 
 from conftest import REQUIRE_ALL
 
@@ -139,7 +139,7 @@ def test_info_names_the_mpi_library():
 @needs_mpi
 def test_solver_rejects_a_comm_that_is_not_a_communicator():
     from fastcap import CaptioningRNN, CaptioningSolver
-    from fastcap.datagen import generate_coco_data
+    from fastcap.data.generated import generate_coco_data
 
     data = generate_coco_data(num_train_images=4, num_val_images=2, captions_per_image=1, seed=0)
     model = CaptioningRNN(data["word_to_idx"], input_dim=data["train_features"].shape[1],
@@ -171,7 +171,7 @@ def test_python_api_broadcasts_rank_0_state_so_ranks_agree(tmp_path):
         import sys
         import numpy as np
         from fastcap import CaptioningRNN, CaptioningSolver
-        from fastcap.datagen import generate_coco_data
+        from fastcap.data import generate_coco_data
 
         comm = None
         if sys.argv[1] == "mpi":

@@ -6,8 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from fastcap import CaptioningRNN
-from fastcap.beam import beam_search
-from fastcap.evaluation import suppressing
+from fastcap.model.beam import beam_search
+from fastcap.train.evaluation import suppressing
 
 from conftest import fastcap_cmd
 from test_cli import ok, run_dir  # noqa: F401  (run_dir: the shared tiny run)

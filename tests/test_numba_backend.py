@@ -96,7 +96,7 @@ def _run(code, **env):
 
 def test_import_compiles_nothing():
     lines = _run("""
-        import fastcap, fastcap._threads
+        import fastcap
         from numba.core.dispatcher import Dispatcher
         from fastcap._kernels import numba_backend as nb
         assert fastcap.get_backend() == "numba"

@@ -1,4 +1,4 @@
-"""The one option specification (fastcap.options) and the model config (fastcap.model_config):
+"""The one option specification (fastcap.train.options) and the model config (fastcap.train.model_config):
 the parser, the defaults and the validation all follow the spec; the model config describes,
 validates and builds a model; the update rules, backends and version are read from one place."""
 import argparse
@@ -14,14 +14,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import fastcap
-from fastcap import _backend, checkpoint_schema, optim
-from fastcap._install import DISTRIBUTION
-from fastcap.checkpoint import CheckpointError, load_checkpoint
-from fastcap.cli import build_parser
-from fastcap.model_config import MODEL_KEYS, ModelConfig
-from fastcap.options import (DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS, OPTION_KEYS,
-                             TRAIN_OPTIONS, check_options)
-from fastcap.trainer import Trainer, TrainingInterrupted, resolve_config
+from fastcap.runtime import backends as _backend
+from fastcap.train import checkpoint_schema
+from fastcap import optim
+from fastcap.runtime.names import BACKEND_CHOICES, DISTRIBUTION
+from fastcap.train.checkpoint import CheckpointError, load_checkpoint
+from fastcap.cli.main import build_parser
+from fastcap.train.model_config import MODEL_KEYS, ModelConfig
+from fastcap.train.options import DEFAULTS, INFERENCE_OPTIONS, MAKE_DATA_OPTIONS, OPTION_KEYS, TRAIN_OPTIONS, check_options
+from fastcap.train.trainer import Trainer, TrainingInterrupted, resolve_config
 
 
 def _subparser(name):
@@ -87,7 +88,7 @@ def test_lists_are_read_from_their_one_declaration():
     actions = _actions(_subparser("train"))
     assert actions["update_rule"].choices == optim.UPDATE_RULES
     assert all(callable(getattr(optim, r)) for r in optim.UPDATE_RULES)
-    assert set(actions["backend"].choices) == set(_backend.VALID_NAMES)
+    assert set(actions["backend"].choices) == set(BACKEND_CHOICES)
     assert fastcap.__version__ == importlib.metadata.version(DISTRIBUTION)  # the installed distribution
 
 

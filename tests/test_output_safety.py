@@ -1,4 +1,4 @@
-"""Every file fastcap writes goes through one mechanism (fastcap._atomic; issue 19, class 1).
+"""Every file fastcap writes goes through one mechanism (fastcap.runtime.files; issue 19, class 1).
 
 Each writer (evaluate --json, show --out, make-data, a training run's files, the
 run lock) meets each kind of target: a symbolic link to a file outside (or to
@@ -19,8 +19,10 @@ import sys
 import pytest
 
 import fastcap
-from fastcap import _atomic, cli, rundir
-from fastcap.trainer import Trainer
+from fastcap.runtime import files as _atomic
+from fastcap.cli import evaluate, main as cli, show
+from fastcap.train import rundir
+from fastcap.train.trainer import Trainer
 
 from conftest import ENV, fastcap_cmd
 
@@ -46,7 +48,7 @@ def _train(d, overwrite, ckpt):
 
 
 def _lock(d, overwrite, ckpt):
-    rundir.RunLock(d).acquire().release()
+    _atomic.DirectoryLock(d).acquire().release()
 
 
 WRITERS = {
@@ -58,7 +60,7 @@ WRITERS = {
                                                           "--num-val", "2", "--pca-dim", "4",
                                                           "--full-dim", "4"]),
     "train": ("config.json", _train),
-    "run lock": (rundir.LOCK_NAME, _lock),
+    "run lock": (_atomic.LOCK_NAME, _lock),
 }
 # kind -> (written without --overwrite, written with it); None: refused either way.
 KINDS = {
@@ -73,7 +75,7 @@ KINDS = {
     "fifo": (False, False),
 }
 # A dataset, or another run, is replaced only with --overwrite even though fastcap wrote it:
-# runs read that data, or continue that run (fastcap.rundir).
+# runs read that data, or continue that run (fastcap.train.rundir).
 WHOLE = ("make-data", "train")
 API_WRITERS = ("train", "run lock")  # called in Python; the others are command lines
 # The lock is fastcap's by its name (a killed run leaves it): any regular file with one name.
@@ -193,7 +195,7 @@ def test_evaluate_json_replaces_its_own_results_and_says_what_it_would_replace(c
         assert ckpt.read_bytes() == before
     out.write_text("{}")  # JSON, but not results: not fastcap's
     with pytest.raises(FileExistsError, match=r"--json .*r\.json exists \(2 bytes\).*--overwrite"):
-        cli._json_target(type("A", (), {"json": str(out), "overwrite": False, "checkpoint": str(ckpt),
+        evaluate._json_target(type("A", (), {"json": str(out), "overwrite": False, "checkpoint": str(ckpt),
                                         "data": None})())
 
 
@@ -220,7 +222,7 @@ def test_resuming_through_a_symlinked_alias_is_the_same_run(ckpt, tmp_path):
 def test_show_writes_the_format_its_suffix_names(ckpt, tmp_path):
     from PIL import Image
 
-    from fastcap.contact_sheet import SHEET_FORMATS, SOFTWARE
+    from fastcap.inference.contact_sheet import SHEET_FORMATS, SOFTWARE
 
     for suffix, fmt in SHEET_FORMATS.items():
         out = tmp_path / f"sheet{suffix.upper() if suffix == '.jpg' else suffix}"
@@ -231,8 +233,8 @@ def test_show_writes_the_format_its_suffix_names(ckpt, tmp_path):
             assert im.format == fmt and im.getexif().get(0x0131) == SOFTWARE
     bad = tmp_path / "sheet.gif"
     with pytest.raises(ValueError, match=r"\.png.*got \.gif"):
-        cli.cmd_show(type("A", (), dict(out=str(bad), overwrite=False, split="val", backend=None,
-                                        threads=None, checkpoint=str(ckpt), data=None))())
+        show.run(type("A", (), dict(out=str(bad), overwrite=False, split="val", backend=None,
+                                      threads=None, checkpoint=str(ckpt), data=None))())
     assert not bad.exists()
 
 

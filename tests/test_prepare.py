@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from fastcap import prepare as P
-from fastcap.captions_import import FORMATS, read_captions, tokenize
-from fastcap.datagen import CAPTION_LENGTH, MAX_WORDS, SPECIAL_TOKENS
+from fastcap.data import prepare as P
+from fastcap.data.captions import FORMATS, read_captions, tokenize
+from fastcap.data.generated import CAPTION_LENGTH, MAX_WORDS, SPECIAL_TOKENS
 
 # ---------------------------------------------------------------- tokenization
 @given(st.text(max_size=80))
@@ -269,7 +269,7 @@ def test_prepare_refuses_to_replace_files_it_did_not_write(tmp_path):
 def test_without_torch_prepare_says_what_to_install(tmp_path, monkeypatch, capsys):
     from PIL import Image
 
-    from fastcap.cli import main
+    from fastcap.cli.main import main
 
     (tmp_path / "imgs").mkdir()
     for name in ("a.png", "b.png"):
@@ -295,7 +295,7 @@ def test_relative_image_paths_resolve_against_the_data_directory(tmp_path_factor
     import os
 
     from fastcap.coco_utils import load_coco_data
-    from fastcap.make_data import write_coco_data
+    from fastcap.data.make import write_coco_data
 
     d = tmp_path_factory.mktemp("rel") / "data"
     write_coco_data(d, num_train_images=2, num_val_images=2, captions_per_image=1,

@@ -2,7 +2,7 @@
 stream is not a terminal."""
 import io
 
-from fastcap import progress
+from fastcap.runtime import progress
 
 from conftest import fastcap_cmd
 from test_cli import TINY, ok

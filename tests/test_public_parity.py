@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import fastcap
 from fastcap import optim
 from fastcap import rnn_layers as L
-from fastcap.model_config import CELL_TYPES
+from fastcap.model.sequence import CELL_TYPES
 from fastcap.optim import UPDATE_RULES
 
 from parity import assert_same

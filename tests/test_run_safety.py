@@ -19,11 +19,13 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import cli, rundir
+from fastcap.cli import main as cli
+from fastcap.train import rundir
 from fastcap.captioning_solver import TrainingDivergedError
-from fastcap.checkpoint import CheckpointError, load_checkpoint
-from fastcap.rundir import RunDirError, RunLock
-from fastcap.trainer import Trainer
+from fastcap.train.checkpoint import CheckpointError, load_checkpoint
+from fastcap.runtime.files import LOCK_NAME, DirectoryLock
+from fastcap.train.rundir import RunDirError
+from fastcap.train.trainer import Trainer
 
 from conftest import ENV, fastcap_cmd
 
@@ -137,13 +139,13 @@ def test_make_data_refuses_to_replace_a_vocabulary(tmp_path, capsys):
 # ---------------------------------------------------------------- item 7: one run at a time
 def test_a_locked_directory_names_its_holder(tmp_path):
     d = tmp_path / "locked"
-    with RunLock(d):
+    with DirectoryLock(d):
         with pytest.raises(RunDirError) as info:
             train(d)
     assert f"pid {os.getpid()}" in str(info.value) and "in use by another fastcap run" in str(info.value)
     assert not (d / "config.json").exists()
     train(d, epochs=1)  # released: the directory is usable again
-    assert not (d / rundir.LOCK_NAME).exists()
+    assert not (d / LOCK_NAME).exists()
 
 
 def test_two_concurrent_runs_on_one_directory(tmp_path):
@@ -282,7 +284,7 @@ def test_ctrl_c_during_exit_handlers_prints_no_traceback(tmp_path):
     # The run is interrupted (exit status 130); a further SIGINT arrives while the
     # interpreter runs its exit handlers, as a third Ctrl-C does.
     code = ("import atexit, os, signal, sys, time\n"
-            "from fastcap import cli\n"
+            "from fastcap.cli import main as cli\n"
             "atexit.register(lambda: (os.kill(os.getpid(), signal.SIGINT), time.sleep(2)))\n"
             f"sys.argv = ['fastcap', 'train', *{TINY_ARGS!r}, '--out', {str(tmp_path / 'x')!r},"
             " '--stop-after-iterations', '1']\n"

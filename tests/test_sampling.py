@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap import CaptioningRNN, _backend, _precision
+from fastcap import CaptioningRNN
+from fastcap.runtime import backends as _backend, precision as _precision
 from fastcap import rnn_layers as L
-from fastcap.classifiers import rnn as rnn_model
-from fastcap.model_config import CELL_TYPES
+from fastcap.model import decode
+from fastcap.model.sequence import CELL_TYPES
 
 from conftest import require_backend
 
@@ -87,7 +88,7 @@ def test_direct_and_table_paths_agree(monkeypatch):
     features = np.random.default_rng(5).standard_normal((9, D))
     results = []
     for rows in (0, 4, 100):
-        monkeypatch.setattr(rnn_model, "_DIRECT_ROWS", rows)
+        monkeypatch.setattr(decode, "_DIRECT_ROWS", rows)
         results.append(model.sample(features, max_length=14))
     for r in results[1:]:
         np.testing.assert_array_equal(r, results[0])

@@ -28,7 +28,7 @@ from fastcap import (
     word_embedding_backward,
     word_embedding_forward,
 )
-from fastcap.model_config import CELL_TYPES
+from fastcap.model.sequence import CELL_TYPES
 
 num_grad = eval_numerical_gradient_array
 

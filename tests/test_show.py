@@ -1,7 +1,8 @@
-"""`fastcap show` and fastcap.contact_sheet: images with ground-truth and generated captions."""
+"""`fastcap show` and fastcap.inference.contact_sheet: images with ground-truth and generated captions."""
 import io
 import os
 import socket
+import warnings
 
 import numpy as np
 import pytest
@@ -9,15 +10,16 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 import fastcap
-from fastcap.beam import beam_search
-from fastcap.checkpoint import load_checkpoint
-from fastcap.cli import main
+from fastcap.model.beam import beam_search
+from fastcap.train.checkpoint import load_checkpoint
+from fastcap.cli.main import main
 from fastcap.coco_utils import load_coco_data
-from fastcap.contact_sheet import SOFTWARE, contact_sheet
-from fastcap.make_data import write_coco_data
-from fastcap.metrics import decode_for_metrics, references_by_image
-from fastcap.scenes import _PLACES
-from fastcap.trainer import Trainer
+from fastcap.image_utils import ImageUnavailableWarning
+from fastcap.inference.contact_sheet import SOFTWARE, contact_sheet
+from fastcap.data.make import write_coco_data
+from fastcap.train.metrics import decode_for_metrics, references_by_image
+from fastcap.data.scenes import _PLACES
+from fastcap.train.trainer import Trainer
 
 # A tiny float64 run: 40 train images x 3 captions / batch 20 = 6 iterations per epoch.
 DATA = {"num_train_images": 40, "num_val_images": 8, "captions_per_image": 3, "data_seed": 0}
@@ -50,8 +52,10 @@ def _tile_text(fig, k):
 
 def test_contact_sheet_shows_every_caption(run):
     _, model, data = run
-    fig = contact_sheet(model, data, "val", n=5, beam_size=2, columns=3)
-    assert isinstance(fig, Figure) and fig.fastcap_unavailable == []
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ImageUnavailableWarning)  # every image is drawn
+        fig = contact_sheet(model, data, "val", n=5, beam_size=2, columns=3)
+    assert isinstance(fig, Figure)
     image_axes = [ax for ax in fig.axes if ax.axison]
     assert len(image_axes) == 5 and all(len(ax.images) == 1 for ax in image_axes)
     ids, refs = references_by_image(data, "val", np.arange(5))
@@ -77,8 +81,11 @@ def test_unreachable_images_get_placeholder_tiles(run):
     urls = data["val_urls"].copy().astype(object)
     urls[1] = f"http://127.0.0.1:{port}/train2014/COCO_val2014_000000000042.jpg"
     data["val_urls"] = urls
-    fig = contact_sheet(model, data, "val", n=3)
-    assert [(i, u) for i, u, _ in fig.fastcap_unavailable] == [(1, urls[1])]
+    with pytest.warns(ImageUnavailableWarning) as caught:
+        fig = contact_sheet(model, data, "val", n=3)
+    missing = [w.message for w in caught if issubclass(w.category, ImageUnavailableWarning)]
+    assert [m.url for m in missing] == [urls[1]] and "refused" in missing[0].reason.lower()
+    assert str(missing[0]).startswith(f"val image 1: {urls[1]} is unavailable")
     placeholder = [ax for ax in fig.axes if ax.axison][1]
     assert not placeholder.images
     words = " ".join(t.get_text() for t in placeholder.texts)
@@ -109,7 +116,7 @@ def test_fastcap_show_writes_a_png(run, tmp_path, capsys):
     assert w == 3 * 330  # three tiles of 3.3 in at 100 dpi
     assert h > 300 and pixels.std() > 20  # not blank
     # the generated scenes are drawn: each image's ground colour fills part of the sheet
-    from fastcap.datagen import image_scene
+    from fastcap.data.generated import image_scene
 
     for url in data["val_urls"][:3]:
         ground = np.array(_PLACES[image_scene(url)["place"]][1], np.uint8)

@@ -14,8 +14,8 @@ from conftest import BACKENDS, ENV, require_backend
 
 _GEMM = "import numpy as np; a = np.ones((384, 384), np.float32); assert (a @ a)[0, 0] == 384"
 # fastcap's own product: the one that runs on fastcap's pool (the user's own keep OpenBLAS's threads)
-_FASTCAP_GEMM = ("import numpy as np; from fastcap import _sequence; a = np.ones((384, 384), np.float32); "
-                 "assert _sequence.matmul(a, a)[0, 0] == 384")
+_FASTCAP_GEMM = ("import numpy as np; from fastcap.model import sequence; from fastcap.runtime.compute import resolve; "
+                 "a = np.ones((384, 384), np.float32); assert sequence.matmul(resolve(), a, a)[0, 0] == 384")
 
 
 def _child(code, backend="cython", timeout=120):
@@ -27,7 +27,7 @@ def _child(code, backend="cython", timeout=120):
 # ENOMEM, EAGAIN: pthread_create failing is what they all look like to the pool).
 _POOL_CASE = """
 import json, fastcap
-from fastcap import _backend, _threads
+from fastcap.runtime import backends as _backend, threads as _threads
 m = _backend.load("cython").module
 fastcap.set_num_threads(1)
 m._fail_thread_starts_after({k})
@@ -63,7 +63,7 @@ def test_thread_starts_that_fail_are_an_error_before_any_work(k, n):
 
 _BEHIND_ITS_BACK = """
 import fastcap
-from fastcap import _backend
+from fastcap.runtime import backends as _backend
 from threadpoolctl import threadpool_limits
 m = _backend.load("cython").module
 m._fail_thread_starts_after(0)
@@ -84,7 +84,7 @@ def test_a_blas_call_on_threads_that_cannot_start_ends_instead_of_spinning():
 
 _ADDRESS_LIMIT = """
 import resource, fastcap
-from fastcap import _threads
+from fastcap.runtime import threads as _threads
 used = next(int(l.split()[1]) * 1024 for l in open("/proc/self/status") if l.startswith("VmSize:"))
 resource.setrlimit(resource.RLIMIT_AS, (used + (200 << 20), resource.RLIM_INFINITY))
 try:

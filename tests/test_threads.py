@@ -86,7 +86,7 @@ def test_one_budget_for_blas_and_the_engine():
     out = _run("""
         import numpy as np
         import fastcap
-        from fastcap import _backend
+        from fastcap.runtime import backends as _backend
         cy = _backend.load("cython").module
         print(fastcap.get_num_threads(), cy.get_num_threads())
         fastcap.set_num_threads(3)
@@ -113,7 +113,9 @@ def test_openblas_runs_on_the_engine_pool_for_fastcaps_calls_only():
     code = """
         import numpy as np
         import fastcap
-        from fastcap import _backend, _sequence, _threads
+        from fastcap.model import sequence as _sequence
+        from fastcap.runtime import backends as _backend, threads as _threads
+        from fastcap.runtime.compute import resolve
         cy = _backend.load("cython").module
         fastcap.set_num_threads(2)
         a = np.random.default_rng(0).standard_normal((600, 700)).astype(np.float32)
@@ -125,7 +127,7 @@ def test_openblas_runs_on_the_engine_pool_for_fastcaps_calls_only():
             calls.append(cy.blas_calls() - before)
             return out
         user = count(lambda: a @ b)
-        ours = count(lambda: _sequence.matmul(a, b))
+        ours = count(lambda: _sequence.matmul(resolve(), a, b))
         count(lambda: a @ b)
         try:
             with _threads.ON_POOL:

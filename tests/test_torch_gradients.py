@@ -17,7 +17,7 @@ import pytest
 import fastcap
 from fastcap import CaptioningRNN
 from fastcap.gradient_check import rel_error
-from fastcap.model_config import CELL_TYPES
+from fastcap.model.sequence import CELL_TYPES
 
 from conftest import REQUIRE_ALL
 from parity import scaled_error

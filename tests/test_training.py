@@ -2,7 +2,7 @@
 import numpy as np
 
 from fastcap import CaptioningRNN, CaptioningSolver
-from fastcap.datagen import generate_coco_data
+from fastcap.data.generated import generate_coco_data
 
 
 def test_lstm_overfits_50_captions_and_samples_them_back(backend):

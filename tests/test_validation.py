@@ -9,7 +9,7 @@ from fastcap import (
     lstm_step_forward, rnn_forward, rnn_step_forward, temporal_affine_forward,
     temporal_softmax_loss, word_embedding_backward, word_embedding_forward,
 )  # fmt: skip
-from fastcap import _backend
+from fastcap.runtime import backends as _backend
 
 R = np.random.default_rng(0)
 f64 = lambda *s: R.standard_normal(s)

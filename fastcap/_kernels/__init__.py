@@ -2,13 +2,13 @@
 
 A backend is one module under ``fastcap/_kernels/`` that defines every name in
 ``KERNELS`` as a function of exactly the arguments its ``Kernel`` lists
-(``fastcap._backend.check_kernels`` refuses one that does not), writing only
+(``fastcap.runtime.backends.check_kernels`` refuses one that does not), writing only
 the ones the contract says it writes (the parity tests check it). The table holds only what
 differs per backend: the public layers in ``fastcap.rnn_layers`` (and the
 model, solver and optimizers) validate their inputs, allocate outputs, and run
 once, for every backend, the matrix products (BLAS), the reshaping and the row
 gathers (NumPy indexing: the embedding lookup and the per-word projection
-table, as fast as a compiled loop; see ``fastcap._sequence``); they call these
+table, as fast as a compiled loop; see ``fastcap.model.sequence``); they call these
 kernels for the recurrences and the elementwise and scatter work in between.
 One kernel is a whole loop, products included: ``greedy_decode`` (the model's
 greedy decoding), so that the Cython backend runs every step in C instead of
@@ -34,7 +34,7 @@ from typing import NamedTuple
 
 class Kernel(NamedTuple):
     """One kernel's contract: its arguments in order (every backend's function takes exactly
-    these names, which fastcap._backend checks when it loads a backend), the ones it writes
+    these names, which fastcap.runtime.backends checks when it loads a backend), the ones it writes
     (outputs, and state it updates in place; the parity tests check that it writes nothing
     else and the case table takes them from here), and what it computes, with shapes."""
 
@@ -62,7 +62,7 @@ KERNELS = {
         '(dh (N,H), dc (N,H), ifog (N,4H), c_prev (N,H), c (N,H), da_out (N,4H), dc_prev_out '
         '(N,H)): gradients wrt the gate pre-activations a and c_prev, where dc is the gradient '
         'arriving at c from the next timestep'),
-    # --- recurrences: the whole packed time loop (see fastcap._sequence.Packing) ---
+    # --- recurrences: the whole packed time loop (see fastcap.model.sequence.Packing) ---
     # batch_sizes (T,) intp, non-increasing, sum P: at step t the first
     # batch_sizes[t] sequences run, on rows offsets[t] : offsets[t] + batch_sizes[t].
     "recurrent_pack": Kernel(

@@ -35,7 +35,7 @@ Design
   argmax, and a compiled loop would need BLAS from Numba (SciPy) for the products.
 * Kernels are serial: Numba threads between the GEMMs of a recurrent step
   would compete with OpenBLAS's own threads on a small machine, so Numba's
-  thread pool is never started (``fastcap._threads`` sets the BLAS threads).
+  thread pool is never started (``fastcap.runtime.threads`` sets the BLAS threads).
 
 Shapes: N batch, T time, D input, H hidden, V vocabulary, W word vector,
 M = N*T flattened rows. LSTM gates are packed i, f, o, g along the 4H axis.
@@ -49,6 +49,7 @@ from numba import types
 from numba.extending import overload
 
 from . import blas_recurrence, greedy
+from ..runtime import env
 from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
 
 CACHE_ENV_VAR = "FASTCAP_NUMBA_CACHE"
@@ -59,9 +60,7 @@ def _cache_enabled():
     # bounds-checked run must compile afresh.
     if numba.config.BOUNDSCHECK:
         return False
-    from .. import _env
-
-    return _env.read(CACHE_ENV_VAR)
+    return env.read(CACHE_ENV_VAR)
 
 
 CACHE = _cache_enabled()

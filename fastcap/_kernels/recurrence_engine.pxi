@@ -59,7 +59,7 @@ _CELLS = _types.SimpleNamespace(
     rnn_cell_forward=rnn_cell_forward, rnn_cell_backward=rnn_cell_backward,
     lstm_cell_forward=lstm_cell_forward, lstm_cell_backward=lstm_cell_backward)
 
-from fastcap import _env
+from fastcap.runtime import env as _env
 
 cdef bint _engine_on = _env.read("FASTCAP_ENGINE")  # checked when fastcap was imported
 

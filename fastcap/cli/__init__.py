@@ -1,0 +1,1 @@
+"""The ``fastcap`` command: one module per command (``main`` parses and dispatches)."""

@@ -1,0 +1,103 @@
+"""What several commands share: the runtime options, the loading of a checkpoint for inference,
+and the one-line forms of messages."""
+import os
+import sys
+import warnings
+
+from ..coco_utils import DATA_FILES
+from ..data.features import RandomWeightsWarning
+from ..data.load import DataError, describe_data, load_data
+from ..runtime import backends, precision, threads
+from ..runtime.names import BACKEND_CHOICES
+from ..train.checkpoint import load_checkpoint
+from ..train.evaluation import suppressing
+from ..train.options import POSITIVE_INT
+from ..train.run_config import dir_spec
+
+PROG = "fastcap"
+
+
+def one_line(text):
+    return " ".join(str(text).split())
+
+
+def add_runtime_options(p):
+    """--backend and --threads."""
+    p.add_argument("--backend", choices=BACKEND_CHOICES,
+                   help="kernel backend (default: $FASTCAP_BACKEND, else auto = the fastest "
+                        "that loads)")
+    p.add_argument("--threads", type=POSITIVE_INT.argtype(), metavar="N",
+                   help="threads for BLAS and fastcap's compiled kernels (default: FASTCAP_NUM_THREADS, "
+                        "else every core)")
+
+
+def setup_runtime(args):
+    """Apply --backend and --threads."""
+    if getattr(args, "backend", None):
+        backends.set_backend(args.backend)
+    if getattr(args, "threads", None) is not None:
+        threads.set_num_threads(args.threads, source="--threads")
+
+
+def asked_precision(args):
+    """The precision asked for on the command line (--precision) or by FASTCAP_PRECISION, else
+    None."""
+    if getattr(args, "precision", None):
+        return args.precision
+    if os.environ.get(precision.ENV_VAR, "").strip():
+        return precision.get_precision()
+    return None
+
+
+def inference_precision(args, ckpt):
+    """The precision a command running checkpoint `ckpt` computes in: the one asked for
+    (asked_precision), else the one the checkpoint was trained in."""
+    return asked_precision(args) or ckpt.config["train"].get("precision", "float32")
+
+
+def describe_ckpt(ckpt):
+    return (f"{ckpt.path}: {ckpt.model.describe()}, epoch {ckpt.epoch}, "
+            f"iteration {ckpt.iteration}")
+
+
+def load_for_inference(args):
+    """(checkpoint, model, data, data description) of a sample/evaluate/show command."""
+    ckpt = load_checkpoint(args.checkpoint)
+    spec = ckpt.config["data"]
+    if args.data is not None:
+        spec = dir_spec(args.data, spec.get("pca", True))
+    elif spec["source"] == "dir" and not os.path.isdir(spec["path"]):
+        raise DataError(f"checkpoint {ckpt.path} was trained on {spec['path']}, which is not there "
+                        "any more; pass --data DIR")
+    source = describe_data(spec)
+    data = load_data(spec, ckpt.config["model"]["dtype"])
+    ckpt.check_vocab(data["idx_to_word"], source)
+    ckpt.check_input_dim(data[f"{args.split}_features"].shape[1], source)
+    model = ckpt.build_model()
+    if args.no_unk:
+        model = suppressing(model, ("<UNK>",))
+    return ckpt, model, data, source
+
+
+def inputs(args, ckpt=None):
+    """The files a sample/evaluate/show command reads: its checkpoint and data files
+    (those of --data, or of the checkpoint's data directory once it is loaded)."""
+    paths = [args.checkpoint, *([ckpt.path] if ckpt is not None else [])]  # a directory names one
+    dirs = [args.data] if args.data is not None else []
+    if ckpt is not None and ckpt.config["data"]["source"] == "dir":
+        dirs.append(ckpt.config["data"]["path"])
+    return paths + [os.path.join(d, name) for d in dirs for name in DATA_FILES]
+
+
+def one_line_warnings():
+    """fastcap's own warnings (a random CNN) as one `fastcap: warning:` line, not Python's
+    file:line form; other warnings keep theirs."""
+    shown = warnings.showwarning
+
+    def show(message, category, *rest, **kw):
+        if issubclass(category, RandomWeightsWarning):
+            print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
+        else:
+            shown(message, category, *rest, **kw)
+
+    return show

@@ -1,0 +1,132 @@
+"""The ``fastcap`` command: the parser, the dispatch to one module per command, and errors.
+
+``main(argv=None) -> int`` runs one command and returns its exit status:
+0 on success, 1 for bad data, checkpoints or other errors at run time (one
+line on stderr: ``fastcap: error: ...``; ``--debug`` adds the traceback),
+2 for usage errors (argparse and bad ``FASTCAP_*`` environment variables),
+130 when interrupted with Ctrl-C and 143 with SIGTERM (a training run saves a
+checkpoint first and says where).
+
+Each command is a module of this package with ``add_parser(subparsers, parents)``
+and ``run(args) -> exit status``; ``COMMANDS`` lists them in the order ``--help``
+shows them.
+"""
+import argparse
+import os
+import signal
+import sys
+import traceback
+import warnings
+
+from ..coco_utils import LAYOUT
+from ..runtime import env
+from ..runtime.memory import OutOfMemory
+from ..runtime.names import VERSION
+from ..train.checkpoint import CheckpointError
+from ..train.distributed import RankError
+from ..train.interrupts import SIGNALS, TrainingInterrupted
+from . import bench, caption, evaluate, info, make_data, prepare, sample, show, train
+from .common import PROG, one_line, one_line_warnings
+
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+COMMANDS = (train, sample, evaluate, show, caption, prepare, make_data, info, bench)
+
+
+def build_parser():
+    debug = argparse.ArgumentParser(add_help=False)
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback of an error")
+
+    parser = argparse.ArgumentParser(
+        prog=PROG, parents=[debug],
+        description="Train and use CS231n-style image-captioning models (RNN/LSTM) on a CPU.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {VERSION}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for command in COMMANDS:
+        command.add_parser(sub, [debug]).set_defaults(func=command.run)
+    return parser
+
+
+def _report(exc, debug, internal=False):
+    if debug:
+        traceback.print_exc()
+    msg = str(exc) or type(exc).__name__
+    layout = LAYOUT in msg
+    if layout:
+        msg = msg.replace("; " + LAYOUT, "").replace(LAYOUT, "")
+    msg = one_line(msg)
+    if isinstance(exc, MemoryError) and not isinstance(exc, OutOfMemory):
+        # Out of memory where no size was checked beforehand: still the machine's limit.
+        msg = (f"out of memory ({msg}); ask for less (--batch-size, --hidden-dim, "
+               "--wordvec-dim, the data's size) or free memory")
+    elif internal:
+        msg = f"{type(exc).__name__}: {msg} (this is a bug in fastcap; rerun with --debug for " \
+              "the traceback)"
+    elif isinstance(exc, FileNotFoundError) and exc.filename and str(exc.filename) not in msg:
+        msg = f"{msg}: {exc.filename}"
+    print(f"{PROG}: error: {msg}", file=sys.stderr)
+    if layout:
+        print("expected layout: " + LAYOUT, file=sys.stderr)
+
+
+def _interrupted(argv_given, signum=signal.SIGINT):
+    """Exit status 128 + signum (130 for Ctrl-C, 143 for SIGTERM). As the command, a further
+    signal now ends the process at once (the default action) instead of raising
+    KeyboardInterrupt inside the interpreter's exit handlers, which would print their
+    traceback."""
+    if not argv_given:
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_DFL)
+    return 128 + int(signum)
+
+
+def main(argv=None):
+    """Run the fastcap command line; returns the exit status."""
+    env_error = env.validate()
+    if env_error is not None:  # a usage error, reported before anything else (--help too)
+        print(f"{PROG}: error: {env_error}", file=sys.stderr)
+        return 2
+    argv_given = argv is not None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = env.read("FASTCAP_DEBUG")
+    # `bench` takes its own arguments: hand everything after it to the benchmark runner.
+    head = 0
+    while head < len(argv) and argv[head] == "--debug":
+        head, debug = head + 1, True
+    if head < len(argv) and argv[head] == "bench":
+        return int(bench.main(argv[head + 1:]) or 0)
+
+    parser = build_parser()
+    args = parser.parse_args(argv)  # exits with status 2 on usage errors
+    debug = debug or getattr(args, "debug", False)
+    shown = warnings.showwarning
+    warnings.showwarning = one_line_warnings()
+    try:
+        return int(args.func(args) or 0)
+    except TrainingInterrupted as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return _interrupted(argv_given, exc.signum)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return _interrupted(argv_given)
+    except BrokenPipeError:  # e.g. `fastcap sample ... | head`
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:  # pragma: no cover
+            pass
+        return 0
+    except (CheckpointError, ValueError, OSError, ImportError, FloatingPointError,
+            RankError, MemoryError) as exc:
+        _report(exc, debug)
+        return 1
+    except Exception as exc:  # an unexpected failure: still one line unless --debug
+        _report(exc, debug, internal=True)
+        return 1
+    finally:
+        warnings.showwarning = shown
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""``fastcap show``: a contact sheet (an image file) of images of a split with their captions."""
+import warnings
+
+from ..image_utils import ImageUnavailableWarning
+from ..inference.contact_sheet import check_out_path, contact_sheet, save_png
+from ..runtime.precision import use_precision
+from ..train.options import INFERENCE_OPTIONS, add_options
+from .common import (add_runtime_options, describe_ckpt, inference_precision,
+                     inputs, load_for_inference, setup_runtime)
+
+
+def add_parser(sub, parents):
+    p = sub.add_parser("show", parents=parents,
+                       help="a contact sheet (PNG): images with ground-truth and generated captions",
+                       description="Draw the first N images of a split with their ground-truth "
+                                   "captions and the checkpoint's greedy (and, with --beam-size, "
+                                   "beam-search) caption. Images that cannot be downloaded get a "
+                                   "placeholder tile; generated:// images are drawn offline.")
+    add_options(p, INFERENCE_OPTIONS["show"])
+    add_runtime_options(p)
+    return p
+
+
+def run(args):
+    setup_runtime(args)
+    out = check_out_path(args.out or f"contact_sheet_{args.split}.png", args.overwrite,
+                         inputs(args))
+    ckpt, model, data, source = load_for_inference(args)
+    decoding = "greedy" + (f" and beam search (beam {args.beam_size})" if args.beam_size else "")
+    with warnings.catch_warnings(record=True) as caught, \
+            use_precision(inference_precision(args, ckpt)):
+        warnings.simplefilter("always", ImageUnavailableWarning)
+        fig = contact_sheet(model, data, args.split, n=args.n, beam_size=args.beam_size,
+                            max_length=args.max_length,
+                            title=f"{describe_ckpt(ckpt)}\n{args.split} images of {source}; {decoding}")
+    for w in caught:  # the placeholders, one line each; other warnings as Python shows them
+        if issubclass(w.category, ImageUnavailableWarning):
+            print(w.message)
+        else:
+            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+    print(f"wrote {save_png(fig, out, args.overwrite, inputs(args, ckpt))}")
+    return 0

@@ -1,0 +1,1 @@
+"""Using a trained checkpoint on images: captions of new pictures, contact sheets."""

@@ -1,0 +1,341 @@
+"""The checkpoint schema: every field of a checkpoint, its type and its bounds.
+
+``fastcap.train.checkpoint.load_checkpoint`` checks a checkpoint's JSON metadata
+against ``META`` and each array member against ``array_specs`` before using
+any of it, so a crafted checkpoint gets a one-line error naming the file and
+the field instead of crashing (an MT19937 position past its key segfaulted
+NumPy), looping (an epoch counter of 10**6) or allocating without bound (a
+generated data set of 3,000,000 images). The bounds are far above any real
+run and low enough that what a checkpoint can ask for fits in memory. They
+are fastcap.train.options' (``LIMITS`` and each option's range), so whatever the
+parser accepts a checkpoint holds; ``check_config`` is what a run checks of
+its config before it starts.
+
+A spec is a small object with ``check(value, path)`` (raises ``SchemaError``
+naming ``path``) and ``bad_values()`` (values it must reject: the fuzz test
+in ``tests/test_checkpoint_hostile.py`` writes each of them into a checkpoint).
+"""
+import math
+
+from ..model.sequence import CELLS
+from ..classifiers.rnn import PARAM_SHAPES
+from .metrics import METRIC_NAMES
+from ..runtime.names import DTYPES
+from .options import DIM, GENERATED_KINDS, LIMITS, SEED, TRAIN_OPTIONS
+
+__all__ = ["SchemaError", "META", "CONFIG", "LIMITS", "check_config", "check_meta", "array_specs",
+           "walk"]
+
+
+class SchemaError(ValueError):
+    """A field that does not fit the schema; ``path`` names it (``config.model.hidden_dim``)."""
+
+    def __init__(self, path, message):
+        super().__init__(f"field {path} {message}")
+        self.path = path
+
+
+def _show(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+class Int:
+    def __init__(self, lo, hi):
+        self.lo, self.hi = lo, hi
+
+    def check(self, value, path):
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise SchemaError(path, f"must be an integer in [{self.lo}, {self.hi}], got "
+                                    f"{type(value).__name__} {_show(value)}")
+        if not self.lo <= value <= self.hi:
+            raise SchemaError(path, f"must be an integer in [{self.lo}, {self.hi}], got {value}")
+
+    def bad_values(self):
+        return [self.lo - 1, self.hi + 1, float(self.lo), str(self.lo), None, True, [self.lo]]
+
+
+class Float:
+    """A finite number in [lo, hi] (an integer is accepted); ``positive`` excludes lo."""
+
+    def __init__(self, lo=-math.inf, hi=math.inf, positive=False):
+        self.lo, self.hi, self.positive = lo, hi, positive
+
+    def _range(self):
+        return f"({self.lo}, {self.hi}]" if self.positive else f"[{self.lo}, {self.hi}]"
+
+    def check(self, value, path):
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SchemaError(path, f"must be a finite number in {self._range()}, got "
+                                    f"{type(value).__name__} {_show(value)}")
+        if not math.isfinite(value) or not self.lo <= value <= self.hi or (
+                self.positive and value <= self.lo):
+            raise SchemaError(path, f"must be a finite number in {self._range()}, got {value}")
+
+    def bad_values(self):
+        bad = [math.nan, math.inf, "1", None, [1.0]]
+        if self.positive or self.lo > -math.inf:
+            bad.append(self.lo - 1)
+        return bad
+
+
+class Choice:
+    def __init__(self, *choices):
+        self.choices = choices
+
+    def check(self, value, path):
+        if not any(type(value) is type(c) and value == c for c in self.choices):
+            raise SchemaError(path, f"must be one of {', '.join(map(repr, self.choices))}, got "
+                                    f"{_show(value)}")
+
+    def bad_values(self):
+        return ["not-" + str(self.choices[0]), None, 1.5, [self.choices[0]]]
+
+
+class Str:
+    def __init__(self, max_len=4096):
+        self.max_len = max_len
+
+    def check(self, value, path):
+        if not isinstance(value, str) or not 0 < len(value) <= self.max_len:
+            raise SchemaError(path, f"must be a string of 1 to {self.max_len} characters, got "
+                                    f"{type(value).__name__} {_show(value)}")
+
+    def bad_values(self):
+        return ["", 1, None, ["x"]]
+
+
+class Optional:
+    def __init__(self, spec):
+        self.spec = spec
+
+    def check(self, value, path):
+        if value is not None:
+            self.spec.check(value, path)
+
+    def bad_values(self):
+        return [v for v in self.spec.bad_values() if v is not None]
+
+
+class Dict:
+    """A JSON object with exactly these keys (``optional`` ones may be missing)."""
+
+    def __init__(self, fields, optional=(), extra=False):
+        self.fields, self.optional, self.extra = fields, set(optional), extra
+
+    def check(self, value, path):
+        if not isinstance(value, dict):
+            raise SchemaError(path, f"must be a JSON object, got {type(value).__name__} {_show(value)}")
+        for key, spec in self.fields.items():
+            if key not in value:
+                if key in self.optional:
+                    continue
+                raise SchemaError(f"{path}.{key}" if path else key, "is missing")
+            spec.check(value[key], f"{path}.{key}" if path else key)
+        unknown = sorted(set(value) - set(self.fields))
+        if unknown and not self.extra:
+            raise SchemaError(path or "(top level)", f"has unknown keys {unknown[:5]}")
+
+    def bad_values(self):
+        return [[], "x", None, 1]
+
+
+class Union:
+    """One of several Dict specs, chosen by the value of ``key``."""
+
+    def __init__(self, key, by_value):
+        self.key, self.by_value = key, by_value
+
+    def check(self, value, path):
+        if not isinstance(value, dict):
+            raise SchemaError(path, f"must be a JSON object, got {type(value).__name__} {_show(value)}")
+        choice = value.get(self.key)
+        if not isinstance(choice, str) or choice not in self.by_value:
+            raise SchemaError(f"{path}.{self.key}", f"must be one of "
+                                                    f"{', '.join(map(repr, self.by_value))}, got {_show(choice)}")
+        self.by_value[choice].check(value, path)
+
+    def bad_values(self):
+        return [[], None, {self.key: "elsewhere"}]
+
+
+class List:
+    def __init__(self, item, max_len):
+        self.item, self.max_len = item, max_len
+
+    def check(self, value, path):
+        if not isinstance(value, list) or len(value) > self.max_len:
+            raise SchemaError(path, f"must be a list of at most {self.max_len} items, got "
+                                    f"{type(value).__name__} {_show(value)}")
+        for i, v in enumerate(value):
+            self.item.check(v, f"{path}[{i}]")
+
+    def bad_values(self):
+        return [{}, "x", None, [None]]
+
+
+class Mapping:
+    """A JSON object from keys in ``keys`` to values of one spec."""
+
+    def __init__(self, keys, value):
+        self.keys, self.value = keys, value
+
+    def check(self, value, path):
+        if not isinstance(value, dict):
+            raise SchemaError(path, f"must be a JSON object, got {type(value).__name__} {_show(value)}")
+        for k, v in value.items():
+            if k not in self.keys:
+                raise SchemaError(f"{path}.{k}", f"is not one of {', '.join(self.keys)}")
+            self.value.check(v, f"{path}.{k}")
+
+    def bad_values(self):
+        return [[], None, {"no such key": {}}]
+
+
+# ---------------------------------------------------------------- the schema
+# Unknown keys are allowed (and ignored) where a later fastcap may add settings;
+# the optimizer and RNG state, which reach NumPy and the kernels, are exact.
+# What a checkpoint can ask for (LIMITS) and the range of every field an option
+# sets are fastcap.train.options': what the parser accepts, a checkpoint holds.
+_SEED = Int(SEED.lo, SEED.hi)
+_DIM = Int(DIM.lo, DIM.hi)
+# learning_rate here is the decayed one (lr_decay <= 1), which may underflow to 0.
+_OPTIM_SCALARS = {"learning_rate": Float(0), "momentum": Float(0, 1),
+                  "decay_rate": Float(0, 1), "epsilon": Float(0, 1), "beta1": Float(0, 1),
+                  "beta2": Float(0, 1), "t": Int(0, LIMITS["iterations"])}
+OPTIM_ARRAYS = ("velocity", "cache", "m", "v")  # the array entries of the update rules' configs
+PARAM_NAMES = tuple(PARAM_SHAPES)
+FORMAT = "fastcap-checkpoint"
+FORMAT_VERSION = 1  # what this fastcap writes; it reads 1 to FORMAT_VERSION
+
+
+def _of_kind(kind):
+    hi = math.inf if kind.hi is None else kind.hi  # unbounded (a float: finite)
+    return Int(kind.lo, hi) if kind.convert is int else Float(kind.lo, hi, positive=kind.open_lo)
+
+
+def _of_option(option):
+    if option.choices:
+        spec = Choice(*option.choices)
+    else:
+        spec = _of_kind(option.kind) if option.kind is not None else Str()  # a path (--init-from)
+    return Optional(spec) if option.default is None else spec
+
+
+# Config keys of options added after checkpoints were first written: a checkpoint
+# without one means the option's default (fastcap.train.run_config fills them in on resume).
+ADDED_LATER = {"train": ("precision", "patience", "init_from"), "eval": ("best_metric",)}
+
+
+def _config_spec(input_dim):
+    """The config's schema, from the options' ranges; input_dim: the spec of model.input_dim."""
+    sections = {"model": {"input_dim": input_dim}, "train": {}, "eval": {}}
+    for option in TRAIN_OPTIONS:
+        if option.config:
+            section, key = option.config
+            sections[section][key] = _of_option(option)
+    generated = {key: _of_kind(kind) for key, kind in GENERATED_KINDS.items()}
+    return Dict({
+        **{name: Dict(fields, optional=ADDED_LATER.get(name, ()), extra=True)
+           for name, fields in sections.items()},
+        "data": Union("source", {
+            "generated": Dict({"source": Choice("generated"), **generated,
+                               "pca": Choice(True, False)}, extra=True),
+            "dir": Dict({"source": Choice("dir"), "path": Str(), "pca": Choice(True, False)},
+                        extra=True),
+        }),
+    }, extra=True)
+
+
+CONFIG = _config_spec(_DIM)
+_CONFIG_BEFORE_DATA = _config_spec(Optional(_DIM))  # a new run's: the data sets input_dim
+
+
+_EPOCH = Dict({"epoch": Int(0, LIMITS["epochs"]), "iteration": Int(0, LIMITS["iterations"]),
+               "train_loss": Optional(Float()), "val_loss": Float(),
+               **{k: Float() for k in METRIC_NAMES}, "eval_seconds": Float(0)},
+              optional=("eval_seconds",), extra=True)
+
+META = Dict({
+    "format": Choice(FORMAT),
+    "version": Int(1, FORMAT_VERSION),
+    "fastcap_version": Str(100),
+    "iteration": Int(0, LIMITS["iterations"]),
+    "epoch": Int(0, LIMITS["epochs"]),
+    "config": CONFIG,
+    "epochs": List(_EPOCH, LIMITS["epochs"] + 1),
+    "optim_scalars": Mapping(PARAM_NAMES, Dict(_OPTIM_SCALARS, optional=tuple(_OPTIM_SCALARS))),
+    "optim_arrays": Mapping(PARAM_NAMES, List(Choice(*OPTIM_ARRAYS), len(OPTIM_ARRAYS))),
+    "rng": Dict({"kind": Choice("MT19937"), "pos": Int(0, 624), "has_gauss": Int(0, 1),
+                 "cached_gaussian": Float()}),
+}, extra=True)  # a later fastcap may add keys: they are ignored
+
+
+def check_config(config, path="config"):
+    """Check a run's config (input_dim may still be None) against the schema, then what the
+    generated data it names would allocate. Raises SchemaError naming the field."""
+    _CONFIG_BEFORE_DATA.check(config, path)
+    data = config["data"]
+    if data["source"] == "generated":
+        # What generate_coco_data allocates: the PCA features (and the fc7 ones without
+        # PCA), the (full_dim, pca_dim) reduction, and the captions.
+        images = data["num_train_images"] + data["num_val_images"]
+        dim = data["pca_dim"] + (0 if data["pca"] else data["full_dim"])
+        floats = max(images * dim, data["full_dim"] * data["pca_dim"])
+        if floats > LIMITS["feature_floats"]:
+            raise SchemaError(f"{path}.data", f"asks for {floats:,} generated feature values, "
+                                              f"more than the {LIMITS['feature_floats']:,} a "
+                                              "checkpoint may ask for")
+        captions = images * data["captions_per_image"]
+        if captions > LIMITS["captions"]:
+            raise SchemaError(f"{path}.data", f"asks for {captions:,} generated captions, more "
+                                              f"than the {LIMITS['captions']:,} a checkpoint may "
+                                              "ask for")
+
+
+def check_meta(meta):
+    """Check the metadata against META, then what one field says about another."""
+    META.check(meta, "")
+    check_config(meta["config"])
+    cfg = meta["config"]
+    if meta["epoch"] > meta["iteration"] or meta["epoch"] > cfg["train"]["num_epochs"]:
+        raise SchemaError("epoch", f"is {meta['epoch']}, more than the iteration "
+                                   f"({meta['iteration']}) or config.train.num_epochs "
+                                   f"({cfg['train']['num_epochs']})")
+    if len(meta["epochs"]) > meta["epoch"] + 1:
+        raise SchemaError("epochs", f"records {len(meta['epochs'])} evaluations for epoch "
+                                    f"{meta['epoch']} (at most epoch + 1)")
+    for i, e in enumerate(meta["epochs"]):
+        if e["epoch"] != i:
+            raise SchemaError(f"epochs[{i}].epoch", f"must be {i}, got {e['epoch']}")
+    if set(meta["optim_arrays"]) - set(meta["optim_scalars"]):
+        raise SchemaError("optim_arrays", "names parameters that optim_scalars does not")
+
+
+def array_specs(meta, vocab_size):
+    """member name -> (allowed dtypes as ``str``, exact shape) for every array the schema names."""
+    m = meta["config"]["model"]
+    D, W, H, V = m["input_dim"], m["wordvec_dim"], m["hidden_dim"], vocab_size
+    dims = {"V": V, "D": D, "W": W, "H": H, "G": H * CELLS[m["cell_type"]].gates}
+    shapes = {k: tuple(dims[d] for d in s) for k, s in PARAM_SHAPES.items()}
+    floats = DTYPES
+    specs = {f"param/{k}": (floats, s) for k, s in shapes.items()}
+    for name, keys in meta["optim_arrays"].items():
+        for key in keys:
+            specs[f"optim/{name}/{key}"] = (floats, shapes[name])
+    specs["rng/keys"] = (("uint32",), (624,))
+    specs["loss_history"] = (("float64",), (meta["iteration"],))
+    return specs
+
+
+def walk(spec=META, path=""):
+    """(path, spec) of every field of the schema, depth first (for the fuzz test)."""
+    yield path, spec
+    if isinstance(spec, Dict):
+        for key, sub in spec.fields.items():
+            yield from walk(sub, f"{path}.{key}" if path else key)
+    elif isinstance(spec, Union):
+        for sub in spec.by_value.values():
+            for p, s in walk(sub, path):
+                if p != path:
+                    yield p, s

@@ -1,0 +1,417 @@
+"""The command-line options of fastcap, declared once: parser, defaults, validation and config keys.
+
+Each ``Option`` is one flag. ``add_options`` puts a list of them into an
+argparse parser; ``DEFAULTS`` (a training run's defaults, by option name),
+``OPTION_KEYS`` (option -> (config section, key)), ``GENERATED_KEYS`` (option
+-> key of the generated-data spec) and ``RESUME_OVERRIDABLE`` (what a resumed
+run may change) are read off ``TRAIN_OPTIONS``; ``check_options`` validates a
+flat options dict (as ``Trainer`` gets it from Python) with the same checks the
+parser applies to the command line. Each number option's ``Kind`` is its
+range, the range the checkpoint schema (fastcap.train.checkpoint_schema) checks, so
+a run with any accepted values writes checkpoints that load and resume.
+"""
+import argparse
+import dataclasses
+import math
+import numbers
+
+from ..runtime.names import PRECISIONS
+from .metrics import METRIC_LABELS
+from ..model.sequence import CELL_TYPES
+from ..data.features import EXTRACTORS, WEIGHTS
+from ..data.generated import GENERATED_DEFAULTS
+from ..runtime.names import DTYPES
+from ..optim import UPDATE_RULES
+
+__all__ = ["Option", "Kind", "TRAIN_OPTIONS", "INFERENCE_OPTIONS", "MAKE_DATA_OPTIONS",
+           "PREPARE_OPTIONS", "CAPTION_OPTIONS",
+           "DEFAULTS", "GENERATED_DEFAULTS", "OPTION_KEYS", "GENERATED_KEYS",
+           "RESUME_OVERRIDABLE", "add_options", "check_options", "flag"]
+
+
+
+# What a run may ask for, and so what a checkpoint may hold: the options'
+# ranges below and fastcap.train.checkpoint_schema read these. A real run is far
+# below each bound; they are low enough that what a checkpoint can ask for
+# fits in memory.
+LIMITS = {
+    "dim": 1 << 16,  # input_dim, wordvec_dim, hidden_dim, pca_dim, full_dim
+    "vocab": 1 << 20,  # words
+    "images": 1 << 20,  # generated images per split
+    "feature_floats": 1 << 28,  # generated images x feature size (1 GiB of float32)
+    "captions": 1 << 22,  # generated captions (COCO has about 600,000)
+    "captions_per_image": 100,
+    "max_train": 1 << 32,
+    "batch": 1 << 20,
+    "epochs": 1 << 20,
+    "iterations": 1 << 40,
+    "max_length": 1000,
+    "seed": 2**32 - 1,  # what np.random.RandomState takes
+    "meta_bytes": 64 << 20,  # the JSON members of a checkpoint
+    "array_bytes": 4 << 30,  # any one array member of a checkpoint
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """A number type and its range: ``convert`` (int or float) parses the command line's text,
+    ``ok`` accepts a value in [lo, hi] (``open_lo``, ``open_hi``: that end excluded; hi None: unbounded;
+    floats must be finite), ``expected`` names what is accepted (in both the parser's and
+    check_options' errors). The checkpoint schema checks the same ranges."""
+
+    convert: type
+    lo: object
+    hi: object = None
+    open_lo: bool = False
+    open_hi: bool = False
+
+    @property
+    def expected(self):
+        what, show = ("an integer", str) if self.convert is int else ("a number", "{:g}".format)
+        if self.hi is None:
+            return f"{what} {'>' if self.open_lo else '>='} {show(self.lo)}"
+        return (f"{what} in {'(' if self.open_lo else '['}{show(self.lo)}, {show(self.hi)}"
+                f"{')' if self.open_hi else ']'}")
+
+    def ok(self, value):
+        if isinstance(value, bool):
+            return False
+        if self.convert is int:
+            if not isinstance(value, numbers.Integral):
+                return False
+        elif not isinstance(value, numbers.Real) or not math.isfinite(value):
+            return False
+        if value < self.lo or (self.open_lo and value == self.lo):
+            return False
+        return self.hi is None or value < self.hi or (value == self.hi and not self.open_hi)
+
+    def argtype(self):
+        def parse(text):
+            try:
+                value = self.convert(text)
+            except ValueError:
+                value = None
+            if value is None or not self.ok(value):
+                raise argparse.ArgumentTypeError(f"expected {self.expected}, got {text!r}")
+            return value
+
+        return parse
+
+
+POSITIVE_INT = Kind(int, 1)
+NONNEG_INT = Kind(int, 0)
+DIM = Kind(int, 1, LIMITS["dim"])
+SEED = Kind(int, 0, LIMITS["seed"])
+IMAGES = Kind(int, 1, LIMITS["images"])
+MAX_LENGTH = Kind(int, 1, LIMITS["max_length"])
+LEARNING_RATE = Kind(float, 0, open_lo=True)
+LR_DECAY = Kind(float, 0, 1, open_lo=True)  # a decay: the learning rate never grows
+BATCH = Kind(int, 1, LIMITS["batch"])
+EPOCHS = Kind(int, 0, LIMITS["epochs"])
+MAX_TRAIN = Kind(int, 1, LIMITS["max_train"])
+EVAL_IMAGES = Kind(int, 0, LIMITS["images"])
+# The ranges of the generated-data spec's keys (fastcap train's --num-train-images ...
+# and fastcap make-data's --num-train ... alike).
+GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
+                   "captions_per_image": Kind(int, 1, LIMITS["captions_per_image"]),
+                   "pca_dim": DIM, "full_dim": DIM, "seed": SEED}
+FRACTION = Kind(float, 0, 1, open_hi=True)  # a share: prepare's --val-fraction
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """One flag. name: the dest (``--name-with-dashes``, unless ``flag`` is given);
+    default: a training run's default (None: none; the parser's default is ``parser_default``,
+    None = not given); help may hold ``{default}``; config: (section, key) in a run's config;
+    generated: its key in the generated-data spec; resumable: a resumed run may change it."""
+
+    name: str
+    kind: Kind = None
+    help: str = None
+    metavar: str = None
+    choices: tuple = None
+    default: object = None
+    group: str = None
+    config: tuple = None
+    generated: str = None
+    resumable: bool = False
+    flag: str = None
+    action: object = None
+    parser_default: object = None
+    positional: bool = False
+    nargs: object = None
+    const: object = None
+    required: bool = False
+
+    @property
+    def option_string(self):
+        return self.flag or "--" + self.name.replace("_", "-")
+
+    def check(self, value):
+        """Raise ValueError naming the option unless ``value`` is acceptable (None = not given)."""
+        if value is None:
+            return
+        if self.choices is not None and value not in self.choices:
+            raise ValueError(f"{self.option_string} must be one of {', '.join(self.choices)}, "
+                             f"got {value!r}")
+        if self.kind is not None:
+            try:
+                ok = self.kind.ok(value)
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(f"{self.option_string} must be {self.kind.expected}, got {value!r}")
+
+    def help_text(self):
+        """The --help line: ``help`` with its default and, for a bounded number, its range."""
+        if not self.help or self.help == argparse.SUPPRESS:
+            return self.help
+        text = self.help.format(default=self.default)
+        return text if self.kind is None or self.kind.hi is None else f"{text}; {self.kind.expected}"
+
+    def add_to(self, parser):
+        kwargs = {"help": self.help_text()}
+        for key in ("metavar", "choices", "action", "nargs", "const"):
+            if getattr(self, key) is not None:
+                kwargs[key] = getattr(self, key)
+        if self.kind is not None:
+            kwargs["type"] = self.kind.argtype()
+        if self.action not in ("store_true",):
+            kwargs["default"] = self.parser_default
+        if self.required:
+            kwargs["required"] = True
+        if self.positional:
+            return parser.add_argument(self.name, **kwargs)
+        return parser.add_argument(self.option_string, **kwargs, **(
+            {"dest": self.name} if self.flag else {}))
+
+
+def _gen(name, what, key=None, metavar="N"):
+    key = key or name
+    return Option(name, GENERATED_KINDS[key], f"generated data: {what} (default {{default}})",
+                  metavar, default=GENERATED_DEFAULTS[key], group="data", generated=key)
+
+
+# What best.npz may be chosen by: a caption metric (higher is better) or the loss (lower).
+BEST_METRICS = (*METRIC_LABELS, "val_loss")
+
+# `fastcap train`, in the order of its --help, with the group each is listed under.
+TRAIN_OPTIONS = (
+    Option("data", help="a CS231n coco_captioning directory (default: generated data)",
+           metavar="DIR", group="data"),
+    Option("pca", help="use the 512-d PCA features (default) or, with --no-pca, the 4096-d fc7 "
+                       "ones", action=argparse.BooleanOptionalAction, default=True, group="data"),
+    Option("max_train", MAX_TRAIN, "train on N captions drawn (without replacement) from the "
+                                   "training split", "N", group="data",
+           config=("train", "max_train")),
+    _gen("num_train_images", "training images"),
+    _gen("num_val_images", "validation images"),
+    _gen("captions_per_image", "captions per image"),
+    _gen("data_seed", "seed", key="seed", metavar="S"),
+    Option("cell", help="recurrent cell (default {default})", choices=CELL_TYPES, default="lstm",
+           group="model", config=("model", "cell_type")),
+    Option("hidden_dim", DIM, "hidden size (default {default})", "H", default=256,
+           group="model", config=("model", "hidden_dim")),
+    Option("wordvec_dim", DIM, "word-vector size (default {default})", "W", default=128,
+           group="model", config=("model", "wordvec_dim")),
+    Option("dtype", help="(default {default})", choices=DTYPES, default="float32", group="model",
+           config=("model", "dtype")),
+    Option("precision", help="precision of the matrix products: bfloat16 rounds their operands "
+                             "to bf16 and sums in float32, with float32 weights, gradients and "
+                             "optimizer state (default {default}; fastest on CPUs with "
+                             "avx512_bf16)", choices=PRECISIONS, default="float32",
+           group="model", config=("train", "precision")),
+    Option("update_rule", help="(default {default})", choices=UPDATE_RULES, default="adam",
+           group="optimization", config=("train", "update_rule")),
+    Option("lr", LEARNING_RATE, "learning rate (default {default:g})", "LR", default=3e-3,
+           group="optimization", config=("train", "learning_rate")),
+    Option("lr_decay", LR_DECAY, "learning-rate factor after each epoch (default "
+                                 "{default:g})", "F", default=0.9, group="optimization",
+           config=("train", "lr_decay")),
+    Option("batch_size", BATCH, "captions per minibatch (default {default})", "N",
+           default=100, group="optimization", config=("train", "batch_size")),
+    Option("epochs", EPOCHS, "epochs (default {default}); with --resume, the new total", "N",
+           default=5, group="optimization", config=("train", "num_epochs"), resumable=True),
+    Option("seed", SEED, "seed of the initialisation and the minibatches (default "
+                         "{default})", "S", default=0, group="optimization",
+           config=("train", "seed")),
+    Option("eval_images", EVAL_IMAGES, "validation images scored at each epoch end (default "
+                                       "{default}; 0 = all)", "N", default=200,
+           group="evaluation and output", config=("eval", "eval_images"), resumable=True),
+    Option("num_samples", EVAL_IMAGES, "validation samples written to samples.txt (default "
+                                       "{default})", "N", default=10,
+           group="evaluation and output", config=("eval", "num_samples"), resumable=True),
+    Option("max_length", MAX_LENGTH, "longest generated caption (default {default})", "L",
+           default=30, group="evaluation and output", config=("eval", "max_length"),
+           resumable=True),
+    Option("best_metric", help="the validation score best.npz keeps the best of (default "
+                               "{default}; val_loss: the lowest)", choices=BEST_METRICS,
+           default="cider", group="evaluation and output", config=("eval", "best_metric"),
+           resumable=True),
+    Option("patience", EPOCHS, "stop when --best-metric has not improved in N evaluations "
+                                   "(default {default} = never)", "N", default=0,
+           group="evaluation and output", config=("train", "patience"), resumable=True),
+    Option("init_from", help="start a new run from the weights of CHECKPOINT (its model; new "
+                             "optimizer, schedule and options: fine-tuning); --resume instead "
+                             "continues a run exactly", metavar="CHECKPOINT",
+           group="optimization", config=("train", "init_from")),
+    # How the run is driven, not what it computes: not in the config.
+    Option("out", help="run directory (default: runs/fastcap-<time>, or the checkpoint's "
+                       "directory with --resume)", metavar="DIR", group="evaluation and output"),
+    Option("resume", help="continue the run saved in CHECKPOINT (a checkpoint.npz or its "
+                          "directory)", metavar="CHECKPOINT", group="evaluation and output"),
+    Option("overwrite", help="start a new run even if --out already holds one (its files are "
+                             "removed when the new run starts)", action="store_true",
+           group="evaluation and output"),
+    Option("print_every", NONNEG_INT, "also print the loss every N iterations (default: never)",
+           "N", parser_default=0, group="evaluation and output"),
+    Option("quiet", help="no progress bar", action="store_true", group="evaluation and output"),
+    Option("stop_after_iterations", NONNEG_INT, argparse.SUPPRESS,
+           group="evaluation and output"),
+)
+
+_BY_NAME = {o.name: o for o in TRAIN_OPTIONS}
+DEFAULTS = {o.name: o.default for o in TRAIN_OPTIONS if o.config or o.generated or o.name == "pca"}
+OPTION_KEYS = {o.name: o.config for o in TRAIN_OPTIONS if o.config}
+GENERATED_KEYS = {o.name: o.generated for o in TRAIN_OPTIONS if o.generated}
+RESUME_OVERRIDABLE = {o.name for o in TRAIN_OPTIONS if o.resumable}
+
+
+def _data(what="the data the checkpoint was trained on"):
+    return Option("data", help=f"CS231n data directory (default: {what})", metavar="DIR")
+
+
+_SPLIT = Option("split", choices=("train", "val"), parser_default="val")
+_MAX_LENGTH = Option("max_length", MAX_LENGTH, "longest generated caption (default 30)", "L",
+                     parser_default=30)
+_CHECKPOINT = Option("checkpoint", metavar="CHECKPOINT", positional=True)
+_GREEDY_BEAM = Option("beam_size", POSITIVE_INT, "beam width (default 1 = greedy)", "K",
+                      parser_default=1)
+_NO_UNK = Option("no_unk", help="never generate <UNK> (the words outside the vocabulary)",
+                 action="store_true")
+_PRECISION = Option("precision", help="precision of the matrix products (default: "
+                                      "$FASTCAP_PRECISION if set, else the precision the "
+                                      "checkpoint was trained in)", choices=PRECISIONS)
+
+# sample, evaluate and show: the checkpoint and data they read, and how they decode.
+INFERENCE_OPTIONS = {
+    "sample": (
+        _CHECKPOINT, _data(), _SPLIT,
+        Option("n", POSITIVE_INT, "number of images (default 10)", "N", flag="-n",
+               parser_default=10),
+        Option("seed", NONNEG_INT, "pick N random images with this seed (default: the first N)"),
+        _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK, _PRECISION,
+        Option("json", help="print JSON instead of text", action="store_true"),
+    ),
+    "evaluate": (
+        _CHECKPOINT, _data(), _SPLIT,
+        Option("max_images", NONNEG_INT, "score only the first N images (default 0 = all)", "N",
+               parser_default=0),
+        _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK, _PRECISION,
+        Option("json", help="write the results as JSON to FILE (without FILE: print JSON only)",
+               metavar="FILE", nargs="?", const="-"),
+        Option("overwrite", help="replace --json FILE even if it is not results fastcap wrote",
+               action="store_true"),
+    ),
+    "show": (
+        _CHECKPOINT, _data(), _SPLIT,
+        Option("n", POSITIVE_INT, "images (default 8)", "N", flag="-n", parser_default=8),
+        Option("beam_size", POSITIVE_INT, "also show the beam-search caption with beam K", "K"),
+        _MAX_LENGTH, _NO_UNK, _PRECISION,
+        Option("out", help="where to write the sheet, in the image format its suffix names "
+                           "(default contact_sheet_SPLIT.png)",
+               metavar="FILE"),
+        Option("overwrite", help="replace --out even if it is not a contact sheet fastcap wrote",
+               action="store_true"),
+    ),
+}
+
+
+def _made(name, key, help, metavar="N"):
+    return Option(name, GENERATED_KINDS[key], help, metavar, default=GENERATED_DEFAULTS[key],
+                  parser_default=GENERATED_DEFAULTS[key])
+
+
+MAKE_DATA_OPTIONS = (
+    Option("out_dir", metavar="OUT_DIR", positional=True),
+    _made("num_train", "num_train_images", "training images (default {default})"),
+    _made("num_val", "num_val_images", "validation images (default {default})"),
+    _made("captions_per_image", "captions_per_image", "(default {default})"),
+    _made("pca_dim", "pca_dim", "PCA feature size (default {default})", "D"),
+    _made("full_dim", "full_dim", "fc7 feature size (default {default})", "D"),
+    _made("seed", "seed", "(default {default})", None),
+    Option("overwrite", help="replace the data files OUT_DIR already holds", action="store_true"),
+)
+
+
+def _extractor_options(default, help):
+    return (Option("extractor", help=help, choices=tuple(EXTRACTORS), parser_default=default),
+            Option("weights", help="the CNN's weights: imagenet (downloaded once into torch's "
+                                   "cache) or none (random, offline: for tests; default "
+                                   "imagenet)", choices=WEIGHTS, parser_default="imagenet"))
+
+
+# `fastcap prepare`: a captions file and an image folder -> a data directory.
+PREPARE_OPTIONS = (
+    Option("captions_file", metavar="CAPTIONS_FILE", positional=True,
+           help="COCO captions_*.json, Karpathy's dataset_*.json or a Flickr8k token file"),
+    Option("images", help="the folder the captions file's image names are relative to",
+           metavar="DIR", required=True),
+    Option("out", help="the data directory to write", metavar="DATA_DIR", required=True),
+    Option("train_list", help="Flickr8k: the training images, one name a line", metavar="FILE"),
+    Option("val_list", help="Flickr8k: the validation images, one name a line", metavar="FILE"),
+    *_extractor_options("resnet50", "the CNN (default resnet50)"),
+    Option("min_count", POSITIVE_INT, "keep words seen at least N times in the training "
+                                      "captions (default 5)", "N", parser_default=5),
+    Option("val_fraction", FRACTION, "when the file has no split: the share of images held "
+                                     "out for validation (default 0.1)", "F",
+           parser_default=0.1),
+    Option("seed", NONNEG_INT, "seed of that split (default 0)", "S", parser_default=0),
+    Option("pca_dim", POSITIVE_INT, "PCA feature size (default 512)", "D", parser_default=512),
+    Option("overwrite", help="replace the data files DATA_DIR already holds",
+           action="store_true"),
+    Option("quiet", help="no progress bar", action="store_true"),
+)
+
+# `fastcap caption`: captions of new images.
+CAPTION_OPTIONS = (
+    _CHECKPOINT,
+    Option("images", metavar="IMAGE", positional=True, nargs="+",
+           help="image files, folders of images or http(s) URLs"),
+    Option("data", help="the data directory the checkpoint was trained on (default: the one "
+                        "it names)", metavar="DIR"),
+    _GREEDY_BEAM, _MAX_LENGTH, _NO_UNK, _PRECISION,
+    *_extractor_options(None, "for a checkpoint of data fastcap did not prepare: the CNN whose "
+                              "full (--no-pca) features it was trained on"),
+    Option("json", help="print JSON instead of text", action="store_true"),
+)
+
+
+def add_options(parser, options, groups=False):
+    """Add ``options`` to an argparse parser; groups=True lists them under their ``group``."""
+    made = {}
+    for o in options:
+        target = parser
+        if groups and o.group is not None:
+            if o.group not in made:
+                made[o.group] = parser.add_argument_group(o.group)
+            target = made[o.group]
+        o.add_to(target)
+
+
+def flag(name):
+    """The command-line flag of train option `name` (``--lr`` for ``lr``)."""
+    return _BY_NAME[name].option_string
+
+
+def check_options(options):
+    """Raise ValueError naming the option for any bad value in a flat train-options dict;
+    returns the dict with each number as its option's type (a NumPy integer as an int)."""
+    checked = dict(options)
+    for name, value in options.items():
+        if name in _BY_NAME:
+            option = _BY_NAME[name]
+            option.check(value)
+            if value is not None and option.kind is not None:
+                checked[name] = option.kind.convert(value)
+    return checked

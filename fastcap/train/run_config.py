@@ -1,0 +1,154 @@
+"""A training run's config: made from the flat options (fastcap.train.options) and, when resuming, a checkpoint.
+
+The config is a JSON-able dict, stored in config.json and in every checkpoint::
+
+    {"model": {"cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype"},
+     "train": {"update_rule", "learning_rate", "lr_decay", "batch_size",
+               "num_epochs", "seed", "max_train", "precision"},
+     "data":  {"source": "generated", "num_train_images", "num_val_images",
+               "captions_per_image", "pca_dim", "full_dim", "seed", "pca"}
+              or {"source": "dir", "path", "pca"[, "features"]},
+     "eval":  {"eval_images", "max_length", "num_samples"}}
+
+(``model`` is ``fastcap.train.model_config.ModelConfig.as_dict()``; which option
+fills which key is ``fastcap.train.options.OPTION_KEYS``.)
+"""
+import json
+import os
+
+from ..data.prepare import read_features_record
+from . import checkpoint_schema as schema
+from .checkpoint import CheckpointError
+from .checkpoint_schema import ADDED_LATER
+from .options import DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS, LIMITS, RESUME_OVERRIDABLE, check_options, flag
+
+__all__ = ["resolve_config", "dir_spec", "check_fits"]
+
+
+def dir_spec(path, pca):
+    """The data spec of a CS231n COCO directory (absolute path) with or without PCA features;
+    a directory `fastcap prepare` wrote adds ``features``, how its features were made (so a
+    checkpoint carries it and `fastcap caption` can make them again)."""
+    spec = {"source": "dir", "path": os.path.abspath(os.fspath(path)), "pca": bool(pca)}
+    record = read_features_record(spec["path"]) if os.path.isdir(spec["path"]) else None
+    if record is not None:
+        spec["features"] = record
+    return spec
+
+
+def _data_spec(o):
+    if o.get("data") is not None:
+        return dir_spec(o["data"], o["pca"])
+    spec = {"source": "generated", **GENERATED_DEFAULTS}
+    for opt, key in GENERATED_KEYS.items():
+        spec[key] = int(o[opt])
+    spec["pca"] = bool(o["pca"])
+    return spec
+
+
+def resolve_config(options, checkpoint=None):
+    """The run config from flat ``options`` (None = not given) and an optional checkpoint.
+
+    A new run fills what is not given from DEFAULTS. A resumed run takes the
+    checkpoint's config; options given explicitly must agree with it, except
+    --epochs (continue for longer), the evaluation options and --data (other
+    data with the same vocabulary and feature size).
+    """
+    options = check_options(options)
+    if checkpoint is None:
+        o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
+        o["data"] = options.get("data")
+        config = {"model": {}, "train": {}, "eval": {}}
+        for opt, (section, key) in OPTION_KEYS.items():
+            config[section][key] = o[opt]
+        config["data"] = _data_spec(o)
+        config["model"]["input_dim"] = None  # known once the data is loaded
+        _check_loadable(config)
+        return config
+
+    config = json.loads(json.dumps(checkpoint.config))  # deep copy
+    for opt, (section, key) in OPTION_KEYS.items():  # what checkpoints from before an option lack
+        if key in ADDED_LATER.get(section, ()):
+            config[section].setdefault(key, DEFAULTS[opt])
+    conflicts = []
+    for opt, (section, key) in OPTION_KEYS.items():
+        given = options.get(opt)
+        if given is None:
+            continue
+        if opt in RESUME_OVERRIDABLE:
+            config[section][key] = given
+        elif given != config[section].get(key):
+            conflicts.append(f"{flag(opt)} {given} (the checkpoint has "
+                             f"{config[section].get(key)})")
+    done, epochs = checkpoint.epoch, options.get("epochs")
+    if epochs is not None and epochs < done:
+        conflicts.append(f"{flag('epochs')} {epochs} (the checkpoint has done {done} epochs; "
+                         f"{flag('epochs')} is the new total)")
+    data = config["data"]
+    if options.get("pca") is not None and bool(options["pca"]) != data.get("pca", True):
+        conflicts.append(f"--{'' if options['pca'] else 'no-'}pca (the checkpoint was trained "
+                         f"{'with' if data.get('pca', True) else 'without'} PCA features)")
+    if options.get("data") is not None:
+        config["data"] = dir_spec(options["data"], data.get("pca", True))
+    elif data["source"] == "generated":
+        for opt, key in GENERATED_KEYS.items():
+            if options.get(opt) is not None and options[opt] != data[key]:
+                conflicts.append(f"{flag(opt)} {options[opt]} (the checkpoint's "
+                                 f"generated data has {data[key]})")
+    if conflicts:
+        raise CheckpointError(f"cannot resume {checkpoint.path} with " + "; ".join(conflicts)
+                              + ": a resumed run continues the checkpoint's model and schedule")
+    _check_loadable(config, checkpoint)
+    return config
+
+
+def check_fits(config, vocab_size, iterations):
+    """Raise ValueError unless a checkpoint can hold a run of ``config`` (input_dim known) on data
+    of ``vocab_size`` words that trains for ``iterations`` iterations in all."""
+    dim = config["model"]["input_dim"]
+    if dim > LIMITS["dim"]:
+        raise ValueError(f"the data's image features are {dim}-dimensional; a checkpoint holds at "
+                         f"most {LIMITS['dim']}")
+    if vocab_size > LIMITS["vocab"]:
+        raise ValueError(f"the data's vocabulary has {vocab_size:,} words; a checkpoint holds at "
+                         f"most {LIMITS['vocab']:,}")
+    most = min(LIMITS["iterations"], LIMITS["array_bytes"] // 8)  # the float64 loss history
+    if iterations > most:
+        raise ValueError(f"{flag('epochs')} {config['train']['num_epochs']} at "
+                         f"{flag('batch_size')} {config['train']['batch_size']} is {iterations:,} "
+                         f"iterations; a checkpoint holds at most {most:,}")
+
+
+def _flags_of(path):
+    """The options that set the config field at ``path`` (a SchemaError's)."""
+    fields = {f"config.{section}.{key}": [opt] for opt, (section, key) in OPTION_KEYS.items()}
+    fields["config.data"] = list(GENERATED_KEYS)
+    fields["epoch"] = ["epochs"]  # more epochs done than --epochs asks for
+    return [flag(opt) for opt in fields.get(path, ())]
+
+
+def _check_loadable(config, checkpoint=None):
+    """Raise ValueError naming the options unless the checkpoints of a run with ``config``
+    (resuming ``checkpoint``) pass fastcap.train.checkpoint_schema: whatever a run is started with,
+    its checkpoint can be loaded and resumed."""
+    try:
+        if checkpoint is None:
+            schema.check_config(config)
+        else:
+            schema.check_meta({**checkpoint.meta, "config": config})
+    except schema.SchemaError as exc:
+        flags = _flags_of(exc.path)
+        raise ValueError(f"{' / '.join(flags) or 'the options'}: a run with these options could "
+                         f"not be saved and resumed ({exc})") from None
+
+
+def init_options(options, ckpt):
+    """Options of a run started from ``ckpt``'s weights: the model options it does not give
+    are the checkpoint's (a given one that differs fails when the weights are loaded)."""
+    options = dict(options)
+    for opt, (section, key) in OPTION_KEYS.items():
+        if section == "model" and options.get(opt) is None:
+            options[opt] = ckpt.config["model"][key]
+    if options.get("data") is None and options.get("pca") is None:
+        options["pca"] = ckpt.config["data"].get("pca", True)
+    return options

@@ -3,7 +3,7 @@
 Each revision is checked out into a temporary git worktree and its Cython
 backend built there ("." is the working tree as it is, already built). Then
 rounds of one process per revision, in rotated order so drift of the host
-hits every revision alike, each time the DESIGN.md workload through the
+hits every revision alike, each time the benchmark workload of docs/design.md through the
 public API: training steps (``model.loss`` plus ``optim.adam`` on every
 parameter) at N = 25 and 100, and greedy sampling of 30 words at batch 1 and
 100, for both cells. Prints the median per revision and the ratios to the

@@ -58,6 +58,12 @@ def cpu_snapshot():
     return snap
 
 
+def _rate(per_second):
+    """A measured rate in giga-units per second, to 4 significant digits (a small probe on a
+    busy host is slow, and one decimal would round it to 0)."""
+    return float(f"{per_second / 1e9:.4g}")
+
+
 def gemm_probe(threads, size=1024, repeats=3):
     """GFLOP/s of a size**3 float32 GEMM at 1 thread and at `threads` (best of
     `repeats`), and the GB/s of a vector-matrix product over 8 MB ("gemv_GBps").
@@ -82,7 +88,7 @@ def gemm_probe(threads, size=1024, repeats=3):
                 t = time.perf_counter()
                 np.dot(a, a, out=out)
                 best = min(best, time.perf_counter() - t)
-        result[str(n)] = round(flop / best / 1e9, 1)
+        result[str(n)] = _rate(flop / best)
     # Memory: a vector times an 8 MB matrix (batch-1 decoding's kind of work)
     # reads every weight once, at the bandwidth the host grants.
     w = np.ones((2048, 1024), dtype=np.float32)
@@ -94,7 +100,7 @@ def gemm_probe(threads, size=1024, repeats=3):
             t = time.perf_counter()
             np.dot(v, w, out=y)
             best = min(best, time.perf_counter() - t)
-    result["gemv_GBps"] = round(w.nbytes / best / 1e9, 1)
+    result["gemv_GBps"] = _rate(w.nbytes / best)
     bf16 = bf16_gemm_probe(threads, size, repeats)
     if bf16 is not None:
         result["bf16_GFLOPs"] = bf16
@@ -125,7 +131,7 @@ def bf16_gemm_probe(threads, size=1024, repeats=3):
             best = min(best, time.perf_counter() - t)
     finally:
         torch.set_num_threads(previous)
-    return round(2.0 * size**3 / best / 1e9, 1)
+    return _rate(2.0 * size**3 / best)
 
 
 def probe_verdict(start, end, threads):

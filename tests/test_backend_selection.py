@@ -11,6 +11,8 @@ from hypothesis import strategies as st
 import fastcap
 from fastcap.runtime import backends as _backend, env as _env, names
 
+from conftest import require_backend
+
 
 def _run(code, **env):
     full = {**os.environ, **env}
@@ -50,10 +52,22 @@ def test_set_get_and_context_manager(compiled):
         fastcap.set_backend(before)
 
 
-def test_auto_takes_first_loadable_in_preference_order():
+@pytest.mark.parametrize("missing", [(), ("cython",), ("cython", "numba")])
+def test_auto_takes_first_loadable_in_preference_order(monkeypatch, missing):
+    """`auto` is the documented order (the compiled engine first, then Numba, then the NumPy
+    reference), skipping the backends that do not load: made unloadable here one by one."""
+    assert names.AUTO_ORDER == ("cython", "numba", "numpy")
+    for name in ("cython", "numba"):
+        require_backend(name)
+    for name in missing:
+        monkeypatch.setitem(names.BACKENDS, name, ("fastcap._kernels.no_such_module", "gone"))
+    monkeypatch.setattr(_backend, "_loaded", {k: v for k, v in _backend._loaded.items()
+                                              if k not in missing})
+    monkeypatch.setattr(_backend, "_why_not", dict(_backend._why_not))
+    want = {(): "cython", ("cython",): "numba", ("cython", "numba"): "numpy"}[missing]
     with fastcap.use_backend("auto"):
-        assert fastcap.get_backend() == fastcap.available_backends()[0]
-    assert "numpy" in fastcap.available_backends()
+        assert fastcap.get_backend() == want
+    assert fastcap.available_backends() == [n for n in names.AUTO_ORDER if n not in missing]
 
 
 def test_unavailable_backend_says_what_to_install(monkeypatch):

@@ -9,8 +9,11 @@ from fastcap import CaptioningRNN
 from fastcap.model.beam import beam_search
 from fastcap.train.evaluation import suppressing
 
-from conftest import fastcap_cmd
-from test_cli import ok, run_dir  # noqa: F401  (run_dir: the shared tiny run)
+from fastcap.cli import evaluate
+from fastcap.cli.main import main
+from fastcap.train.checkpoint import Checkpoint
+
+from test_cli import run_dir  # noqa: F401  (run_dir: the shared tiny run)
 
 WORDS = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "dog", "cat", "runs"]
 W2I = {w: i for i, w in enumerate(WORDS)}
@@ -44,9 +47,34 @@ def test_suppressed_word_is_never_generated(backend, cell, seed, boost, beam):
         suppressing(model, ("<UNKNOWN>",))
 
 
-def test_no_unk_on_the_command_line(run_dir):  # noqa: F811
+def test_no_unk_on_the_command_line(run_dir, monkeypatch, capsys):  # noqa: F811
+    """A model that says <UNK> first (its bias boosted) says it without --no-unk (the control)
+    and never with it, greedy and beam; evaluate scores the suppressed model too."""
     out, _ = run_dir
-    proc = ok(fastcap_cmd("sample", out / "checkpoint.npz", "-n", "8", "--no-unk", "--json"))
-    generated = [s["generated"].split() for s in json.loads(proc.stdout)]
-    assert len(generated) == 8 and not any("<UNK>" in g for g in generated)
-    ok(fastcap_cmd("evaluate", out / "checkpoint.npz", "--no-unk", "--max-images", "4"))
+    ckpt = str(out / "checkpoint.npz")
+    build = Checkpoint.build_model
+
+    def unk_first(self):
+        model = build(self)
+        model.params["b_vocab"][model.word_to_idx["<UNK>"]] += 50
+        return model
+
+    monkeypatch.setattr(Checkpoint, "build_model", unk_first)
+
+    def sample(*flags):
+        assert main(["sample", ckpt, "-n", "8", "--json", *flags]) == 0
+        return [s["generated"].split() for s in json.loads(capsys.readouterr().out)]
+
+    assert all(g[:1] == ["<UNK>"] for g in sample())
+    for beam in ("1", "3"):
+        generated = sample("--no-unk", "--beam-size", beam)
+        assert len(generated) == 8 and all(g for g in generated)
+        assert not any("<UNK>" in g for g in generated)
+    scored = []
+    real = evaluate.evaluate_captions
+    monkeypatch.setattr(evaluate, "evaluate_captions",
+                        lambda model, *a, **k: scored.append(model) or real(model, *a, **k))
+    for flags in ((), ("--no-unk",)):
+        assert main(["evaluate", ckpt, "--max-images", "4", *flags]) == 0
+    unk = scored[0].word_to_idx["<UNK>"]
+    assert scored[0].params["b_vocab"][unk] > 0 and scored[1].params["b_vocab"][unk] == -np.inf

@@ -11,7 +11,7 @@ from ..runtime import backends, precision, threads
 from ..runtime.names import BACKEND_CHOICES
 from ..train.checkpoint import load_checkpoint
 from ..train.evaluation import suppressing
-from ..train.options import POSITIVE_INT
+from ..train.options import INFERENCE_OPTIONS, POSITIVE_INT, add_options
 from ..train.run_config import dir_spec
 
 PROG = "fastcap"
@@ -29,6 +29,33 @@ def add_runtime_options(p):
     p.add_argument("--threads", type=POSITIVE_INT.argtype(), metavar="N",
                    help="threads for BLAS and fastcap's compiled kernels (default: FASTCAP_NUM_THREADS, "
                         "else every core)")
+
+
+# The commands that run a checkpoint over a split: (--help line, description).
+INFERENCE_COMMANDS = {
+    "sample": ("print ground-truth and generated captions of a checkpoint",
+               "Print ground-truth and generated captions for images of a split; greedy by "
+               "default, beam search with --beam-size."),
+    "evaluate": ("BLEU-1..4 and CIDEr-D of a checkpoint over a split",
+                 "Corpus BLEU-1..4 and CIDEr-D (COCO caption evaluation scorers) of a "
+                 "checkpoint's captions against all reference captions of each image of a "
+                 "split."),
+    "show": ("a contact sheet (PNG): images with ground-truth and generated captions",
+             "Draw the first N images of a split with their ground-truth captions and the "
+             "checkpoint's greedy (and, with --beam-size, beam-search) caption. Images that "
+             "cannot be downloaded get a placeholder tile; generated:// images are drawn "
+             "offline."),
+}
+
+
+def add_inference_parser(sub, parents, name):
+    """The parser of sample, evaluate or show: a checkpoint, its data and how to decode
+    (fastcap.train.options.INFERENCE_OPTIONS[name]), and the runtime options."""
+    help, description = INFERENCE_COMMANDS[name]
+    p = sub.add_parser(name, parents=parents, help=help, description=description)
+    add_options(p, INFERENCE_OPTIONS[name])
+    add_runtime_options(p)
+    return p
 
 
 def setup_runtime(args):

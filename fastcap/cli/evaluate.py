@@ -8,23 +8,15 @@ from ..runtime.files import atomic_write_text, check_target
 from ..runtime.precision import use_precision
 from ..train.evaluation import evaluate_captions
 from ..train.metrics import METRIC_LABELS
-from ..train.options import INFERENCE_OPTIONS, add_options
-from .common import (add_runtime_options, describe_ckpt, inference_precision,
-                     inputs, load_for_inference, setup_runtime)
+from .common import (add_inference_parser, describe_ckpt, inference_precision, inputs,
+                     load_for_inference, setup_runtime)
 
 # What `evaluate --json` writes before the metrics; a JSON object with them is one it wrote.
 RESULT_KEYS = ("checkpoint", "data", "split", "images", "references", "decoding")
 
 
 def add_parser(sub, parents):
-    p = sub.add_parser("evaluate", parents=parents,
-                       help="BLEU-1..4 and CIDEr-D of a checkpoint over a split",
-                       description="Corpus BLEU-1..4 and CIDEr-D (COCO caption evaluation "
-                                   "scorers) of a checkpoint's captions against all reference "
-                                   "captions of each image of a split.")
-    add_options(p, INFERENCE_OPTIONS["evaluate"])
-    add_runtime_options(p)
-    return p
+    return add_inference_parser(sub, parents, "evaluate")
 
 
 def is_evaluation_json(path):

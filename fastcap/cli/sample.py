@@ -5,19 +5,12 @@ import numpy as np
 
 from ..runtime.precision import use_precision
 from ..train.evaluation import format_samples, sample_records
-from ..train.options import INFERENCE_OPTIONS, add_options
-from .common import (add_runtime_options, describe_ckpt, inference_precision,
-                     load_for_inference, setup_runtime)
+from .common import (add_inference_parser, describe_ckpt, inference_precision, load_for_inference,
+                     setup_runtime)
 
 
 def add_parser(sub, parents):
-    p = sub.add_parser("sample", parents=parents,
-                       help="print ground-truth and generated captions of a checkpoint",
-                       description="Print ground-truth and generated captions for images of a "
-                                   "split; greedy by default, beam search with --beam-size.")
-    add_options(p, INFERENCE_OPTIONS["sample"])
-    add_runtime_options(p)
-    return p
+    return add_inference_parser(sub, parents, "sample")
 
 
 def run(args):

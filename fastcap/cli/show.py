@@ -4,21 +4,12 @@ import warnings
 from ..image_utils import ImageUnavailableWarning
 from ..inference.contact_sheet import check_out_path, contact_sheet, save_png
 from ..runtime.precision import use_precision
-from ..train.options import INFERENCE_OPTIONS, add_options
-from .common import (add_runtime_options, describe_ckpt, inference_precision,
-                     inputs, load_for_inference, setup_runtime)
+from .common import (add_inference_parser, describe_ckpt, inference_precision, inputs,
+                     load_for_inference, setup_runtime)
 
 
 def add_parser(sub, parents):
-    p = sub.add_parser("show", parents=parents,
-                       help="a contact sheet (PNG): images with ground-truth and generated captions",
-                       description="Draw the first N images of a split with their ground-truth "
-                                   "captions and the checkpoint's greedy (and, with --beam-size, "
-                                   "beam-search) caption. Images that cannot be downloaded get a "
-                                   "placeholder tile; generated:// images are drawn offline.")
-    add_options(p, INFERENCE_OPTIONS["show"])
-    add_runtime_options(p)
-    return p
+    return add_inference_parser(sub, parents, "show")
 
 
 def run(args):

@@ -83,6 +83,7 @@ def load(name):
     for hook in _hooks:
         hook(module)
     _loaded[name] = kernels
+    _why_not.pop(name, None)  # an earlier failure (a module missing then) is no longer the case
     return kernels
 
 

@@ -21,7 +21,7 @@ from ..model.sequence import CELLS
 from ..classifiers.rnn import PARAM_SHAPES
 from .metrics import METRIC_NAMES
 from ..runtime.names import DTYPES
-from .options import DIM, GENERATED_KINDS, LIMITS, SEED, TRAIN_OPTIONS
+from .options import DIM, GENERATED_KINDS, LIMITS, TRAIN_OPTIONS
 
 __all__ = ["SchemaError", "META", "CONFIG", "LIMITS", "check_config", "check_meta", "array_specs",
            "walk"]
@@ -197,7 +197,6 @@ class Mapping:
 # the optimizer and RNG state, which reach NumPy and the kernels, are exact.
 # What a checkpoint can ask for (LIMITS) and the range of every field an option
 # sets are fastcap.train.options': what the parser accepts, a checkpoint holds.
-_SEED = Int(SEED.lo, SEED.hi)
 _DIM = Int(DIM.lo, DIM.hi)
 # learning_rate here is the decayed one (lr_decay <= 1), which may underflow to 0.
 _OPTIM_SCALARS = {"learning_rate": Float(0), "momentum": Float(0, 1),

@@ -242,13 +242,28 @@ class DataParallel:
         raise _agreed(error, messages, where, self.comm)
 
 
+# The errors every rank raises alike, recorded for the rank_guard blocks that are running
+# (innermost last): an error raised by all ranks ends the others quietly instead of aborting.
+_agreed_errors = []
+
+
+def agreed_by_all_ranks(exc):
+    """Whether ``exc`` is an error every rank raised alike (recorded inside a rank_guard)."""
+    return any(e is exc for scope in _agreed_errors for e in scope)
+
+
+def _all_ranks(error):
+    if _agreed_errors:
+        _agreed_errors[-1].append(error)
+    return error
+
+
 def _agreed(error, messages, where, comm):
-    """The exception every rank raises once they know which ranks failed (marked as such)."""
+    """The exception every rank raises once they know which ranks failed."""
     if error is None or comm.Get_rank() != 0:
         # Rank 0 re-raises its own error, to be reported as in one process.
         error = _rank_error(messages, where, comm.Get_size())
-    error._fastcap_all_ranks = True
-    return error
+    return _all_ranks(error)
 
 
 def _rank_error(messages, where, size):
@@ -287,8 +302,7 @@ def agree(comm, facts):
            if others else "")
         + f" differs from rank 0 in what data-parallel training needs equal on every rank: "
         f"{detail}")
-    error._fastcap_all_ranks = True
-    raise error
+    raise _all_ranks(error)
 
 
 def _short(value):
@@ -341,12 +355,13 @@ def rank_guard(comm, collective=lambda exc: False):
         yield
         return
     rank, size = comm.Get_rank(), comm.Get_size()
+    _agreed_errors.append([])
     try:
         yield
     except BaseException as exc:
         if isinstance(exc, SystemExit):
             raise
-        if getattr(exc, "_fastcap_all_ranks", False) or collective(exc):
+        if agreed_by_all_ranks(exc) or collective(exc):
             if rank == 0:
                 raise
             interrupted = isinstance(exc, KeyboardInterrupt) or "Interrupt" in type(exc).__name__
@@ -354,6 +369,8 @@ def rank_guard(comm, collective=lambda exc: False):
         print(f"fastcap: error: rank {rank} of {size}: {' '.join(_describe(exc).split())}; "
               "aborting every rank", file=sys.stderr, flush=True)
         comm.Abort(130 if isinstance(exc, KeyboardInterrupt) else 1)
+    finally:
+        _agreed_errors.pop()
 
 
 def rank_threads(comm, threads=None):

@@ -17,10 +17,10 @@ from libc.stdint cimport uint16_t
 
 from fastcap._kernels import blas_recurrence as _blas_recurrence
 
-cdef extern from "engine/recurrence.h" nogil:
+cdef extern from "engine/engine.h" nogil:
     ctypedef struct fc_packed:
         float *data
-        int kind, H, G, K, krows, bf16, npanels
+        int kind, K, cols, units, krows, bf16, npanels
     enum:
         FC_PACK_GATES
         FC_PACK_PLAIN
@@ -251,9 +251,10 @@ def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out
                          _w(da_), _w(dh0_), _w(dc_), ab, nth)
 
 
-cdef class PackedMatrix:
+cdef class PackedPanels:
     """A matrix operand (K, N) packed into the engine's panels: bf16 for matmul_bf16 and
-    greedy_decode (made by pack_bf16), or float32 for greedy_decode (made by pack_matrix)."""
+    greedy_decode (made by pack_bf16), or float32 for greedy_decode (made by pack_matrix).
+    (fastcap._sequence.PackedMatrix is another thing: a matrix with its packing, if any.)"""
     cdef fc_packed p
     cdef readonly tuple shape
 
@@ -268,7 +269,7 @@ cdef _strides(const float[:, :] a, str name):
     return a.strides[0] // 4, a.strides[1] // 4
 
 
-def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedMatrix
+def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedPanels
     if not _amx_decided:  # a pack precedes the compiled decoding loop's products too
         _amx_auto()
     cdef const float[:, :] b_ = b
@@ -276,7 +277,7 @@ def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedMatrix
     if K > _INT_MAX or N > _INT_MAX:
         raise ValueError(f"pack_bf16: dimensions above {_INT_MAX}: {(K, N)}")
     rs, cs = _strides(b_, "pack_bf16: b")
-    cdef PackedMatrix packed = PackedMatrix.__new__(PackedMatrix)
+    cdef PackedPanels packed = PackedPanels.__new__(PackedPanels)
     packed.shape = (K, N)
     cdef int rc = 0, nth = _engine_threads
     cdef const float *src = &b_[0, 0] if K and N else NULL
@@ -288,7 +289,7 @@ def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedMatrix
 
 
 # --- AMX: the bf16 GEMM on tiles (engine/amx.h) ---------------------------
-cdef extern from "engine/amx.h" nogil:
+cdef extern from "engine/engine.h" nogil:
     int fc_amx_enable()
     int fc_amx_mode()
     int fc_amx_set_mode(int mode)
@@ -378,7 +379,7 @@ def matmul_bf16(a,  # IN (M, K) float32, any strides
                 out):  # OUT (M, N) float32 C-contiguous: bf16(a) @ bf16(b), float32 sums
     cdef const float[:, :] a_ = a
     cdef float[:, ::1] o_ = out
-    cdef PackedMatrix bp = b if isinstance(b, PackedMatrix) else pack_bf16(b)
+    cdef PackedPanels bp = b if isinstance(b, PackedPanels) else pack_bf16(b)
     if not bp.p.bf16:
         raise ValueError("matmul_bf16: b is packed as float32 panels (pack_matrix, for greedy_decode), "
                          "not by pack_bf16")
@@ -397,7 +398,7 @@ def matmul_bf16(a,  # IN (M, K) float32, any strides
     _gemm_bf16(a_, bp, o_)
 
 
-cdef _gemm_bf16(const float[:, :] a_, PackedMatrix bp, float[:, ::1] o_):
+cdef _gemm_bf16(const float[:, :] a_, PackedPanels bp, float[:, ::1] o_):
     """o_ = bf16(a_) @ bp, shapes checked by the caller (M, K, N >= 1)."""
     cdef Py_ssize_t M = a_.shape[0], K = a_.shape[1], N = o_.shape[1], ars, acs
     ars, acs = _strides(a_, "matmul_bf16: a")

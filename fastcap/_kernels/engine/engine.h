@@ -7,9 +7,10 @@
  *   gemm.h        the products over packed panels (bf16, float32)
  *   recurrence.h  the RNN and LSTM time loops, forward and backward
  *   decode.h      greedy decoding's whole word loop
- *   amx.h         AMX tiles for the bf16 product: the OS permission and the mode
- * The rest (simd.h, bf16.h, tiles.h, vecmath.h, check.h, gemm_amx.h) is the
- * engine's own, compiled into its sources.
+ *   amx.h         whether the bf16 product runs on AMX tiles: the OS permission,
+ *                 the mode, the decision at the first product
+ * The rest (simd.h, bf16.h, tiles.h, vecmath.h, check.h, amx_tiles.h,
+ * gemm_amx.h) is the engine's own, compiled into its sources.
  */
 #ifndef FASTCAP_ENGINE_ENGINE_H
 #define FASTCAP_ENGINE_ENGINE_H

@@ -8,9 +8,10 @@
  * of C is one thread's sum in k order, so results do not depend on the
  * thread count.
  *
- * Where the CPU has AMX and the OS granted the tile state (amx.h, amx.c),
- * products of at least 16 rows run on the tile program of gemm_amx.h instead
- * of the vector tiles; A is then padded to whole tiles.
+ * Where the AMX mode says so (amx.h: the CPU has AMX, the OS granted the
+ * tile state and the tiles passed the check), products of at least 16 rows
+ * run on the tile program of gemm_amx.h (over the operations of amx_tiles.h)
+ * instead of the vector tiles; A is then padded to whole tiles.
  */
 #include "gemm.h"
 
@@ -18,6 +19,7 @@
 #include <string.h>
 
 #include "amx.h"
+#include "amx_tiles.h"
 #include "pool.h"
 #include "tiles.h"
 

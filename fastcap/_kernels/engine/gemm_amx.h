@@ -1,5 +1,5 @@
 /* gemm_amx.h -- the AMX tile program of the bf16 GEMM, included by gemm.c
- * once per operation set of amx.h: AMX(op) names the operation (amx_hw_op,
+ * once per operation set of amx_tiles.h: AMX(op) names the operation (amx_hw_op,
  * the CPU's; amx_em_op, the emulation), AMX_FN(name) this copy's functions,
  * AMX_ATTR their attributes.
  *

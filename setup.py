@@ -221,6 +221,8 @@ class BuildExt(build_ext):
             if isa == "baseline" or (not NATIVE and self.compiler.compiler_type != "msvc"
                                      and self._compiles(_PROBE_PLAIN, ISA_FLAGS[isa])):
                 ext.extra_compile_args = list(ext.extra_compile_args or []) + ISA_FLAGS[isa]
+                # its name for BUILD_INFO["isa"], from the declaration, not from the C
+                ext.define_macros = list(ext.define_macros or []) + [("FASTCAP_BUILD_ISA", f'"{isa}"')]
                 keep.append(ext)
             else:
                 print(f"fastcap: not building {ext.name} ({isa} build: "

@@ -81,6 +81,11 @@ cdef extern from *:
     #ifndef FASTCAP_NATIVE_BUILD
     #define FASTCAP_NATIVE_BUILD 0
     #endif
+    /* The build's name in cython_builds.py (setup.py defines it), so a new
+       build needs no name in the C; "" for a build made otherwise. */
+    #ifndef FASTCAP_BUILD_ISA
+    #define FASTCAP_BUILD_ISA ""
+    #endif
 
     /* Whether this CPU (and OS) can run the AVX2 + FMA build of this module. */
     static int fastcap_cpu_has_avx2_fma(void)
@@ -154,6 +159,7 @@ cdef extern from *:
     double _tanh_d "fc_tanh_d"(double x) noexcept nogil
     int FASTCAP_DEBUG_BUILD
     int FASTCAP_NATIVE_BUILD
+    const char *FASTCAP_BUILD_ISA
     int FASTCAP_OPENMP
     int fastcap_cpu_has_avx2_fma() noexcept nogil
     int fastcap_cpu_has_avx512() noexcept nogil
@@ -164,7 +170,7 @@ include "pool.pxi"
 BUILD_INFO = {
     "debug": bool(FASTCAP_DEBUG_BUILD),  # boundscheck/wraparound/initializedcheck on
     "native": bool(FASTCAP_NATIVE_BUILD),  # -march=native: for the build machine's CPU only
-    "isa": None,  # set below from the engine's: what the compiler targeted (see simd.h)
+    "isa": None,  # set below: the build's name in cython_builds.py, or "native"
     "openmp": bool(FASTCAP_OPENMP),  # compiled with OpenMP (prange can run threads)
 }
 
@@ -666,4 +672,4 @@ def adam_update(w,  # IN/OUT any shape: w -= alpha * m / (sqrt(v) + eps)
 include "recurrence_engine.pxi"
 include "decode_engine.pxi"
 
-BUILD_INFO["isa"] = "native" if FASTCAP_NATIVE_BUILD else ENGINE_INFO["isa"]
+BUILD_INFO["isa"] = "native" if FASTCAP_NATIVE_BUILD else (FASTCAP_BUILD_ISA.decode() or ENGINE_INFO["isa"])

@@ -407,14 +407,22 @@ class BuildExt(build_ext):
 
     def _discard_output(self, ext):
         # A module left by an earlier build (build/lib is reused by in-tree
-        # builds, and editable installs build in place) would otherwise be
-        # packaged or imported as if it matched the current sources.
-        try:
-            os.remove(self.get_ext_fullpath(ext.name))
-        except OSError:
-            pass
+        # builds, and --inplace and editable installs copy into the checkout)
+        # would otherwise be packaged or imported as if it matched the current
+        # sources (a -march=native build after a full one, say).
+        paths = [self.get_ext_fullpath(ext.name)]
+        if self._in_place:
+            paths.append(os.path.join(*ext.name.split(".")[:-1],
+                                      os.path.basename(self.get_ext_filename(ext.name))))
+        for path in paths:
+            try:
+                os.remove(path)
+            except OSError:
+                pass
 
     def run(self):
+        # setuptools turns inplace off while it builds, then copies into the checkout
+        self._in_place = self.inplace
         try:
             super().run()
         except Exception as exc:  # e.g. no usable compiler at all: fails before build_extensions

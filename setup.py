@@ -26,7 +26,12 @@ with nothing changed takes seconds, not minutes:
   compilers without it, the source and every engine header): a change to
   one engine file recompiles the objects that include it, in every build.
 * Cython and the compiler run ``build_ext --parallel`` jobs at once (by
-  default one per CPU).
+  default one per CPU). ``build_ext --force`` rebuilds everything.
+
+Measured on 2 cores of a Xeon (GCC 12) with nothing changed: ``python
+setup.py build_ext --inplace`` about 1 s and ``pip install -e .`` about 7 s
+(each took about 140 s when every run rebuilt everything); after editing one
+engine .c file, about 2 s; a full build of the four extensions about 60 s.
 
 ``python setup.py build_ext --inplace`` builds into the checkout; ``pip
 install -e .`` does the same through pip.
@@ -45,7 +50,9 @@ Build switches (environment variables read at build time):
   without it the kernels compile and run single-threaded).
 * ``FASTCAP_CYTHON_NATIVE=1``: add ``-march=native`` (when the compiler takes
   it). Faster on the build machine, but the result may not run on an older
-  CPU: never use it for a wheel that leaves the machine.
+  CPU: never use it for a wheel that leaves the machine. Only the baseline
+  module is built then (the instruction-set builds would add nothing), and
+  theirs are removed from the checkout.
 * ``FASTCAP_CYTHON_REQUIRED=1``: make a failed compilation fail the install.
   By default it only warns: fastcap works without the Cython backend (the
   NumPy and Numba backends need no compiler), so a machine without a C

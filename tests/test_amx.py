@@ -1,12 +1,13 @@
 """The bf16 GEMM on AMX tiles (fastcap/_kernels/engine/gemm_amx.h).
 
-No machine these tests run on is known to have AMX, so the tile program is
-checked through the engine's emulation of the tile instructions (amx.c): the
-same source, compiled against emulated tileloadd / tdpbf16ps / tilestored,
-so every address, stride, pad and the pair layout is exercised on any CPU
-whose build has 32-column panels (AVX2 and up). On a CPU with AMX the first
-bf16 product switches to the hardware tiles after checking them against the
-vector tiles; the tests here check that decision and its fallbacks.
+The tile program is checked through the engine's emulation of the tile
+instructions (amx_emulation.c): the same source, compiled against emulated
+tileloadd / tdpbf16ps / tilestored, so every address, stride, pad and the
+pair layout is exercised on any CPU whose build has 32-column panels (AVX2
+and up). Where the CPU has AMX (amx_bf16) and the OS grants the tile state,
+the last tests run the same checks on the CPU's own tiles, and the first
+bf16 product switches to them after the engine's check against the vector
+tiles (amx_policy.c); the tests here check that decision and its fallbacks.
 """
 import os
 import subprocess
@@ -194,3 +195,105 @@ def test_asked_once_at_the_first_bf16_product_not_at_import(switch):
         assert mode == "off" and ("amx_bf16" in why or "no AMX code" in why), why
     else:  # an AMX CPU: granted and checked, or refused with a reason
         assert (mode, why) == ("tiles", "None") or mode == "off" and why != "None"
+
+
+# --- the CPU's own tiles -------------------------------------------------------
+# The hardware sums each pair of k in its own order, so its bits differ from the
+# emulation's and the vector tiles'; they agree within float32 rounding (worst scaled
+# error measured on EDGES on a Sapphire Rapids class Xeon: 3.2e-7).
+HW_TOL = 1e-6
+
+
+@pytest.fixture
+def hw():
+    """The Cython build in use, its bf16 GEMM on the CPU's AMX tiles for the test."""
+    require_backend("cython")
+    if "amx_bf16" not in cpu_flags():
+        pytest.skip("the CPU has no amx_bf16: no AMX tiles to run")
+    module = _backend.load("cython").module
+    try:
+        previous = module.amx_use("tiles")
+    except RuntimeError as exc:  # the OS refused the tile state, or a build without AMX code
+        pytest.skip(str(exc))
+    try:
+        yield module
+    finally:
+        module.amx_use(previous)
+
+
+@pytest.mark.parametrize("M, K, N", EDGES)
+@pytest.mark.parametrize("view", ["plain", "a.T", "packed b"])
+def test_hardware_tiles_match_the_reference(hw, M, K, N, view):
+    rng = np.random.default_rng(M * K + N)
+    a = rng.standard_normal((K, M) if view == "a.T" else (M, K), dtype=np.float32)
+    a = a.T if view == "a.T" else a
+    b = rng.standard_normal((K, N), dtype=np.float32)
+    want = np.empty((M, N), np.float32)
+    emulation.matmul_bf16(a, b, want)
+    got = np.full((M, N), np.nan, np.float32)  # every element must be written
+    hw.matmul_bf16(a, hw.pack_bf16(b) if view == "packed b" else b, got)
+    assert hw.amx_status() == ("tiles", None)
+    assert scaled_error(got, want) <= HW_TOL, (M, K, N, view)
+    vector = np.empty((M, N), np.float32)
+    hw.amx_use("off")
+    hw.matmul_bf16(a, b, vector)
+    assert scaled_error(got, vector) <= HW_TOL
+
+
+@pytest.mark.parametrize("M, K, N", [e for e in EDGES if e[0] >= 16])
+def test_hardware_tiles_write_nothing_outside_c(hw, M, K, N):
+    """C between NaN guard rows: whole tiles store straight into C, partial ones through a
+    spill buffer, and neither may touch a byte before or after C."""
+    rng = np.random.default_rng(M + K + N)
+    a, b = rng.standard_normal((M, K), dtype=np.float32), rng.standard_normal((K, N), dtype=np.float32)
+    whole = np.full((M + 8, N), np.nan, np.float32)
+    hw.matmul_bf16(a, b, whole[4:4 + M])
+    assert np.isnan(whole[:4]).all() and np.isnan(whole[4 + M:]).all()
+    assert not np.isnan(whole[4:4 + M]).any()
+    want = np.empty((M, N), np.float32)
+    emulation.matmul_bf16(a, b, want)
+    assert scaled_error(whole[4:4 + M], want) <= HW_TOL
+
+
+def test_hardware_tiles_same_bits_for_any_thread_count(hw):
+    rng = np.random.default_rng(9)
+    a, b = rng.standard_normal((130, 300), dtype=np.float32), rng.standard_normal((300, 200), dtype=np.float32)
+    previous = fastcap.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            fastcap.set_num_threads(n)
+            out = np.empty((130, 200), np.float32)
+            hw.matmul_bf16(a, b, out)
+            results.append(out)
+    finally:
+        fastcap.set_num_threads(previous)
+    for out in results[1:]:
+        np.testing.assert_array_equal(out, results[0])
+
+
+def test_model_trains_on_hardware_tiles(hw):
+    """A bf16 training loss and its gradients through the CPU's tiles agree with the vector tiles."""
+    from fastcap.classifiers.rnn import CaptioningRNN
+
+    rng = np.random.default_rng(0)
+    word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2, **{f"w{i}": i + 3 for i in range(37)}}
+    model = CaptioningRNN(word_to_idx, input_dim=24, wordvec_dim=16, hidden_dim=32, cell_type="lstm",
+                          dtype=np.float32)
+    features = rng.standard_normal((20, 24)).astype(np.float32)
+    captions = rng.integers(0, 40, (20, 9))
+    with fastcap.use_backend("cython"), fastcap.use_precision("bfloat16"):
+        tiles = model.loss(features, captions)
+        hw.amx_use("off")
+        vector = model.loss(features, captions)
+    assert abs(tiles[0] - vector[0]) <= 1e-5 * abs(vector[0])
+    for k in vector[1]:
+        assert scaled_error(tiles[1][k], vector[1][k]) <= 1e-4, k
+
+
+def test_first_bf16_product_picks_the_hardware_tiles(hw):
+    """Where the tiles run, the engine's check at the first bf16 product passes on them."""
+    out = subprocess.run([sys.executable, "-c", _STATUS], env=dict(ENV, FASTCAP_AMX="on"),
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[1:] == ["tiles", "None"]

@@ -157,7 +157,7 @@ def test_compiled_decoding_runs_the_engine(cell):
         cy = _backend.load("cython").module
         state = model.initial_hidden(features)
         Whp, Wxp, Wvp = state.greedy_operands()
-        assert isinstance(Whp, cy.PackedRecurrent) and isinstance(Wxp, cy.PackedMatrix)
+        assert isinstance(Whp, cy.PackedRecurrent) and isinstance(Wxp, cy.PackedPanels)
         got = model.sample(features, max_length=12)
         # the reference loop takes W_vocab and Wx as they are (BLAS), Wh packed for the engine
         P, c0 = model.params, state.c if state.lstm else None

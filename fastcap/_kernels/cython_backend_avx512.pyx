@@ -3,6 +3,6 @@
 # flags and -ffp-contract=off to this module only. The cell, loss and update
 # kernels give the bits of the baseline build (no contraction); the recurrent
 # engine runs 16-float vectors and 6-row tiles (fastcap/_kernels/engine/).
-# fastcap._backend loads this module when the CPU has AVX-512
+# fastcap.runtime.backends loads this module when the CPU has AVX-512
 # (FASTCAP_CYTHON_ISA overrides).
 include "cython_backend.pyx"

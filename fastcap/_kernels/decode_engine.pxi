@@ -17,7 +17,7 @@ _DECODE_KERNELS = _types.SimpleNamespace(
     rnn_recurrence_forward=rnn_recurrence_forward, lstm_recurrence_forward=lstm_recurrence_forward,
     argmax_words=argmax_words, matmul_bf16=matmul_bf16)
 
-cdef extern from "engine/decode.h" nogil:
+cdef extern from "engine/engine.h" nogil:
     ctypedef struct fc_decode:
         int N, L, H, G, V, W
         int lstm
@@ -36,14 +36,14 @@ cdef extern from "engine/decode.h" nogil:
     int fc_greedy_decode(const fc_decode *d, int nthreads)
 
 
-def pack_matrix(b):  # IN (K, N) -> PackedMatrix of float32 panels (float32, engine on); else b
+def pack_matrix(b):  # IN (K, N) -> PackedPanels of float32 panels (float32, engine on); else b
     if not isinstance(b, np.ndarray) or b.dtype != np.float32 or not _engine_on:
         return _greedy.pack_matrix(b)
     cdef const float[:, ::1] b_ = np.ascontiguousarray(b)
     cdef Py_ssize_t K = b_.shape[0], N = b_.shape[1]
     if K > _INT_MAX or N > _INT_MAX:
         raise ValueError(f"pack_matrix: dimensions above {_INT_MAX}: {(K, N)}")
-    cdef PackedMatrix packed = PackedMatrix.__new__(PackedMatrix)
+    cdef PackedPanels packed = PackedPanels.__new__(PackedPanels)
     packed.shape = (K, N)
     cdef int rc = 0, nth = _engine_threads
     cdef const float *src = &b_[0, 0] if K and N else NULL
@@ -76,13 +76,13 @@ def greedy_decode(h0,  # IN (N, H) initial hidden state
                   end,  # IN the word that ends a caption, in [0, V) (-1: none)
                   null,  # IN the word after a caption's end, in [0, V)
                   captions_out):  # OUT (N, L) int32
-    cdef bint engine = (isinstance(Whp, PackedRecurrent) and isinstance(Wxp, PackedMatrix)
-                        and isinstance(W_vocabp, PackedMatrix))
+    cdef bint engine = (isinstance(Whp, PackedRecurrent) and isinstance(Wxp, PackedPanels)
+                        and isinstance(W_vocabp, PackedPanels))
     if not engine:  # float64, or the engine off: the reference loop on this backend's kernels
         return _greedy.greedy_decode(_DECODE_KERNELS, h0, c0, W_embed, Wxp, b, Whp, W_vocabp,
                                      b_vocab, table, known, start, end, null, captions_out)
     cdef PackedRecurrent Wh = Whp
-    cdef PackedMatrix Wx = Wxp, Wv = W_vocabp
+    cdef PackedPanels Wx = Wxp, Wv = W_vocabp
     cdef Py_ssize_t H = Wh.H, G = Wh.G, N, L, V, W
     cdef bint lstm = G == 4 * H and c0 is not None
     if Wh.transpose or not (lstm or (G == H and c0 is None)):

@@ -1,4 +1,4 @@
-# The thread pool of the Cython backend (fastcap/_kernels/engine/pool.h),
+# The thread pool of the Cython backend (fastcap/_kernels/engine/pool.h, through engine.h),
 # included near the top of cython_backend.pyx: the recurrent engine and the
 # parallel kernels (update rules, embedding backward, softmax loss) run on it,
 # with one thread count, set by fastcap.set_num_threads.
@@ -8,7 +8,7 @@
 # workers sleep soon after a task (see pool.h).
 import os
 
-cdef extern from "engine/pool.h" nogil:
+cdef extern from "engine/engine.h" nogil:
     ctypedef void (*fc_task)(void *ctx, int tid, int nthreads) noexcept nogil
     int fc_pool_run(fc_task task, void *ctx, int n)
     int fc_pool_start(int n)
@@ -45,7 +45,7 @@ def get_num_threads():
 
 
 def openblas_callback_address():
-    """Address of the pool's OpenBLAS threading callback (fastcap._threads installs it)."""
+    """Address of the pool's OpenBLAS threading callback (fastcap.runtime.threads installs it)."""
     return <size_t>&fc_openblas_threads
 
 

@@ -17,10 +17,10 @@ from libc.stdint cimport uint16_t
 
 from fastcap._kernels import blas_recurrence as _blas_recurrence
 
-cdef extern from "engine/recurrence.h" nogil:
+cdef extern from "engine/engine.h" nogil:
     ctypedef struct fc_packed:
         float *data
-        int kind, H, G, K, krows, bf16, npanels
+        int kind, K, cols, units, krows, bf16, npanels
     enum:
         FC_PACK_GATES
         FC_PACK_PLAIN
@@ -55,7 +55,7 @@ ENGINE_INFO = {"isa": fc_engine_isa().decode(), "vector_width": fc_engine_vector
                "bf16_native": bool(fc_engine_bf16_native())}
 
 # This module's cell kernels, for the BLAS loop (float64, or the engine off).
-_CELLS = _types.SimpleNamespace(
+_CELL_KERNELS = _types.SimpleNamespace(
     rnn_cell_forward=rnn_cell_forward, rnn_cell_backward=rnn_cell_backward,
     lstm_cell_forward=lstm_cell_forward, lstm_cell_backward=lstm_cell_backward)
 
@@ -163,7 +163,7 @@ cdef PackedRecurrent _packed_for(object Whp, Py_ssize_t H, Py_ssize_t G, bint tr
 
 def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
     if not isinstance(Whp, PackedRecurrent):
-        return _blas_recurrence.rnn_forward(_CELLS, xw, h0, Whp, batch_sizes, h_out)
+        return _blas_recurrence.rnn_forward(_CELL_KERNELS, xw, h0, Whp, batch_sizes, h_out)
     cdef const float[:, ::1] xw_ = xw   # IN (P, H) x @ Wx + b
     cdef const float[:, ::1] h0_ = h0   # IN (N, H)
     cdef float[:, ::1] h_ = h_out       # OUT (P, H)
@@ -181,7 +181,7 @@ def rnn_recurrence_forward(xw, h0, Whp, batch_sizes, h_out):
 
 def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
     if not isinstance(WhTp, PackedRecurrent):
-        return _blas_recurrence.rnn_backward(_CELLS, dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
+        return _blas_recurrence.rnn_backward(_CELL_KERNELS, dh, h0, WhTp, h, batch_sizes, da_out, dh0_out)
     cdef const float[:, ::1] dh_ = dh   # IN (P, H) gradient arriving at every h_t
     cdef const float[:, ::1] h0_ = h0   # IN (N, H)
     cdef const float[:, ::1] h_ = h     # IN (P, H)
@@ -202,7 +202,7 @@ def rnn_recurrence_backward(dh, h0, WhTp, h, batch_sizes, da_out, dh0_out):
 
 def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out):
     if not isinstance(Whp, PackedRecurrent):
-        return _blas_recurrence.lstm_forward(_CELLS, xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
+        return _blas_recurrence.lstm_forward(_CELL_KERNELS, xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out)
     cdef const float[:, ::1] xw_ = xw       # IN (P, 4H) x @ Wx + b
     cdef const float[:, ::1] h0_ = h0       # IN (N, H)
     cdef const float[:, ::1] c0_ = c0       # IN (N, H)
@@ -227,7 +227,7 @@ def lstm_recurrence_forward(xw, h0, c0, Whp, batch_sizes, ifog_out, c_out, h_out
 
 def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out):
     if not isinstance(WhTp, PackedRecurrent):
-        return _blas_recurrence.lstm_backward(_CELLS, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
+        return _blas_recurrence.lstm_backward(_CELL_KERNELS, dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out)
     cdef const float[:, ::1] dh_ = dh       # IN (P, H) gradient arriving at every h_t
     cdef const float[:, ::1] c0_ = c0       # IN (N, H)
     cdef const float[:, ::1] ifog_ = ifog   # IN (P, 4H)
@@ -251,9 +251,10 @@ def lstm_recurrence_backward(dh, c0, WhTp, ifog, c, batch_sizes, da_out, dh0_out
                          _w(da_), _w(dh0_), _w(dc_), ab, nth)
 
 
-cdef class PackedMatrix:
+cdef class PackedPanels:
     """A matrix operand (K, N) packed into the engine's panels: bf16 for matmul_bf16 and
-    greedy_decode (made by pack_bf16), or float32 for greedy_decode (made by pack_matrix)."""
+    greedy_decode (made by pack_bf16), or float32 for greedy_decode (made by pack_matrix).
+    (fastcap.model.sequence.Operand is another thing: a matrix with its packing, if any.)"""
     cdef fc_packed p
     cdef readonly tuple shape
 
@@ -268,15 +269,15 @@ cdef _strides(const float[:, :] a, str name):
     return a.strides[0] // 4, a.strides[1] // 4
 
 
-def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedMatrix
-    if not _amx_decided:  # a pack precedes the compiled decoding loop's products too
+def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedPanels
+    if not fc_amx_status().decided:  # a pack precedes the compiled decoding loop's products too
         _amx_auto()
     cdef const float[:, :] b_ = b
     cdef Py_ssize_t K = b_.shape[0], N = b_.shape[1], rs, cs
     if K > _INT_MAX or N > _INT_MAX:
         raise ValueError(f"pack_bf16: dimensions above {_INT_MAX}: {(K, N)}")
     rs, cs = _strides(b_, "pack_bf16: b")
-    cdef PackedMatrix packed = PackedMatrix.__new__(PackedMatrix)
+    cdef PackedPanels packed = PackedPanels.__new__(PackedPanels)
     packed.shape = (K, N)
     cdef int rc = 0, nth = _engine_threads
     cdef const float *src = &b_[0, 0] if K and N else NULL
@@ -288,31 +289,73 @@ def pack_bf16(b):  # IN (K, N) float32, any strides -> PackedMatrix
 
 
 # --- AMX: the bf16 GEMM on tiles (engine/amx.h) ---------------------------
-cdef extern from "engine/amx.h" nogil:
+# The engine decides (engine/amx_policy.c) and keeps the decision; this layer
+# reads FASTCAP_AMX for it, maps its reason codes to messages, and warns.
+cdef extern from "engine/engine.h" nogil:
+    enum:
+        FC_AMX_OFF
+        FC_AMX_TILES
+        FC_AMX_EMULATED
+        FC_AMX_NOT_ASKED
+        FC_AMX_GRANTED
+        FC_AMX_NO_CPU
+        FC_AMX_NO_XCR0
+        FC_AMX_OS_REFUSED
+        FC_AMX_NO_CODE
+        FC_AMX_CHECK_FAILED
+        FC_AMX_SWITCHED_OFF
+    ctypedef struct fc_amx_decision:
+        int decided, reason, candidate
     int fc_amx_enable()
     int fc_amx_mode()
-    int fc_amx_set_mode(int mode)
+    int fc_amx_decide(int allowed, int nthreads, int *decided_now)
+    int fc_amx_try(int granted, int candidate, int nthreads)
+    int fc_amx_use(int mode)
+    fc_amx_decision fc_amx_status()
 
-# Modes of fc_gemm_bf16: off (vector tiles), tiles (the CPU's AMX), emulated
-# (the same tile program on emulated tiles: tests, on any CPU).
+# Modes of fc_gemm_bf16, indexed by FC_AMX_OFF, _TILES, _EMULATED: off (vector
+# tiles), tiles (the CPU's AMX), emulated (the same tile program on emulated
+# tiles: tests, on any CPU).
 AMX_MODES = ("off", "tiles", "emulated")
-# Why fc_amx_enable() said no, by its return code.
-_AMX_REFUSALS = {1: "the CPU has no amx_bf16", 2: "the OS does not save the AMX tile state (XCR0)",
-                 3: "the OS refused the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)",
-                 4: "this build has no AMX code (only the avx512bf16 build has)"}
-_amx_decided = False
-_amx_why_not = "not asked yet (the first bf16 product asks)"
+# Why the bf16 GEMM does not run on AMX tiles, by the engine's reason code.
+_AMX_REASONS = {
+    FC_AMX_NOT_ASKED: "not asked yet (the first bf16 product asks)",
+    FC_AMX_NO_CPU: "the CPU has no amx_bf16",
+    FC_AMX_NO_XCR0: "the OS does not save the AMX tile state (XCR0)",
+    FC_AMX_OS_REFUSED: "the OS refused the tile state (arch_prctl ARCH_REQ_XCOMP_PERM)",
+    FC_AMX_NO_CODE: "this build has no AMX code (only the avx512bf16 build has)",
+    FC_AMX_SWITCHED_OFF: "FASTCAP_AMX=off",
+}
+
+
+cdef _amx_why_not(int reason, int candidate):
+    """The message for a reason code (None: the tiles were granted)."""
+    if reason == FC_AMX_GRANTED:
+        return None
+    if reason == FC_AMX_CHECK_FAILED:
+        return f"the {AMX_MODES[candidate]} AMX tiles failed fastcap's check against the vector tiles"
+    return _AMX_REASONS.get(reason, f"fc_amx_enable() = {reason}")
+
+
+cdef _amx_warn(int reason, int candidate):
+    """Warn where the CPU has AMX but the OS or the check refused it (no AMX: nothing to say)."""
+    if reason == FC_AMX_OS_REFUSED or reason == FC_AMX_CHECK_FAILED:
+        import warnings
+        warnings.warn(f"fastcap: {_amx_why_not(reason, candidate)}; bf16 products run on vdpbf16ps "
+                      "instead", RuntimeWarning, stacklevel=4)
 
 
 def amx_status():
     """(mode, why AMX tiles are not used or None): the path of the bf16 GEMM's larger products."""
-    return AMX_MODES[fc_amx_mode()], (None if fc_amx_mode() == 1 else _amx_why_not)
+    cdef int mode = fc_amx_mode()
+    cdef fc_amx_decision d = fc_amx_status()
+    return AMX_MODES[mode], (None if mode == FC_AMX_TILES else _amx_why_not(d.reason, d.candidate))
 
 
 def amx_decide():
     """amx_status() after deciding, if not yet, as the first bf16 product would (it may ask
     the OS for the tile state): for reports, in the bfloat16 mode only."""
-    if not _amx_decided:
+    if not fc_amx_status().decided:
         _amx_auto()
     return amx_status()
 
@@ -320,57 +363,36 @@ def amx_decide():
 def amx_use(str mode):
     """Set the bf16 GEMM's tiles ('off', 'tiles' or 'emulated'); returns the previous mode.
     'tiles' needs an AMX CPU whose OS grants the tile state; for tests and benchmarks."""
-    global _amx_decided
     if mode not in AMX_MODES:
         raise ValueError(f"amx_use: mode must be one of {', '.join(AMX_MODES)}, got {mode!r}")
     previous = AMX_MODES[fc_amx_mode()]
-    if fc_amx_set_mode(AMX_MODES.index(mode)) != 0:
-        why = _AMX_REFUSALS.get(fc_amx_enable(), "") if mode == "tiles" else "this build's panels are too narrow"
+    if fc_amx_use(AMX_MODES.index(mode)) != 0:
+        why = (_amx_why_not(fc_amx_enable(), FC_AMX_TILES) or "") if mode == "tiles" \
+            else "this build's panels are too narrow"
         raise RuntimeError(f"amx_use: cannot use mode {mode!r}: {why}")
-    _amx_decided = True
     return previous
 
 
 cdef _amx_auto():
-    """Decide once, at the first bf16 product, whether it runs on AMX tiles: ask the OS
-    for the tile state then (it changes the process, so never at import)."""
-    global _amx_decided, _amx_why_not
-    _amx_decided = True
-    if not _env.read("FASTCAP_AMX"):
-        _amx_why_not = "FASTCAP_AMX=off"
-        return
-    _amx_decide(fc_amx_enable(), "tiles")
+    """Decide once, at the first bf16 product, whether it runs on AMX tiles: the engine asks
+    the OS for the tile state then (it changes the process, so never at import) and checks
+    the tiles; FASTCAP_AMX=off says no first."""
+    cdef int allowed = _env.read("FASTCAP_AMX"), nth = _engine_threads, now = 0, reason
+    with nogil:
+        reason = fc_amx_decide(allowed, nth, &now)
+    if now:
+        _amx_warn(reason, FC_AMX_TILES)
 
 
 def _amx_decide(int code, str candidate):
-    """Use the tiles `candidate` if fc_amx_enable() answered `code` = 0 and they pass a
-    check against the vector tiles on a small product (edges of rows, columns and k
-    included); else keep the vector tiles, saying why (a warning where the CPU has AMX
-    but the OS or the check refused it). Tests call it with the emulated tiles."""
-    global _amx_why_not
-    import warnings
-    fc_amx_set_mode(0)
-    if code != 0:
-        _amx_why_not = _AMX_REFUSALS.get(code, f"fc_amx_enable() = {code}")
-        if code == 3:
-            warnings.warn(f"fastcap: {_amx_why_not}; bf16 products run on vdpbf16ps instead",
-                          RuntimeWarning, stacklevel=4)
-        return
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((40, 70), dtype=np.float32)
-    b = pack_bf16(rng.standard_normal((70, 50), dtype=np.float32))
-    want, got = np.empty((40, 50), np.float32), np.empty((40, 50), np.float32)
-    _gemm_bf16(a, b, want)
-    if fc_amx_set_mode(AMX_MODES.index(candidate)) == 0:
-        _gemm_bf16(a, b, got)
-        # the same exact products summed in another order: float32 rounding apart
-        if np.abs(got - want).max() <= 1e-5 * float(np.abs(a).max()) * 70 * 5:
-            _amx_why_not = None
-            return
-    fc_amx_set_mode(0)
-    _amx_why_not = f"the {candidate} AMX tiles failed fastcap's check against the vector tiles"
-    warnings.warn(f"fastcap: {_amx_why_not}; bf16 products run on vdpbf16ps instead",
-                  RuntimeWarning, stacklevel=4)
+    """Use the tiles `candidate` if fc_amx_enable() answered `code` = 0 and they pass the
+    engine's check against the vector tiles on a small product; else keep the vector tiles,
+    saying why (a warning where the CPU has AMX but the OS or the check refused it). Tests
+    call it with the emulated tiles."""
+    cdef int tiles = AMX_MODES.index(candidate), nth = _engine_threads, reason
+    with nogil:
+        reason = fc_amx_try(code, tiles, nth)
+    _amx_warn(reason, tiles)
 
 
 def matmul_bf16(a,  # IN (M, K) float32, any strides
@@ -378,7 +400,7 @@ def matmul_bf16(a,  # IN (M, K) float32, any strides
                 out):  # OUT (M, N) float32 C-contiguous: bf16(a) @ bf16(b), float32 sums
     cdef const float[:, :] a_ = a
     cdef float[:, ::1] o_ = out
-    cdef PackedMatrix bp = b if isinstance(b, PackedMatrix) else pack_bf16(b)
+    cdef PackedPanels bp = b if isinstance(b, PackedPanels) else pack_bf16(b)
     if not bp.p.bf16:
         raise ValueError("matmul_bf16: b is packed as float32 panels (pack_matrix, for greedy_decode), "
                          "not by pack_bf16")
@@ -392,12 +414,12 @@ def matmul_bf16(a,  # IN (M, K) float32, any strides
     if K == 0:
         out[...] = 0
         return
-    if not _amx_decided:
+    if not fc_amx_status().decided:
         _amx_auto()
     _gemm_bf16(a_, bp, o_)
 
 
-cdef _gemm_bf16(const float[:, :] a_, PackedMatrix bp, float[:, ::1] o_):
+cdef _gemm_bf16(const float[:, :] a_, PackedPanels bp, float[:, ::1] o_):
     """o_ = bf16(a_) @ bp, shapes checked by the caller (M, K, N >= 1)."""
     cdef Py_ssize_t M = a_.shape[0], K = a_.shape[1], N = o_.shape[1], ars, acs
     ars, acs = _strides(a_, "matmul_bf16: a")

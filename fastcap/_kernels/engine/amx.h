@@ -1,87 +1,68 @@
-/* amx.h -- Intel AMX tiles for the bf16 GEMM (gemm.c): the three tile
- * operations it uses, twice: the CPU's instructions (amx_hw_*) and a C
- * emulation of them (amx_em_*) that runs on any CPU.
- *
- * Why an emulation: no machine this project is tested on has AMX, and a tile
- * program that loads from a wrong address or stride would not show it until
- * it ran on one. gemm_amx.h is one source compiled against both operation
- * sets, so the tests run the very tile program (addresses, strides, padding,
- * the pair layout) through the emulation on every host, and the hardware
- * build differs only in the operations themselves.
- *
- * Tiles of the GEMM: 0-3 accumulators C (16 rows x 16 float32), 4-5 A (16
- * rows x 16 bf16 pairs), 6-7 B (16 pair rows x 16 columns, the pairs of the
- * packed panels: k even in the low half, as TDPBF16PS reads them). All eight
- * are 16 rows x 64 bytes, so one configuration serves every call.
+/* amx.h -- whether the bf16 GEMM (gemm.c) runs its products on Intel AMX
+ * tiles: the OS permission, the mode fc_gemm_bf16 reads, and the decision
+ * made once, at the first bf16 product.
  *
  * The tile state must be granted by the kernel before the first tile
  * instruction (Linux: arch_prctl(ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA));
  * without it the process dies of SIGILL. fc_amx_enable (amx.c) asks once.
+ * The tiles themselves, on the CPU or emulated, are amx_tiles.h.
  */
 #ifndef FASTCAP_ENGINE_AMX_H
 #define FASTCAP_ENGINE_AMX_H
 
-#include <stdint.h>
-#include <string.h>
+/* Which tiles fc_gemm_bf16 runs products of 16 rows or more on. */
+enum {
+    FC_AMX_OFF = 0,      /* the vector tiles (tiles.h) */
+    FC_AMX_TILES = 1,    /* the CPU's AMX tiles */
+    FC_AMX_EMULATED = 2  /* the same tile program on emulated tiles (tests, on any CPU) */
+};
 
-/* The hardware tiles need an x86-64 compiler that knows them (GCC 11, clang 12)
- * and are used by the avx512bf16 build only: every AMX CPU has AVX512-BF16. */
-#if defined(__x86_64__) && defined(__AVX512BF16__) && \
-    ((defined(__clang__) && __clang_major__ >= 12) || (!defined(__clang__) && __GNUC__ >= 11))
-#define FC_AMX_HW 1
-#include <immintrin.h>
-#else
-#define FC_AMX_HW 0
-#endif
+/* Why the products do not run on AMX tiles: fc_amx_enable's answer (1-4) or the
+ * decision's (FC_AMX_GRANTED when they do). */
+enum {
+    FC_AMX_NOT_ASKED = -1,    /* no decision yet: the first bf16 product decides */
+    FC_AMX_GRANTED = 0,       /* the OS granted the tile state (and the tiles passed the check) */
+    FC_AMX_NO_CPU = 1,        /* no amx_bf16 (or amx_tile) in cpuid */
+    FC_AMX_NO_XCR0 = 2,       /* the OS does not save the tile state (XCR0 bits 17, 18) */
+    FC_AMX_OS_REFUSED = 3,    /* arch_prctl(ARCH_REQ_XCOMP_PERM) refused */
+    FC_AMX_NO_CODE = 4,       /* this build has no AMX code (only the avx512bf16 build has) */
+    FC_AMX_CHECK_FAILED = 5,  /* the tiles disagreed with the vector tiles on the check */
+    FC_AMX_SWITCHED_OFF = 6   /* the caller said no (FASTCAP_AMX=off) */
+};
 
-enum { FC_AMX_OFF = 0, FC_AMX_TILES = 1, FC_AMX_EMULATED = 2 };
-
-/* Ask the OS for the tile state once: 0 granted, else a reason
- * (1 no amx_bf16 in cpuid, 2 the OS does not enable the tile state in XCR0,
- * 3 arch_prctl refused, 4 this build has no AMX code). */
+/* Ask the OS for the tile state once: FC_AMX_GRANTED or the reason (1-4) (amx.c). */
 int fc_amx_enable(void);
-/* Which tiles fc_gemm_bf16 runs (FC_AMX_*); setting FC_AMX_TILES needs fc_amx_enable() == 0. */
+/* The tiles fc_gemm_bf16 runs (FC_AMX_OFF, _TILES, _EMULATED); setting FC_AMX_TILES needs
+ * fc_amx_enable() == FC_AMX_GRANTED, FC_AMX_EMULATED panels of whole 32-column tile pairs.
+ * 0, or -1 (the mode unchanged) (amx.c). */
 int fc_amx_mode(void);
 int fc_amx_set_mode(int mode);
 
-/* The 64-byte tile configuration (palette 1): every tile 16 rows x 64 bytes. */
+/* --- the decision (amx_policy.c) ---------------------------------------- */
+
+/* Decide once, at the first bf16 product (it may ask the OS, which changes the process, so
+ * never at import): with `allowed` (FASTCAP_AMX, read by the caller), ask the OS and, if it
+ * grants the tile state, keep the CPU's tiles only if they pass fc_amx_try's check. Later
+ * calls return the first answer. Returns the reason (FC_AMX_GRANTED: the tiles are on);
+ * *decided_now says whether this call decided (so the caller warns once). Thread-safe. */
+int fc_amx_decide(int allowed, int nthreads, int *decided_now);
+
+/* Given fc_amx_enable's answer `granted`, use the tiles `candidate` (FC_AMX_TILES or
+ * FC_AMX_EMULATED) if granted is FC_AMX_GRANTED and they pass a check against the vector
+ * tiles on a small product (edges of rows, columns and k included); else the vector tiles.
+ * Returns the reason, and records it (tests drive it with any answer). */
+int fc_amx_try(int granted, int candidate, int nthreads);
+
+/* Set the mode as fc_amx_set_mode does and count that as the decision: the first bf16
+ * product keeps it (tests, benchmarks). 0, or -1 (nothing changed). */
+int fc_amx_use(int mode);
+
+/* The decision so far: made or not, its reason, and the tiles it was about. */
 typedef struct {
-    uint8_t palette, start_row, reserved[14];
-    uint16_t colsb[16];
-    uint8_t rows[16];
-} __attribute__((aligned(64))) fc_tilecfg;
-
-static inline fc_tilecfg fc_amx_config(void)
-{
-    fc_tilecfg c;
-    memset(&c, 0, sizeof c);
-    c.palette = 1;
-    for (int t = 0; t < 8; t++) {
-        c.colsb[t] = 64;
-        c.rows[t] = 16;
-    }
-    return c;
-}
-
-/* --- the emulation (TDPBF16PS as the Intel SDM defines it) -------------- */
-
-void amx_em_config(const fc_tilecfg *cfg);
-void amx_em_release(void);
-void amx_em_zero(int t);
-void amx_em_load(int t, const void *base, long stride);
-void amx_em_store(int t, void *base, long stride);
-void amx_em_dp(int c, int a, int b);
-
-/* --- the hardware: tile numbers must be literals, hence macros ---------- */
-
-#if FC_AMX_HW
-#define FC_AMX_TARGET __attribute__((target("amx-tile,amx-bf16,avx512f,avx512bf16")))
-#define amx_hw_config(cfg) _tile_loadconfig(cfg)
-#define amx_hw_release() _tile_release()
-#define amx_hw_zero(t) _tile_zero(t)
-#define amx_hw_load(t, base, stride) _tile_loadd(t, base, stride)
-#define amx_hw_store(t, base, stride) _tile_stored(t, base, stride)
-#define amx_hw_dp(c, a, b) _tile_dpbf16ps(c, a, b)
-#endif
+    int decided;    /* fc_amx_decide or fc_amx_use ran */
+    int reason;     /* FC_AMX_NOT_ASKED until fc_amx_decide or fc_amx_try ran */
+    int candidate;  /* the tiles the last check ran (FC_AMX_TILES or _EMULATED) */
+} fc_amx_decision;
+fc_amx_decision fc_amx_status(void);
 
 #endif

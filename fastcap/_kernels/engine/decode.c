@@ -15,8 +15,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "check.h"
+#include "gemm.h"
 #include "pool.h"
-#include "tiles.h"
+#include "recurrence.h"
 
 /* Up to this many rows, bf16 products run as fc_gemv_bf16 (8 dot-product chains per row)
  * rather than fc_gemm_bf16 (whose tiles of FC_MR rows are faster from here on). */
@@ -81,9 +83,9 @@ static int alloc_work(const fc_decode *d, work *w)
 static int product(const float *A, int K, int M, const fc_packed *B, float *C, work *w, int nth)
 {
     FC_CHECK(B->K == K);
-    if (B->bf16 && M <= GEMV_ROWS) return fc_gemv_bf16(A, K, M, B, C, B->H, w->pairs, nth);
-    if (B->bf16) return fc_gemm_bf16(A, K, 1, M, B, C, B->H, nth);
-    return fc_gemm_f32(A, K, M, B, C, B->H, nth);
+    if (B->bf16 && M <= GEMV_ROWS) return fc_gemv_bf16(A, K, M, B, C, B->cols, w->pairs, nth);
+    if (B->bf16) return fc_gemm_bf16(A, K, 1, M, B, C, B->cols, nth);
+    return fc_gemm_f32(A, K, M, B, C, B->cols, nth);
 }
 
 /* xw (n, G) = table rows of the n fed words, after filling the rows of the words fed
@@ -160,8 +162,8 @@ int fc_greedy_decode(const fc_decode *d, int nthreads)
     const int N = d->N, L = d->L, H = d->H, V = d->V;
     for (ptrdiff_t i = 0; i < (ptrdiff_t)N * L; i++) d->captions[i] = (int32_t)d->null;
     if (N == 0 || L == 0) return 0;
-    FC_CHECK(V >= 1 && d->start >= 0 && d->start < V && d->Wh->H == H && d->Wh->G == d->G);
-    FC_CHECK(d->Wv->H == V && d->Wv->K == H && d->Wx->H == d->G && d->Wx->K == d->W);
+    FC_CHECK(V >= 1 && d->start >= 0 && d->start < V && d->Wh->units == H && d->Wh->cols == d->G);
+    FC_CHECK(d->Wv->cols == V && d->Wv->K == H && d->Wx->cols == d->G && d->Wx->K == d->W);
     work w;
     if (alloc_work(d, &w)) return -1;
     memcpy(w.h[0], d->h0, (size_t)N * H * sizeof(float));

@@ -1,5 +1,4 @@
-/* decode.h -- greedy decoding of the captioning model, the whole word loop in C, and the
- * float32 product over packed panels that it runs (the bf16 one is gemm.c's).
+/* decode.h -- greedy decoding of the captioning model, the whole word loop in C.
  *
  * Why in C: at batch 1 a decoding step's arithmetic is a few tens of microseconds, and the
  * Python loop around the kernels (indexing, allocations, one kernel call per operation)
@@ -19,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "recurrence.h"
+#include "pack.h"
 
 typedef struct {
     int N, L, H, G, V, W;
@@ -44,17 +43,5 @@ typedef struct {
  * `null`. Products run in the precision the operands were packed in (bf16: rounded
  * operands, float32 sums). 0 on success, -1 if out of memory. */
 int fc_greedy_decode(const fc_decode *d, int nthreads);
-
-/* C (M, N) = A (M, K) @ B, float32: A rows lda apart, B from fc_pack_matrix_f32, C rows
- * ldc apart. Each element is one thread's sum in k order (tiles.h), so results do not
- * depend on the thread count. Always 0 (nothing to allocate). */
-int fc_gemm_f32(const float *A, ptrdiff_t lda, int M, const fc_packed *Bp, float *C,
-                ptrdiff_t ldc, int nthreads);
-
-/* C (M, N) = bf16(A) @ B for a few rows M (decoding at small batches): A rows lda apart, B
- * from fc_pack_matrix_bf16, C rows ldc apart, Ab an (M, B->krows) scratch for A's bf16
- * pairs. The bits of fc_gemm_bf16's tiles (gemv_bf16.c); always 0. */
-int fc_gemv_bf16(const float *A, ptrdiff_t lda, int M, const fc_packed *Bp, float *C,
-                 ptrdiff_t ldc, uint32_t *Ab, int nthreads);
 
 #endif

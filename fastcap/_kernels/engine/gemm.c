@@ -8,16 +8,19 @@
  * of C is one thread's sum in k order, so results do not depend on the
  * thread count.
  *
- * Where the CPU has AMX and the OS granted the tile state (amx.h, amx.c),
- * products of at least 16 rows run on the tile program of gemm_amx.h instead
- * of the vector tiles; A is then padded to whole tiles.
+ * Where the AMX mode says so (amx.h: the CPU has AMX, the OS granted the
+ * tile state and the tiles passed the check), products of at least 16 rows
+ * run on the tile program of gemm_amx.h (over the operations of amx_tiles.h)
+ * instead of the vector tiles; A is then padded to whole tiles.
  */
+#include "gemm.h"
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "amx.h"
+#include "amx_tiles.h"
 #include "pool.h"
-#include "recurrence.h"
 #include "tiles.h"
 
 #define FC_RB (8 * FC_MR) /* rows of a task */
@@ -93,7 +96,7 @@ static void round_rows(const gemm_job *g, int m0, int m1)
 static void gemm_task(void *ctx, int tid, int nth)
 {
     const gemm_job *g = ctx;
-    const int M = g->M, N = g->B->H, Kp = g->Kp;
+    const int M = g->M, N = g->B->cols, Kp = g->Kp;
     /* 1. this thread's rows of A in bf16, then wait for the others' */
     FC_CHECK(g->Kp == (g->B->K + 1) / 2);
     round_rows(g, (int)((long)M * tid / nth), (int)((long)M * (tid + 1) / nth));
@@ -134,7 +137,7 @@ int fc_gemm_bf16(const float *A, ptrdiff_t ars, ptrdiff_t acs, int M, const fc_p
                  float *C, ptrdiff_t ldc, int nthreads)
 {
     const int Kp = Bp->krows;
-    if (M <= 0 || Bp->H <= 0) return 0;
+    if (M <= 0 || Bp->cols <= 0) return 0;
     /* Tiles pay for a product of at least one full tile of rows; below that (decoding
      * a few captions) the vector tiles waste nothing. */
     const int amx = M >= 16 && Kp > 0 ? fc_amx_mode() : FC_AMX_OFF;

@@ -1,5 +1,5 @@
 /* gemm_amx.h -- the AMX tile program of the bf16 GEMM, included by gemm.c
- * once per operation set of amx.h: AMX(op) names the operation (amx_hw_op,
+ * once per operation set of amx_tiles.h: AMX(op) names the operation (amx_hw_op,
  * the CPU's; amx_em_op, the emulation), AMX_FN(name) this copy's functions,
  * AMX_ATTR their attributes.
  *
@@ -35,7 +35,7 @@
 AMX_ATTR static void AMX_FN(amx_block)(const gemm_job *g, const uint32_t *panel,
                                        const uint32_t *tail, int r, int c, int c0, float *spill)
 {
-    const int N = g->B->H, full = g->Kp / 16 * 16;
+    const int N = g->B->cols, full = g->Kp / 16 * 16;
     const long sa = (long)g->lda * 4, sb = FC_PW * 4;
     const uint32_t *a0 = g->Ab + (ptrdiff_t)r * g->lda, *a1 = a0 + (ptrdiff_t)16 * g->lda;
     FC_CHECK(r + 32 <= g->Mpad && c + 32 <= FC_PW && g->lda % 16 == 0 && g->lda >= g->Kp);
@@ -64,7 +64,7 @@ AMX_ATTR static void AMX_FN(amx_block)(const gemm_job *g, const uint32_t *panel,
 /* Phase 2 of gemm_task on tiles: this thread's (panel, 64-row block) tasks. */
 AMX_ATTR static void AMX_FN(amx_tasks)(const gemm_job *g, int tid, int nth)
 {
-    const int Kp = g->Kp, full = Kp / 16 * 16, N = g->B->H;
+    const int Kp = g->Kp, full = Kp / 16 * 16, N = g->B->cols;
     const int nrb = (g->Mpad + AMX_RB - 1) / AMX_RB, ntasks = g->B->npanels * nrb;
     const int t0 = (int)((long)ntasks * tid / nth), t1 = (int)((long)ntasks * (tid + 1) / nth);
     uint32_t tail[16 * FC_PW] __attribute__((aligned(64)));

@@ -1,11 +1,12 @@
-/* gemv_bf16.c -- the bf16 product of a few rows over packed panels (decode.h): decoding's
+/* gemv_bf16.c -- the bf16 product of a few rows over packed panels (gemm.h): decoding's
  * scores and input projections at small batches. fc_gemm_bf16's tile holds 4 accumulator
  * chains per row, and with one row each waits on the pair dot product's latency; here a
  * row runs over two panels at once (tile_bf16_row2, 8 chains). Every element is the same
  * sum in the same order as fc_gemm_bf16's tiles, so the bits are the same. Threads split
  * the panel pairs; each element is one thread's sum.
  */
-#include "decode.h"
+#include "gemm.h"
+
 #include "pool.h"
 #include "tiles.h"
 
@@ -20,7 +21,7 @@ typedef struct {
 static void store(const gemv_job *g, int m, int p, const vf acc[4])
 {
     for (int v = 0; v < 4; v++) {
-        const int col = p * FC_PW + v * FC_VW, nu = lanes(g->B->H, col);
+        const int col = p * FC_PW + v * FC_VW, nu = lanes(g->B->cols, col);
         if (nu) vf_store_n(g->C + (ptrdiff_t)m * g->ldc + col, acc[v], nu);
     }
 }
@@ -54,7 +55,7 @@ int fc_gemv_bf16(const float *A, ptrdiff_t lda, int M, const fc_packed *Bp, floa
                  ptrdiff_t ldc, uint32_t *Ab, int nthreads)
 {
     FC_CHECK(Bp->bf16 && Bp->kind == FC_PACK_PLAIN && Bp->krows == (Bp->K + 1) / 2);
-    if (M <= 0 || Bp->H <= 0) return 0;
+    if (M <= 0 || Bp->cols <= 0) return 0;
     for (int m = 0; m < M; m++) fc_bf16_pairs(A + (ptrdiff_t)m * lda, Bp->K, Ab + (ptrdiff_t)m * Bp->krows);
     gemv_job g = {Ab, M, Bp, C, ldc};
     fc_pool_run(gemv_task, &g, nthreads);

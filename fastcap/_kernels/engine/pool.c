@@ -203,7 +203,7 @@ void fc_openblas_threads(int sync, fc_blas_dojob dojob, int numjobs, size_t jobd
     atomic_fetch_add(&blas_calls, 1);
     if (numjobs < 1) return;
     /* OpenBLAS's level-3 jobs wait on each other: run on fewer threads than jobs,
-     * the call would spin forever. fastcap._threads starts the threads before it
+     * the call would spin forever. fastcap.runtime.threads starts the threads before it
      * lets OpenBLAS hand out this many jobs; this is the last line, for a count set
      * behind its back (threadpoolctl, openblas_set_num_threads): a clear end, never
      * a livelock. */

@@ -10,191 +10,6 @@
 #include "tiles.h"
 #include "vecmath.h"
 
-
-const char *fc_engine_isa(void) { return FC_BF16_NATIVE ? "avx512bf16" : FC_ISA; }
-int fc_engine_vector_width(void) { return FC_VW; }
-int fc_engine_bf16_native(void) { return FC_BF16_NATIVE; }
-
-/* ---------------------------------------------------------------------------
- * packing */
-
-/* Panels [*p0, *p1) of thread tid of n. */
-static void my_panels(int npanels, int tid, int n, int *p0, int *p1)
-{
-    *p0 = (int)((long)npanels * tid / n);
-    *p1 = (int)((long)npanels * (tid + 1) / n);
-}
-
-
-/* Column of Wh (or of Wh.T) that lane l of panel p holds, or -1 for padding. */
-static int panel_column(int kind, int H, int p, int l)
-{
-    int u;
-    if (kind == FC_PACK_GATES) {
-        u = p * FC_VW + l % FC_VW;
-        return u < H ? (l / FC_VW) * H + u : -1;
-    }
-    u = p * FC_PW + l;
-    return u < H ? u : -1;
-}
-
-typedef struct {
-    fc_packed *out;
-    const float *W;
-    ptrdiff_t rs, cs; /* element (k, col) of the matrix packed: W[k * rs + col * cs] */
-} pack_job;
-
-/* bf16 panels: pair row kp of lane l holds (k = 2kp, 2kp+1) of its column, k
- * even in the low half; a k or a column past the matrix is 0. The loop order
- * follows the source's contiguous direction: along a row of W (cs == 1) or
- * along a column (a transposed source). */
-static inline uint32_t bf16_pair(const pack_job *job, int k, int col)
-{
-    return fc_bf16_pair(job->W + (ptrdiff_t)col * job->cs + (ptrdiff_t)k * job->rs, job->rs, k,
-                        job->out->K);
-}
-
-static void pack_bf16_panel(const pack_job *job, int p)
-{
-    const fc_packed *o = job->out;
-    uint32_t *panel = (uint32_t *)o->data + (size_t)p * o->krows * FC_PW;
-    int cols[FC_PW];
-    for (int l = 0; l < FC_PW; l++) cols[l] = panel_column(o->kind, o->H, p, l);
-    if (job->cs == 1) {
-        /* rows 2kp and 2kp+1 of W, a vector of lanes at a time where its columns run on */
-        for (int kp = 0; kp < o->krows; kp++) {
-            uint32_t *dst = panel + (size_t)kp * FC_PW;
-            const float *r0 = job->W + (ptrdiff_t)(2 * kp) * job->rs;
-            for (int v = 0; v < 4; v++) {
-                const int c = cols[v * FC_VW], last = cols[v * FC_VW + FC_VW - 1];
-                if (c >= 0 && last == c + FC_VW - 1 && 2 * kp + 1 < o->K) {
-                    vu lo = vu_bf16_bits(vf_load(r0 + c)), hi = vu_bf16_bits(vf_load(r0 + job->rs + c));
-                    vu pair = lo | hi << 16;
-                    memcpy(dst + v * FC_VW, &pair, sizeof pair);
-                } else {
-                    for (int l = v * FC_VW; l < (v + 1) * FC_VW; l++)
-                        dst[l] = cols[l] < 0 ? 0 : bf16_pair(job, 2 * kp, cols[l]);
-                }
-            }
-        }
-    } else if (job->rs == 1) {
-        /* a column of W (a row of W.T) is contiguous: its pairs in one run, then scattered
-         * down the panel's lane l */
-        uint32_t run[512];
-        for (int l = 0; l < FC_PW; l++) {
-            for (int kp0 = 0; kp0 < o->krows; kp0 += 512) {
-                const int np = o->krows - kp0 < 512 ? o->krows - kp0 : 512;
-                if (cols[l] < 0) {
-                    memset(run, 0, sizeof run);
-                } else {
-                    const int k0 = 2 * kp0, nk = o->K - k0 < 2 * np ? o->K - k0 : 2 * np;
-                    fc_bf16_pairs(job->W + (ptrdiff_t)cols[l] * job->cs + k0, nk, run);
-                }
-                for (int j = 0; j < np; j++) panel[(size_t)(kp0 + j) * FC_PW + l] = run[j];
-            }
-        }
-    } else {
-        for (int l = 0; l < FC_PW; l++)
-            for (int kp = 0; kp < o->krows; kp++)
-                panel[(size_t)kp * FC_PW + l] = cols[l] < 0 ? 0 : bf16_pair(job, 2 * kp, cols[l]);
-    }
-}
-
-/* Panels split over the threads. Loop orders read Wh along its rows:
- * forward panels gather FC_VW-long runs of a row of Wh, transposed panels
- * read a whole row of Wh (one column of Wh.T) per lane. */
-static void pack_task(void *ctx, int tid, int nth)
-{
-    const pack_job *job = ctx;
-    const fc_packed *o = job->out;
-    const int K = o->K, G = o->G;
-    int p0, p1;
-    my_panels(o->npanels, tid, nth, &p0, &p1);
-    for (int p = p0; p < p1; p++) {
-        float *panel = o->data + (size_t)p * K * FC_PW;
-        if (o->bf16) {
-            pack_bf16_panel(job, p);
-        } else if (o->kind == FC_PACK_TRANSPOSED) {
-            /* blocks of 16 k: 16 consecutive floats of each lane's row of Wh
-             * go to a 16 x FC_PW block of the panel that stays in L1 */
-            for (int k0 = 0; k0 < K; k0 += 16) {
-                const int kn = K - k0 < 16 ? K - k0 : 16;
-                for (int l = 0; l < FC_PW; l++) {
-                    int col = panel_column(o->kind, o->H, p, l);
-                    const float *row = col < 0 ? NULL : job->W + (size_t)col * G + k0;
-                    float *dst = panel + (size_t)k0 * FC_PW + l;
-                    for (int k = 0; k < kn; k++) dst[(size_t)k * FC_PW] = row ? row[k] : 0.0f;
-                }
-            }
-        } else {
-            /* a full panel is runs of FC_VW consecutive columns (FC_PW for PLAIN) */
-            const int full = o->kind == FC_PACK_GATES ? (p + 1) * FC_VW <= o->H : (p + 1) * FC_PW <= o->H;
-            for (int k = 0; k < K; k++) {
-                const float *row = job->W + (size_t)k * G;
-                float *dst = panel + (size_t)k * FC_PW;
-                if (full && o->kind == FC_PACK_GATES) {
-                    for (int g = 0; g < 4; g++)
-                        memcpy(dst + g * FC_VW, row + g * o->H + p * FC_VW, FC_VW * sizeof(float));
-                } else if (full) {
-                    memcpy(dst, row + p * FC_PW, FC_PW * sizeof(float));
-                } else {
-                    for (int l = 0; l < FC_PW; l++) {
-                        int col = panel_column(o->kind, o->H, p, l);
-                        dst[l] = col < 0 ? 0.0f : row[col];
-                    }
-                }
-            }
-        }
-    }
-}
-
-/* Pack the (K, ncols) matrix W[k * rs + col * cs] into panels of `kind`. */
-static int pack(fc_packed *out, const float *W, ptrdiff_t rs, ptrdiff_t cs, int K, int ncols,
-                int G, int kind, int bf16, int nthreads)
-{
-    int npanels = kind == FC_PACK_GATES ? (ncols + FC_VW - 1) / FC_VW : (ncols + FC_PW - 1) / FC_PW;
-    int krows = bf16 ? (K + 1) / 2 : K;
-    size_t bytes = (size_t)npanels * (size_t)krows * FC_PW * sizeof(float);
-    void *data = NULL;
-    out->data = NULL;
-    if (posix_memalign(&data, 64, bytes ? bytes : 64) != 0) return -1;
-    out->data = data;
-    out->kind = kind;
-    out->H = ncols;
-    out->G = G;
-    out->K = K;
-    out->krows = krows;
-    out->bf16 = bf16;
-    out->npanels = npanels;
-    pack_job job = {out, W, rs, cs};
-    fc_pool_run(pack_task, &job, nthreads);
-    return 0;
-}
-
-int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int bf16, int nthreads)
-{
-    if (kind == FC_PACK_TRANSPOSED) return pack(out, Wh, 1, G, G, H, G, kind, bf16, nthreads);
-    return pack(out, Wh, G, 1, H, H, G, kind, bf16, nthreads);
-}
-
-int fc_pack_matrix_bf16(fc_packed *out, const float *B, ptrdiff_t rs, ptrdiff_t cs, int K, int N,
-                        int nthreads)
-{
-    return pack(out, B, rs, cs, K, N, N, FC_PACK_PLAIN, 1, nthreads);
-}
-
-int fc_pack_matrix_f32(fc_packed *out, const float *B, int K, int N, int nthreads)
-{
-    /* float32 panels read B row by row, N floats apart (pack_task's float32 branch) */
-    return pack(out, B, N, 1, K, N, N, FC_PACK_PLAIN, 0, nthreads);
-}
-
-void fc_packed_free(fc_packed *p)
-{
-    free(p->data);
-    p->data = NULL;
-}
-
 typedef struct {
     const float *xw, *h0, *c0, *dh, *ifog, *c, *h;
     const fc_packed *W;
@@ -217,7 +32,7 @@ typedef struct {
 FC_INLINE ptrdiff_t packed_row(const job *j, int t, int r, int u0)
 {
     const ptrdiff_t R = j->off[t] + r;
-    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && r < j->N && u0 < j->W->H);
+    FC_CHECK(R < j->off[t + 1] && j->off[t + 1] <= j->P && r < j->N && u0 < j->W->units);
     FC_CHECK(t == 0 || j->off[t - 1] + r < j->off[t]);
     return R;
 }
@@ -227,7 +42,7 @@ FC_INLINE ptrdiff_t packed_row(const job *j, int t, int r, int u0)
 
 FC_INLINE void lstm_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
-    const int H = j->W->H, G = 4 * H, nu = lanes(H, u0);
+    const int H = j->W->units, G = 4 * H, nu = lanes(H, u0);
     const ptrdiff_t R = packed_row(j, t, r, u0);
     const float *x = j->xw + R * G + u0;
     vf i = vf_sigmoid(acc[0] + vf_load_n(x, nu));
@@ -256,10 +71,10 @@ FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4]);
  * A panel covers FC_VW units (LSTM: 4 gates of them) or FC_PW (RNN). */
 FC_INLINE void forward_loop(const job *j, int tid, int nth, int lstm, int bf)
 {
-    const int H = j->W->H, K = j->W->K, KR = j->W->krows;
+    const int H = j->W->units, K = j->W->K, KR = j->W->krows;
     const ptrdiff_t lda2 = j->ldb / 2; /* bf16 A rows, in pairs */
     int p0, p1;
-    my_panels(j->W->npanels, tid, nth, &p0, &p1);
+    fc_thread_panels(j->W->npanels, tid, nth, &p0, &p1);
     for (int t = 0; t < j->T; t++) {
         const int n = ROWS(t);
         FC_CHECK(n <= (t == 0 ? j->N : ROWS(t - 1)));
@@ -303,7 +118,7 @@ static void lstm_forward_task_bf16(void *ctx, int tid, int nth) { forward_loop(c
  * at a time (fc_bf16's rounding, lane by lane), as decoding calls this at every word. */
 static void h0_to_bf16(const job *j)
 {
-    const int H = j->W->H;
+    const int H = j->W->units;
     for (int r = 0; r < j->N; r++)
         for (int u = 0; u < H; u += FC_VW) {
             const int nu = lanes(H, u);
@@ -317,7 +132,7 @@ void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc
 {
     job j = {.xw = xw, .h0 = h0, .c0 = c0, .W = Wp, .off = offsets, .T = T, .N = N, .P = offsets[T],
              .ifog_out = ifog_out, .c_out = c_out, .h_out = h_out,
-             .ab = Wp->bf16 ? ab : NULL, .ldb = (Wp->H + 1) / 2 * 2};
+             .ab = Wp->bf16 ? ab : NULL, .ldb = (Wp->units + 1) / 2 * 2};
     if (j.ab) h0_to_bf16(&j);
     fc_pool_run(Wp->bf16 ? lstm_forward_task_bf16 : lstm_forward_task, &j, nthreads);
 }
@@ -327,7 +142,7 @@ void fc_lstm_forward(const float *xw, const float *h0, const float *c0, const fc
 
 FC_INLINE void rnn_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
-    const int H = j->W->H;
+    const int H = j->W->units;
     const ptrdiff_t R = packed_row(j, t, r, u0);
     for (int v = 0; v < 4; v++) {
         int u = u0 + v * FC_VW, nu = lanes(H, u);
@@ -345,7 +160,7 @@ void fc_rnn_forward(const float *xw, const float *h0, const fc_packed *Wp,
                     const ptrdiff_t *offsets, int T, int N, float *h_out, uint16_t *ab, int nthreads)
 {
     job j = {.xw = xw, .h0 = h0, .W = Wp, .off = offsets, .T = T, .N = N, .P = offsets[T],
-             .h_out = h_out, .ab = Wp->bf16 ? ab : NULL, .ldb = (Wp->H + 1) / 2 * 2};
+             .h_out = h_out, .ab = Wp->bf16 ? ab : NULL, .ldb = (Wp->units + 1) / 2 * 2};
     if (j.ab) h0_to_bf16(&j);
     fc_pool_run(Wp->bf16 ? rnn_forward_task_bf16 : rnn_forward_task, &j, nthreads);
 }
@@ -362,10 +177,10 @@ FC_INLINE void row_fn(const job *j, int t, int r, int u0, vf acc[4], int lstm);
  * the cell inlined into the tile's epilogue. */
 FC_INLINE void backward_loop(const job *j, int tid, int nth, int lstm, int bf)
 {
-    const int H = j->W->H, G = j->W->G, K = j->W->K, KR = j->W->krows;
+    const int H = j->W->units, K = j->W->K, G = K, KR = j->W->krows; /* Wh.T is (G, H) */
     const ptrdiff_t lda2 = j->ldb / 2; /* bf16 A rows, in pairs */
     int p0, p1;
-    my_panels(j->W->npanels, tid, nth, &p0, &p1);
+    fc_thread_panels(j->W->npanels, tid, nth, &p0, &p1);
     for (int t = j->T - 1; t >= -1; t--) {
         /* t = -1: the gradient into h0 */
         const int n = t >= 0 ? ROWS(t) : j->N;
@@ -404,7 +219,7 @@ FC_INLINE void backward_loop(const job *j, int tid, int nth, int lstm, int bf)
 
 FC_INLINE void rnn_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
-    const int H = j->W->H;
+    const int H = j->W->units;
     const ptrdiff_t R = packed_row(j, t, r, u0);
     for (int v = 0; v < 4; v++) {
         int u = u0 + v * FC_VW, nu = lanes(H, u);
@@ -421,7 +236,7 @@ FC_INLINE void rnn_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
  * as the cell kernels', so float32 rounds alike). */
 FC_INLINE void lstm_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
-    const int H = j->W->H, G = 4 * H;
+    const int H = j->W->units, G = 4 * H;
     const ptrdiff_t R = packed_row(j, t, r, u0);
     const float *q = j->ifog + R * G;
     float *d = j->da_out + R * G;
@@ -468,7 +283,7 @@ void fc_rnn_backward(const float *dh, const fc_packed *WTp, const float *h,
 {
     job j = {.dh = dh, .h = h, .W = WTp, .off = offsets, .T = T, .N = N, .P = offsets[T],
              .da_out = da_out, .dh0_out = dh0_out, .ab = WTp->bf16 ? ab : NULL,
-             .ldb = (WTp->G + 1) / 2 * 2};
+             .ldb = (WTp->K + 1) / 2 * 2};
     fc_pool_run(WTp->bf16 ? rnn_backward_task_bf16 : rnn_backward_task, &j, nthreads);
 }
 
@@ -481,6 +296,6 @@ void fc_lstm_backward(const float *dh, const float *c0, const fc_packed *WTp, co
 {
     job j = {.dh = dh, .c0 = c0, .ifog = ifog, .c = c, .W = WTp, .off = offsets, .T = T,
              .N = N, .P = offsets[T], .da_out = da_out, .dh0_out = dh0_out, .dc = dc_work,
-             .ab = WTp->bf16 ? ab : NULL, .ldb = (WTp->G + 1) / 2 * 2};
+             .ab = WTp->bf16 ? ab : NULL, .ldb = (WTp->K + 1) / 2 * 2};
     fc_pool_run(WTp->bf16 ? lstm_backward_task_bf16 : lstm_backward_task, &j, nthreads);
 }

@@ -24,7 +24,11 @@
 #include <immintrin.h>
 #define FC_VW 16
 #define FC_MR 6
+#if defined(__AVX512BF16__)
+#define FC_ISA "avx512bf16" /* bf16.h's tiles are then vdpbf16ps */
+#else
 #define FC_ISA "avx512"
+#endif
 #elif defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define FC_VW 8

@@ -1,5 +1,7 @@
 /* tiles.h -- the engine's register tiles, float32 and bf16, shared by the
- * recurrences (recurrence.c) and the bf16 GEMM (gemm.c).
+ * recurrences (recurrence.c), the packing (pack.c) and the products (gemm.c,
+ * gemm_f32.c, gemv_bf16.c): the tiles, their epilogue, and how rows and
+ * panels are split into tiles and over threads.
  *
  * A tile computes acc[m][v] = sum_k A[m, k] * panel[k, v*FC_VW : (v+1)*FC_VW]
  * for m < mr rows (a compile-time constant after inlining, so acc lives in
@@ -12,27 +14,10 @@
 #include <stdint.h>
 
 #include "bf16.h"
+#include "check.h"
 #include "simd.h"
 
 #define FC_INLINE static inline __attribute__((always_inline))
-
-/* Debug builds (FASTCAP_CYTHON_DEBUG=1 at build time) check every row and
- * column range the engine touches against the array extents and abort with a
- * message instead of reading or writing out of bounds. */
-#if defined(FASTCAP_DEBUG_BUILD) && FASTCAP_DEBUG_BUILD
-#include <stdio.h>
-#include <stdlib.h>
-#define FC_CHECK(cond)                                                                  \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            fprintf(stderr, "fastcap engine: bounds check failed: %s (%s:%d)\n", #cond,  \
-                    __FILE__, __LINE__);                                                \
-            abort();                                                                    \
-        }                                                                               \
-    } while (0)
-#else
-#define FC_CHECK(cond) ((void)0)
-#endif
 
 FC_INLINE void tile(int mr, const float *A, ptrdiff_t lda, const float *panel, int K,
                     vf acc[FC_MR][4])
@@ -110,6 +95,13 @@ FC_INLINE void store_tile(int mr, vf acc[FC_MR][4], float *C, ptrdiff_t ldc, int
             const int col = c0 + v * FC_VW, nu = lanes(N, col);
             if (nu) vf_store_n(C + (ptrdiff_t)m * ldc + col, acc[m][v], nu);
         }
+}
+
+/* Panels [*p0, *p1) of thread tid of n. */
+FC_INLINE void fc_thread_panels(int npanels, int tid, int n, int *p0, int *p1)
+{
+    *p0 = (int)((long)npanels * tid / n);
+    *p1 = (int)((long)npanels * (tid + 1) / n);
 }
 
 /* Run body(mr, r) over rows [r0, r1) in tiles of FC_MR and one remainder tile. */

@@ -30,16 +30,41 @@ REF = _backend.load("numpy")
 MATMUL_CASES = [case for case in BF16_CASES if case.startswith("matmul_bf16")]
 
 
-@pytest.fixture
-def cy():
-    """The Cython build in use, its bf16 GEMM on emulated AMX tiles for the test."""
+# The hardware sums each pair of k in its own order, so its bits differ from the emulation's
+# and the vector tiles'; they agree within float32 rounding (worst scaled error measured on
+# EDGES on a Sapphire Rapids class Xeon: 3.2e-7). The emulation sums as the vector tiles do,
+# in another order than the NumPy reference.
+TOL = {"emulated": 1.5e-6, "tiles": 1e-6}
+
+
+def _tiles(mode):
+    """The Cython build in use, its bf16 GEMM switched to `mode` ('emulated', or 'tiles': the
+    CPU's own, where it has them and the OS grants them), or a skip saying why not."""
     require_backend("cython")
     module = _backend.load("cython").module
+    if mode == "tiles" and "amx_bf16" not in cpu_flags():
+        pytest.skip("the CPU has no amx_bf16: no AMX tiles to run")
     try:
-        previous = module.amx_use("emulated")
-    except RuntimeError:
-        pytest.skip(f"{module.__name__}: panels of {module.ENGINE_INFO['vector_width'] * 4} "
-                    "columns hold no 32-column tile pair (the baseline build)")
+        return module, module.amx_use(mode)
+    except RuntimeError as exc:  # the baseline build's panels; the OS refused the tile state
+        pytest.skip(f"{module.__name__}: {exc}")
+
+
+@pytest.fixture(params=["emulated", "tiles"])
+def tiles(request):
+    """The tile program on the emulated tiles (any CPU whose build has 32-column panels) and on
+    the CPU's AMX tiles (where it has them); the test reads the mode from amx_status()."""
+    module, previous = _tiles(request.param)
+    try:
+        yield module
+    finally:
+        module.amx_use(previous)
+
+
+@pytest.fixture
+def cy():
+    """The tile program on the emulated tiles only (the decisions the tests drive by hand)."""
+    module, previous = _tiles("emulated")
     try:
         yield module
     finally:
@@ -48,12 +73,12 @@ def cy():
 
 @pytest.mark.parametrize("case", MATMUL_CASES)
 @pytest.mark.parametrize("dims", SHAPES, ids=lambda d: "N{N}-T{T}-H{H}-V{V}".format(**d))
-def test_tile_program_matches_the_emulation_on_the_case_table(cy, case, dims):
+def test_tile_program_matches_the_emulation_on_the_case_table(tiles, case, dims):
     row = BF16_CASES[case]
     args = row.build(np.random.default_rng(11), np.float32, **dims)
     want = run(REF, "matmul_bf16", args, row.written)
-    got = run(cy, "matmul_bf16", args, row.written)
-    assert_same(got, want, row.tol32, scaled_error, f"{case} on emulated AMX tiles")
+    got = run(tiles, "matmul_bf16", args, row.written)
+    assert_same(got, want, row.tol32, scaled_error, f"{case} on {tiles.amx_status()[0]} AMX tiles")
 
 
 # (M, K, N): rows below, at and past whole tiles (16, 32), k with and without a
@@ -65,7 +90,8 @@ EDGES = [(16, 32, 16), (17, 33, 17), (31, 64, 33), (32, 2, 64), (33, 1, 65), (48
 
 @pytest.mark.parametrize("M, K, N", EDGES)
 @pytest.mark.parametrize("view", ["plain", "a.T", "packed b"])
-def test_tile_program_edges(cy, M, K, N, view):
+def test_tile_program_edges(tiles, M, K, N, view):
+    mode = tiles.amx_status()[0]
     rng = np.random.default_rng(M * K + N)
     a = rng.standard_normal((K, M) if view == "a.T" else (M, K), dtype=np.float32)
     a = a.T if view == "a.T" else a
@@ -73,28 +99,32 @@ def test_tile_program_edges(cy, M, K, N, view):
     want = np.empty((M, N), np.float32)
     emulation.matmul_bf16(a, b, want)
     got = np.full((M, N), np.nan, np.float32)  # every element must be written
-    cy.matmul_bf16(a, cy.pack_bf16(b) if view == "packed b" else b, got)
-    assert scaled_error(got, want) <= 1.5e-6, (M, K, N, view)
+    tiles.matmul_bf16(a, tiles.pack_bf16(b) if view == "packed b" else b, got)
+    assert tiles.amx_status()[0] == mode  # still the tiles asked for
+    assert scaled_error(got, want) <= TOL[mode], (M, K, N, view)
     # the vector tiles sum the same exact products in another order: rounding apart
     vector = np.empty((M, N), np.float32)
-    cy.amx_use("off")
-    cy.matmul_bf16(a, b, vector)
-    assert scaled_error(got, vector) <= 1.5e-6
+    tiles.amx_use("off")
+    tiles.matmul_bf16(a, b, vector)
+    assert scaled_error(got, vector) <= TOL[mode]
 
 
-def test_tile_program_leaves_memory_around_c_alone(cy):
-    """C is rows 3..35 of a larger array: partial tiles store only their own rows and columns."""
-    rng = np.random.default_rng(5)
-    a, b = rng.standard_normal((33, 40), dtype=np.float32), rng.standard_normal((40, 20), dtype=np.float32)
-    whole = np.full((40, 20), 7.0, np.float32)
-    cy.matmul_bf16(a, b, whole[3:36])
-    assert (whole[:3] == 7).all() and (whole[36:] == 7).all()
-    want = np.empty((33, 20), np.float32)
+@pytest.mark.parametrize("M, K, N", [e for e in EDGES if e[0] >= 16])
+def test_tile_program_writes_nothing_outside_c(tiles, M, K, N):
+    """C between NaN guard rows: whole tiles store straight into C, partial ones through a
+    spill tile, and neither may touch a byte before or after C."""
+    rng = np.random.default_rng(M + K + N)
+    a, b = rng.standard_normal((M, K), dtype=np.float32), rng.standard_normal((K, N), dtype=np.float32)
+    whole = np.full((M + 8, N), np.nan, np.float32)
+    tiles.matmul_bf16(a, b, whole[4:4 + M])
+    assert np.isnan(whole[:4]).all() and np.isnan(whole[4 + M:]).all()
+    assert not np.isnan(whole[4:4 + M]).any()
+    want = np.empty((M, N), np.float32)
     emulation.matmul_bf16(a, b, want)
-    assert scaled_error(whole[3:36], want) <= 1.5e-6
+    assert scaled_error(whole[4:4 + M], want) <= TOL[tiles.amx_status()[0]]
 
 
-def test_tile_program_same_bits_for_any_thread_count(cy):
+def test_tile_program_same_bits_for_any_thread_count(tiles):
     rng = np.random.default_rng(9)
     a, b = rng.standard_normal((130, 300), dtype=np.float32), rng.standard_normal((300, 200), dtype=np.float32)
     previous = fastcap.get_num_threads()
@@ -103,7 +133,7 @@ def test_tile_program_same_bits_for_any_thread_count(cy):
         for n in (1, 2, 3):
             fastcap.set_num_threads(n)
             out = np.empty((130, 200), np.float32)
-            cy.matmul_bf16(a, b, out)
+            tiles.matmul_bf16(a, b, out)
             results.append(out)
     finally:
         fastcap.set_num_threads(previous)
@@ -111,22 +141,24 @@ def test_tile_program_same_bits_for_any_thread_count(cy):
         np.testing.assert_array_equal(out, results[0])
 
 
-def test_products_below_a_tile_of_rows_keep_the_vector_tiles(cy):
+def test_products_below_a_tile_of_rows_keep_the_vector_tiles(tiles):
     """Decoding a few captions (M < 16 rows) would waste most of every tile: the vector tiles run."""
+    mode = tiles.amx_status()[0]
     rng = np.random.default_rng(2)
-    b = cy.pack_bf16(rng.standard_normal((64, 50), dtype=np.float32))
+    b = tiles.pack_bf16(rng.standard_normal((64, 50), dtype=np.float32))
     for M in (1, 2, 15):
         a = rng.standard_normal((M, 64), dtype=np.float32)
         on, off = np.empty((M, 50), np.float32), np.empty((M, 50), np.float32)
-        cy.matmul_bf16(a, b, on)
-        cy.amx_use("off")
-        cy.matmul_bf16(a, b, off)
-        cy.amx_use("emulated")
+        tiles.matmul_bf16(a, b, on)
+        tiles.amx_use("off")
+        tiles.matmul_bf16(a, b, off)
+        tiles.amx_use(mode)
         np.testing.assert_array_equal(on, off)
 
 
-def test_model_trains_on_emulated_tiles(cy, monkeypatch):
-    """A bf16 training loss and its gradients through the tile program agree with the vector tiles."""
+def test_model_trains_on_the_tiles(tiles, monkeypatch):
+    """A bf16 training loss and its gradients through the tile program agree with the vector
+    tiles."""
     from fastcap.runtime import precision as _precision
     from fastcap.classifiers.rnn import CaptioningRNN
 
@@ -138,12 +170,12 @@ def test_model_trains_on_emulated_tiles(cy, monkeypatch):
     features = rng.standard_normal((20, 24)).astype(np.float32)
     captions = rng.integers(0, 40, (20, 9))
     with fastcap.use_backend("cython"), fastcap.use_precision("bfloat16"):
-        tiles = model.loss(features, captions)
-        cy.amx_use("off")
+        through_tiles = model.loss(features, captions)
+        tiles.amx_use("off")
         vector = model.loss(features, captions)
-    assert abs(tiles[0] - vector[0]) <= 1e-5 * abs(vector[0])
+    assert abs(through_tiles[0] - vector[0]) <= 1e-5 * abs(vector[0])
     for k in vector[1]:
-        assert scaled_error(tiles[1][k], vector[1][k]) <= 1e-4, k
+        assert scaled_error(through_tiles[1][k], vector[1][k]) <= 1e-4, k
 
 
 def test_amx_use_refuses_what_it_cannot_do():
@@ -197,102 +229,13 @@ def test_asked_once_at_the_first_bf16_product_not_at_import(switch):
         assert (mode, why) == ("tiles", "None") or mode == "off" and why != "None"
 
 
-# --- the CPU's own tiles -------------------------------------------------------
-# The hardware sums each pair of k in its own order, so its bits differ from the
-# emulation's and the vector tiles'; they agree within float32 rounding (worst scaled
-# error measured on EDGES on a Sapphire Rapids class Xeon: 3.2e-7).
-HW_TOL = 1e-6
+# --- the CPU's own tiles, in a fresh process ------------------------------------
 
 
-@pytest.fixture
-def hw():
-    """The Cython build in use, its bf16 GEMM on the CPU's AMX tiles for the test."""
-    require_backend("cython")
-    if "amx_bf16" not in cpu_flags():
-        pytest.skip("the CPU has no amx_bf16: no AMX tiles to run")
-    module = _backend.load("cython").module
-    try:
-        previous = module.amx_use("tiles")
-    except RuntimeError as exc:  # the OS refused the tile state, or a build without AMX code
-        pytest.skip(str(exc))
-    try:
-        yield module
-    finally:
-        module.amx_use(previous)
-
-
-@pytest.mark.parametrize("M, K, N", EDGES)
-@pytest.mark.parametrize("view", ["plain", "a.T", "packed b"])
-def test_hardware_tiles_match_the_reference(hw, M, K, N, view):
-    rng = np.random.default_rng(M * K + N)
-    a = rng.standard_normal((K, M) if view == "a.T" else (M, K), dtype=np.float32)
-    a = a.T if view == "a.T" else a
-    b = rng.standard_normal((K, N), dtype=np.float32)
-    want = np.empty((M, N), np.float32)
-    emulation.matmul_bf16(a, b, want)
-    got = np.full((M, N), np.nan, np.float32)  # every element must be written
-    hw.matmul_bf16(a, hw.pack_bf16(b) if view == "packed b" else b, got)
-    assert hw.amx_status() == ("tiles", None)
-    assert scaled_error(got, want) <= HW_TOL, (M, K, N, view)
-    vector = np.empty((M, N), np.float32)
-    hw.amx_use("off")
-    hw.matmul_bf16(a, b, vector)
-    assert scaled_error(got, vector) <= HW_TOL
-
-
-@pytest.mark.parametrize("M, K, N", [e for e in EDGES if e[0] >= 16])
-def test_hardware_tiles_write_nothing_outside_c(hw, M, K, N):
-    """C between NaN guard rows: whole tiles store straight into C, partial ones through a
-    spill buffer, and neither may touch a byte before or after C."""
-    rng = np.random.default_rng(M + K + N)
-    a, b = rng.standard_normal((M, K), dtype=np.float32), rng.standard_normal((K, N), dtype=np.float32)
-    whole = np.full((M + 8, N), np.nan, np.float32)
-    hw.matmul_bf16(a, b, whole[4:4 + M])
-    assert np.isnan(whole[:4]).all() and np.isnan(whole[4 + M:]).all()
-    assert not np.isnan(whole[4:4 + M]).any()
-    want = np.empty((M, N), np.float32)
-    emulation.matmul_bf16(a, b, want)
-    assert scaled_error(whole[4:4 + M], want) <= HW_TOL
-
-
-def test_hardware_tiles_same_bits_for_any_thread_count(hw):
-    rng = np.random.default_rng(9)
-    a, b = rng.standard_normal((130, 300), dtype=np.float32), rng.standard_normal((300, 200), dtype=np.float32)
-    previous = fastcap.get_num_threads()
-    results = []
-    try:
-        for n in (1, 2, 3):
-            fastcap.set_num_threads(n)
-            out = np.empty((130, 200), np.float32)
-            hw.matmul_bf16(a, b, out)
-            results.append(out)
-    finally:
-        fastcap.set_num_threads(previous)
-    for out in results[1:]:
-        np.testing.assert_array_equal(out, results[0])
-
-
-def test_model_trains_on_hardware_tiles(hw):
-    """A bf16 training loss and its gradients through the CPU's tiles agree with the vector tiles."""
-    from fastcap.classifiers.rnn import CaptioningRNN
-
-    rng = np.random.default_rng(0)
-    word_to_idx = {"<NULL>": 0, "<START>": 1, "<END>": 2, **{f"w{i}": i + 3 for i in range(37)}}
-    model = CaptioningRNN(word_to_idx, input_dim=24, wordvec_dim=16, hidden_dim=32, cell_type="lstm",
-                          dtype=np.float32)
-    features = rng.standard_normal((20, 24)).astype(np.float32)
-    captions = rng.integers(0, 40, (20, 9))
-    with fastcap.use_backend("cython"), fastcap.use_precision("bfloat16"):
-        tiles = model.loss(features, captions)
-        hw.amx_use("off")
-        vector = model.loss(features, captions)
-    assert abs(tiles[0] - vector[0]) <= 1e-5 * abs(vector[0])
-    for k in vector[1]:
-        assert scaled_error(tiles[1][k], vector[1][k]) <= 1e-4, k
-
-
-def test_first_bf16_product_picks_the_hardware_tiles(hw):
+def test_first_bf16_product_picks_the_hardware_tiles():
     """Where the tiles run, the engine's check at the first bf16 product passes on them."""
+    module, previous = _tiles("tiles")  # or a skip: no AMX here
+    module.amx_use(previous)
     out = subprocess.run([sys.executable, "-c", _STATUS], env=dict(ENV, FASTCAP_AMX="on"),
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -25,6 +25,7 @@ import warnings
 import numpy as np
 
 from ..runtime.install import install_hint
+from ..runtime.memory import allocating
 
 __all__ = ["EXTRACTORS", "WEIGHTS", "Extractor", "RandomWeightsWarning", "VisionUnavailable",
            "extractor_from_record", "preprocess", "describe_vision", "INSTALL_VISION"]
@@ -173,18 +174,30 @@ def _random_init(torch, net):
             torch.nn.init.zeros_(m.bias)
 
 
+# Above this many pixels, the resized picture is not made whole: only the crop is resized out
+# of it (Pillow's box resize, the filter still reading the whole picture). A picture of an
+# extreme aspect ratio (100000 x 1, resized to 256 on its short side, is 25.6 M x 256 pixels,
+# 20 GB) costs then what a square one does; the pixels may differ from the whole picture's
+# by one level in rounding, so the usual pictures keep the plain path.
+_WHOLE_RESIZE_PIXELS = 1 << 24
+
+
 def preprocess(image, spec):
-    """uint8 (H, W, 3) RGB -> float32 (3, crop, crop), ImageNet-normalised, as ``spec`` says."""
+    """uint8 (H, W, 3) RGB -> float32 (3, crop, crop), ImageNet-normalised, as ``spec`` says:
+    the short side resized to ``spec.resize`` (bilinear), the centre ``spec.crop`` square."""
     from PIL import Image
 
     img = Image.fromarray(np.asarray(image, dtype=np.uint8))
     w, h = img.size
     scale = spec.resize / min(w, h)
-    img = img.resize((max(spec.crop, round(w * scale)), max(spec.crop, round(h * scale))),
-                     Image.BILINEAR)
-    w, h = img.size
-    left, top = (w - spec.crop) // 2, (h - spec.crop) // 2
-    img = img.crop((left, top, left + spec.crop, top + spec.crop))
+    W, H = max(spec.crop, round(w * scale)), max(spec.crop, round(h * scale))
+    left, top = (W - spec.crop) // 2, (H - spec.crop) // 2
+    if W * H <= _WHOLE_RESIZE_PIXELS:
+        img = img.resize((W, H), Image.BILINEAR).crop((left, top, left + spec.crop, top + spec.crop))
+    else:
+        sx, sy = W / w, H / h  # the crop's box in the source's coordinates
+        img = img.resize((spec.crop, spec.crop), Image.BILINEAR,
+                         box=(left / sx, top / sy, (left + spec.crop) / sx, (top + spec.crop) / sy))
     x = np.asarray(img, dtype=np.float32) / 255.0
     x = (x - np.float32(_IMAGENET_MEAN)) / np.float32(_IMAGENET_STD)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
@@ -233,18 +246,27 @@ class Extractor:
                                                 "std": list(_IMAGENET_STD)},
                 "torch_version": self._torch.__version__}
 
-    def features(self, images):
-        """uint8 (H, W, 3) images (any sizes) -> float32 (N, dim)."""
+    def features(self, images, sources=None):
+        """uint8 (H, W, 3) images (any sizes) -> float32 (N, dim). ``sources``: the images'
+        names (files, URLs), for the error when memory runs out."""
         torch = self._torch
         if not images:
             return np.zeros((0, self.dim), np.float32)
-        with concurrent.futures.ThreadPoolExecutor(self.threads) as pool:
+        what = (f"{self.spec.name} features of {len(images)} image{'s' if len(images) > 1 else ''}"
+                + (f" ({sources[0]}{' ...' if len(sources) > 1 else ''})" if sources else ""))
+        with concurrent.futures.ThreadPoolExecutor(self.threads) as pool, \
+                allocating(f"the {what}", "the images given"):
             x = np.stack(list(pool.map(lambda im: preprocess(im, self.spec), images)))
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            with torch.inference_mode():
-                out = self.net(torch.from_numpy(x)).numpy()
+            with torch.inference_mode(), allocating(f"the {what}", "the images given"):
+                try:
+                    out = self.net(torch.from_numpy(x)).numpy()
+                except RuntimeError as exc:  # PyTorch's allocators raise RuntimeError
+                    if "alloc" not in str(exc).lower() and "memory" not in str(exc).lower():
+                        raise
+                    raise MemoryError(" ".join(str(exc).split())[:200]) from None
         finally:
             torch.set_num_threads(previous)
         return np.ascontiguousarray(out, dtype=np.float32)

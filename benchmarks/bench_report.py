@@ -20,6 +20,7 @@ from fastcap.runtime import names
 BACKENDS = tuple(names.BACKENDS)  # the NumPy reference first
 
 __all__ = ["report_markdown", "write_chart", "write_report", "target_rows", "limit_rows", "gemm_rate",
+           "kernel_chart_note",
            "TARGETS", "LIMIT_TARGET", "THREADS_TARGET"]
 
 PROG = "fastcap bench"
@@ -405,8 +406,14 @@ def report_markdown(data):
     return "\n".join(lines)
 
 
-def env_of(data):
-    return data.get("fastcap_environment") or {}
+def kernel_chart_note(data):
+    """What the chart's kernel panel says when it has no compiled backend's bars: that the run
+    has no kernel rows (filtered out, or not selected), or that no compiled backend loaded."""
+    kern = _collect(data.get("benchmarks", [])).get("kernel", {})
+    if not kern:
+        return f"no kernel benchmarks in this run\n({_why_absent(data.get('fastcap_bench_meta') or {})})"
+    unavailable = (data.get("fastcap_environment") or {}).get("backends_unavailable") or {}
+    return "no compiled backend was available" + "".join(f"\n{k}: {r}" for k, r in unavailable.items())
 
 
 def write_chart(data, path):
@@ -453,14 +460,7 @@ def write_chart(data, path):
         ax.set_xlabel("speedup over the fastcap NumPy backend (log scale)")
         ax.legend(fontsize=8)
     else:
-        meta = data.get("fastcap_bench_meta") or {}
-        if not kern:  # none measured: filtered out, or not selected
-            why = f"no kernel benchmarks in this run\n({_why_absent(meta)})"
-        else:
-            unavailable = (env_of(data).get("backends_unavailable") or {})
-            why = "no compiled backend was available" + "".join(
-                f"\n{k}: {r}" for k, r in unavailable.items())
-        ax.text(0.5, 0.5, why, ha="center", va="center", wrap=True)
+        ax.text(0.5, 0.5, kernel_chart_note(data), ha="center", va="center", wrap=True)
         ax.set_axis_off()
     ax.set_title("Kernels")
     env = data.get("fastcap_environment") or {}

@@ -48,11 +48,12 @@ INFERENCE_COMMANDS = {
                  "Corpus BLEU-1..4 and CIDEr-D (COCO caption evaluation scorers) of a "
                  "checkpoint's captions against all reference captions of each image of a "
                  "split."),
-    "show": ("a contact sheet (PNG): images with ground-truth and generated captions",
+    "show": ("a contact sheet (PNG) or HTML page: images with ground-truth and generated "
+             "captions",
              "Draw the first N images of a split with their ground-truth captions and the "
-             "checkpoint's greedy (and, with --beam-size, beam-search) caption. Images that "
-             "cannot be downloaded get a placeholder tile; generated:// images are drawn "
-             "offline."),
+             "checkpoint's greedy (and, with --beam-size, beam-search) caption, as a contact "
+             "sheet (--out) or a self-contained HTML page (--html). Images that cannot be "
+             "downloaded get a placeholder tile; generated:// images are drawn offline."),
 }
 
 

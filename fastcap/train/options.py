@@ -202,8 +202,9 @@ BEST_METRICS = (*METRIC_LABELS, "val_loss")
 
 # `fastcap train`, in the order of its --help, with the group each is listed under.
 TRAIN_OPTIONS = (
-    Option("data", help="a CS231n coco_captioning directory (default: generated data)",
-           metavar="DIR", group="data"),
+    Option("data", help="a data directory in the CS231n coco_captioning layout: the CS231n "
+                        "files, or one fastcap prepare or make-data wrote (default: generated "
+                        "data)", metavar="DIR", group="data"),
     Option("pca", help="use the data's PCA-reduced features (default) or, with --no-pca, its full "
                        "ones (the CS231n files: 512-d PCA of 4096-d VGG-16 fc7; a directory "
                        "fastcap prepare wrote: its --pca-dim PCA of its CNN's features)",
@@ -233,7 +234,9 @@ TRAIN_OPTIONS = (
     Option("lr", LEARNING_RATE, "learning rate (default {default:g})", "LR", default=3e-3,
            group="optimization", config=("train", "learning_rate")),
     Option("lr_decay", LR_DECAY, "learning-rate factor after each epoch (default "
-                                 "{default:g})", "F", default=0.9, group="optimization",
+                                 "{default:g}; when --epochs is not given and the data needs "
+                                 "more epochs than 5, spread so that the run decays as 5 "
+                                 "epochs of it do)", "F", default=0.9, group="optimization",
            config=("train", "lr_decay")),
     Option("batch_size", BATCH, "captions per minibatch (default {default}; at most the number "
                                 "of training captions: a larger one is lowered to it, with a "

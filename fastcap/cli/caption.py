@@ -10,7 +10,7 @@ from ..inference.html_page import Item, check_page_path, render, thumbnail, writ
 from ..train.checkpoint import CheckpointError
 from ..train.options import CAPTION_OPTIONS, add_options
 from .common import (EXIT_SKIPPED, PROG, add_runtime_options, asked_precision, checkpoint_file,
-                     setup_runtime)
+                     checkpoint_inputs, setup_runtime)
 
 USAGE = "fastcap caption CHECKPOINT IMAGE... (the checkpoint, a .npz file or a run folder, first)"
 
@@ -43,8 +43,9 @@ def check_args(args):
 def run(args):
     setup_runtime(args)
     sources = expand_images(args.images)
+    inputs = [*checkpoint_inputs(args.checkpoint), *sources]
     if args.html is not None:  # before the work it would be lost after
-        check_page_path(args.html, args.overwrite, [args.checkpoint, *sources])
+        check_page_path(args.html, args.overwrite, inputs)
     path = checkpoint_file(args.checkpoint)
     captioner = load_captioner(path, data_dir=args.data, extractor=args.extractor,
                                weights=args.weights, precision=asked_precision(args),
@@ -72,7 +73,7 @@ def run(args):
         decoding = "greedy" if args.beam_size == 1 else f"beam search, beam {args.beam_size}"
         items += [Item(src, missing=f"skipped: {why}") for src, why in skipped]
         text = render(f"Captions by {path}", [captioner.describe(), f"{decoding} decoding"], items)
-        print(f"{PROG}: wrote {write_page(args.html, text, args.overwrite, [path, *sources])}",
+        print(f"{PROG}: wrote {write_page(args.html, text, args.overwrite, inputs)}",
               file=sys.stderr)
     if skipped:
         print(f"{PROG}: {len(skipped)} of {len(sources)} pictures skipped (not readable); exit "

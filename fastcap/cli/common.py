@@ -15,7 +15,7 @@ from ..train.checkpoint import load_checkpoint
 from ..train.evaluation import suppressing
 from ..train.options import INFERENCE_OPTIONS, POSITIVE_INT, add_options
 from ..train.run_config import dir_spec
-from ..train.rundir import inference_checkpoint
+from ..train.rundir import BEST_NAME, LAST_NAME, inference_checkpoint
 
 PROG = "fastcap"
 # The exit status of a command that did its work but left inputs out (fastcap caption: files of
@@ -106,6 +106,14 @@ def checkpoint_file(path):
     return file
 
 
+def checkpoint_inputs(path):
+    """The files a command given the checkpoint ``path`` must never replace: the file, or a run
+    folder's two checkpoints (whichever it reads)."""
+    if os.path.isdir(path):
+        return [path, *(os.path.join(path, name) for name in (LAST_NAME, BEST_NAME))]
+    return [path]
+
+
 def load_for_inference(args):
     """(checkpoint, model, data, data description) of a sample/evaluate/show command."""
     ckpt = load_checkpoint(checkpoint_file(args.checkpoint))
@@ -128,7 +136,7 @@ def load_for_inference(args):
 def inputs(args, ckpt=None):
     """The files a sample/evaluate/show command reads: its checkpoint and data files
     (those of --data, or of the checkpoint's data directory once it is loaded)."""
-    paths = [args.checkpoint, *([ckpt.path] if ckpt is not None else [])]  # a directory names one
+    paths = [*checkpoint_inputs(args.checkpoint), *([ckpt.path] if ckpt is not None else [])]
     dirs = [args.data] if args.data is not None else []
     if ckpt is not None and ckpt.config["data"]["source"] == "dir":
         dirs.append(ckpt.config["data"]["path"])

@@ -269,7 +269,8 @@ class Extractor:
                              f"weights file, got {weights!r}")
         weights = os.fspath(weights)
         if weights not in WEIGHTS and not os.path.isfile(weights):
-            raise ValueError(f"--weights {weights}: no such file (give {' or '.join(WEIGHTS)}, "
+            what = "not a regular file" if os.path.exists(weights) else "no such file"
+            raise ValueError(f"--weights {weights}: {what} (give {' or '.join(WEIGHTS)}, "
                              f"or the path of a file of {name}'s weights)")
         if weights not in WEIGHTS and os.path.getsize(weights) > MAX_WEIGHTS_BYTES:
             raise ValueError(f"--weights {weights}: {os.path.getsize(weights):,} bytes, more than "

@@ -209,9 +209,9 @@ def _load_file(torch, net, path, name):
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many kinds for a damaged or foreign file
-        raise ValueError(f"--weights {path}: not a weights file torch can read ("
-                         f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})"
-                         ) from None
+        first = (str(exc).splitlines() or [""])[0][:200]  # torch's messages run to pages
+        raise ValueError(f"--weights {path}: not a weights file torch can read "
+                         f"({type(exc).__name__}: {first})") from None
     if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
                                               for k, v in state.items()):
         raise ValueError(f"--weights {path}: not a state dict (a mapping of parameter names to "
@@ -233,7 +233,7 @@ def _load_file(torch, net, path, name):
 
 
 def describe_weights(record):
-    """How a record's weights read in a line: ``imagenet``, ``none``, ``file w.pth (sha256 1a2b3c4d...)``."""
+    """A record's weights in a few words: ``imagenet``, ``none``, ``file w.pth (sha256 1a2b...)``."""
     if record.get("weights") == "file":
         return (f"file {record.get('weights_file')} (sha256 "
                 f"{str(record.get('weights_sha256'))[:12]}...)")

@@ -68,7 +68,7 @@ class ImageFeatures:
 
     def describe(self):
         s = f"{self.extractor.spec.name} ({F.describe_weights(self.extractor.record())} weights)"
-        return f"{s} PCA {self.dim}-d features" if self.pca is not None else f"{s} {self.dim}-d features"
+        return f"{s}{' PCA' if self.pca is not None else ''} {self.dim}-d features"
 
     def __call__(self, images):
         full = self.extractor.features(images)
@@ -83,9 +83,9 @@ def as_image(image, where="image"):
         return fetch_image(image)
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or 0 in image.shape:
+            batch = " (a list of pictures is a list, not a 4-d array)" if image.ndim == 4 else ""
             raise ValueError(f"{where}: an array picture must be uint8 (H, W, 3) RGB, got "
-                             f"{image.dtype} {image.shape}" + (" (a list of pictures is a list, "
-                                                                "not a 4-d array)" if image.ndim == 4 else ""))
+                             f"{image.dtype} {image.shape}{batch}")
         _check_pixels(image.shape[1], image.shape[0], where)
         return np.ascontiguousarray(image)
     if type(image).__module__.startswith("PIL."):

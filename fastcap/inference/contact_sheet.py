@@ -20,7 +20,8 @@ from ..runtime.files import atomic_write, check_target
 from ..train.evaluation import caption_images, generate
 from ..train.metrics import decode_for_metrics
 
-__all__ = ["contact_sheet", "sheet_entries", "save_png", "check_out_path", "sheet_format", "SHEET_FORMATS",
+__all__ = ["contact_sheet", "sheet_entries", "save_png", "check_out_path", "sheet_format",
+           "SHEET_FORMATS",
            "SOFTWARE"]
 
 SOFTWARE = "fastcap show"  # the PNG's Software text: marks sheets that fastcap may replace

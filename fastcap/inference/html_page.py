@@ -18,8 +18,8 @@ import numpy as np
 from ..runtime.files import atomic_write_text, check_target
 from ..runtime.names import VERSION
 
-__all__ = ["Item", "thumbnail", "render", "write_page", "check_page_path", "written_by_fastcap", "GENERATOR",
-           "THUMB", "KINDS"]
+__all__ = ["Item", "thumbnail", "render", "write_page", "check_page_path", "written_by_fastcap",
+           "GENERATOR", "THUMB", "KINDS"]
 
 GENERATOR = "fastcap"
 THUMB = 320  # pixels, the longest side of an embedded picture

@@ -39,7 +39,8 @@ from .generated import CAPTION_LENGTH, MAX_WORDS, SPECIAL_TOKENS
 # (the one import of this floor from the floor above: fastcap.train.options keeps every command's).
 from ..train.options import PREPARE_OPTIONS
 
-__all__ = ["prepare", "read_features_record", "check_record", "load_pca", "apply_pca", "build_vocab",
+__all__ = ["prepare", "read_features_record", "check_record", "load_pca", "apply_pca", "pca_digest",
+           "build_vocab",
            "encode_captions", "FEATURES_FILE", "PCA_FILE", "PARTIAL_DIR", "OUTPUT_FILES"]
 
 FEATURES_FILE = "fastcap_features.json"
@@ -88,7 +89,8 @@ def _assign_splits(corpus, names, val_fraction, seed):
 
 
 # ---------------------------------------------------------------- files
-def _pca_digest(mean, components):
+def pca_digest(mean, components):
+    """The SHA-256 of a PCA (shapes and float32 little-endian bytes): what a record names."""
     h = hashlib.sha256()
     for a in (mean, components):
         a = np.ascontiguousarray(a, dtype="<f4")
@@ -158,7 +160,7 @@ def load_pca(data_dir, record):
     if comps.shape[0] != mean.shape[0] or not np.isfinite(comps).all() or \
             not np.isfinite(mean).all():
         raise ValueError(f"{path}: mean {mean.shape} and components {comps.shape} do not fit")
-    if _pca_digest(mean, comps) != record["pca_sha256"]:
+    if pca_digest(mean, comps) != record["pca_sha256"]:
         raise ValueError(f"{path} is not the PCA the features were made with (its SHA-256 "
                          "differs from the record's)")
     return mean, comps
@@ -272,7 +274,7 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
              "images_dir": images_dir}  # where the data came from, in the record and manifest
     with writing(out_dir, OUTPUT_FILES, "prepare", overwrite, **about):
         record = _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word,
-                                    pca_dim, about, progress)
+                                    pca_dim, about, progress, say)
     shutil.rmtree(os.path.join(out_dir, PARTIAL_DIR), ignore_errors=True)
     return {"out": out_dir, "format": corpus.format, "vocab": len(idx_to_word),
             "images": {s: len(names[s]) for s in SPLITS},
@@ -282,7 +284,7 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
 
 
 def _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word, pca_dim, about,
-                       progress):
+                       progress, say):
     """The features (chunked, resumable), their PCA and every file of the directory; returns
     the features record."""
     order = [path_of[n] for s in SPLITS for n in names[s]]
@@ -290,7 +292,11 @@ def _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word,
     n_train = len(names["train"])
     full_by = {"train": full[:n_train], "val": full[n_train:]}
     mean, comps = fit_pca(full_by["train"], pca_dim)
-    record = {**ext.record(), "pca_dim": int(comps.shape[1]), "pca_sha256": _pca_digest(mean, comps),
+    if comps.shape[1] < pca_dim:
+        say(f"PCA: {comps.shape[1]}-d, not the {pca_dim} asked for (--pca-dim): a PCA has at most "
+            f"as many dimensions as there are training images ({n_train}) and features "
+            f"({ext.dim})")
+    record = {**ext.record(), "pca_dim": int(comps.shape[1]), "pca_sha256": pca_digest(mean, comps),
               **about}
 
     # An old record would vouch for a directory half replaced: it goes first, comes back last.

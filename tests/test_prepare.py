@@ -343,7 +343,7 @@ def test_prepare_says_when_the_pca_is_smaller_than_asked(tmp_path, monkeypatch):
         def __init__(self, *args):
             super().__init__()
 
-        def features(self, images):
+        def features(self, images, sources=None):
             return np.stack([np.resize(im.reshape(-1).astype(np.float32), 6) for im in images])
 
     (tmp_path / "imgs").mkdir()

@@ -108,7 +108,7 @@ def test_tanh_sigmoid_exp_accuracy(cy, dtype, tol):
     # softmax of rows [min(x, 0), 0] is exp(x) / (1 + exp(x)) in column 0
     rows = np.stack([np.minimum(x[0], 0), np.zeros(n, dtype)], axis=1)
     dx = np.empty_like(rows)
-    cy.softmax_loss(rows, np.ones(n, np.intp), np.ones(n, bool), 1.0, dx)
+    cy.softmax_loss(rows, np.ones(n, np.intp), np.ones(n, bool), 1.0, None, dx)
     e = np.exp(rows[:, 0].astype(np.longdouble))
     assert worst(dx[:, 0], e / (1 + e)) <= tol
     assert np.isfinite(h).all() and np.isfinite(ifog).all() and np.isfinite(dx).all()
@@ -180,8 +180,8 @@ def test_kernels_accept_read_only_arrays(cy, rng):
     mask = np.ones(6, bool)
     mask.setflags(write=False)
     dx_c, dx_n = np.empty_like(x), np.empty_like(x)
-    loss_c = cy.softmax_loss(x, y, mask, 0.5, dx_c)
-    loss_n = _backend.load("numpy").softmax_loss(x, y, mask, 0.5, dx_n)
+    loss_c = cy.softmax_loss(x, y, mask, 0.5, None, dx_c)
+    loss_n = _backend.load("numpy").softmax_loss(x, y, mask, 0.5, None, dx_n)
     assert rel_error(loss_c, loss_n) <= 1e-10 and rel_error(dx_c, dx_n) <= 1e-10
 
 

@@ -143,7 +143,8 @@ class CaptioningRNN:
         scores = sequence.affine(compute, h_scored, params["W_vocab"], params["b_vocab"])  # (S, V)
         dscores = np.empty_like(scores)
         y_scored = y if all_scored else y[scored]
-        loss = compute.kernels.softmax_loss(scores, y_scored, np.ones(len(y_scored), bool), 1.0 / N if N else 0.0, dscores)
+        loss = compute.kernels.softmax_loss(scores, y_scored, np.ones(len(y_scored), bool),
+                                            1.0 / N if N else 0.0, None, dscores)
         if not grads:
             return loss, None
 

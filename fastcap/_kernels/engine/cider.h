@@ -7,8 +7,9 @@
  * 5,000 images with 5 references take seconds, and self-critical training scores every
  * batch. Here an n-gram is a 128-bit key (its word ids + 1, 32 bits each, 0 where the
  * n-gram is shorter), the corpus's document frequencies a hash table of those keys, and a
- * caption's tf-idf vector its sorted distinct keys: a candidate meets a reference in one
- * merge, with no string or Python object in the loop.
+ * caption's tf-idf vector a small table of its distinct keys: a candidate meets a
+ * reference in one pass over the reference's n-grams, with no string or Python object in
+ * the loop.
  *
  * A caption set is tokens (word ids in [0, 2^32 - 1)) and starts: caption c is
  * tokens[starts[c]:starts[c + 1]]. The caller (the Cython wrapper in vocab.pxi) has
@@ -21,11 +22,15 @@
 #include <stdint.h>
 
 typedef struct {
-    uint64_t *lo, *hi; /* (S,) n-gram keys: words 1-2 and 3-4; lo == 0 marks an empty slot */
-    int32_t *df;       /* (S,) how many images have the n-gram in a reference */
-    size_t mask;       /* S - 1: S is a power of 2, the table at most half full */
-    size_t count;      /* n-grams held */
-    ptrdiff_t images;  /* I, the corpus's images: idf = log(I) - log(max(1, df)) */
+    uint64_t lo, hi; /* the n-gram's key: words 1-2 and 3-4; lo == 0 marks an empty slot */
+    int32_t df;      /* how many images have the n-gram in a reference */
+} fc_cider_slot;     /* one cache access per probe */
+
+typedef struct {
+    fc_cider_slot *slots; /* (S,) */
+    size_t mask;          /* S - 1: S is a power of 2, the table at most half full */
+    size_t count;         /* n-grams held */
+    ptrdiff_t images;     /* I, the corpus's images: idf = log(I) - log(max(1, df)) */
 } fc_cider_table;
 
 /* The document frequencies of the n-grams (n = 1..4) of I images' references, image i's

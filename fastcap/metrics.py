@@ -71,6 +71,18 @@ class Cider:
             refs = self._references("references", list(references))
             self._table = self._kernels.cider_df(*refs)
 
+    @classmethod
+    def of_sets(cls, references, images):
+        """A Cider whose document frequencies are fixed from a corpus in the kernels' form:
+        references (tokens, starts) as ``caption_set`` makes them; images (I+1,) offsets,
+        image i's references being captions images[i] .. images[i+1] - 1."""
+        cider = cls()
+        tokens, starts = _word_ids("reference tokens", references[0]), references[1]
+        starts = _starts("reference starts", starts, len(tokens))
+        images = _starts("images", images, len(starts) - 1)
+        cider._strings, cider._table = False, cider._kernels.cider_df(tokens, starts, images)
+        return cider
+
     def method(self):
         return "CIDEr"
 

@@ -39,6 +39,7 @@ from .model_config import ModelConfig
 from ..runtime.precision import use_precision
 from .options import DEFAULTS, GENERATED_DEFAULTS
 from .run_outputs import plot_history, write_json, write_samples
+from .scst import ScstConfig, SelfCritical, SelfCriticalSolver
 
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
            "resolve_config", "load_data", "Trainer", "evaluate_captions", "caption_loss"]
@@ -75,6 +76,11 @@ class Trainer:
             self.init = load_checkpoint(options["init_from"])
             options = init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
+        if self.config["train"].get("scst") and self.init is None and self.ckpt is None \
+                and not options.get("scst_from_scratch"):
+            raise ValueError("--scst fine-tunes a trained model: give --init-from CHECKPOINT (a "
+                             "cross-entropy run's best.npz), or --resume an --scst run; "
+                             "--scst-from-scratch starts from random weights, which rarely learns")
         if self.init is not None:
             self.config["train"]["init_from"] = os.path.abspath(self.init.path)
             if options.get("data") is None:  # fine-tuning on the data it was trained on
@@ -89,6 +95,7 @@ class Trainer:
         # What setup() makes (the data, model and solver; the validation subset), then the
         # loop's bookkeeping: declared here, so nothing is looked up by hasattr/getattr.
         self.data = self.model = self.solver = self.source = None
+        self.scst = None  # the self-critical objective (fastcap.train.scst) of an --scst run
         self.epochs = []
         self.eval_ids = self.eval_captions = self.eval_features = None
         self._bar = None  # the progress bar while the loop runs
@@ -128,15 +135,22 @@ class Trainer:
                 ckpt.check_vocab(self.data["idx_to_word"], source)
                 ckpt.check_input_dim(input_dim, source)
         m["input_dim"] = input_dim
+        solver, extra, per = CaptioningSolver, {}, self.data["train_captions"].shape[0]
+        if t.get("scst"):  # its rewards' references and document frequencies, once per run
+            self.scst = SelfCritical(self.data, ScstConfig(t["scst_samples"], t["scst_baseline"],
+                                                           t["scst_max_length"], t["seed"]))
+            solver, extra, per = SelfCriticalSolver, {"scst": self.scst}, len(self.scst.images)
         # Before the model is allocated: what its checkpoints must hold has to fit them.
         check_fits(cfg, len(self.data["idx_to_word"]), t["num_epochs"] * iterations_per_epoch(
-            self.data["train_captions"].shape[0], t["batch_size"]))
+            per, t["batch_size"]))
         self.model = ModelConfig.from_dict(m).build(self.data["word_to_idx"], seed=t["seed"])
-        self.solver = CaptioningSolver(
+        if self.scst is not None:
+            self.scst.check_memory(self.model, t["batch_size"])
+        self.solver = solver(
             self.model, self.data, update_rule=t["update_rule"],
             optim_config={"learning_rate": t["learning_rate"]}, lr_decay=t["lr_decay"],
             batch_size=t["batch_size"], num_epochs=t["num_epochs"], verbose=False,
-            rng=np.random.RandomState(t["seed"]), comm=self.comm)
+            rng=np.random.RandomState(t["seed"]), comm=self.comm, **extra)
         self.epochs = []
         if self.init is not None:
             self.init.load_params_into(self.model)
@@ -365,6 +379,8 @@ class Trainer:
                  f"{'' if per == 1 else 's'} of batch {s.batch_size}, "
                  f"{t['update_rule']} lr {t['learning_rate']:g} decay {t['lr_decay']:g}; "
                  f"writing to {self.out_dir}")
+        if self.scst is not None:
+            self.say(f"{self.scst.describe()}; batches of {s.batch_size} images")
         if self.ckpt is not None:
             self.say(f"resumed at iteration {s.iteration} (epoch {s.epoch}) from {self.ckpt.path}")
         if self.comm is not None:

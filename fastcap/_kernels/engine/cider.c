@@ -215,10 +215,12 @@ int fc_cider_df(fc_cider_table *t, const ptrdiff_t *tokens, const ptrdiff_t *sta
                 s->hi = v.e[a].k.hi;
                 t->count++;
             }
-            s->df++;
+            s->log_df += 1.0;
         }
         clear(&v);
     }
+    for (size_t s = 0; !rc && s <= t->mask; s++) /* a log per n-gram here, not per use */
+        if (t->slots[s].lo) t->slots[s].log_df = log(t->slots[s].log_df);
     vector_free(&v);
     if (rc) fc_cider_free(t);
     return rc;
@@ -233,9 +235,8 @@ static void vector_of(const fc_cider_table *t, double ref_len, const ptrdiff_t *
     for (int n = 0; n < NGRAMS; n++) v->norm[n] = 0.0;
     for (ptrdiff_t a = 0; a < v->d; a++) {
         const fc_cider_slot *g = t->slots + find(t, v->e[a].k, v->e[a].h);
-        const double df = g->lo ? (double)g->df : 0.0;
         local *x = v->slots + v->e[a].s;
-        x->w *= ref_len - log(df > 1.0 ? df : 1.0);
+        x->w *= ref_len - (g->lo ? g->log_df : 0.0); /* log(max(1, df)): df >= 1 where held */
         v->norm[order_of(x->k) - 1] += x->w * x->w;
     }
     for (int n = 0; n < NGRAMS; n++) v->norm[n] = sqrt(v->norm[n]);

@@ -23,14 +23,16 @@
 
 typedef struct {
     uint64_t lo, hi; /* the n-gram's key: words 1-2 and 3-4; lo == 0 marks an empty slot */
-    int32_t df;      /* how many images have the n-gram in a reference */
+    double log_df;   /* log(df), df how many images have the n-gram in a reference (while
+                        building: df itself) */
 } fc_cider_slot;     /* one cache access per probe */
 
 typedef struct {
     fc_cider_slot *slots; /* (S,) */
     size_t mask;          /* S - 1: S is a power of 2, the table at most half full */
     size_t count;         /* n-grams held */
-    ptrdiff_t images;     /* I, the corpus's images: idf = log(I) - log(max(1, df)) */
+    ptrdiff_t images;     /* I, the corpus's images: idf = log(I) - log(max(1, df)), where an
+                             n-gram the table does not hold has df 0 */
 } fc_cider_table;
 
 /* The document frequencies of the n-grams (n = 1..4) of I images' references, image i's

@@ -8,7 +8,7 @@ images), then ``--scst`` from its best.npz for 2 epochs, validated on the same
 images. Prints the curve (per-epoch validation CIDEr and BLEU-4 of both
 stages) and whether the target is met.
 
-    python benchmarks/scst_quality.py [--out DIR] [--ce-run DIR] [--lr 5e-5] ...
+    python benchmarks/scst_quality.py [--out DIR] [--ce-run DIR] [--lr 2e-4] ...
 
 --ce-run reuses a finished cross-entropy run (its best.npz and its data).
 """
@@ -41,7 +41,7 @@ def main(argv=None):
     p.add_argument("--ce-run", help="a finished cross-entropy run to start from (its config names the data)")
     p.add_argument("--ce-epochs", type=int, default=8)
     p.add_argument("--epochs", type=int, default=2, help="self-critical epochs (default 2)")
-    p.add_argument("--lr", type=float, default=5e-5, help="self-critical learning rate (default 5e-5)")
+    p.add_argument("--lr", type=float, default=2e-4, help="self-critical learning rate (default 2e-4)")
     p.add_argument("--batch-size", type=int, default=50, help="images per self-critical step (default 50)")
     p.add_argument("--samples", type=int, default=5)
     p.add_argument("--baseline", default="mean")

@@ -10,10 +10,13 @@ once, for every backend, the matrix products (BLAS), the reshaping and the row
 gathers (NumPy indexing: the embedding lookup and the per-word projection
 table, as fast as a compiled loop; see ``fastcap.model.sequence``); they call these
 kernels for the recurrences and the elementwise and scatter work in between.
-One kernel is a whole loop, products included: ``greedy_decode`` (the model's
-greedy decoding), so that the Cython backend runs every step in C instead of
-returning to Python per operation; its definition is the reference loop in
+Two kernels are a whole loop, products included: ``greedy_decode`` (the model's
+greedy decoding) and ``sample_decode`` (the same loop drawing each word), so that
+the Cython backend runs every step in C instead of returning to Python per
+operation; their definition is the reference loop in
 ``fastcap/_kernels/greedy.py``, which the other backends run over their kernels.
+``cider_df`` returns a backend-specific table (as ``recurrent_pack`` returns packed
+weights) that only the same backend's ``cider_d`` reads.
 Kernels therefore trust their inputs:
 
 * float arrays all share one dtype, float32 or float64;

@@ -7,7 +7,7 @@
 # the captions) work, a small part of scoring them), so inconsistent arguments raise
 # ValueError instead of reaching memory.
 
-cdef extern from "engine/cider.h" nogil:
+cdef extern from "engine/engine.h" nogil:
     ctypedef struct fc_cider_table:
         size_t count
         Py_ssize_t images

@@ -189,7 +189,7 @@ def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
 # ----------------------------------------------------------------------------
 # decoding: the next word of every caption (engine/sample.h, which the engine's loop shares)
 
-cdef extern from "engine/sample.h" nogil:
+cdef extern from "engine/engine.h" nogil:
     Py_ssize_t fc_argmax_f(const float *s, const float *b, Py_ssize_t V)
     Py_ssize_t fc_argmax_d(const double *s, const double *b, Py_ssize_t V)
     Py_ssize_t fc_sample_f(const float *s, const float *b, Py_ssize_t V, double u, double *e)

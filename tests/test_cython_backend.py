@@ -166,9 +166,22 @@ def test_debug_build_checks_bounds(cy):
     if not cy.BUILD_INFO["debug"]:
         pytest.skip("normal build (bounds checks off); rebuild with FASTCAP_CYTHON_DEBUG=1 to run this")
     with pytest.raises(IndexError):
-        cy.argmax_words(np.ones((3, 4)), np.ones(4), -1, np.empty(2, dtype=np.intp))  # writes row 2 of 2
-    with pytest.raises(IndexError):
         cy.rnn_cell_forward(np.ones((3, 3)), np.ones((3, 3)), np.empty((4, 3)))  # reads row 3 of 3
+
+
+@pytest.mark.parametrize("call", [
+    lambda cy: cy.argmax_words(np.ones((3, 4)), np.ones(4), -1, np.empty(2, dtype=np.intp)),  # row 2 of 2
+    lambda cy: cy.argmax_words(np.ones((3, 4)), np.ones(3), -1, np.empty(3, dtype=np.intp)),
+    lambda cy: cy.sample_words(np.ones((3, 4)), np.ones(4), np.full(2, 0.5), -1, np.empty(3, dtype=np.intp)),
+    lambda cy: cy.softmax_loss(np.ones((3, 4)), np.zeros(3, np.intp), np.ones(3, bool), 1.0, np.ones(2),
+                               np.empty((3, 4))),
+    lambda cy: cy.softmax_loss(np.ones((3, 4)), np.array([0, 4, 1]), np.ones(3, bool), 1.0, None,
+                               np.empty((3, 4))),  # a target past V
+])
+def test_row_kernels_refuse_sizes_and_targets_that_do_not_fit(cy, call):
+    """The kernels that read rows through raw pointers check their sizes (every build)."""
+    with pytest.raises(ValueError):
+        call(cy)
 
 
 def test_kernels_accept_read_only_arrays(cy, rng):

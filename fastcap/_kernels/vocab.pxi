@@ -165,6 +165,10 @@ def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
             or dx_out.shape[1] != s.V or (weight is not None and weight.shape[0] != s.M)):
         raise ValueError(f"softmax_loss: y, mask, weight and dx_out must have the {s.M} rows of x "
                          f"{(s.M, s.V)}")
+    targets = np.asarray(y)
+    if s.M and (targets.min() < 0 or targets.max() >= s.V):  # x[m, y[m]] is read, dx written
+        raise ValueError(f"softmax_loss: y must hold word indices in [0, {s.V}), got "
+                         f"{targets.min() if targets.min() < 0 else targets.max()}")
     if s.V == 0 or s.M == 0:
         return 0.0
     row_loss = np.empty(s.M, dtype=np.float64)

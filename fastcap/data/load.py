@@ -20,8 +20,17 @@ class DataError(ValueError):
 
 
 def describe_data(spec):
-    if spec["source"] == "dir":
-        return f"{spec['path']} ({'PCA' if spec.get('pca', True) else 'fc7'} features)"
+    """The data of a spec in a few words: ``DIR (resnet50 PCA features)``, the CS231n files'
+    ``DIR (PCA features)`` / ``DIR (fc7 features)``, or the generated data's size."""
+    if spec["source"] in ("dir", "none"):
+        record = spec.get("features") or {}
+        net = record.get("extractor")
+        if spec.get("pca", True):
+            kind = f"{net} PCA features" if net else "PCA features"
+        else:
+            kind = f"{net} features" if net else "fc7 features"
+        where = spec["path"] if spec["source"] == "dir" else "data not recorded"
+        return f"{where} ({kind})"
     return (f"generated data ({spec['num_train_images']} train / {spec['num_val_images']} val "
             f"images, {spec['captions_per_image']} captions each, seed {spec['seed']})")
 
@@ -47,6 +56,9 @@ def load_data(spec, dtype=None):
                             "`fastcap make-data DIR` writes a generated one)")
         data = load_coco_data(path, max_train=None, pca_features=spec.get("pca", True))
         source = path
+    elif spec["source"] == "none":
+        raise DataError("the checkpoint does not record its data (a model saved from Python "
+                        "without its data directory): pass --data DIR")
     else:
         raise DataError(f"unknown data source {spec['source']!r}")
     check_data(data, source, dtype)

@@ -38,7 +38,8 @@ from .generated import CAPTION_LENGTH, MAX_WORDS, SPECIAL_TOKENS
 # (the one import of this floor from the floor above: fastcap.train.options keeps every command's).
 from ..train.options import PREPARE_OPTIONS
 
-__all__ = ["prepare", "read_features_record", "check_record", "load_pca", "apply_pca", "build_vocab",
+__all__ = ["prepare", "read_features_record", "check_record", "load_pca", "apply_pca", "pca_digest",
+           "build_vocab",
            "encode_captions", "FEATURES_FILE", "PCA_FILE", "PARTIAL_DIR", "OUTPUT_FILES"]
 
 FEATURES_FILE = "fastcap_features.json"
@@ -87,7 +88,8 @@ def _assign_splits(corpus, names, val_fraction, seed):
 
 
 # ---------------------------------------------------------------- files
-def _pca_digest(mean, components):
+def pca_digest(mean, components):
+    """The SHA-256 of a PCA (shapes and float32 little-endian bytes): what a record names."""
     h = hashlib.sha256()
     for a in (mean, components):
         a = np.ascontiguousarray(a, dtype="<f4")
@@ -157,7 +159,7 @@ def load_pca(data_dir, record):
     if comps.shape[0] != mean.shape[0] or not np.isfinite(comps).all() or \
             not np.isfinite(mean).all():
         raise ValueError(f"{path}: mean {mean.shape} and components {comps.shape} do not fit")
-    if _pca_digest(mean, comps) != record["pca_sha256"]:
+    if pca_digest(mean, comps) != record["pca_sha256"]:
         raise ValueError(f"{path} is not the PCA the features were made with (its SHA-256 "
                          "differs from the record's)")
     return mean, comps
@@ -271,8 +273,12 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
     n_train = len(names["train"])
     full_by = {"train": full[:n_train], "val": full[n_train:]}
     mean, comps = fit_pca(full_by["train"], pca_dim)
+    if comps.shape[1] < pca_dim:
+        say(f"PCA: {comps.shape[1]}-d, not the {pca_dim} asked for (--pca-dim): a PCA has at most "
+            f"as many dimensions as there are training images ({n_train}) and features "
+            f"({ext.dim})")
     record = {**ext.record(), "pca_dim": int(comps.shape[1]),
-              "pca_sha256": _pca_digest(mean, comps), "captions_file": os.path.abspath(
+              "pca_sha256": pca_digest(mean, comps), "captions_file": os.path.abspath(
                   captions_file), "captions_format": corpus.format, "images_dir": images_dir}
 
     # An old record would vouch for a directory half replaced: it goes first, comes back last.

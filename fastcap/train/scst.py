@@ -22,13 +22,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..captioning_solver import CaptioningSolver, TrainingDivergedError
+from ..captioning_solver import CaptioningSolver, TrainingDivergedError, iterations_per_epoch
 from ..metrics import Cider, caption_set
+from ..model.sequence import CELLS
 from ..runtime.memory import reserve
 from .evaluation import suppressing
-from .options import SCST_BASELINES, flag
+from .options import MIN_ITERATIONS, SCST_BASELINES, flag
 
-__all__ = ["SUPPRESSED", "SelfCritical", "SelfCriticalSolver", "ScstConfig"]
+__all__ = ["SUPPRESSED", "SelfCritical", "SelfCriticalSolver", "ScstConfig", "of_run",
+           "refuse_scratch", "schedule"]
 
 SUPPRESSED = ("<NULL>", "<START>")  # never sampled
 
@@ -41,6 +43,25 @@ class ScstConfig(NamedTuple):
     baseline: str
     max_length: int
     seed: int
+
+
+def refuse_scratch(train, started, from_scratch):
+    """Raise ValueError when the run config ``train`` asks for --scst from random weights
+    (``started``: False without --init-from or --resume) unless --scst-from-scratch."""
+    if train.get("scst") and not started and not from_scratch:
+        raise ValueError(f"{flag('scst')} fine-tunes a trained model: give {flag('init_from')} "
+                         "CHECKPOINT (a cross-entropy run's best.npz), or --resume an --scst run; "
+                         f"{flag('scst_from_scratch')} starts from random weights, which rarely "
+                         "learns")
+
+
+def of_run(data, train):
+    """The SelfCritical objective of a run whose config is ``train`` on ``data``; None
+    without --scst."""
+    if not train.get("scst"):
+        return None
+    return SelfCritical(data, ScstConfig(train["scst_samples"], train["scst_baseline"],
+                                         train["scst_max_length"], train["seed"]))
 
 
 class SelfCritical:
@@ -83,15 +104,16 @@ class SelfCritical:
                 f"baseline {c.baseline}, CIDEr-D rewards against the references of "
                 f"{len(self.images):,} training images")
 
-    def check_memory(self, model, batch_size):
-        """Raise OutOfMemory naming the options unless a step's samples fit (before any)."""
+    def check_memory(self, model, vocab_size, batch_size):
+        """Raise OutOfMemory naming the options unless a step's samples fit, before the model
+        is allocated. model: the run's fastcap.train.model_config.ModelConfig."""
         c = self.config
-        p = model.params
-        V, H, G = p["W_vocab"].shape[1], p["Wh"].shape[0], p["Wh"].shape[1]
+        H = model.hidden_dim
+        G = CELLS[model.cell_type].gates * H
         rows = batch_size * c.samples
         # per sampled word: its scores and their gradient (V), the gates and states
         # (G + 3H) of the forward and backward passes, in the model's dtype; the uniforms
-        per_word = (2 * V + 2 * G + 6 * H) * p["Wh"].dtype.itemsize + 8
+        per_word = (2 * vocab_size + 2 * G + 6 * H) * np.dtype(model.dtype).itemsize + 8
         reserve(rows * (c.max_length + 1) * per_word,
                 f"a self-critical step's {rows:,} sampled captions of up to {c.max_length} words",
                 f"{flag('scst_samples')} {c.samples} x {flag('batch_size')} {batch_size} images")
@@ -144,7 +166,7 @@ class SelfCriticalSolver(CaptioningSolver):
 
     @property
     def iterations_per_epoch(self):
-        return max(len(self.scst.images) // self.batch_size, 1)
+        return iterations_per_epoch(len(self.scst.images), self.batch_size)
 
     def _loss_and_grads(self):
         positions = (np.random if self.rng is None else self.rng).choice(len(self.scst.images),
@@ -163,3 +185,14 @@ class SelfCriticalSolver(CaptioningSolver):
             loss, grads = dp.sum_slices(self.model, len(positions), iteration, slice_loss)
         self.reward_history.extend(rewards)
         return loss, grads
+
+
+def schedule(scst, data):
+    """(solver class, its extra arguments, the examples an epoch goes over, what they are called,
+    the least iterations of a new run without --epochs) of a run on ``data`` whose
+    self-critical objective is ``scst`` (None: cross-entropy, over captions). A self-critical
+    run's batches are images, and it fine-tunes: no minimum of iterations."""
+    if scst is None:
+        return (CaptioningSolver, {}, data["train_captions"].shape[0], "training captions",
+                MIN_ITERATIONS)
+    return SelfCriticalSolver, {"scst": scst}, len(scst.images), "training images", 0

@@ -29,9 +29,9 @@ from ..runtime import progress as _progress
 from . import distributed as _distributed
 from . import metrics as _metrics, monitor
 from . import rundir
-from ..captioning_solver import CaptioningSolver, TrainingDivergedError, iterations_per_epoch
+from ..captioning_solver import TrainingDivergedError, iterations_per_epoch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .run_config import check_fits, init_options, resolve_config
+from .run_config import check_fits, data_pca, fit_schedule, init_options, resolve_config
 from ..data.load import DataError, describe_data, load_data, subsample_train
 from .evaluation import caption_loss, evaluate_captions, format_metrics
 from .interrupts import InterruptGuard, TrainingInterrupted
@@ -39,12 +39,12 @@ from .model_config import ModelConfig
 from ..runtime.precision import use_precision
 from .options import DEFAULTS, GENERATED_DEFAULTS
 from .run_outputs import plot_history, write_json, write_samples
-from .scst import ScstConfig, SelfCritical, SelfCriticalSolver
+from . import scst as _scst
 
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
            "resolve_config", "load_data", "Trainer", "evaluate_captions", "caption_loss"]
 
-BEST_NAME = "best.npz"  # the checkpoint of the best epoch by --best-metric
+BEST_NAME = rundir.BEST_NAME
 
 
 # ---------------------------------------------------------------- the run
@@ -76,11 +76,11 @@ class Trainer:
             self.init = load_checkpoint(options["init_from"])
             options = init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
-        if self.config["train"].get("scst") and self.init is None and self.ckpt is None \
-                and not options.get("scst_from_scratch"):
-            raise ValueError("--scst fine-tunes a trained model: give --init-from CHECKPOINT (a "
-                             "cross-entropy run's best.npz), or --resume an --scst run; "
-                             "--scst-from-scratch starts from random weights, which rarely learns")
+        _scst.refuse_scratch(self.config["train"], self.init is not None or self.ckpt is not None,
+                             options.get("scst_from_scratch"))
+        # A new run without --epochs gets as many as its data needs (fit_schedule, in setup).
+        self._given = {k for k, v in options.items() if v is not None}
+        self.notes = []  # what setup chose for the run, said in its first lines
         if self.init is not None:
             self.config["train"]["init_from"] = os.path.abspath(self.init.path)
             if options.get("data") is None:  # fine-tuning on the data it was trained on
@@ -88,13 +88,13 @@ class Trainer:
         if out_dir is None:
             out_dir = os.path.dirname(self.ckpt.path) if self.ckpt else rundir.default_out_dir()
         self.out_dir = os.path.abspath(os.fspath(out_dir))
-        self.checkpoint_path = os.path.join(self.out_dir, "checkpoint.npz")
+        self.checkpoint_path = os.path.join(self.out_dir, rundir.LAST_NAME)
         self.overwrite = bool(overwrite)
         if self.root:  # rank 0 alone writes the run directory
             rundir.check_out_dir(self.out_dir, self._resume_path(), self.overwrite)
         # What setup() makes (the data, model and solver; the validation subset), then the
         # loop's bookkeeping: declared here, so nothing is looked up by hasattr/getattr.
-        self.data = self.model = self.solver = self.source = None
+        self.data = self.model = self.solver = self.source = self.pca = None
         self.scst = None  # the self-critical objective (fastcap.train.scst) of an --scst run
         self.epochs = []
         self.eval_ids = self.eval_captions = self.eval_features = None
@@ -129,23 +129,26 @@ class Trainer:
         t = cfg["train"]
         self.data = subsample_train(self.data, t["max_train"], t["seed"])
         input_dim = int(self.data["train_features"].shape[1])
-        m = cfg["model"]
         for ckpt in (self.ckpt, self.init):
             if ckpt is not None:
                 ckpt.check_vocab(self.data["idx_to_word"], source)
                 ckpt.check_input_dim(input_dim, source)
+        # --scst: its rewards' references and document frequencies, once per run (else None)
+        self.scst = _scst.of_run(self.data, t)
+        solver, extra, per, unit, least = _scst.schedule(self.scst, self.data)
+        if self.ckpt is None:
+            self.notes = fit_schedule(cfg, per, self._given, unit, least)
+        self.pca = data_pca(cfg["data"])  # carried by every checkpoint (captioning needs it)
+        m = cfg["model"]
         m["input_dim"] = input_dim
-        solver, extra, per = CaptioningSolver, {}, self.data["train_captions"].shape[0]
-        if t.get("scst"):  # its rewards' references and document frequencies, once per run
-            self.scst = SelfCritical(self.data, ScstConfig(t["scst_samples"], t["scst_baseline"],
-                                                           t["scst_max_length"], t["seed"]))
-            solver, extra, per = SelfCriticalSolver, {"scst": self.scst}, len(self.scst.images)
-        # Before the model is allocated: what its checkpoints must hold has to fit them.
+        # Before the model is allocated: what its checkpoints must hold has to fit them, and
+        # a self-critical step's samples the memory.
         check_fits(cfg, len(self.data["idx_to_word"]), t["num_epochs"] * iterations_per_epoch(
             per, t["batch_size"]))
-        self.model = ModelConfig.from_dict(m).build(self.data["word_to_idx"], seed=t["seed"])
         if self.scst is not None:
-            self.scst.check_memory(self.model, t["batch_size"])
+            self.scst.check_memory(ModelConfig.from_dict(m), len(self.data["idx_to_word"]),
+                                   t["batch_size"])
+        self.model = ModelConfig.from_dict(m).build(self.data["word_to_idx"], seed=t["seed"])
         self.solver = solver(
             self.model, self.data, update_rule=t["update_rule"],
             optim_config={"learning_rate": t["learning_rate"]}, lr_decay=t["lr_decay"],
@@ -281,7 +284,7 @@ class Trainer:
         if not self.root:
             return True
         kw = dict(model=self.model, solver=self.solver, config=self.config, epochs=self.epochs,
-                  idx_to_word=self.data["idx_to_word"])
+                  idx_to_word=self.data["idx_to_word"], pca=self.pca)
         best, since = self._best_epoch()
         if best is not None and since == 0 and self._best_at != best["epoch"]:
             save_checkpoint(os.path.join(self.out_dir, BEST_NAME), **kw)
@@ -379,6 +382,8 @@ class Trainer:
                  f"{'' if per == 1 else 's'} of batch {s.batch_size}, "
                  f"{t['update_rule']} lr {t['learning_rate']:g} decay {t['lr_decay']:g}; "
                  f"writing to {self.out_dir}")
+        for note in self.notes:
+            self.say(f"note: {note}")
         if self.scst is not None:
             self.say(f"{self.scst.describe()}; batches of {s.batch_size} images")
         if self.ckpt is not None:

@@ -8,6 +8,8 @@ document frequencies fixed from a reference corpus (self-critical training's rew
 are checked against pycocoevalcap's scorer given the whole corpus.
 """
 import collections
+import io
+import json
 import os
 import re
 
@@ -16,7 +18,11 @@ import pytest
 from pycocoevalcap.cider.cider import Cider as ReferenceCider
 from pycocoevalcap.cider.cider_scorer import CiderScorer
 
+import fastcap
+from fastcap.cli.main import main as fastcap_main
 from fastcap.metrics import Cider, caption_set
+from fastcap.train import metrics as train_metrics
+from fastcap.train.trainer import Trainer
 
 TOL = 1e-9
 FLICKR8K = next((d for d in (os.environ.get("FASTCAP_FLICKR8K_DIR", ""),
@@ -130,6 +136,35 @@ def test_bad_input_is_named(call, words):
         call()
     for w in words:
         assert w in str(info.value)
+
+
+class Recording(Cider):
+    """fastcap's scorer, recording each corpus it scores with its result."""
+
+    calls = []
+
+    def compute_score(self, gts, res):
+        score, scores = super().compute_score(gts, res)
+        self.calls.append((gts, res, score))
+        return score, scores
+
+
+def test_the_epochs_and_evaluate_score_cider_with_it(tmp_path, monkeypatch, capsys):
+    """A run's per-epoch CIDEr and `fastcap evaluate`'s are fastcap.metrics.Cider's, and equal
+    pycocoevalcap's on the same captions."""
+    monkeypatch.setattr(train_metrics, "Cider", Recording)
+    monkeypatch.setattr(Recording, "calls", [])
+    options = dict(num_train_images=40, num_val_images=8, captions_per_image=3, hidden_dim=16,
+                   wordvec_dim=16, batch_size=20, epochs=3, dtype="float64", eval_images=0, lr=5e-3)
+    with fastcap.use_backend("numpy"):
+        Trainer(options, tmp_path / "r", progress=False, stdout=io.StringIO()).run()
+    history = json.loads((tmp_path / "r" / "history.json").read_text())["epochs"]
+    assert [score for _, _, score in Recording.calls[:4]] == [e["cider"] for e in history]
+    assert fastcap_main(["evaluate", str(tmp_path / "r"), "--backend", "numpy", "--json", "-"]) == 0
+    assert json.loads(capsys.readouterr().out)["cider"] == Recording.calls[-1][2]
+    assert len(Recording.calls) == 5 and max(score for _, _, score in Recording.calls) > 0  # n-grams matched
+    for gts, res, score in Recording.calls:
+        assert abs(score - ReferenceCider().compute_score(gts, res)[0]) <= TOL
 
 
 def _flickr8k(limit):

@@ -130,9 +130,9 @@ def test_samples_past_the_memory_are_named_before_the_model_exists(runs, monkeyp
     assert checkpoints(ce, run) == before
 
 
-def test_a_nan_reward_stops_the_resumed_run_with_its_checkpoints_intact(runs, monkeypatch):
-    _, ce, run = runs
-    before = checkpoints(ce, run)
+@pytest.fixture
+def nan_reward(monkeypatch):
+    """Every step's rewards hold a NaN (the middle sample's)."""
     rewards = SelfCritical.rewards
 
     def poisoned(self, positions, captions):
@@ -141,13 +141,33 @@ def test_a_nan_reward_stops_the_resumed_run_with_its_checkpoints_intact(runs, mo
         return r
 
     monkeypatch.setattr(SelfCritical, "rewards", poisoned)
-    with fastcap.use_backend("numpy"), pytest.raises(TrainingDivergedError) as info:
-        _resume(run).run()
+
+
+def _assert_nan_named(info, checkpoint):
     message = str(info.value)
     assert "\n" not in message and "--scst: the reward of training image" in message
     assert "nan" in message and "not a finite number" in message
-    assert f"the last good checkpoint, {run / 'checkpoint.npz'}, was kept" in message
+    assert f"the last good checkpoint, {checkpoint}, was kept" in message
+
+
+def test_a_nan_reward_stops_the_resumed_run_with_its_checkpoints_intact(runs, nan_reward):
+    _, ce, run = runs
+    before = checkpoints(ce, run)
+    with fastcap.use_backend("numpy"), pytest.raises(TrainingDivergedError) as info:
+        _resume(run).run()
+    _assert_nan_named(info, run / "checkpoint.npz")
     assert checkpoints(ce, run) == before
+
+
+def test_a_nan_reward_stops_a_new_run_with_epoch_0s_checkpoint(runs, tmp_path, nan_reward):
+    _, ce, _ = runs
+    out = tmp_path / "nan"
+    options = {"scst": True, "scst_samples": 3, "batch_size": 8, "init_from": str(ce / "checkpoint.npz"),
+               "eval_images": 0}
+    with fastcap.use_backend("numpy"), pytest.raises(TrainingDivergedError) as info:
+        Trainer(options, out, progress=False, stdout=io.StringIO()).run()
+    _assert_nan_named(info, out / "checkpoint.npz")
+    assert load_checkpoint(out / "checkpoint.npz").iteration == 0  # epoch 0's, intact
 
 
 @pytest.mark.parametrize("baseline", ["greedy", "mean"])

@@ -87,8 +87,15 @@ def _scorer_corpus():
     return refs, refs[(7 * np.arange(IMAGES) + 3) % IMAGES, 0], words, "Flickr8k captions"
 
 
+@pytest.fixture
+def rounds(request):
+    """Interleaved rounds of each side: pytest-benchmark's --benchmark-min-rounds (`fastcap bench`:
+    5; --quick: 3; `fastcap bench --filter scst -- --benchmark-min-rounds=1`: a smoke run)."""
+    return max(int(request.config.getoption("benchmark_min_rounds")), 1)
+
+
 @pytest.mark.parametrize("backend_name", COMPILED)
-def test_bench_cider_vs_pycocoevalcap(benchmark, backend_name):
+def test_bench_cider_vs_pycocoevalcap(benchmark, backend_name, rounds):
     from pycocoevalcap.cider.cider import Cider as Reference
 
     require_backend(backend_name)
@@ -110,7 +117,7 @@ def test_bench_cider_vs_pycocoevalcap(benchmark, backend_name):
         want = Reference().compute_score(gts, res)[1]
         assert np.max(np.abs(ids() - want)) <= 1e-9 and np.max(np.abs(strings() - want)) <= 1e-9
         paired(benchmark, {"pycocoevalcap": lambda: Reference().compute_score(gts, res),
-                           "ids": ids, "strings": strings}, rounds=3, reference="pycocoevalcap",
+                           "ids": ids, "strings": strings}, rounds=rounds, reference="pycocoevalcap",
                group=f"CIDEr-D {IMAGES} images x {REFS} references", impl=backend_name,
                target={"ids": [">=", 50.0]}, source=source)
 
@@ -130,7 +137,7 @@ def _scst_solver(cell="lstm"):
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_bench_scst_step_vs_cross_entropy(benchmark, backend, precision):
+def test_bench_scst_step_vs_cross_entropy(benchmark, backend, precision, rounds):
     if precision == "bfloat16" and backend != "cython":
         pytest.skip("the bfloat16 mode runs compiled on the Cython backend (the others emulate it)")
     n = SCST["images"] * SCST["samples"]
@@ -139,7 +146,7 @@ def test_bench_scst_step_vs_cross_entropy(benchmark, backend, precision):
         ce = wl.FastcapTrainer("lstm", n)
         samples = model.sample_multinomial(data["train_features"][:100], SCST["samples"], SCST["max_length"])
         sample_words = float((samples != wl.NULL).sum(axis=2).mean())  # words + <END>
-        paired(benchmark, {"scst": solver.step, "cross-entropy": ce.step}, rounds=5,
+        paired(benchmark, {"scst": solver.step, "cross-entropy": ce.step}, rounds=rounds,
                reference="scst", group=f"SCST step (K={SCST['samples']}, {SCST['images']} images) vs "
                                        f"cross-entropy step ({n} captions), lstm",
                impl=backend + ("-bf16" if precision == "bfloat16" else ""), target={"cross-entropy": ["<=", 3.0]},

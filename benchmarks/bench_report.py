@@ -381,6 +381,26 @@ def _targets_table(kinds, env=None):
     return lines + [""]
 
 
+def _paired_table(paired):
+    """Self-critical training's costs (test_bench_scst.py): each side's median from
+    interleaved repetitions and its ratio to the reference, with the target."""
+    if not paired:
+        return []
+    lines = ["## Self-critical training", "", "Each side against its reference in one process, "
+             "repetitions alternating; ratio = the reference's median over the side's.", "",
+             "| measured | impl | side | median | reference | ratio | target |", "|---|---|---|---:|---:|---:|---|"]
+    for group, by in paired.items():
+        for impl, b in by.items():
+            e = b["extra_info"]
+            for side, ratio in e["ratios"].items():
+                want = e.get("target", {}).get(side)
+                met = "" if not want else f"{want[0]} {want[1]:g}: " + (
+                    "met" if (ratio >= want[1] if want[0] == ">=" else ratio <= want[1]) else "**not met**")
+                lines.append(f"| {group} | {impl} | {side} | {_fmt_time(e['medians'][side])} | "
+                             f"{e['reference']} {_fmt_time(e['medians'][e['reference']])} | {ratio:.2f}x | {met} |")
+    return lines + [""]
+
+
 def report_markdown(data):
     meta = data.get("fastcap_bench_meta") or {}
     env = data.get("fastcap_environment") or {}
@@ -391,6 +411,7 @@ def report_markdown(data):
              "ratios of medians from this one run."), ""]
     lines += _env_lines(env, meta, kinds) + [""]
     lines += _targets_table(kinds, env)
+    lines += _paired_table(kinds.get("paired", {}))
     lines += _threads_table(kinds)
     lines += _step_tables(kinds.get("train", {}), "Training step",
                           "One training step: `model.loss` on a minibatch and an Adam update of every "

@@ -90,13 +90,7 @@ class CaptioningSolver:
         if dp is not None and not self._synced:
             dp.broadcast_state(self.model, self.rng)
             self._synced = True
-        captions, features, _ = sample_coco_minibatch(
-            self.data, batch_size=self.batch_size, split="train", rng=self.rng
-        )
-        if dp is None:
-            loss, grads = self.model.loss(features, captions)
-        else:
-            loss, grads = dp.loss_and_grads(self.model, features, captions, self.iteration + 1)
+        loss, grads = self._loss_and_grads()
         self.iteration += 1
         if not math.isfinite(loss):
             raise TrainingDivergedError(
@@ -108,6 +102,16 @@ class CaptioningSolver:
             next_w, self.optim_configs[p] = self._update(w, grads[p], self.optim_configs[p])
             self.model.params[p] = next_w
         return loss
+
+    def _loss_and_grads(self):
+        """The loss and gradients of the next minibatch (drawn from self.rng); under MPI,
+        summed over the ranks' slices of it."""
+        captions, features, _ = sample_coco_minibatch(
+            self.data, batch_size=self.batch_size, split="train", rng=self.rng
+        )
+        if self.data_parallel is None:
+            return self.model.loss(features, captions)
+        return self.data_parallel.loss_and_grads(self.model, features, captions, self.iteration + 1)
 
     def end_epoch(self):
         """Count an epoch and decay every learning rate by lr_decay."""

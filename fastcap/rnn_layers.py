@@ -248,7 +248,7 @@ def temporal_softmax_loss(x, y, mask, verbose=False):
     dx = np.empty_like(x)
     scale = 1.0 / N if N else 0.0
     loss = resolve().kernels.softmax_loss(
-        x.reshape(N * T, V), y.reshape(-1), mask.reshape(-1), scale, dx.reshape(N * T, V)
+        x.reshape(N * T, V), y.reshape(-1), mask.reshape(-1), scale, None, dx.reshape(N * T, V)
     )
     if verbose:
         print("dx_flat: ", (N * T, V))

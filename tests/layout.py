@@ -18,7 +18,7 @@ FLOORS = (
     ("runtime", ("fastcap.runtime",)),
     ("kernels", ("fastcap._kernels",)),
     ("model", ("fastcap.model", "fastcap.rnn_layers", "fastcap.classifiers", "fastcap.optim",
-               "fastcap.gradient_check")),
+               "fastcap.gradient_check", "fastcap.metrics")),
     ("data", ("fastcap.data", "fastcap.coco_utils", "fastcap.image_utils")),
     ("train", ("fastcap.train", "fastcap.captioning_solver")),
     ("inference", ("fastcap.inference",)),

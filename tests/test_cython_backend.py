@@ -108,7 +108,7 @@ def test_tanh_sigmoid_exp_accuracy(cy, dtype, tol):
     # softmax of rows [min(x, 0), 0] is exp(x) / (1 + exp(x)) in column 0
     rows = np.stack([np.minimum(x[0], 0), np.zeros(n, dtype)], axis=1)
     dx = np.empty_like(rows)
-    cy.softmax_loss(rows, np.ones(n, np.intp), np.ones(n, bool), 1.0, dx)
+    cy.softmax_loss(rows, np.ones(n, np.intp), np.ones(n, bool), 1.0, None, dx)
     e = np.exp(rows[:, 0].astype(np.longdouble))
     assert worst(dx[:, 0], e / (1 + e)) <= tol
     assert np.isfinite(h).all() and np.isfinite(ifog).all() and np.isfinite(dx).all()
@@ -166,9 +166,22 @@ def test_debug_build_checks_bounds(cy):
     if not cy.BUILD_INFO["debug"]:
         pytest.skip("normal build (bounds checks off); rebuild with FASTCAP_CYTHON_DEBUG=1 to run this")
     with pytest.raises(IndexError):
-        cy.argmax_words(np.ones((3, 4)), np.ones(4), -1, np.empty(2, dtype=np.intp))  # writes row 2 of 2
-    with pytest.raises(IndexError):
         cy.rnn_cell_forward(np.ones((3, 3)), np.ones((3, 3)), np.empty((4, 3)))  # reads row 3 of 3
+
+
+@pytest.mark.parametrize("call", [
+    lambda cy: cy.argmax_words(np.ones((3, 4)), np.ones(4), -1, np.empty(2, dtype=np.intp)),  # row 2 of 2
+    lambda cy: cy.argmax_words(np.ones((3, 4)), np.ones(3), -1, np.empty(3, dtype=np.intp)),
+    lambda cy: cy.sample_words(np.ones((3, 4)), np.ones(4), np.full(2, 0.5), -1, np.empty(3, dtype=np.intp)),
+    lambda cy: cy.softmax_loss(np.ones((3, 4)), np.zeros(3, np.intp), np.ones(3, bool), 1.0, np.ones(2),
+                               np.empty((3, 4))),
+    lambda cy: cy.softmax_loss(np.ones((3, 4)), np.array([0, 4, 1]), np.ones(3, bool), 1.0, None,
+                               np.empty((3, 4))),  # a target past V
+])
+def test_row_kernels_refuse_sizes_and_targets_that_do_not_fit(cy, call):
+    """The kernels that read rows through raw pointers check their sizes (every build)."""
+    with pytest.raises(ValueError):
+        call(cy)
 
 
 def test_kernels_accept_read_only_arrays(cy, rng):
@@ -180,8 +193,8 @@ def test_kernels_accept_read_only_arrays(cy, rng):
     mask = np.ones(6, bool)
     mask.setflags(write=False)
     dx_c, dx_n = np.empty_like(x), np.empty_like(x)
-    loss_c = cy.softmax_loss(x, y, mask, 0.5, dx_c)
-    loss_n = _backend.load("numpy").softmax_loss(x, y, mask, 0.5, dx_n)
+    loss_c = cy.softmax_loss(x, y, mask, 0.5, None, dx_c)
+    loss_n = _backend.load("numpy").softmax_loss(x, y, mask, 0.5, None, dx_n)
     assert rel_error(loss_c, loss_n) <= 1e-10 and rel_error(dx_c, dx_n) <= 1e-10
 
 

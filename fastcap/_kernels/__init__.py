@@ -10,10 +10,13 @@ once, for every backend, the matrix products (BLAS), the reshaping and the row
 gathers (NumPy indexing: the embedding lookup and the per-word projection
 table, as fast as a compiled loop; see ``fastcap.model.sequence``); they call these
 kernels for the recurrences and the elementwise and scatter work in between.
-One kernel is a whole loop, products included: ``greedy_decode`` (the model's
-greedy decoding), so that the Cython backend runs every step in C instead of
-returning to Python per operation; its definition is the reference loop in
+Two kernels are a whole loop, products included: ``greedy_decode`` (the model's
+greedy decoding) and ``sample_decode`` (the same loop drawing each word), so that
+the Cython backend runs every step in C instead of returning to Python per
+operation; their definition is the reference loop in
 ``fastcap/_kernels/greedy.py``, which the other backends run over their kernels.
+``cider_df`` returns a backend-specific table (as ``recurrent_pack`` returns packed
+weights) that only the same backend's ``cider_d`` reads.
 Kernels therefore trust their inputs:
 
 * float arrays all share one dtype, float32 or float64;
@@ -104,16 +107,27 @@ KERNELS = {
         '(dout (M,W), idx (M,) int64, dW_out (V,W)): dW = scatter-add of dout rows at idx'),
     # --- masked softmax cross-entropy ---
     "softmax_loss": Kernel(
-        ('x', 'y', 'mask', 'scale', 'dx_out'), ('dx_out',),
-        '(x (M,V), y (M,) int64, mask (M,) bool, scale float, dx_out (M,V)) -> float: returns '
-        'scale * sum over rows with mask of -log softmax(x[m])[y[m]]; dx_out = scale * '
-        '(softmax(x) - onehot(y)) on those rows and 0 on masked-out rows'),
+        ('x', 'y', 'mask', 'scale', 'weight', 'dx_out'), ('dx_out',),
+        '(x (M,V), y (M,) int64, mask (M,) bool, scale float, weight (M,) float64 or None (1 for '
+        'every row), dx_out (M,V)) -> float: returns scale * sum over rows with mask of '
+        'weight[m] * -log softmax(x[m])[y[m]]; dx_out = scale * weight[m] * (softmax(x) - '
+        'onehot(y)) on those rows and 0 on masked-out rows (self-critical training weighs each '
+        "caption's words by its reward's advantage)"),
     # --- greedy decoding: the next word of every caption ---
     "argmax_words": Kernel(
         ('scores', 'b_vocab', 'end', 'words_out'), ('words_out',),
         '(scores (N,V), b_vocab (V,), end int, words_out (N,) intp) -> int: words_out[n] = the '
         "first argmax over v of scores[n, v] + b_vocab[v] (np.argmax's rules: lowest index on "
         'ties, a NaN wins at its first position); returns how many rows picked `end`'),
+    "sample_words": Kernel(
+        ('scores', 'b_vocab', 'uniforms', 'end', 'words_out'), ('words_out',),
+        '(scores (N,V), b_vocab (V,), uniforms (N,) float64 in [0, 1), end int, words_out (N,) '
+        'intp) -> int: words_out[n] = a word drawn from softmax(scores[n] + b_vocab) by the '
+        'inverse of its distribution at uniforms[n]: with s = scores[n] + b_vocab (in the '
+        "array dtype) and e_j = exp(s_j - max s) in float64, the first j whose running sum "
+        'e_0 + ... + e_j (in order, float64) exceeds uniforms[n] * (e_0 + ... + e_{V-1}), else '
+        'the last j with e_j > 0; a row whose max is not finite (NaN, +inf, all -inf) takes '
+        "argmax_words' word; returns how many rows picked `end`"),
     "pack_matrix": Kernel(
         ('b',), (),
         '(b (K,N) float32 or float64) -> packed: b in the layout this backend\'s greedy_decode '
@@ -130,6 +144,32 @@ KERNELS = {
         'first) through table row w = W_embed[w] @ Wx + b (filled where not known, known set), '
         'one recurrent step, and keeps argmax_words of h @ W_vocab + b_vocab; a caption that '
         'emits `end` leaves the batch, its later words are `null`'),
+    "sample_decode": Kernel(
+        ('h0', 'c0', 'W_embed', 'Wxp', 'b', 'Whp', 'W_vocabp', 'b_vocab', 'table', 'known', 'start',
+         'end', 'null', 'uniforms', 'captions_out'), ('table', 'known', 'captions_out'),
+        '(the arguments of greedy_decode, and uniforms (N,L) float64 in [0, 1)): sampled '
+        "captions, greedy_decode's loop with sample_words in place of argmax_words: caption n's "
+        "word t is drawn at uniforms[n, t] (the random stream is the caller's, so the captions "
+        'do not depend on the backend or the thread count)'),
+    # --- CIDEr-D (fastcap.metrics.Cider): captions as word ids, n-grams n = 1..4 ---
+    # A caption set is tokens (T,) intp word ids in [0, 2**32 - 1) and starts (C+1,) intp:
+    # caption c is tokens[starts[c]:starts[c+1]].
+    "cider_df": Kernel(
+        ('tokens', 'starts', 'images'), (),
+        '(tokens, starts: reference captions, images (I+1,) intp: image i\'s references are '
+        'captions images[i]:images[i+1]) -> table: the document frequency of every n-gram of '
+        'the references (how many images have it in a reference) and I, in the layout this '
+        "backend's cider_d takes; made once per reference corpus"),
+    "cider_d": Kernel(
+        ('table', 'cand_tokens', 'cand_starts', 'ref_tokens', 'ref_starts', 'refs', 'scores_out'),
+        ('scores_out',),
+        '(table = cider_df(...), candidates (cand_tokens, cand_starts: K captions), references '
+        '(ref_tokens, ref_starts), refs (K,2) intp, scores_out (K,) float64): scores_out[k] = '
+        "CIDEr-D of candidate k against reference captions refs[k,0]:refs[k,1] (pycocoevalcap's "
+        'CiderScorer with the table\'s document frequencies: tf-idf vectors per n, idf = '
+        'log(I) - log(max(1, df)), the candidate\'s entries clipped at the reference\'s, '
+        'cosine per n, times exp(-(bigrams_c - bigrams_r)**2 / 72), averaged over n and '
+        'references, times 10)'),
     # --- update rules, in place on w and on the optimizer state ---
     "sgd_update": Kernel(
         ('w', 'dw', 'lr'), ('w',),

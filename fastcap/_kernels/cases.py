@@ -93,6 +93,13 @@ class PackM(NamedTuple):
     bf16: bool = False
 
 
+class Keep(NamedTuple):
+    """An argument whose dtype the contract fixes (float64 weights, uniforms and scores):
+    ``as_dtype`` leaves it as it is, ``bind`` passes a copy of the array."""
+
+    a: np.ndarray
+
+
 def _batch_sizes(rng, N, T, captions):
     """(T,) intp: how many sequences run at each step, longest first. From
     captions: each runs to its last scored word, as the model packs them.
@@ -175,7 +182,8 @@ def softmax_loss(rng, dtype, N, T, V, captions=None, **_):
     else:
         y = _time_major(captions, slice(1, None))
         mask = y != 0
-    return [x, y, mask, 1.0 / N, _empty(dtype, M, V)]
+    # a weight per row, of either sign, as self-critical training's advantages
+    return [x, y, mask, 1.0 / N, Keep(rng.standard_normal(M)), _empty(dtype, M, V)]
 
 
 def argmax_words(rng, dtype, N, V, **_):
@@ -184,6 +192,19 @@ def argmax_words(rng, dtype, N, V, **_):
     b_vocab = rng.integers(0, 2, V).astype(dtype)
     scores[-1, V // 2] = np.nan  # a NaN wins, as in np.argmax
     return [scores, b_vocab, 2 % V, np.full(N, -7, dtype=np.intp)]
+
+
+def sample_words(rng, dtype, N, V, **_):
+    """Scores spread over many words, so the draws differ from the argmax; the top of
+    [0, 1) as a uniform; a suppressed word (b_vocab -inf: never drawn); a row with a NaN,
+    which takes the argmax (the NaN's position)."""
+    scores = _f(rng, dtype, N, V, scale=2)
+    b_vocab = _f(rng, dtype, V)
+    b_vocab[V // 3] = -np.inf
+    uniforms = rng.random(N)
+    uniforms[0] = np.nextafter(1.0, 0.0)
+    scores[-1, V // 2] = np.nan
+    return [scores, b_vocab, Keep(uniforms), 2 % V, np.full(N, -7, dtype=np.intp)]
 
 
 def pack_matrix(rng, dtype, H, V, **_):
@@ -219,6 +240,63 @@ def greedy_decode(rng, dtype, N, T, H, V=300, W=16, gates=4, **_):
     c0 = _f(rng, dtype, N, H) if gates == 4 else None
     return [h0, c0, W_embed, PackM(Wx), b, Wh, PackM(W_vocab), b_vocab, table, known, start, end,
             null, np.full((N, T), -7, dtype=np.int32)]
+
+
+def sample_decode(rng, dtype, N, T, H, V=300, W=16, gates=4, **_):
+    """greedy_decode's case with W_vocab scaled down, so that the few words that can win
+    share the mass and the draws vary, and a uniform per caption and step."""
+    args = greedy_decode(rng, dtype, N, T, H, V, W, gates)
+    args[6] = PackM(args[6].b / 6)
+    return args[:13] + [Keep(rng.random((N, T))), args[13]]
+
+
+class Table(NamedTuple):
+    """cider_d's table: cider_df of these references by the backend under test (``bind``)."""
+
+    tokens: np.ndarray
+    starts: np.ndarray
+    images: np.ndarray
+
+
+def _caption_set(texts):
+    """Captions (sequences of word ids) -> (tokens (T,) intp, starts (C+1,) intp)."""
+    starts = np.zeros(len(texts) + 1, dtype=np.intp)
+    starts[1:] = np.cumsum([len(t) for t in texts])
+    tokens = np.concatenate([np.asarray(t, dtype=np.intp) for t in texts]) if texts else np.zeros(0, np.intp)
+    return tokens, starts
+
+
+def _cider_corpus(rng, N, captions):
+    """N images, each with 1 to 5 references and a candidate: (candidates, references,
+    images (N+1,) offsets). Drawn: 0 to 12 words of 9, so n-grams repeat within and across
+    captions, and some candidates copy a reference. From the benchmark's captions (their
+    words up to <END>): 5 references and a candidate per image, taken in turn."""
+    if captions is None:
+        def draw():
+            return rng.integers(0, 9, rng.integers(0, 13))
+        counts = rng.integers(1, 6, N)
+        refs = [draw() for _ in range(counts.sum())]
+        images = np.concatenate([[0], np.cumsum(counts)]).astype(np.intp)
+        cands = [refs[images[i]] if rng.random() < 0.2 else draw() for i in range(N)]
+    else:
+        texts = [row[1:][: np.argmax(np.append(row[1:], 2) == 2)] for row in captions]
+        refs = [texts[(5 * i + j) % len(texts)] for i in range(N) for j in range(5)]
+        images = np.arange(0, 5 * N + 1, 5, dtype=np.intp)
+        cands = [texts[(7 * i + 3) % len(texts)] for i in range(N)]
+    return cands, refs, images
+
+
+def cider_df(rng, dtype, N, captions=None, **_):
+    _, refs, images = _cider_corpus(rng, N, captions)
+    return [*_caption_set(refs), images]
+
+
+def cider_d(rng, dtype, N, captions=None, **_):
+    cands, refs, images = _cider_corpus(rng, N, captions)
+    ref_tokens, ref_starts = _caption_set(refs)
+    ranges = np.ascontiguousarray(np.stack([images[:-1], images[1:]], axis=1))
+    return [Table(ref_tokens, ref_starts, images), *_caption_set(cands), ref_tokens, ref_starts,
+            ranges, Keep(np.full(N, np.nan))]
 
 
 # The update rules run on an (H, 4H) array: the LSTM's Wh, the largest recurrent parameter.
@@ -267,8 +345,12 @@ CASES = {
     "embedding_backward": _case("embedding_backward", embedding_backward, 2e-6),
     "softmax_loss": _case("softmax_loss", softmax_loss, 2e-6),
     "argmax_words": _case("argmax_words", argmax_words, 0.0),
+    "sample_words": _case("sample_words", sample_words, 0.0),
     "pack_matrix": _case("pack_matrix", pack_matrix, None),  # backend-specific: the greedy_decode row
     "greedy_decode": _case("greedy_decode", greedy_decode, 2e-6),  # captions exact, the table rows 2e-6
+    "sample_decode": _case("sample_decode", sample_decode, 2e-6),  # as greedy_decode
+    "cider_df": _case("cider_df", cider_df, None),  # backend-specific: the cider_d row
+    "cider_d": _case("cider_d", cider_d, 1e-12),  # float64 whatever the model's dtype
     "sgd_update": _case("sgd_update", sgd_update, 1e-6),
     "sgd_momentum_update": _case("sgd_momentum_update", sgd_momentum_update, 1e-6),
     "rmsprop_update": _case("rmsprop_update", rmsprop_update, 1e-6),
@@ -330,6 +412,8 @@ BF16_CASES = {
     # captions exact; the table rows as matmul_bf16
     "greedy_decode": _case("greedy_decode", _bf16(greedy_decode), 1.5e-6),
     "greedy_decode rnn": _case("greedy_decode", _bf16(_rnn(greedy_decode)), 1.5e-6),
+    "sample_decode": _case("sample_decode", _bf16(sample_decode), 1.5e-6),
+    "sample_decode rnn": _case("sample_decode", _bf16(_rnn(sample_decode)), 1.5e-6),
 }
 
 
@@ -348,8 +432,11 @@ def as_dtype(args, dtype):
 
 def bind(kernels, args):
     """The arguments to call a kernel of `kernels` with: copies of the arrays,
-    every Pack packed by that backend's recurrent_pack, every PackB and PackM by its pack_bf16 or pack_matrix."""
+    every Pack packed by that backend's recurrent_pack, every PackB and PackM by its pack_bf16 or
+    pack_matrix, every Table by its cider_df."""
     return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose, a.bf16) if isinstance(a, Pack)
             else kernels.pack_bf16(a.b.copy()) if isinstance(a, PackB) or isinstance(a, PackM) and a.bf16
             else kernels.pack_matrix(a.b.copy()) if isinstance(a, PackM)
+            else a.a.copy() if isinstance(a, Keep)
+            else kernels.cider_df(a.tokens.copy(), a.starts.copy(), a.images.copy()) if isinstance(a, Table)
             else a.copy() if isinstance(a, np.ndarray) else a for a in args]

@@ -23,11 +23,13 @@
 # * The recurrences (recurrence_engine.pxi): float32 runs on the compiled
 #   recurrent engine in fastcap/_kernels/engine/ (C), float64 on the shared
 #   BLAS time loop around the cell kernels below.
-# * Greedy decoding (decode_engine.pxi): float32 and bf16 run the whole word
-#   loop in C (fastcap/_kernels/engine/decode.c), one call per decoding, over
-#   weights packed once for it (``pack_matrix``, ``pack_bf16``,
-#   ``recurrent_pack``); float64 runs the reference loop (fastcap/_kernels/greedy.py)
-#   on this module's kernels.
+# * Greedy decoding and sampling (decode_engine.pxi): float32 and bf16 run the
+#   whole word loop in C (fastcap/_kernels/engine/decode.c), one call per
+#   decoding, over weights packed once for it (``pack_matrix``, ``pack_bf16``,
+#   ``recurrent_pack``); float64 runs the reference loop
+#   (fastcap/_kernels/greedy.py) on this module's kernels.
+# * CIDEr-D (cider.pxi): the document frequencies and the scores in C
+#   (fastcap/_kernels/engine/cider.c), candidates split over the pool.
 # * Kernels trust their inputs (the public layers validated shapes, dtypes and
 #   index ranges). ``setup.py`` compiles with boundscheck, wraparound and
 #   initializedcheck off; ``FASTCAP_CYTHON_DEBUG=1`` at build time turns them
@@ -220,6 +222,7 @@ def _set_parallel_min(Py_ssize_t n):
 
 include "cells.pxi"
 include "vocab.pxi"
+include "cider.pxi"
 include "updates.pxi"
 
 

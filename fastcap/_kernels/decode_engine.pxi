@@ -1,8 +1,8 @@
-# Greedy decoding on the compiled engine (included by cython_backend.pyx after
-# recurrence_engine.pxi): ``pack_matrix`` packs the float32 operands of the
-# products once per decoding, and ``greedy_decode`` runs the whole word loop in
-# one call without the GIL (fastcap/_kernels/engine/decode.c), which the model
-# calls instead of a Python loop of kernels (fastcap/_kernels/greedy.py, the
+# Greedy decoding and sampling on the compiled engine (included by cython_backend.pyx
+# after recurrence_engine.pxi): ``pack_matrix`` packs the float32 operands of the
+# products once per decoding, and ``greedy_decode`` / ``sample_decode`` run the whole
+# word loop in one call without the GIL (fastcap/_kernels/engine/decode.c), which the
+# model calls instead of a Python loop of kernels (fastcap/_kernels/greedy.py, the
 # reference, still runs float64 and the engine switched off).
 #
 # The wrapper checks every size and index the C code uses before it runs, so
@@ -15,7 +15,7 @@ from fastcap._kernels import greedy as _greedy
 # This backend's kernels the reference loop calls.
 _DECODE_KERNELS = _types.SimpleNamespace(
     rnn_recurrence_forward=rnn_recurrence_forward, lstm_recurrence_forward=lstm_recurrence_forward,
-    argmax_words=argmax_words, matmul_bf16=matmul_bf16)
+    argmax_words=argmax_words, sample_words=sample_words, matmul_bf16=matmul_bf16)
 
 cdef extern from "engine/engine.h" nogil:
     ctypedef struct fc_decode:
@@ -32,6 +32,7 @@ cdef extern from "engine/engine.h" nogil:
         float *table
         uint8_t *known
         Py_ssize_t start, end, null
+        const double *uniforms
         int32_t *captions
     int fc_greedy_decode(const fc_decode *d, int nthreads)
 
@@ -57,7 +58,7 @@ def pack_matrix(b):  # IN (K, N) -> PackedPanels of float32 panels (float32, eng
 cdef _array(str name, a, int ndim, dtype):
     """a if it is a C-contiguous ndim array of dtype, else ValueError naming it."""
     if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype != dtype or not a.flags.c_contiguous:
-        raise ValueError(f"greedy_decode: {name} must be a C-contiguous {ndim}-d {np.dtype(dtype)} array, got "
+        raise ValueError(f"greedy_decode / sample_decode: {name} must be a C-contiguous {ndim}-d {np.dtype(dtype)} array, got "
                          f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
     return a
 
@@ -76,11 +77,37 @@ def greedy_decode(h0,  # IN (N, H) initial hidden state
                   end,  # IN the word that ends a caption, in [0, V) (-1: none)
                   null,  # IN the word after a caption's end, in [0, V)
                   captions_out):  # OUT (N, L) int32
+    _decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start, end, null, None,
+            captions_out)
+
+
+def sample_decode(h0,  # IN (N, H) initial hidden state
+                  c0,  # IN (N, H) initial cell state (LSTM), None (RNN)
+                  W_embed,  # IN (V, W)
+                  Wxp,  # IN Wx (W, G) by pack_matrix (float32 products) or pack_bf16 (bf16)
+                  b,  # IN (G,)
+                  Whp,  # IN Wh (H, G) by recurrent_pack (not transposed)
+                  W_vocabp,  # IN W_vocab (H, V) by pack_matrix or pack_bf16, as Wxp
+                  b_vocab,  # IN (V,)
+                  table,  # IN/OUT (V, G) row w = W_embed[w] @ Wx + b where known[w]
+                  known,  # IN/OUT (V,) bool: rows of table filled
+                  start,  # IN first word fed, in [0, V)
+                  end,  # IN the word that ends a caption, in [0, V) (-1: none)
+                  null,  # IN the word after a caption's end, in [0, V)
+                  uniforms,  # IN (N, L) float64 in [0, 1): caption n's word t is drawn at [n, t]
+                  captions_out):  # OUT (N, L) int32
+    _decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start, end, null,
+            uniforms, captions_out)
+
+
+cdef _decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start, end, null,
+             uniforms, captions_out):
+    """greedy_decode (uniforms None) or sample_decode: the arguments checked, then the loop."""
     cdef bint engine = (isinstance(Whp, PackedRecurrent) and isinstance(Wxp, PackedPanels)
                         and isinstance(W_vocabp, PackedPanels))
     if not engine:  # float64, or the engine off: the reference loop on this backend's kernels
         return _greedy.greedy_decode(_DECODE_KERNELS, h0, c0, W_embed, Wxp, b, Whp, W_vocabp,
-                                     b_vocab, table, known, start, end, null, captions_out)
+                                     b_vocab, table, known, start, end, null, captions_out, uniforms)
     cdef PackedRecurrent Wh = Whp
     cdef PackedPanels Wx = Wxp, Wv = W_vocabp
     cdef Py_ssize_t H = Wh.H, G = Wh.G, N, L, V, W
@@ -99,6 +126,7 @@ def greedy_decode(h0,  # IN (N, H) initial hidden state
     _array("table", table, 2, np.float32)
     _array("known", known, 1, np.bool_)
     _array("captions_out", captions_out, 2, np.int32)
+    sampling = uniforms is not None
     # the packed weights give the dimensions (Whp: H and G), h0 the captions: the rest must fit
     W, V = Wx.shape[0], Wv.shape[1]
     N, L = h0.shape[0], captions_out.shape[1]
@@ -109,6 +137,8 @@ def greedy_decode(h0,  # IN (N, H) initial hidden state
     _check("captions_out", captions_out.shape, (N, L))
     if lstm:
         _check("c0", _array("c0", c0, 2, np.float32).shape, (N, H))
+    if sampling:
+        _check("uniforms", _array("uniforms", uniforms, 2, np.float64).shape, (N, L))
     _check("b", b.shape, (G,))
     _check("b_vocab", b_vocab.shape, (V,))
     _check("table", table.shape, (V, G))
@@ -126,6 +156,7 @@ def greedy_decode(h0,  # IN (N, H) initial hidden state
     cdef float[:, ::1] table_ = table
     cdef uint8_t[::1] known_ = known.view(np.uint8)
     cdef int32_t[:, ::1] cap_ = captions_out
+    cdef const double[:, ::1] u_ = uniforms if sampling else np.zeros((0, 0))
     cdef fc_decode d
     d.N, d.L, d.H, d.G, d.V, d.W, d.lstm = <int>N, <int>L, <int>H, <int>G, <int>V, <int>W, lstm
     d.h0 = _p(h0_)
@@ -137,6 +168,7 @@ def greedy_decode(h0,  # IN (N, H) initial hidden state
     d.table = _w(table_)
     d.known = &known_[0] if V else NULL
     d.start, d.end, d.null = start, end, null
+    d.uniforms = &u_[0, 0] if sampling and N and L else NULL
     d.captions = &cap_[0, 0] if N and L else NULL
     cdef int rc, nth = _engine_threads
     with nogil:

@@ -1,4 +1,5 @@
-"""Greedy decoding written as a Python loop over kernels: the reference of ``greedy_decode``.
+"""Greedy decoding written as a Python loop over kernels: the reference of ``greedy_decode``
+and ``sample_decode``.
 
 Every backend's ``greedy_decode`` kernel for the cases the compiled engine does
 not take (the NumPy and Numba backends always; the Cython backend for float64
@@ -14,6 +15,9 @@ the definition of the loop the engine runs in C (fastcap/_kernels/engine/decode.
 * a caption that emits ``end`` leaves the batch (its rows of h and c are
   dropped, the others keep their order) and its later words stay ``null``;
   the loop ends after ``L`` words or when every caption has ended.
+
+``sample_decode`` is the same loop with the next word drawn by ``sample_words``
+(caption n's word t at ``uniforms[n, t]``) instead of ``argmax_words``.
 
 Products read their right operand as this module's ``pack_matrix`` leaves it
 (the matrix itself, BLAS) or as ``pack_bf16`` packs it (the bfloat16 mode: both
@@ -39,10 +43,11 @@ def _product(kernels, a, bp):
 
 
 def greedy_decode(kernels, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start,
-                  end, null, captions_out):
+                  end, null, captions_out, uniforms=None):
     """Greedy captions into captions_out (N, L) int32 from h0 (N, H) and c0 (N, H) (None:
     a vanilla RNN); table (V, G) and known (V,) bool are the per-word input projections,
-    filled here where missing. See the module docstring."""
+    filled here where missing; uniforms (N, L) float64: sampled captions instead. See the
+    module docstring."""
     N, L = captions_out.shape
     captions_out.fill(null)
     h, c = h0, c0
@@ -63,7 +68,12 @@ def greedy_decode(kernels, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, tabl
             kernels.lstm_recurrence_forward(xw, h, c, Whp, batch, ifog, c_next, h_next)
             c = c_next
         h = h_next
-        ended = kernels.argmax_words(_product(kernels, h, W_vocabp), b_vocab, end, word)
+        scores = _product(kernels, h, W_vocabp)
+        if uniforms is None:
+            ended = kernels.argmax_words(scores, b_vocab, end, word)
+        else:
+            ended = kernels.sample_words(scores, b_vocab, np.ascontiguousarray(uniforms[alive, t]),
+                                         end, word)
         captions_out[alive, t] = word
         if ended:
             keep = word != end
@@ -75,13 +85,19 @@ def greedy_decode(kernels, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, tabl
 
 def kernels(backend):
     """The table's decoding kernels of a backend that decodes with this loop over its own
-    kernels (`backend`: the backend module): (pack_matrix, greedy_decode), each with the
-    table's arguments."""
+    kernels (`backend`: the backend module): (pack_matrix, greedy_decode, sample_decode),
+    each with the table's arguments."""
 
     def greedy_decode_kernel(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start,
                              end, null, captions_out):
         greedy_decode(backend, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known,
                       start, end, null, captions_out)
 
+    def sample_decode_kernel(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, start,
+                             end, null, uniforms, captions_out):
+        greedy_decode(backend, h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known,
+                      start, end, null, captions_out, uniforms)
+
     greedy_decode_kernel.__name__ = greedy_decode_kernel.__qualname__ = "greedy_decode"
-    return pack_matrix, greedy_decode_kernel
+    sample_decode_kernel.__name__ = sample_decode_kernel.__qualname__ = "sample_decode"
+    return pack_matrix, greedy_decode_kernel, sample_decode_kernel

@@ -49,33 +49,15 @@ from numba import types
 from numba.extending import overload
 
 from . import blas_recurrence, greedy
-from ..runtime import env
 from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
-
-CACHE_ENV_VAR = "FASTCAP_NUMBA_CACHE"
-
-
-def _cache_enabled():
-    # A cached build does not record whether it was bounds-checked, so a
-    # bounds-checked run must compile afresh.
-    if numba.config.BOUNDSCHECK:
-        return False
-    return env.read(CACHE_ENV_VAR)
-
-
-CACHE = _cache_enabled()
-_OPTIONS = dict(cache=CACHE, error_model="numpy")
+from .numba_cider import cider_d, cider_df  # noqa: F401 (kernels: CIDEr-D)
+from .numba_jit import CACHE, OPTIONS as _OPTIONS, jit as _jit
 # The float32 exp polynomial may use FMA instructions (fastmath "contract" only:
 # no reassociation, no assumptions about NaN or infinities); it is about 20%
 # faster. The kernels themselves round every operation as NumPy does, since
 # expressions like 1 - tanh(c)**2 or m*v - lr*dw can cancel, and a fused
 # rounding would then show up in the float64 parity with the reference.
 _MATH_OPTIONS = dict(_OPTIONS, fastmath={"contract"})
-
-
-def _jit(fn):
-    """Lazy (no signature) njit: compiles on first call, never at import."""
-    return numba.njit(**_OPTIONS)(fn)
 
 
 # ----------------------------------------------------------------------------
@@ -291,22 +273,23 @@ def _row_sum(a):
 
 
 @_jit
-def softmax_loss(x, y, mask, scale, dx_out):
-    # x, dx_out: (M, V); y: (M,) int64; mask: (M,) bool -> loss (float)
+def _softmax_loss(x, y, mask, scale, weight, dx_out):
+    # x, dx_out: (M, V); y: (M,) int64; mask: (M,) bool; weight: (M,) float64 -> loss (float)
     M, V = x.shape
-    one, sc = x.dtype.type(1.0), x.dtype.type(scale)
+    one = x.dtype.type(1.0)
     total = 0.0  # float64, as the reference sums its per-row terms
     for m in range(M):
         d = dx_out[m]
         if not mask[m]:
             d[:] = 0
             continue
+        sc = x.dtype.type(scale * weight[m])
         row = x[m]
         mx = _row_max(row)
         for v in range(V):
             d[v] = _exp(row[v] - mx)
         s = _row_sum(d)
-        total += (row[y[m]] - mx) - math.log(s)  # log softmax(x)[y], in the array dtype
+        total += weight[m] * ((row[y[m]] - mx) - math.log(s))  # log softmax(x)[y], in the array dtype
         r = one / s
         rs = r * sc
         e_y = d[y[m]]
@@ -316,28 +299,66 @@ def softmax_loss(x, y, mask, scale, dx_out):
     return -total * scale
 
 
+def softmax_loss(x, y, mask, scale, weight, dx_out):
+    # weight None: 1 for every row (a product with 1.0 changes no bit)
+    return _softmax_loss(x, y, mask, scale, np.ones(x.shape[0]) if weight is None else weight, dx_out)
+
+
 # ----------------------------------------------------------------------------
 # greedy decoding
 
 
 @_jit
+def _argmax_row(row, b_vocab):
+    # The first argmax of row + b_vocab (a NaN wins at its first position, as in np.argmax)
+    # and its value.
+    best, top = 0, row[0] + b_vocab[0]
+    if top == top:
+        for v in range(1, row.shape[0]):
+            s = row[v] + b_vocab[v]
+            if s > top:
+                best, top = v, s
+            elif s != s:
+                return v, s
+    return best, top
+
+
+@_jit
 def argmax_words(scores, b_vocab, end, words_out):
     # scores: (N, V), b_vocab: (V,) -> words_out: (N,) the first argmax of each
-    # row of scores + b_vocab (a NaN wins at its first position, as in
-    # np.argmax); returns how many rows picked `end`.
+    # row of scores + b_vocab; returns how many rows picked `end`.
+    ended = 0
+    for n in range(scores.shape[0]):
+        best, _ = _argmax_row(scores[n], b_vocab)
+        words_out[n] = best
+        ended += best == end
+    return ended
+
+
+@_jit
+def sample_words(scores, b_vocab, uniforms, end, words_out):
+    # scores: (N, V), b_vocab: (V,), uniforms: (N,) float64 -> words_out: (N,): the word
+    # where the running sum of exp(s - max s) (float64, in order) first exceeds u * total.
     N, V = scores.shape
+    e = np.empty(V)  # float64
     ended = 0
     for n in range(N):
         row = scores[n]
-        best, top = 0, row[0] + b_vocab[0]
-        if top == top:
-            for v in range(1, V):
-                s = row[v] + b_vocab[v]
-                if s > top:
-                    best, top = v, s
-                elif s != s:
-                    best = v
+        best, top = _argmax_row(row, b_vocab)
+        if math.isfinite(top):  # else the argmax, as the reference
+            t = np.float64(top)
+            total = 0.0
+            for v in range(V):
+                e[v] = math.exp(np.float64(row[v] + b_vocab[v]) - t)
+                total += e[v]
+            target, running, last = uniforms[n] * total, 0.0, best
+            for v in range(V):
+                running += e[v]
+                if e[v] > 0:
+                    last = v
+                if running > target:
                     break
+            best = v if running > target else last
         words_out[n] = best
         ended += best == end
     return ended
@@ -417,4 +438,4 @@ def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
 
 (recurrent_pack, rnn_recurrence_forward, rnn_recurrence_backward, lstm_recurrence_forward,
  lstm_recurrence_backward) = blas_recurrence.kernels(sys.modules[__name__])
-pack_matrix, greedy_decode = greedy.kernels(sys.modules[__name__])
+pack_matrix, greedy_decode, sample_decode = greedy.kernels(sys.modules[__name__])

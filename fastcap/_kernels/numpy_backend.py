@@ -5,6 +5,8 @@ the contract in ``fastcap/_kernels/__init__.py``; compiled backends are tested
 against these functions.
 """
 import sys
+from collections import Counter
+from typing import NamedTuple
 
 import numpy as np
 
@@ -76,18 +78,23 @@ def embedding_backward(dout, idx, dW_out):
 # masked softmax cross-entropy
 
 
-def softmax_loss(x, y, mask, scale, dx_out):
-    # x, dx_out: (M, V); y: (M,) int64; mask: (M,) bool. Returns a Python float.
+def softmax_loss(x, y, mask, scale, weight, dx_out):
+    # x, dx_out: (M, V); y: (M,) int64; mask: (M,) bool; weight: (M,) float64 or None.
+    # Returns a Python float.
     M = x.shape[0]
     rows = np.arange(M)
     shifted = x - x.max(axis=1, keepdims=True)
     np.exp(shifted, out=dx_out)
     sums = dx_out.sum(axis=1, keepdims=True)
     log_prob_y = shifted[rows, y] - np.log(sums[:, 0])
+    if weight is not None:
+        log_prob_y = log_prob_y * weight
     loss = -float(np.sum(log_prob_y[mask], dtype=np.float64)) * scale
     dx_out /= sums
     dx_out[rows, y] -= 1.0
     dx_out *= dx_out.dtype.type(scale)
+    if weight is not None:
+        dx_out *= weight.astype(dx_out.dtype)[:, None]
     dx_out[~mask] = 0  # not a product with the mask: inf or NaN logits would leave NaN
     return loss
 
@@ -100,6 +107,73 @@ def argmax_words(scores, b_vocab, end, words_out):
     # scores: (N, V), b_vocab: (V,) -> words_out: (N,) intp, np.argmax's tie and NaN rules
     np.argmax(scores + b_vocab, axis=1, out=words_out)
     return int(np.count_nonzero(words_out == end))
+
+
+def sample_words(scores, b_vocab, uniforms, end, words_out):
+    # scores: (N, V), b_vocab: (V,), uniforms: (N,) float64 -> words_out: (N,) intp.
+    # Inverse-distribution sampling in float64; rows without a finite max keep the argmax.
+    s = scores + b_vocab  # in the array dtype, as the compiled loops add
+    np.argmax(s, axis=1, out=words_out)
+    top = s[np.arange(s.shape[0]), words_out].astype(np.float64)
+    rows = np.flatnonzero(np.isfinite(top))
+    if rows.size:
+        e = np.exp(s[rows].astype(np.float64) - top[rows, None])
+        running = np.cumsum(e, axis=1)  # sequential sums, as the compiled loops
+        above = running > (uniforms[rows] * running[:, -1])[:, None]
+        last = e.shape[1] - 1 - np.argmax(e[:, ::-1] > 0, axis=1)  # u * total rounded up to total
+        words_out[rows] = np.where(above.any(axis=1), np.argmax(above, axis=1), last)
+    return int(np.count_nonzero(words_out == end))
+
+
+# ----------------------------------------------------------------------------
+# CIDEr-D (fastcap.metrics.Cider), written as pycocoevalcap's CiderScorer defines it
+
+SIGMA = 6.0  # CIDEr-D's length penalty
+
+
+class CiderTable(NamedTuple):
+    """cider_df's table: n-gram (a tuple of word ids) -> images with it in a reference; I."""
+
+    df: dict
+    images: int
+
+
+def _ngrams(tokens, starts, c):
+    """Counter of the n-grams (n = 1..4) of caption c: {tuple of word ids: count}."""
+    words = tokens[starts[c]:starts[c + 1]].tolist()
+    return Counter(tuple(words[i:i + n]) for n in range(1, 5) for i in range(len(words) - n + 1))
+
+
+def cider_df(tokens, starts, images):
+    df = Counter()
+    for i in range(len(images) - 1):
+        df.update(set().union(*(_ngrams(tokens, starts, c) for c in range(images[i], images[i + 1]))))
+    return CiderTable(dict(df), len(images) - 1)
+
+
+def _tfidf(counts, table):
+    """A caption's n-gram counts -> ({n-gram: tf * idf}, norm per n (4,), its bigrams' count)."""
+    ref_len = np.log(float(table.images))
+    vec = {g: tf * (ref_len - np.log(max(1.0, table.df.get(g, 0)))) for g, tf in counts.items()}
+    norm = np.zeros(4)
+    for g, w in vec.items():
+        norm[len(g) - 1] += w * w
+    return vec, np.sqrt(norm), sum(tf for g, tf in counts.items() if len(g) == 2)
+
+
+def cider_d(table, cand_tokens, cand_starts, ref_tokens, ref_starts, refs, scores_out):
+    for k, (r0, r1) in enumerate(refs):
+        vec, norm, length = _tfidf(_ngrams(cand_tokens, cand_starts, k), table)
+        score = np.zeros(4)
+        for r in range(r0, r1):
+            ref, ref_norm, ref_length = _tfidf(_ngrams(ref_tokens, ref_starts, r), table)
+            val = np.zeros(4)
+            for g, w in vec.items():  # the candidate's weight clipped at the reference's
+                val[len(g) - 1] += min(w, ref.get(g, 0.0)) * ref.get(g, 0.0)
+            both = (norm != 0) & (ref_norm != 0)
+            val[both] /= norm[both] * ref_norm[both]
+            score += val * np.exp(-float(length - ref_length) ** 2 / (2 * SIGMA ** 2))
+        scores_out[k] = np.mean(score) / (r1 - r0) * 10.0
 
 
 # ----------------------------------------------------------------------------
@@ -136,4 +210,4 @@ def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
 
 (recurrent_pack, rnn_recurrence_forward, rnn_recurrence_backward, lstm_recurrence_forward,
  lstm_recurrence_backward) = blas_recurrence.kernels(sys.modules[__name__])
-pack_matrix, greedy_decode = greedy.kernels(sys.modules[__name__])
+pack_matrix, greedy_decode, sample_decode = greedy.kernels(sys.modules[__name__])

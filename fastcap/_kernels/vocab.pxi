@@ -120,6 +120,7 @@ cdef struct _Softmax:
     const void *x
     const Py_ssize_t *y
     const unsigned char *mask
+    const double *weight  # NULL: 1 for every row
     void *dx
     double *row_loss
     double scale
@@ -129,9 +130,11 @@ cdef struct _Softmax:
 cdef inline void _softmax_rows(const floating_t *x, floating_t *dx, const _Softmax *s,
                                Py_ssize_t m0, Py_ssize_t m1) noexcept nogil:
     cdef Py_ssize_t m, j, V = s.V
+    cdef double w
     for m in range(m0, m1):
         if s.mask[m]:
-            s.row_loss[m] = _softmax_row(x + m * V, V, s.y[m], s.scale, dx + m * V)
+            w = 1.0 if s.weight == NULL else s.weight[m]  # a product with 1.0 changes no bit
+            s.row_loss[m] = w * _softmax_row(x + m * V, V, s.y[m], s.scale * w, dx + m * V)
         else:
             s.row_loss[m] = 0
             for j in range(V):
@@ -152,15 +155,28 @@ def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
                  const Py_ssize_t[::1] y,  # IN (M,) targets in [0, V)
                  const unsigned char[::1] mask,  # IN (M,) bool: score this row
                  double scale,  # IN multiplies the loss and dx (1/N)
+                 const double[::1] weight,  # IN (M,) multiplies each row's loss and dx; None: 1
                  floating_t[:, ::1] dx_out):  # OUT (M, V) gradient; 0 on masked-out rows
-    """Returns scale * sum over unmasked rows of -log softmax(x[m])[y[m]] (a float)."""
+    """Returns scale * sum over unmasked rows of weight[m] * -log softmax(x[m])[y[m]] (a float)."""
     cdef _Softmax s
     s.f64, s.M, s.V, s.scale = floating_t is double, x.shape[0], x.shape[1], scale
+    # the rows are read through raw pointers: every per-row array must have M rows
+    if (y.shape[0] != s.M or mask.shape[0] != s.M or dx_out.shape[0] != s.M
+            or dx_out.shape[1] != s.V or (weight is not None and weight.shape[0] != s.M)):
+        raise ValueError(f"softmax_loss: y, mask, weight and dx_out must have the {s.M} rows of x "
+                         f"{(s.M, s.V)}")
+    targets = np.asarray(y)
+    if s.M and (targets.min() < 0 or targets.max() >= s.V):  # x[m, y[m]] is read, dx written
+        raise ValueError(f"softmax_loss: y must hold word indices in [0, {s.V}), got "
+                         f"{targets.min() if targets.min() < 0 else targets.max()}")
     if s.V == 0 or s.M == 0:
         return 0.0
     row_loss = np.empty(s.M, dtype=np.float64)
     cdef double[::1] rl = row_loss
     s.x, s.y, s.mask, s.dx, s.row_loss = &x[0, 0], &y[0], &mask[0], &dx_out[0, 0], &rl[0]
+    s.weight = NULL
+    if weight is not None:
+        s.weight = &weight[0]
     cdef int nth = _threads_for(s.M * s.V, _GRAIN)
     cdef double loss = 0
     cdef Py_ssize_t m
@@ -175,7 +191,20 @@ def softmax_loss(const floating_t[:, ::1] x,  # IN (M, V) scores
 
 
 # ----------------------------------------------------------------------------
-# greedy decoding: the next word of every caption
+# decoding: the next word of every caption (engine/sample.h, which the engine's loop shares)
+
+cdef extern from "engine/engine.h" nogil:
+    Py_ssize_t fc_argmax_f(const float *s, const float *b, Py_ssize_t V)
+    Py_ssize_t fc_argmax_d(const double *s, const double *b, Py_ssize_t V)
+    Py_ssize_t fc_sample_f(const float *s, const float *b, Py_ssize_t V, double u, double *e)
+    Py_ssize_t fc_sample_d(const double *s, const double *b, Py_ssize_t V, double u, double *e)
+
+
+cdef _check_rows(str kernel, Py_ssize_t N, Py_ssize_t V, Py_ssize_t b, Py_ssize_t words, Py_ssize_t u):
+    # the rows are read through raw pointers: every size must fit scores (N, V)
+    if b != V or words != N or u != N or (N and not V):
+        raise ValueError(f"{kernel}: b_vocab must have the V = {V} columns of scores (V >= 1), "
+                         f"words_out and uniforms its N = {N} rows")
 
 
 def argmax_words(const floating_t[:, ::1] scores,  # IN (N, V) h @ W_vocab
@@ -184,21 +213,36 @@ def argmax_words(const floating_t[:, ::1] scores,  # IN (N, V) h @ W_vocab
                  Py_ssize_t[::1] words_out):  # OUT (N,) first argmax of scores + b_vocab
     # np.argmax's rules: the first maximum wins; a NaN wins at its first position.
     # Returns how many rows picked `end`.
-    cdef Py_ssize_t N = scores.shape[0], V = scores.shape[1], n, j, best, ended = 0
-    cdef floating_t s, top
+    cdef Py_ssize_t N = scores.shape[0], V = scores.shape[1], n, best, ended = 0
+    _check_rows("argmax_words", N, V, b_vocab.shape[0], words_out.shape[0], N)
     with nogil:
         for n in range(N):
-            best = 0
-            top = scores[n, 0] + b_vocab[0]
-            if top == top:
-                for j in range(1, V):
-                    s = scores[n, j] + b_vocab[j]
-                    if s > top:
-                        top = s
-                        best = j
-                    elif s != s:
-                        best = j
-                        break
+            if floating_t is float:
+                best = fc_argmax_f(&scores[n, 0], &b_vocab[0], V)
+            else:
+                best = fc_argmax_d(&scores[n, 0], &b_vocab[0], V)
+            words_out[n] = best
+            ended += best == end
+    return ended
+
+
+def sample_words(const floating_t[:, ::1] scores,  # IN (N, V) h @ W_vocab
+                 const floating_t[::1] b_vocab,  # IN (V,)
+                 const double[::1] uniforms,  # IN (N,) in [0, 1): the draw of each row
+                 Py_ssize_t end,  # IN the word that ends a caption (-1: none)
+                 Py_ssize_t[::1] words_out):  # OUT (N,) the word drawn from softmax(scores + b_vocab)
+    # The inverse of each row's distribution at its uniform (engine/sample.h). Returns how
+    # many rows picked `end`.
+    cdef Py_ssize_t N = scores.shape[0], V = scores.shape[1], n, best, ended = 0
+    _check_rows("sample_words", N, V, b_vocab.shape[0], words_out.shape[0], uniforms.shape[0])
+    scratch = np.empty(max(V, 1), dtype=np.float64)
+    cdef double[::1] e = scratch
+    with nogil:
+        for n in range(N):
+            if floating_t is float:
+                best = fc_sample_f(&scores[n, 0], &b_vocab[0], V, uniforms[n], &e[0])
+            else:
+                best = fc_sample_d(&scores[n, 0], &b_vocab[0], V, uniforms[n], &e[0])
             words_out[n] = best
             ended += best == end
     return ended

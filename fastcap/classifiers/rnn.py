@@ -13,7 +13,7 @@ Decoding (the step API's state, greedy decoding) is ``fastcap.model.decode``.
 import numpy as np
 
 from ..model import sequence, validate
-from ..model.decode import DecodeState, greedy_decode
+from ..model.decode import DecodeState, counter_uniforms, greedy_decode, sample_decode
 from ..model.sequence import CELLS
 from ..model.validate import Dims, FLOAT_DTYPES, as_float, as_indices
 from ..runtime import threads
@@ -96,7 +96,7 @@ class CaptioningRNN:
         return features
 
     @threads.routed  # one install of the BLAS routing for the whole step, not one per product
-    def loss(self, features, captions, grads=True):
+    def loss(self, features, captions, grads=True, weights=None):
         """Training loss and gradients.
 
         features (N, D) image features; captions (N, T) integer word indices
@@ -105,7 +105,10 @@ class CaptioningRNN:
         dict shaped like self.params. The loss is summed over time and
         averaged over N; an empty batch has loss 0.0 and zero gradients.
         grads=False skips the backward pass and returns (loss, None): the
-        validation loss is this same forward.
+        validation loss is this same forward. weights (N,) finite numbers
+        (default: 1): caption n's summed loss counts weights[n] times, as
+        self-critical training weighs each sampled caption by its advantage
+        (fastcap.train.scst); the loss is still divided by N.
         """
         params = self._check_params()
         V = params["W_embed"].shape[0]
@@ -117,6 +120,8 @@ class CaptioningRNN:
                              f"got shape {captions.shape}")
         if T < 2:
             raise ValueError(f"captions must have at least 2 columns (<START> and a target), got shape {captions.shape}")
+        if weights is not None:
+            weights = validate.as_weights("weights", weights, N)
         cell = CELLS[self.cell_type]
         compute = resolve()
 
@@ -143,7 +148,12 @@ class CaptioningRNN:
         scores = sequence.affine(compute, h_scored, params["W_vocab"], params["b_vocab"])  # (S, V)
         dscores = np.empty_like(scores)
         y_scored = y if all_scored else y[scored]
-        loss = compute.kernels.softmax_loss(scores, y_scored, np.ones(len(y_scored), bool), 1.0 / N if N else 0.0, dscores)
+        row_weight = None
+        if weights is not None:  # each packed row carries its caption's weight
+            row_weight = np.broadcast_to(weights[order], running.shape)[running]
+            row_weight = np.ascontiguousarray(row_weight if all_scored else row_weight[scored])
+        loss = compute.kernels.softmax_loss(scores, y_scored, np.ones(len(y_scored), bool),
+                                            1.0 / N if N else 0.0, row_weight, dscores)
         if not grads:
             return loss, None
 
@@ -223,3 +233,34 @@ class CaptioningRNN:
         end = -1 if self._end is None else self._end
         return greedy_decode(state, self._start, end, self._null, int(max_length))
 
+
+    @threads.routed
+    def sample_multinomial(self, features, num_samples=1, max_length=30, seed=0, keys=None):
+        """Captions drawn from the model's word distributions (temperature 1), num_samples
+        per image: features (N, D) -> captions (N, num_samples, max_length) int32, laid
+        out as ``sample``'s (the first column the first word; '<NULL>' after '<END>').
+
+        Every word is drawn from the softmax over the whole vocabulary (suppress words by
+        setting their b_vocab to -inf, as fastcap.train.evaluation.suppressing does). The
+        draws are counter-based (fastcap.model.decode.counter_uniforms): sample k of image
+        n is a function of (seed, keys[n], k) and the weights alone, the same on every
+        backend whose scores are the same and for any thread count. seed: a non-negative
+        integer or a sequence of them; keys (N,) non-negative integers (default 0..N-1).
+        """
+        if self._start is None:
+            raise ValueError("sampling needs a '<START>' token in word_to_idx")
+        num_samples = validate.count("num_samples", num_samples, 1)
+        max_length = validate.count("max_length", max_length)
+        for s in np.atleast_1d(np.asarray(seed, dtype=object)):
+            validate.count("seed", s)
+        state = self._initial_hidden(resolve(), features)
+        N = state.rows
+        keys = np.arange(N) if keys is None else np.asarray(keys)
+        if keys.shape != (N,) or not np.issubdtype(keys.dtype, np.integer) or (keys < 0).any():
+            raise ValueError(f"keys must be {N} non-negative integers (one per image), got "
+                             f"{keys.dtype} of shape {keys.shape}")
+        uniforms = counter_uniforms(seed, keys, num_samples, max_length).reshape(N * num_samples, max_length)
+        state = state.select(np.repeat(np.arange(N), num_samples))  # image n's rows: n*K .. n*K+K-1
+        end = -1 if self._end is None else self._end
+        captions = sample_decode(state, self._start, end, self._null, uniforms)
+        return captions.reshape(N, num_samples, max_length)

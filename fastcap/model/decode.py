@@ -1,4 +1,4 @@
-"""Decoding a captioning model one word at a time: the decoding state and greedy decoding.
+"""Decoding a captioning model one word at a time: the decoding state, greedy decoding and sampling.
 
 ``DecodeState`` is where decoding of n captions stands; ``CaptioningRNN``'s step
 API (``initial_hidden``, ``step``) hands it out and beam search
@@ -15,7 +15,7 @@ import numpy as np
 from . import sequence
 from .sequence import CELLS
 
-__all__ = ["DecodeState", "DecodeWeights", "greedy_decode"]
+__all__ = ["DecodeState", "DecodeWeights", "greedy_decode", "sample_decode", "counter_uniforms"]
 
 # Up to this many running captions, a decoding step projects its words
 # directly instead of through its per-word table (measured: the table's
@@ -158,12 +158,59 @@ def greedy_decode(state, start, end, null, max_length):
     (fastcap/_kernels/greedy.py is its definition): on the Cython backend in
     float32 and bfloat16 it runs in C without returning to Python per step.
     """
+    return _decode(state, start, end, null, max_length, None)
+
+
+def sample_decode(state, start, end, null, uniforms):
+    """Sampled captions from a DecodeState of N rows -> (N, L) int32, uniforms (N, L) float64
+    in [0, 1): greedy_decode's loop with caption n's word t drawn from the model's softmax
+    at uniforms[n, t] (the sample_words kernel), one kernel call (sample_decode)."""
+    return _decode(state, start, end, null, uniforms.shape[1], uniforms)
+
+
+def _decode(state, start, end, null, max_length, uniforms):
     params = state.params
     captions = np.empty((state.rows, max_length), dtype=np.int32)
     state.precompute_inputs(feeds=state.rows * max_length)
     Whp, Wxp, W_vocabp = state.greedy_operands()
     table, known = state._table
-    state.compute.kernels.greedy_decode(state.h, state.c if state.lstm else None, params["W_embed"],
-                                        Wxp, params["b"], Whp, W_vocabp, params["b_vocab"], table,
-                                        known, start, end, null, captions)
+    args = (state.h, state.c if state.lstm else None, params["W_embed"], Wxp, params["b"], Whp,
+            W_vocabp, params["b_vocab"], table, known, start, end, null)
+    if uniforms is None:
+        state.compute.kernels.greedy_decode(*args, captions)
+    else:
+        state.compute.kernels.sample_decode(*args, uniforms, captions)
     return captions
+
+
+# SplitMix64 (Steele, Lea and Flood 2014): its increment and the multipliers of its
+# output function, a bijection of 64-bit words whose outputs pass BigCrush even for
+# consecutive inputs, which is what a counter-based stream needs.
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_MIX = (np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB))
+
+
+def _mix(z):
+    """SplitMix64's step on a uint64 array (wrapping arithmetic)."""
+    z = z + _GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * _MIX[0]
+    z = (z ^ (z >> np.uint64(27))) * _MIX[1]
+    return z ^ (z >> np.uint64(31))
+
+
+def counter_uniforms(seed, keys, samples, steps):
+    """Uniforms in [0, 1) for sampling: (n, samples, steps) float64, u[i, k, t] a function of
+    (seed, keys[i], k, t) alone (a counter-based stream: SplitMix64 chained over the four).
+
+    seed: a non-negative integer or a sequence of them (a run's seed and its iteration);
+    keys (n,) non-negative integers naming the images (a data set's image indices), so an
+    image's samples do not depend on the batch it is drawn in, on how a batch is split
+    over MPI ranks, on the backend or on the thread count.
+    """
+    z = np.zeros(1, dtype=np.uint64)
+    for s in np.atleast_1d(np.asarray(seed, dtype=np.uint64)):
+        z = _mix(z ^ s)
+    z = _mix(z ^ np.asarray(keys, dtype=np.uint64)[:, None, None])
+    z = _mix(z ^ np.arange(samples, dtype=np.uint64)[None, :, None])
+    z = _mix(z ^ np.arange(steps, dtype=np.uint64)[None, None, :])
+    return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53

@@ -103,6 +103,20 @@ def as_mask(name, mask, shape):
     return np.ascontiguousarray(mask)
 
 
+def as_weights(name, w, n):
+    """`w` as a C-contiguous float64 array of n finite numbers (one per caption)."""
+    w = np.asarray(w)
+    if w.dtype == bool or not (np.issubdtype(w.dtype, np.floating) or np.issubdtype(w.dtype, np.integer)):
+        raise TypeError(f"{name} must be an array of numbers, got dtype {w.dtype}")
+    if w.shape != (n,):
+        raise ValueError(f"{name} must have shape ({n},) (one weight per caption), got shape {w.shape}")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if not np.isfinite(w).all():
+        bad = int(np.flatnonzero(~np.isfinite(w))[0])
+        raise ValueError(f"{name} must be finite, got {w[bad]} at caption {bad}")
+    return w
+
+
 def cache_of(name, cache, cls, producer):
     if not isinstance(cache, cls):
         raise TypeError(

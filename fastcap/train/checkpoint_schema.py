@@ -218,7 +218,9 @@ def _of_kind(kind):
 
 
 def _of_option(option):
-    if option.choices:
+    if option.action == "store_true":
+        spec = Choice(True, False)
+    elif option.choices:
         spec = Choice(*option.choices)
     else:
         spec = _of_kind(option.kind) if option.kind is not None else Str()  # a path (--init-from)
@@ -227,7 +229,8 @@ def _of_option(option):
 
 # Config keys of options added after checkpoints were first written: a checkpoint
 # without one means the option's default (fastcap.train.run_config fills them in on resume).
-ADDED_LATER = {"train": ("precision", "patience", "init_from"), "eval": ("best_metric",)}
+ADDED_LATER = {"train": ("precision", "patience", "init_from", "scst", "scst_samples", "scst_baseline",
+                         "scst_max_length"), "eval": ("best_metric",)}
 
 
 # How the features of a directory fastcap prepare wrote were made (its fastcap_features.json:

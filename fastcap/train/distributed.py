@@ -210,14 +210,21 @@ class DataParallel:
             rng.bit_generator.state = self.comm.bcast(rng.bit_generator.state, root=0)
 
     def loss_and_grads(self, model, features, captions, iteration):
+        return self.sum_slices(model, len(captions), iteration,
+                               lambda lo, hi: model.loss(features[lo:hi], captions[lo:hi]))
+
+    def sum_slices(self, model, n, iteration, slice_loss):
+        """(loss, grads) of a global batch of n rows (captions, or images of self-critical
+        training) from ``slice_loss(lo, hi)``, the (loss, grads) averaged over this rank's
+        rows [lo, hi): each scaled by its share of the n, summed over the ranks."""
         self._lay_out(model.params)
         MPI = _mpi()
-        buf, n = self._buffer, len(captions)
+        buf = self._buffer
         lo, hi = self.bounds(n)
         error = None
         try:
             _fault(self.comm, iteration)
-            loss, grads = model.loss(features[lo:hi], captions[lo:hi])
+            loss, grads = slice_loss(lo, hi)
             w = (hi - lo) / n
             for name, g in self._grads.items():
                 np.multiply(grads[name], w, out=g)

@@ -110,6 +110,7 @@ BATCH = Kind(int, 1, LIMITS["batch"])
 EPOCHS = Kind(int, 0, LIMITS["epochs"])
 MAX_TRAIN = Kind(int, 1, LIMITS["max_train"])
 EVAL_IMAGES = Kind(int, 0, LIMITS["images"])
+SAMPLES = Kind(int, 1, LIMITS["batch"])  # self-critical samples per image (memory: checked per run)
 # The ranges of the generated-data spec's keys (fastcap train's --num-train-images ...
 # and fastcap make-data's --num-train ... alike).
 GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
@@ -176,7 +177,7 @@ class Option:
                 kwargs[key] = getattr(self, key)
         if self.kind is not None:
             kwargs["type"] = self.kind.argtype()
-        if self.action not in ("store_true",):
+        if self.action not in ("store_true",) or self.config:  # a config flag: None = not given
             kwargs["default"] = self.parser_default
         if self.required:
             kwargs["required"] = True
@@ -196,6 +197,10 @@ def _gen(name, what, key=None, metavar="N"):
 # the default run on the generated data (5 epochs x 100) reaches BLEU-4 0.86 in as many, while 5
 # epochs of 4 iterations on 180 pictures left BLEU-4 at 0 (issue 29).
 MIN_ITERATIONS = 500
+
+# What a self-critical sample's reward must beat (fastcap.train.scst): the mean reward of the
+# image's other samples, or the reward of its greedy caption.
+SCST_BASELINES = ("mean", "greedy")
 
 # What best.npz may be chosen by: a caption metric (higher is better) or the loss (lower).
 BEST_METRICS = (*METRIC_LABELS, "val_loss")
@@ -243,8 +248,9 @@ TRAIN_OPTIONS = (
                                 "note)", "N",
            default=100, group="optimization", config=("train", "batch_size")),
     Option("epochs", EPOCHS, "epochs (default: at least {default}, and enough for "
-                             f"{MIN_ITERATIONS} iterations on the data; the run says what it "
-                             "chose); with --resume, the new total", "N",
+                             f"{MIN_ITERATIONS} iterations on the data, or with --scst "
+                             "{default}; the run says what it chose); with --resume, the new "
+                             "total", "N",
            default=5, group="optimization", config=("train", "num_epochs"), resumable=True),
     Option("seed", SEED, "seed of the initialisation and the minibatches (default "
                          "{default})", "S", default=0, group="optimization",
@@ -269,6 +275,21 @@ TRAIN_OPTIONS = (
                              "optimizer, schedule and options: fine-tuning); --resume instead "
                              "continues a run exactly", metavar="CHECKPOINT",
            group="optimization", config=("train", "init_from")),
+    Option("scst", help="self-critical sequence training: sample captions of each image, "
+                        "reward their CIDEr-D against its references, and push up those that beat "
+                        "the baseline; starts from --init-from CHECKPOINT (or --resume of such a "
+                        "run); --batch-size counts images", action="store_true", default=False,
+           group="self-critical training", config=("train", "scst")),
+    Option("scst_samples", SAMPLES, "captions sampled per image (default {default})", "K", default=5,
+           group="self-critical training", config=("train", "scst_samples")),
+    Option("scst_baseline", help="what a sample's reward must beat: the mean reward of the "
+                                 "image's other samples, or its greedy caption's (default "
+                                 "{default})", choices=SCST_BASELINES, default="mean",
+           group="self-critical training", config=("train", "scst_baseline")),
+    Option("scst_max_length", MAX_LENGTH, "longest sampled caption (default {default})", "L",
+           default=16, group="self-critical training", config=("train", "scst_max_length")),
+    Option("scst_from_scratch", help="allow --scst from random weights (it rarely learns)",
+           action="store_true", group="self-critical training"),
     # How the run is driven, not what it computes: not in the config.
     Option("out", help="run directory (default: runs/fastcap-<time>, or the checkpoint's "
                        "directory with --resume)", metavar="DIR", group="evaluation and output"),

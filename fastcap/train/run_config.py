@@ -112,26 +112,31 @@ def data_pca(spec):
     return load_pca(spec["path"], spec["features"])
 
 
-def fit_schedule(config, num_captions, given):
-    """Fit a new run's schedule to its ``num_captions`` training captions, in ``config``;
-    ``given``: the names of the options given. A batch larger than the data is lowered to
-    it. Without --epochs, the epochs are the default or enough for MIN_ITERATIONS iterations,
-    whichever is more, and then, without --lr-decay, the per-epoch decay is spread so that the
-    whole run decays the learning rate as much as the default run's epochs do (0.9 an epoch
-    over 125 epochs would leave 2e-6 of it). Returns the notes that say so (the run's first
-    lines)."""
+def fit_schedule(config, count, given, unit="training captions", min_iterations=MIN_ITERATIONS):
+    """Fit a new run's schedule to its ``count`` training examples (``unit``: what a batch
+    counts), in ``config``; ``given``: the names of the options given. A batch larger than the
+    data is lowered to it. Without --epochs, the epochs are the default or enough for
+    ``min_iterations`` iterations, whichever is more, and then, without --lr-decay, the
+    per-epoch decay is spread so that the whole run decays the learning rate as much as the
+    default run's epochs do (0.9 an epoch over 125 epochs would leave 2e-6 of it). Returns the
+    notes that say so (the run's first lines)."""
     t, notes = config["train"], []
-    if t["batch_size"] > num_captions:
-        notes.append(f"{flag('batch_size')} {t['batch_size']} is more than the {num_captions} "
-                     f"training captions: using {num_captions}, one iteration an epoch")
-        t["batch_size"] = num_captions
+    if t["batch_size"] > count:
+        notes.append(f"{flag('batch_size')} {t['batch_size']} is more than the {count} "
+                     f"{unit}: using {count}, one iteration an epoch")
+        t["batch_size"] = count
     if "epochs" in given:
         return notes
-    per, default = iterations_per_epoch(num_captions, t["batch_size"]), DEFAULTS["epochs"]
-    t["num_epochs"] = min(max(default, -(-MIN_ITERATIONS // per)), LIMITS["epochs"])
+    per, default = iterations_per_epoch(count, t["batch_size"]), DEFAULTS["epochs"]
+    t["num_epochs"] = min(max(default, -(-min_iterations // per)), LIMITS["epochs"])
+    if not min_iterations:  # fine-tuning (--scst): the default epochs, no minimum to reach
+        notes.append(f"{flag('epochs')} not given: {t['num_epochs']} epochs of {per} iteration"
+                     f"{'' if per == 1 else 's'} of {t['batch_size']} of the {count} {unit}; "
+                     f"{flag('epochs')} N chooses")
+        return notes
     notes.append(f"{flag('epochs')} not given: {t['num_epochs']} epochs, at least {default} and "
-                 f"enough for {MIN_ITERATIONS} iterations of {t['batch_size']} of the "
-                 f"{num_captions} training captions ({per} an epoch); {flag('epochs')} N "
+                 f"enough for {min_iterations} iterations of {t['batch_size']} of the "
+                 f"{count} {unit} ({per} an epoch); {flag('epochs')} N "
                  f"chooses, {flag('patience')} N stops a run that has stopped improving")
     if t["num_epochs"] > default and "lr_decay" not in given:
         total = t["lr_decay"] ** default

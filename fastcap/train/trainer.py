@@ -29,7 +29,7 @@ from ..runtime import progress as _progress
 from . import distributed as _distributed
 from . import metrics as _metrics, monitor
 from . import rundir
-from ..captioning_solver import CaptioningSolver, TrainingDivergedError, iterations_per_epoch
+from ..captioning_solver import TrainingDivergedError, iterations_per_epoch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .run_config import check_fits, data_pca, fit_schedule, init_options, resolve_config
 from ..data.load import DataError, describe_data, load_data, subsample_train
@@ -39,6 +39,7 @@ from .model_config import ModelConfig
 from ..runtime.precision import use_precision
 from .options import DEFAULTS, GENERATED_DEFAULTS
 from .run_outputs import plot_history, write_json, write_samples
+from . import scst as _scst
 
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
            "resolve_config", "load_data", "Trainer", "evaluate_captions", "caption_loss"]
@@ -75,6 +76,8 @@ class Trainer:
             self.init = load_checkpoint(options["init_from"])
             options = init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
+        _scst.refuse_scratch(self.config["train"], self.init is not None or self.ckpt is not None,
+                             options.get("scst_from_scratch"))
         # A new run without --epochs gets as many as its data needs (fit_schedule, in setup).
         self._given = {k for k, v in options.items() if v is not None}
         self.notes = []  # what setup chose for the run, said in its first lines
@@ -92,6 +95,7 @@ class Trainer:
         # What setup() makes (the data, model and solver; the validation subset), then the
         # loop's bookkeeping: declared here, so nothing is looked up by hasattr/getattr.
         self.data = self.model = self.solver = self.source = self.pca = None
+        self.scst = None  # the self-critical objective (fastcap.train.scst) of an --scst run
         self.epochs = []
         self.eval_ids = self.eval_captions = self.eval_features = None
         self._bar = None  # the progress bar while the loop runs
@@ -129,25 +133,32 @@ class Trainer:
         self.data = load_data(cfg["data"], cfg["model"]["dtype"])
         t = cfg["train"]
         self.data = subsample_train(self.data, t["max_train"], t["seed"])
-        if self.ckpt is None:
-            self.notes = fit_schedule(cfg, self.data["train_captions"].shape[0], self._given)
-        self.pca = data_pca(cfg["data"])  # carried by every checkpoint (captioning needs it)
         input_dim = int(self.data["train_features"].shape[1])
-        m = cfg["model"]
         for ckpt in (self.ckpt, self.init):
             if ckpt is not None:
                 ckpt.check_vocab(self.data["idx_to_word"], source)
                 ckpt.check_input_dim(input_dim, source)
+        # --scst: its rewards' references and document frequencies, once per run (else None)
+        self.scst = _scst.of_run(self.data, t)
+        solver, extra, per, unit, least = _scst.schedule(self.scst, self.data)
+        if self.ckpt is None:
+            self.notes = fit_schedule(cfg, per, self._given, unit, least)
+        self.pca = data_pca(cfg["data"])  # carried by every checkpoint (captioning needs it)
+        m = cfg["model"]
         m["input_dim"] = input_dim
-        # Before the model is allocated: what its checkpoints must hold has to fit them.
+        # Before the model is allocated: what its checkpoints must hold has to fit them, and
+        # a self-critical step's samples the memory.
         check_fits(cfg, len(self.data["idx_to_word"]), t["num_epochs"] * iterations_per_epoch(
-            self.data["train_captions"].shape[0], t["batch_size"]))
+            per, t["batch_size"]))
+        if self.scst is not None:
+            self.scst.check_memory(ModelConfig.from_dict(m), len(self.data["idx_to_word"]),
+                                   t["batch_size"])
         self.model = ModelConfig.from_dict(m).build(self.data["word_to_idx"], seed=t["seed"])
-        self.solver = CaptioningSolver(
+        self.solver = solver(
             self.model, self.data, update_rule=t["update_rule"],
             optim_config={"learning_rate": t["learning_rate"]}, lr_decay=t["lr_decay"],
             batch_size=t["batch_size"], num_epochs=t["num_epochs"], verbose=False,
-            rng=np.random.RandomState(t["seed"]), comm=self.comm)
+            rng=np.random.RandomState(t["seed"]), comm=self.comm, **extra)
         self.epochs = []
         if self.init is not None:
             self.init.load_params_into(self.model)
@@ -379,6 +390,8 @@ class Trainer:
                  f"writing to {self.out_dir}")
         for note in self.notes:
             self.say(f"note: {note}")
+        if self.scst is not None:
+            self.say(f"{self.scst.describe()}; batches of {s.batch_size} images")
         if self.ckpt is not None:
             self.say(f"resumed at iteration {s.iteration} (epoch {s.epoch}) from {self.ckpt.path}")
         if self.comm is not None:

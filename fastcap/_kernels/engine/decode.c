@@ -1,9 +1,11 @@
-/* decode.c -- greedy decoding, the whole word loop in C: see decode.h for the contract.
+/* decode.c -- greedy decoding and sampling, the whole word loop in C: see decode.h for the
+ * contract.
  *
  * Per step (n captions still running): the table rows of words fed for the first time
  * (one product for all of them), the n rows of xw gathered from the table, one
- * recurrent step on the engine (T = 1), the scores h @ W_vocab (n, V), the argmax of
- * every row (rows split over the threads when there are many), then on the calling
+ * recurrent step on the engine (T = 1), the scores h @ W_vocab (n, V), the argmax (or the
+ * draw, sample.h) of every row (rows split over the threads when there are many), then on
+ * the calling
  * thread the removal of the captions that ended (their rows of h and c move up, in
  * order, as the reference's state.select(keep)).
  * The products and the recurrent step run on the engine's pool, whose workers spin
@@ -19,6 +21,7 @@
 #include "gemm.h"
 #include "pool.h"
 #include "recurrence.h"
+#include "sample.h"
 
 /* Up to this many rows, bf16 products run as fc_gemv_bf16 (8 dot-product chains per row)
  * rather than fc_gemm_bf16 (whose tiles of FC_MR rows are faster from here on). */
@@ -35,6 +38,7 @@ typedef struct {
     ptrdiff_t *fresh;   /* (N,) words fed for the first time this step */
     uint16_t *ab;       /* (2N, H rounded up to even) the bf16 recurrence's A rows, zeroed */
     uint32_t *pairs;    /* (GEMV_ROWS, max(H, W) / 2 + 1) bf16 pairs of fc_gemv_bf16's rows */
+    double *e;          /* (threads, V) each thread's exponentials of a row (sampling only) */
 } work;
 
 static void *alloc(size_t count, size_t size) { return calloc(count ? count : 1, size); }
@@ -54,9 +58,10 @@ static void free_work(work *w)
     free(w->fresh);
     free(w->ab);
     free(w->pairs);
+    free(w->e);
 }
 
-static int alloc_work(const fc_decode *d, work *w)
+static int alloc_work(const fc_decode *d, work *w, int nthreads)
 {
     const size_t N = (size_t)d->N, H = (size_t)d->H, G = (size_t)d->G;
     memset(w, 0, sizeof *w);
@@ -73,8 +78,12 @@ static int alloc_work(const fc_decode *d, work *w)
     w->fresh = alloc(N, sizeof(ptrdiff_t));
     w->ab = d->Wh->bf16 ? alloc(2 * N * ((H + 1) / 2 * 2), sizeof(uint16_t)) : NULL;
     w->pairs = alloc(GEMV_ROWS * ((H > (size_t)d->W ? H : (size_t)d->W) / 2 + 1), sizeof(uint32_t));
+    /* a task runs on at most that many threads (fc_pool_run clamps) */
+    const size_t threads = nthreads < 1 ? 1 : nthreads > FC_MAX_THREADS ? FC_MAX_THREADS : (size_t)nthreads;
+    w->e = d->uniforms ? alloc(threads * (size_t)d->V, sizeof(double)) : NULL;
     int ok = w->h[0] && w->h[1] && w->c[0] && w->c[1] && w->xw && w->ifog && w->scores && w->x
-             && w->words && w->alive && w->fresh && w->pairs && (w->ab || !d->Wh->bf16);
+             && w->words && w->alive && w->fresh && w->pairs && (w->ab || !d->Wh->bf16)
+             && (w->e || !d->uniforms);
     if (!ok) free_work(w);
     return ok ? 0 : -1;
 }
@@ -118,25 +127,6 @@ static int inputs(const fc_decode *d, work *w, int n, int nth)
     return 0;
 }
 
-/* The first argmax of s + b over V >= 1 entries, with np.argmax's rules (a NaN wins at
- * its first position), as the argmax_words kernel computes it. */
-static ptrdiff_t argmax(const float *s, const float *b, int V)
-{
-    float top = s[0] + b[0];
-    ptrdiff_t best = 0;
-    if (top != top) return 0;
-    for (int j = 1; j < V; j++) {
-        const float x = s[j] + b[j];
-        if (x > top) {
-            top = x;
-            best = j;
-        } else if (x != x) {
-            return j;
-        }
-    }
-    return best;
-}
-
 /* Below this many scores, the argmax runs on the calling thread (a pool task costs
  * microseconds); above, rows are split over the threads (a row is one thread's). The
  * parity case at N = 17, V = 1004 takes the threaded path. */
@@ -145,16 +135,28 @@ static ptrdiff_t argmax(const float *s, const float *b, int V)
 typedef struct {
     const fc_decode *d;
     work *w;
-    int n;
+    int n, t; /* running captions, step */
 } argmax_job;
 
-/* words[r] = the argmax of row r, for this thread's rows of the n running. */
+/* words[r] = the argmax of row r, or the word drawn at its caption's uniform of step t,
+ * for this thread's rows of the n running. */
 static void argmax_task(void *ctx, int tid, int nth)
 {
     const argmax_job *a = ctx;
-    const int V = a->d->V;
+    const fc_decode *d = a->d;
+    const int V = d->V;
     const int r0 = (int)((long)a->n * tid / nth), r1 = (int)((long)a->n * (tid + 1) / nth);
-    for (int r = r0; r < r1; r++) a->w->words[r] = argmax(a->w->scores + (ptrdiff_t)r * V, a->d->b_vocab, V);
+    for (int r = r0; r < r1; r++) {
+        const float *row = a->w->scores + (ptrdiff_t)r * V;
+        if (!d->uniforms) {
+            a->w->words[r] = fc_argmax_f(row, d->b_vocab, V);
+            continue;
+        }
+        const ptrdiff_t caption = a->w->alive[r];
+        FC_CHECK(caption >= 0 && caption < d->N && a->t >= 0 && a->t < d->L && tid < FC_MAX_THREADS);
+        a->w->words[r] = fc_sample_f(row, d->b_vocab, V, d->uniforms[caption * d->L + a->t],
+                                     a->w->e + (ptrdiff_t)tid * V);
+    }
 }
 
 int fc_greedy_decode(const fc_decode *d, int nthreads)
@@ -165,7 +167,7 @@ int fc_greedy_decode(const fc_decode *d, int nthreads)
     FC_CHECK(V >= 1 && d->start >= 0 && d->start < V && d->Wh->units == H && d->Wh->cols == d->G);
     FC_CHECK(d->Wv->cols == V && d->Wv->K == H && d->Wx->cols == d->G && d->Wx->K == d->W);
     work w;
-    if (alloc_work(d, &w)) return -1;
+    if (alloc_work(d, &w, nthreads)) return -1;
     memcpy(w.h[0], d->h0, (size_t)N * H * sizeof(float));
     if (d->lstm) memcpy(w.c[0], d->c0, (size_t)N * H * sizeof(float));
     for (int r = 0; r < N; r++) {
@@ -183,7 +185,7 @@ int fc_greedy_decode(const fc_decode *d, int nthreads)
             fc_rnn_forward(w.xw, w.h[cur], d->Wh, off, 1, n, w.h[1 - cur], w.ab, nthreads);
         cur = 1 - cur;
         if ((rc = product(w.h[cur], H, n, d->Wv, w.scores, &w, nthreads))) break;
-        argmax_job aj = {d, &w, n};
+        argmax_job aj = {d, &w, n, t};
         if ((ptrdiff_t)n * V >= ARGMAX_GRAIN) fc_pool_run(argmax_task, &aj, nthreads);
         else argmax_task(&aj, 0, 1);
         int kept = 0;

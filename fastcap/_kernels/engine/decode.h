@@ -1,4 +1,4 @@
-/* decode.h -- greedy decoding of the captioning model, the whole word loop in C.
+/* decode.h -- greedy decoding and sampling of the captioning model, the whole word loop in C.
  *
  * Why in C: at batch 1 a decoding step's arithmetic is a few tens of microseconds, and the
  * Python loop around the kernels (indexing, allocations, one kernel call per operation)
@@ -33,14 +33,16 @@ typedef struct {
     float *table;            /* (V, G) IN/OUT: row w = W_embed[w] @ Wx + b where known[w] */
     uint8_t *known;          /* (V,) IN/OUT: rows of table filled (0 or 1) */
     ptrdiff_t start, end, null; /* end: -1 for none */
+    const double *uniforms;  /* (N, L) in [0, 1): sample caption n's word t at uniforms[n, t];
+                                NULL: greedy */
     int32_t *captions;       /* (N, L) OUT */
 } fc_decode;
 
 /* Greedy captions of d (every element of d->captions written): each step feeds every
  * running caption's last word (start first) and keeps the first argmax of
  * h @ W_vocab + b_vocab (np.argmax's rules: lowest index on ties, a NaN wins at its
- * first position); a caption that emits `end` leaves the batch and its later words stay
- * `null`. Products run in the precision the operands were packed in (bf16: rounded
+ * first position), or with d->uniforms the word drawn from its softmax (sample.h); a
+ * caption that emits `end` leaves the batch and its later words stay `null`. Products run in the precision the operands were packed in (bf16: rounded
  * operands, float32 sums). 0 on success, -1 if out of memory. */
 int fc_greedy_decode(const fc_decode *d, int nthreads);
 

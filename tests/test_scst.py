@@ -119,6 +119,10 @@ def test_scst_refusals_are_one_line(run_dir, tmp_path):  # noqa: F811
     init = ["--init-from", ce / "checkpoint.npz", "--out", tmp_path / "x"]
     lines = failed(fastcap_cmd("train", *TINY, "--scst", "--out", tmp_path / "scratch"))
     assert "--init-from CHECKPOINT" in lines[0] and "--scst-from-scratch" in lines[0]
+    lines = failed(fastcap_cmd("train", *TINY, "--scst-baseline", "greedy", "--out", tmp_path / "z"))
+    assert "--scst-baseline only applies to self-critical training" in lines[0]  # not ignored
+    lines = failed(fastcap_cmd("train", "--scst-samples", "3", "--scst-max-length", "9", *init))
+    assert "--scst-samples, --scst-max-length only apply to" in lines[0]
     lines = failed(fastcap_cmd("train", "--scst", "--scst-samples", "1", *init))
     assert "--scst-baseline mean needs --scst-samples >= 2" in lines[0]
     proc = fastcap_cmd("train", "--scst", "--scst-samples", "0", *init)

@@ -10,15 +10,29 @@ import numpy as np
 
 from ..runtime.files import atomic_write, atomic_write_text
 from .evaluation import format_samples, sample_records
-from .metrics import METRIC_LABELS
+from .metrics import METRIC_LABELS, METRIC_NAMES
 
-__all__ = ["write_json", "remove_stale", "write_samples", "plot_history"]
+__all__ = ["write_json", "remove_stale", "write_samples", "plot_history", "run_summary"]
 
 
 def write_json(path, obj):
     """``obj`` as indented JSON (NumPy scalars as numbers)."""
     text = json.dumps(obj, indent=2, default=lambda x: x.item() if hasattr(x, "item") else str(x))
     atomic_write_text(path, text + "\n")
+
+
+def run_summary(solver, epochs, num_images, num_references):
+    """metrics.json's record of a finished run: its last evaluation (``epochs[-1]``) of
+    ``num_images`` validation images with ``num_references`` captions, and its first
+    (the untrained or initial model's)."""
+    last, first = epochs[-1], epochs[0]
+    return {
+        "split": "val", "images": int(num_images), "references": int(num_references),
+        "decoding": "greedy", "epoch": solver.epoch, "iteration": solver.iteration,
+        "train_loss": last["train_loss"], "val_loss": last["val_loss"],
+        **{k: last[k] for k in METRIC_NAMES},
+        "untrained": {k: first[k] for k in ("val_loss", *METRIC_NAMES)},
+    }
 
 
 def remove_stale(out_dir, names):

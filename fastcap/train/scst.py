@@ -27,7 +27,7 @@ from ..metrics import Cider, caption_set
 from ..model.sequence import CELLS
 from ..runtime.memory import reserve
 from .evaluation import suppressing
-from .options import MIN_ITERATIONS, SCST_BASELINES, flag
+from .options import MIN_ITERATIONS, SCST_BASELINES, TRAIN_OPTIONS, flag
 
 __all__ = ["SUPPRESSED", "SelfCritical", "SelfCriticalSolver", "ScstConfig", "of_run",
            "refuse_scratch", "schedule"]
@@ -45,10 +45,19 @@ class ScstConfig(NamedTuple):
     seed: int
 
 
-def refuse_scratch(train, started, from_scratch):
+def refuse_scratch(train, started, options):
     """Raise ValueError when the run config ``train`` asks for --scst from random weights
-    (``started``: False without --init-from or --resume) unless --scst-from-scratch."""
-    if train.get("scst") and not started and not from_scratch:
+    (``started``: False without --init-from or --resume) unless --scst-from-scratch, or when
+    ``options`` (the command's, None = not given) set self-critical options of a run without
+    --scst (they would be ignored)."""
+    if not train.get("scst"):
+        given = [flag(o.name) for o in TRAIN_OPTIONS if o.group == "self-critical training"
+                 and o.name != "scst" and options.get(o.name) not in (None, False)]
+        if given:
+            raise ValueError(f"{', '.join(given)} only appl{'ies' if len(given) == 1 else 'y'} to "
+                             f"self-critical training, which this run does not do: add "
+                             f"{flag('scst')}, or leave {'it' if len(given) == 1 else 'them'} out")
+    elif not started and not options.get("scst_from_scratch"):
         raise ValueError(f"{flag('scst')} fine-tunes a trained model: give {flag('init_from')} "
                          "CHECKPOINT (a cross-entropy run's best.npz), or --resume an --scst run; "
                          f"{flag('scst_from_scratch')} starts from random weights, which rarely "

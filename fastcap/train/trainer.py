@@ -27,7 +27,7 @@ import numpy as np
 from ..runtime import backends, files, precision as _precision
 from ..runtime import progress as _progress
 from . import distributed as _distributed
-from . import metrics as _metrics, monitor
+from . import monitor
 from . import rundir
 from ..captioning_solver import TrainingDivergedError, iterations_per_epoch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
@@ -38,7 +38,7 @@ from .interrupts import InterruptGuard, TrainingInterrupted
 from .model_config import ModelConfig
 from ..runtime.precision import use_precision
 from .options import DEFAULTS, GENERATED_DEFAULTS
-from .run_outputs import plot_history, write_json, write_samples
+from .run_outputs import plot_history, run_summary, write_json, write_samples
 from . import scst as _scst
 
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
@@ -77,7 +77,7 @@ class Trainer:
             options = init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
         _scst.refuse_scratch(self.config["train"], self.init is not None or self.ckpt is not None,
-                             options.get("scst_from_scratch"))
+                             options)
         # A new run without --epochs gets as many as its data needs (fit_schedule, in setup).
         self._given = {k for k, v in options.items() if v is not None}
         self.notes = []  # what setup chose for the run, said in its first lines
@@ -478,14 +478,8 @@ class Trainer:
         if not self.root:
             return {"out_dir": self.out_dir, "metrics": None, "seconds": wall}
         last, first = self.epochs[-1], self.epochs[0]
-        untrained = {k: first[k] for k in ("val_loss", *_metrics.METRIC_NAMES)}
-        summary = {
-            "split": "val", "images": int(len(self.eval_ids)),
-            "references": int(self.eval_captions.shape[0]), "decoding": "greedy",
-            "epoch": s.epoch, "iteration": s.iteration,
-            "train_loss": last["train_loss"], "val_loss": last["val_loss"],
-            **{k: last[k] for k in _metrics.METRIC_NAMES}, "untrained": untrained,
-        }
+        summary = run_summary(s, self.epochs, len(self.eval_ids), self.eval_captions.shape[0])
+        untrained = summary["untrained"]
         write_json(os.path.join(self.out_dir, "metrics.json"), summary)
         ev = self.config["eval"]
         write_samples(self.out_dir, self.model, self.data, self.eval_ids[:ev["num_samples"]],

@@ -15,7 +15,9 @@ initialisation (seed 0), so that offline data preparation, tests and
 features carry no learned visual knowledge.
 
 Shapes: an image is uint8 (H, W, 3) RGB; a batch of features is float32
-(N, Extractor.dim).
+(N, Extractor.dim); with ``grid=True`` also the network's last spatial map, the grid
+features: float32 (N, L, C), L = rows * cols cells (``Spec.grid``), row-major from the top
+left of the centre crop the network saw.
 """
 import concurrent.futures
 import dataclasses
@@ -48,7 +50,8 @@ class RandomWeightsWarning(UserWarning):
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """A network: its feature size, the published weights' URL and the input transform
-    (shorter side resized to ``resize`` pixels, bilinear, then a centred ``crop`` square)."""
+    (shorter side resized to ``resize`` pixels, bilinear, then a centred ``crop`` square);
+    ``grid``: its grid features, (rows, cols, channels) of the map ``grid_layer``."""
 
     name: str
     dim: int
@@ -56,6 +59,8 @@ class Spec:
     resize: int
     crop: int
     about: str
+    grid: tuple
+    grid_layer: str
 
 
 # The networks fastcap can extract features with, declared once.
@@ -63,9 +68,10 @@ EXTRACTORS = {
     "resnet50": Spec("resnet50", 2048,
                      "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", 232, 224,
                      "ResNet-50 (torchvision IMAGENET1K_V2 weights, 80.9% top-1), global "
-                     "average pool"),
+                     "average pool", (7, 7, 2048), "layer4"),
     "vgg16": Spec("vgg16", 4096, "https://download.pytorch.org/models/vgg16-397923af.pth",
-                  256, 224, "VGG-16 fc7 after its ReLU (as the CS231n features; 71.6% top-1)"),
+                  256, 224, "VGG-16 fc7 after its ReLU (as the CS231n features; 71.6% top-1)",
+                  (14, 14, 512), "conv5_3"),  # after its ReLU, before the last pool: the paper's
 }
 DEFAULT_EXTRACTOR = "resnet50"
 
@@ -98,9 +104,10 @@ def _vgg16(torch):
                 nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(),
                 nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000))
 
-        def forward(self, x):  # (N, 3, 224, 224) -> fc7 (N, 4096)
-            x = torch.flatten(self.avgpool(self.features(x)), 1)
-            return self.classifier[:5](x)
+        def forward(self, x, grid=False):  # (N, 3, 224, 224) -> fc7 (N, 4096)
+            conv = self.features[:-1](x)  # conv5_3 after its ReLU: (N, 512, 14, 14)
+            x = torch.flatten(self.avgpool(self.features[-1](conv)), 1)
+            return (self.classifier[:5](x), conv) if grid else self.classifier[:5](x)
 
     return VGG16()
 
@@ -148,10 +155,11 @@ def _resnet50(torch):
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.fc = nn.Linear(2048, 1000)
 
-        def forward(self, x):  # (N, 3, 224, 224) -> pooled (N, 2048)
+        def forward(self, x, grid=False):  # (N, 3, 224, 224) -> pooled (N, 2048)
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return torch.flatten(self.avgpool(x), 1)
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (N, 2048, 7, 7)
+            pooled = torch.flatten(self.avgpool(x), 1)
+            return (pooled, x) if grid else pooled
 
     return ResNet50()
 
@@ -233,20 +241,29 @@ class Extractor:
                                                 "std": list(_IMAGENET_STD)},
                 "torch_version": self._torch.__version__}
 
-    def features(self, images):
-        """uint8 (H, W, 3) images (any sizes) -> float32 (N, dim)."""
+    def features(self, images, grid=False):
+        """uint8 (H, W, 3) images (any sizes) -> float32 (N, dim); with ``grid``, the pair
+        (that, the grid features float32 (N, rows * cols, channels) of ``spec.grid``)."""
         torch = self._torch
         if not images:
-            return np.zeros((0, self.dim), np.float32)
+            rows, cols, channels = self.spec.grid
+            empty = np.zeros((0, self.dim), np.float32)
+            return (empty, np.zeros((0, rows * cols, channels), np.float32)) if grid else empty
         with concurrent.futures.ThreadPoolExecutor(self.threads) as pool:
             x = np.stack(list(pool.map(lambda im: preprocess(im, self.spec), images)))
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
             with torch.inference_mode():
-                out = self.net(torch.from_numpy(x)).numpy()
+                out = self.net(torch.from_numpy(x), grid)
+                if grid:  # (N, C, rows, cols) -> (N, rows * cols, C), cells row-major
+                    out = (out[0].numpy(), out[1].flatten(2).transpose(1, 2).numpy())
+                else:
+                    out = out.numpy()
         finally:
             torch.set_num_threads(previous)
+        if grid:
+            return tuple(np.ascontiguousarray(a, dtype=np.float32) for a in out)
         return np.ascontiguousarray(out, dtype=np.float32)
 
 

@@ -37,6 +37,7 @@ import numpy as np
 
 from . import metrics as _metrics
 from .evaluation import caption_loss, generate
+from ..data.stream import rows
 from ..runtime import env as _env, threads as _threads
 from ..runtime.install import install_hint
 
@@ -403,12 +404,13 @@ def evaluate(comm, model, data, image_ids, captions, features, max_length):
     K, r = comm.Get_size(), comm.Get_rank()
     n = captions.shape[0]
     a, b = share(n, r, K)
-    local = caption_loss(model, captions[a:b], features[a:b]) * (b - a) if b > a else 0.0
+    local = caption_loss(model, captions[a:b], rows(features, np.arange(a, b))) * (b - a) \
+        if b > a else 0.0
     val_loss = comm.allreduce(local) / n
     _fault(comm, "eval")
     ids, references = _metrics.references_by_image(data, "val", image_ids)
     a, b = share(len(ids), r, K)
-    mine = generate(model, data["val_features"][ids[a:b]], 1, max_length)
+    mine = generate(model, rows(data["val_features"], ids[a:b]), 1, max_length)
     parts = comm.gather(mine, root=0)
     m = None
     if r == 0:

@@ -19,7 +19,7 @@ from ..runtime.names import PRECISIONS
 from .metrics import METRIC_LABELS
 from ..model.sequence import CELL_TYPES
 from ..data.features import EXTRACTORS, WEIGHTS
-from ..data.generated import GENERATED_DEFAULTS
+from ..data.generated import GENERATED_DEFAULTS, GRID_DEFAULTS
 from ..runtime.names import DTYPES
 from ..optim import UPDATE_RULES
 
@@ -116,6 +116,7 @@ GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
                    "captions_per_image": Kind(int, 1, LIMITS["captions_per_image"]),
                    "pca_dim": DIM, "full_dim": DIM, "seed": SEED}
 FRACTION = Kind(float, 0, 1, open_hi=True)  # a share: prepare's --val-fraction
+GRID_SIZE = Kind(int, 1, 64)  # cells per side of a generated grid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -340,6 +341,13 @@ MAKE_DATA_OPTIONS = (
     _made("pca_dim", "pca_dim", "PCA feature size (default {default})", "D"),
     _made("full_dim", "full_dim", "fc7 feature size (default {default})", "D"),
     _made("seed", "seed", "(default {default})", None),
+    Option("grid", help="also write grid features ({{train,val}}2014_grid.h5: each image's "
+                        "subject and object at their places in a grid of cells), for `fastcap "
+                        "train --attention`", action="store_true"),
+    Option("grid_size", GRID_SIZE, "with --grid: cells per side of the grid (default "
+                                   f"{GRID_DEFAULTS['grid_size']})", "N"),
+    Option("grid_dim", DIM, f"with --grid: channels of a cell (default {GRID_DEFAULTS['grid_dim']})",
+           "D"),
     Option("overwrite", help="replace the data files OUT_DIR already holds", action="store_true"),
 )
 
@@ -368,6 +376,12 @@ PREPARE_OPTIONS = (
            parser_default=0.1),
     Option("seed", NONNEG_INT, "seed of that split (default 0)", "S", parser_default=0),
     Option("pca_dim", POSITIVE_INT, "PCA feature size (default 512)", "D", parser_default=512),
+    Option("grid", help="also write grid features, the CNN's last spatial map of each image "
+                        "(resnet50 7x7x2048, vgg16 14x14x512; float16), for `fastcap train "
+                        "--attention`", action="store_true"),
+    Option("grid_pca_dim", POSITIVE_INT, "with --grid: reduce each cell to D channels by a "
+                                         "PCA of the training images' cells (default: keep "
+                                         "them all)", "D"),
     Option("overwrite", help="replace the data files DATA_DIR already holds",
            action="store_true"),
     Option("quiet", help="no progress bar", action="store_true"),

@@ -33,6 +33,8 @@ from ..captioning_solver import CaptioningSolver, TrainingDivergedError, iterati
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .run_config import check_fits, init_options, resolve_config
 from ..data.load import DataError, describe_data, load_data, subsample_train
+from ..data.grid import FeatureReadError
+from ..data.stream import StreamedFeatures, rows as feature_rows
 from .evaluation import caption_loss, evaluate_captions, format_metrics
 from .interrupts import InterruptGuard, TrainingInterrupted
 from .model_config import ModelConfig
@@ -158,7 +160,8 @@ class Trainer:
         self.eval_ids = val_ids
         rows = np.flatnonzero(np.isin(self.data["val_image_idxs"], val_ids))
         self.eval_captions = self.data["val_captions"][rows]
-        self.eval_features = self.data["val_features"][self.data["val_image_idxs"][rows]]
+        self.eval_features = feature_rows(self.data["val_features"],
+                                          self.data["val_image_idxs"][rows])
         self.source = source
         _distributed.agree(self.comm, self._rank_facts())
         return self
@@ -174,7 +177,9 @@ class Trainer:
         d = self.data
         for split in ("train", "val"):
             for part in ("captions", "image_idxs", "features"):
-                facts[f"data {split}_{part}"] = _distributed.digest(d[f"{split}_{part}"])
+                x = d[f"{split}_{part}"]
+                facts[f"data {split}_{part}"] = (x.fingerprint() if isinstance(x, StreamedFeatures)
+                                                 else _distributed.digest(x))
         facts["data vocabulary"] = _distributed.digest(np.array(d["idx_to_word"]))
         if self.ckpt is not None:
             s = self.solver
@@ -345,6 +350,12 @@ class Trainer:
         except KeyboardInterrupt:
             self._close_bar()
             raise self._interrupted(guard, total) from None
+        except FeatureReadError as exc:  # read before a step changes anything: the state is whole
+            self._close_bar()
+            saved = (f"checkpoint saved to {self.checkpoint_path} at iteration {s.iteration}; once "
+                     "the file is mended, continue with --resume" if self.save()
+                     else self._good_checkpoint())
+            raise FeatureReadError(f"{exc}; training stopped: {saved}") from None
         finally:
             self._close_bar()
         if s.iteration < total:

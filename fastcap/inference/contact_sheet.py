@@ -24,6 +24,8 @@ __all__ = ["contact_sheet", "save_png", "check_out_path", "sheet_format", "SHEET
            "SOFTWARE"]
 
 SOFTWARE = "fastcap show"  # the PNG's Software text: marks sheets that fastcap may replace
+# Every Software text fastcap's pictures carry (the attention maps' too): those it may replace.
+SOFTWARES = (SOFTWARE, "fastcap attention map")
 _GT, _GREEDY, _BEAM = "#444444", "#1f4e9c", "#b34700"
 _WRAP = 44  # characters per caption line in a tile
 _TILE_W, _IMAGE_H, _LINE_H = 3.3, 2.4, 0.145  # inches
@@ -180,7 +182,7 @@ def _written_by_fastcap(path):
         from PIL import Image
 
         with Image.open(path) as im:
-            return SOFTWARE in (im.info.get("Software"), im.getexif().get(_EXIF_SOFTWARE))
+            return bool({im.info.get("Software"), im.getexif().get(_EXIF_SOFTWARE)} & set(SOFTWARES))
     except Exception:  # not an image, unreadable: not ours
         return False
 
@@ -194,12 +196,12 @@ def check_out_path(path, overwrite=False, inputs=()):
                         ours=_written_by_fastcap)
 
 
-def save_png(fig, path, overwrite=False, inputs=()):
+def save_png(fig, path, overwrite=False, inputs=(), software=SOFTWARE):
     """Write ``fig`` to ``path``, atomically, in the format its suffix names (SHEET_FORMATS;
-    the name is historical); returns the absolute path.
+    the name is historical), tagged ``software``; returns the absolute path.
 
     An existing file is replaced only if fastcap wrote it (its EXIF or PNG
-    Software tag is SOFTWARE) or with ``overwrite``; never one of ``inputs``.
+    Software tag is one of SOFTWARES) or with ``overwrite``; never one of ``inputs``.
     """
     from PIL import Image
 
@@ -211,13 +213,13 @@ def save_png(fig, path, overwrite=False, inputs=()):
     with Image.open(buf) as im:
         image = im.convert("RGB")  # the figure is opaque; JPEG has no alpha
     exif = Image.Exif()
-    exif[_EXIF_SOFTWARE] = SOFTWARE
+    exif[_EXIF_SOFTWARE] = software
     extra = {}
     if fmt == "PNG":  # also the text chunk PNG readers show (and earlier sheets carry)
         from PIL.PngImagePlugin import PngInfo
 
         extra["pnginfo"] = PngInfo()
-        extra["pnginfo"].add_text("Software", SOFTWARE)
+        extra["pnginfo"].add_text("Software", software)
 
     def write(tmp):
         image.save(tmp, format=fmt, exif=exif, **extra)

@@ -20,6 +20,7 @@ from fastcap.runtime import names
 BACKENDS = tuple(names.BACKENDS)  # the NumPy reference first
 
 __all__ = ["report_markdown", "write_chart", "write_report", "target_rows", "limit_rows", "gemm_rate",
+           "kernel_chart_note",
            "TARGETS", "LIMIT_TARGET", "THREADS_TARGET"]
 
 PROG = "fastcap bench"
@@ -60,7 +61,7 @@ def _fmt_ratio(other, mine):
     return f"{other / mine:.2f}×"
 
 
-def _env_lines(env, meta):
+def _env_lines(env, meta, kinds=None):
     v = env.get("versions", {})
     t = env.get("threads", {})
     lines = [
@@ -75,8 +76,9 @@ def _env_lines(env, meta):
         + ("; Numba's thread pool: started (fastcap's kernels do not use it)" if env.get("numba_pool_started")
            else "; Numba's thread pool: never started" if "numba_pool_started" in env else ""),
         (f"- Versions: Python {env.get('python')}, fastcap {v.get('fastcap')}, NumPy {v.get('numpy')}, "
-        f"Numba {v.get('numba')}, Cython {v.get('cython')} (compiled fastcap module: "
-        f"{_cython_build(env)}), PyTorch {v.get('torch') or 'not installed'}"),
+        f"Numba {v.get('numba') or 'not installed'}, Cython "
+        f"{v.get('cython') or 'not installed here (it is needed only to build)'} (compiled fastcap "
+        f"module: {_cython_build(env)}), PyTorch {v.get('torch') or 'not installed'}"),
     ]
     for p in env.get("threadpools") or []:
         lines.append(
@@ -110,7 +112,22 @@ def _env_lines(env, meta):
     missing = env.get("backends_unavailable") or {}
     lines.append(f"- fastcap backends measured: {', '.join(env.get('backends_available', []))}"
                  + "".join(f"; `{k}` unavailable: {r}" for k, r in missing.items()))
+    absent = [KIND_NAMES[k] for k in KIND_NAMES if k not in (kinds or {})]
+    if kinds is not None and absent:
+        lines.append(f"- Not in this run: {', '.join(absent)} ({_why_absent(meta)})")
     return lines
+
+
+# The report's kinds of benchmark rows, as the report names them when a run has none.
+KIND_NAMES = {"train": "training steps", "sample": "greedy sampling", "kernel": "kernels",
+              "gemm": "GEMM throughput"}
+
+
+def _why_absent(meta):
+    """Why a kind of row is not in the report: what the run left out."""
+    if meta.get("filter"):
+        return f"filtered out by --filter {meta['filter']!r}"
+    return "not selected, or not run: see the run's command"
 
 
 def _cython_build(env):
@@ -372,7 +389,7 @@ def report_markdown(data):
              ("Workload (docs/design.md): V = 1004, D = 512, W = 256, H = 512, 17-token captions "
              "(16 scored steps, lengths drawn from the Flickr8k table), float32. All ratios are "
              "ratios of medians from this one run."), ""]
-    lines += _env_lines(env, meta) + [""]
+    lines += _env_lines(env, meta, kinds) + [""]
     lines += _targets_table(kinds, env)
     lines += _threads_table(kinds)
     lines += _step_tables(kinds.get("train", {}), "Training step",
@@ -387,6 +404,16 @@ def report_markdown(data):
     lines += _gemm_table(kinds.get("gemm", {}))
     lines += _firstcall_table(kinds.get("firstcall_all", {}))
     return "\n".join(lines)
+
+
+def kernel_chart_note(data):
+    """What the chart's kernel panel says when it has no compiled backend's bars: that the run
+    has no kernel rows (filtered out, or not selected), or that no compiled backend loaded."""
+    kern = _collect(data.get("benchmarks", [])).get("kernel", {})
+    if not kern:
+        return f"no kernel benchmarks in this run\n({_why_absent(data.get('fastcap_bench_meta') or {})})"
+    unavailable = (data.get("fastcap_environment") or {}).get("backends_unavailable") or {}
+    return "no compiled backend was available" + "".join(f"\n{k}: {r}" for k, r in unavailable.items())
 
 
 def write_chart(data, path):
@@ -433,7 +460,7 @@ def write_chart(data, path):
         ax.set_xlabel("speedup over the fastcap NumPy backend (log scale)")
         ax.legend(fontsize=8)
     else:
-        ax.text(0.5, 0.5, "no compiled backend was available", ha="center", va="center")
+        ax.text(0.5, 0.5, kernel_chart_note(data), ha="center", va="center", wrap=True)
         ax.set_axis_off()
     ax.set_title("Kernels")
     env = data.get("fastcap_environment") or {}

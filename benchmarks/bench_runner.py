@@ -140,7 +140,8 @@ def main(argv=None):
         return rc or 1
 
     meta = {"command": " ".join(["fastcap bench", *argv] + (["--", *extra] if extra else [])),
-            "quick": args.quick, "pytest_benchmark_opts": bench_opts, "pytest_exit_status": rc,
+            "quick": args.quick, "filter": args.filter, "pytest_benchmark_opts": bench_opts,
+            "pytest_exit_status": rc,
             "benchmarks_dir": str(bench_dir)}
     with open(json_path) as f:
         data = json.load(f)

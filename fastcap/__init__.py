@@ -7,7 +7,8 @@ The kernels behind them come from the backend named by ``FASTCAP_BACKEND``
 (numpy, numba, cython or auto; default auto), switchable with
 ``set_backend`` / ``use_backend``; ``FASTCAP_PRECISION`` (float32 or
 bfloat16, ``set_precision`` / ``use_precision``) picks the precision of the
-matrix products.
+matrix products. ``load_captioner(path)`` returns a ``Captioner``: a trained
+checkpoint that captions new pictures (``captioner.caption(images)``).
 """
 from .runtime import env as _env
 
@@ -36,6 +37,7 @@ from .captioning_solver import CaptioningSolver, TrainingDivergedError  # noqa: 
 from .classifiers.rnn import CaptioningRNN
 from .coco_utils import decode_captions, load_coco_data, sample_coco_minibatch
 from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
+from .inference.captioner import Captioner, load_captioner
 from . import optim as _optim
 from .optim import *  # noqa: F401,F403 (the update rules)
 from .rnn_layers import *  # noqa: F401,F403
@@ -49,7 +51,7 @@ __all__ = [
     "set_num_threads", "get_num_threads", "get_engine_threads",
     "set_precision", "get_precision", "use_precision", "PRECISIONS",
     "CaptioningRNN", "CaptioningSolver", "TrainingDivergedError",
-    "load_coco_data", "sample_coco_minibatch", "decode_captions",
+    "load_coco_data", "sample_coco_minibatch", "decode_captions", "Captioner", "load_captioner",
     "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error",
     *_optim.UPDATE_RULES, *_layer_names,
 ]  # fmt: skip

@@ -146,3 +146,26 @@ def test_bf16_rows_targets_limits_and_thread_table():
     assert ratios["cython-bf16"] == pytest.approx(0.015 / (3.0e9 / 300e9))
     text = report.report_markdown(data)
     assert "## Thread scaling" in text and "| train lstm N=25 | fastcap cython bf16 | 26 ms | 15 ms | 1.73× |" in text
+
+
+def test_a_filtered_run_names_what_it_left_out_not_a_missing_backend(tmp_path):
+    """`fastcap bench --filter ...` keeps only some rows: the report and the chart say they
+    were filtered out (not "no compiled backend was available"), and a Cython that is not
+    installed at run time is said so, not "None"."""
+    data = _data()
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["kind"] == "train"]
+    data["fastcap_bench_meta"] = {"command": "fastcap bench --filter train_step", "filter": "train_step"}
+    data["fastcap_environment"]["versions"] = {"cython": None, "numpy": "2.0"}
+    text = report.report_markdown(data)
+    assert ("- Not in this run: greedy sampling, kernels, GEMM throughput (filtered out by "
+            "--filter 'train_step')") in text
+    assert "Cython not installed here (it is needed only to build)" in text and "Cython None" not in text
+    note = report.kernel_chart_note(data)
+    assert note.startswith("no kernel benchmarks in this run") and "filtered out by --filter" in note
+    report.write_chart(data, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # kernel rows of the NumPy backend alone: then no compiled backend is the reason
+    data = _data()
+    data["benchmarks"] = [b for b in data["benchmarks"] if b["extra_info"]["impl"] == "numpy"]
+    data["fastcap_environment"]["backends_unavailable"] = {"cython": "not built"}
+    assert report.kernel_chart_note(data) == "no compiled backend was available\ncython: not built"

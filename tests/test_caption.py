@@ -1,12 +1,19 @@
 """Your own data in, your own images out, offline: pictures drawn with Pillow and their
 captions in COCO's format -> `fastcap prepare --weights none` -> `fastcap train` ->
 `fastcap caption` on new pictures, which must name the colour it was taught."""
+import base64
+import io
 import json
 import random
 import shutil
+from html.parser import HTMLParser
 
+import numpy as np
 import pytest
 from PIL import Image, ImageDraw
+
+import fastcap
+from fastcap.train.checkpoint import load_checkpoint
 
 from conftest import REQUIRE_ALL, fastcap_cmd
 from test_cli import failed, ok
@@ -93,17 +100,26 @@ def test_caption_names_the_colour_of_new_pictures(trained):
     assert image == uri and new[0][1] in caption.split()
 
 
-def test_caption_checks_the_pca_and_finds_moved_data(trained, tmp_path):
+def test_a_checkpoint_captions_after_its_data_is_gone(trained, tmp_path):
+    """The checkpoint carries its PCA (format 2): copied to another folder, with the data
+    directory moved away, it captions the pictures as before."""
     root, data, run, _ = trained
-    moved = tmp_path / "moved"
-    shutil.copytree(data, moved)
-    pic = root / "images" / "pic000.png"
-    # another PCA than the record's: refused
-    (moved / "fastcap_pca.h5").write_bytes((data / "val2014_vgg16_fc7_pca.h5").read_bytes())
-    lines = failed(fastcap_cmd("caption", run / "checkpoint.npz", pic, "--data", moved))
-    assert "fastcap_pca.h5" in lines[0]
-    lines = failed(fastcap_cmd("caption", run / "checkpoint.npz", tmp_path / "nothing.png"))
-    assert "nothing.png does not exist" in lines[0]
+    before = ok(fastcap_cmd("caption", run / "checkpoint.npz", root / "images", "--json",
+                            timeout=300)).stdout
+    copy = tmp_path / "elsewhere" / "model.npz"
+    copy.parent.mkdir()
+    shutil.copy(run / "checkpoint.npz", copy)
+    data.rename(tmp_path / "moved")
+    try:
+        after = ok(fastcap_cmd("caption", copy, root / "images", "--json", timeout=300)).stdout
+        captioner = fastcap.load_captioner(copy)  # and from Python
+        in_python = captioner.caption([r["image"] for r in json.loads(before)])
+    finally:
+        (tmp_path / "moved").rename(data)
+    assert json.loads(after) == json.loads(before)
+    assert in_python == [r["caption"] for r in json.loads(before)]
+    ckpt = load_checkpoint(copy)
+    assert ckpt.meta["pca_embedded"] and ckpt.pca[1].shape == (2048, 16)
 
 
 def test_caption_refuses_features_it_cannot_make(tmp_path):
@@ -169,23 +185,197 @@ def test_networks_are_torchvisions_and_load_published_weights(name, parameters, 
                                                    ("float32", None, "float32"),
                                                    ("bfloat16", "float32", "float32")])
 def test_caption_computes_in_the_checkpoints_precision(trained, monkeypatch, recorded, asked, want):
-    """caption_files (and so `fastcap caption`) uses the precision the checkpoint records
+    """load_captioner (and so `fastcap caption`) uses the precision the checkpoint records
     unless it is given one."""
-    from fastcap.inference import caption as caption_mod
+    from fastcap.inference import captioner as captioner_mod
     from fastcap.runtime import precision
 
     root, data, run, _ = trained
-    load = caption_mod.load_checkpoint
+    load = captioner_mod.load_checkpoint
 
     def recording(path):
         ckpt = load(path)
         ckpt.config["train"]["precision"] = recorded
         return ckpt
 
-    seen, generate = [], caption_mod.generate
-    monkeypatch.setattr(caption_mod, "load_checkpoint", recording)
-    monkeypatch.setattr(caption_mod, "generate",
+    seen, generate = [], captioner_mod.generate
+    monkeypatch.setattr(captioner_mod, "load_checkpoint", recording)
+    monkeypatch.setattr(captioner_mod, "generate",
                         lambda *a, **k: seen.append(precision.get_precision()) or generate(*a, **k))
-    _, results = caption_mod.caption_files(str(run / "checkpoint.npz"), [str(root / "images")], batch_size=100,
-                                           precision=asked)
+    captioner = captioner_mod.load_captioner(str(run / "checkpoint.npz"), precision=asked)
+    results = captioner.caption(sorted(str(p) for p in (root / "images").iterdir()),
+                                batch_size=100)
     assert seen == [want] and len(results) == 48
+
+
+# ---------------------------------------------------------------- the Python API
+def test_python_api_captions_paths_pil_images_and_arrays(trained):
+    """fastcap.load_captioner(run folder).caption(...) takes a path, a list of paths, PIL
+    images or uint8 arrays alike, and `fastcap caption` prints the same captions."""
+    root, data, run, _ = trained
+    new = draw_pictures(root / "api", 6, seed=2)
+    paths = [str(root / "api" / name) for name, _, _ in new]
+    captioner = fastcap.load_captioner(run)  # a run folder: its best.npz
+    assert captioner.path == str(run / "best.npz")
+    assert isinstance(captioner.model, fastcap.CaptioningRNN)
+    by_path = captioner.caption(paths)
+    assert isinstance(by_path, list) and all(isinstance(c, str) and c for c in by_path)
+    assert captioner.caption(paths[0]) == by_path[0]  # one picture in, one string out
+    pil = [Image.open(p) for p in paths]
+    arrays = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
+    assert captioner.caption(pil) == by_path and captioner.caption(arrays) == by_path
+    assert captioner.caption(tuple(arrays[:2]) + (paths[2],)) == by_path[:3]
+    right = sum(colour in c.split() for c, (_, colour, _) in zip(by_path, new))
+    assert right >= 4, by_path  # chance is 2 of 6
+    proc = ok(fastcap_cmd("caption", run / "best.npz", *paths, "--json", timeout=300))
+    assert [r["caption"] for r in json.loads(proc.stdout)] == by_path
+
+
+@pytest.mark.parametrize("picture, words", [
+    (np.zeros((8, 8), np.uint8), "images: an array picture must be uint8 (H, W, 3)"),
+    (np.zeros((8, 8, 3), np.float32), "images: an array picture must be uint8 (H, W, 3)"),
+    (np.zeros((2, 8, 8, 3), np.uint8), "a list of pictures is a list"),
+    (np.zeros((0, 8, 3), np.uint8), "images: an array picture must be uint8"),
+    (3, "images: a picture is a path, a URL, a PIL image or a uint8 (H, W, 3) array, got int"),
+    ("no-such-picture.png", "no-such-picture.png"),
+])
+def test_python_api_names_a_bad_picture(trained, picture, words):
+    root, data, run, _ = trained
+    captioner = fastcap.load_captioner(run / "checkpoint.npz")
+    with pytest.raises((TypeError, ValueError, OSError)) as info:
+        captioner.caption(picture)
+    assert words in str(info.value)
+    with pytest.raises((TypeError, ValueError, OSError)) as info:  # in a list: its position
+        captioner.caption([str(root / "images" / "pic000.png"), picture])
+    assert "images[1]" in str(info.value) or words == "no-such-picture.png"
+    for bad in ({"beam_size": 0}, {"max_length": 0}, {"batch_size": True}):
+        with pytest.raises(ValueError, match=next(iter(bad))):
+            captioner.caption(str(root / "images" / "pic000.png"), **bad)
+    with pytest.raises(ValueError, match=r"features must be a float \(N, 16\) array"):
+        captioner.caption_features(np.zeros((2, 15), np.float32))
+
+
+def test_a_captioner_saves_and_loads_without_the_trainer(trained, tmp_path):
+    """Captioner.save writes a checkpoint that load_captioner and every command read: of a
+    loaded checkpoint, and of a model trained in Python on the prepared directory."""
+    root, data, run, _ = trained
+    pictures = [str(root / "images" / f"pic{i:03d}.png") for i in range(6)]
+    captioner = fastcap.load_captioner(run / "checkpoint.npz")
+    saved = captioner.save(tmp_path / "m.npz")
+    again = fastcap.load_captioner(saved)
+    for name, value in captioner.model.params.items():
+        np.testing.assert_array_equal(again.model.params[name], value)
+    assert again.caption(pictures) == captioner.caption(pictures)
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        captioner.save(saved)
+    lines = failed(fastcap_cmd("train", "--resume", saved, "--quiet"))
+    assert "without optimizer state" in lines[0] and "--init-from" in lines[0]
+
+    d = fastcap.load_coco_data(str(data), max_train=None)
+    model = fastcap.CaptioningRNN(d["word_to_idx"], input_dim=d["train_features"].shape[1],
+                                  wordvec_dim=16, hidden_dim=32, cell_type="lstm",
+                                  dtype=np.float32, rng=np.random.default_rng(0))
+    fastcap.CaptioningSolver(model, d, update_rule="adam", num_epochs=2, batch_size=40,
+                             optim_config={"learning_rate": 1e-2}, verbose=False).train()
+    mine = fastcap.Captioner(model, data_dir=data)
+    loaded = fastcap.load_captioner(mine.save(tmp_path / "mine.npz"))
+    assert loaded.caption(pictures) == mine.caption(pictures)
+    proc = ok(fastcap_cmd("caption", tmp_path / "mine.npz", *pictures[:2], timeout=300))
+    assert [line.split("\t")[1] for line in proc.stdout.splitlines()] == mine.caption(pictures[:2])
+    bare = fastcap.Captioner(model)  # told nothing of its features: it captions features
+    with pytest.raises(ValueError, match="neither data_dir"):
+        bare.caption(pictures[0])
+    assert bare.caption_features(d["val_features"][:2]) == \
+        mine.caption_features(d["val_features"][:2])
+
+
+# ---------------------------------------------------------------- run folders, folders, pages
+def test_a_run_folder_means_its_best_checkpoint_and_says_so(trained, tmp_path):
+    root, data, run, _ = trained
+    folder = tmp_path / "run"
+    folder.mkdir()
+    shutil.copy(run / "checkpoint.npz", folder / "best.npz")
+    (folder / "checkpoint.npz").write_bytes(b"not a checkpoint")  # read it, and it fails
+    pic = root / "images" / "pic000.png"
+    proc = ok(fastcap_cmd("caption", folder, pic, timeout=300))
+    assert f"fastcap: run folder {folder}: reading best.npz" in proc.stderr
+    (folder / "best.npz").rename(folder / "checkpoint.npz")
+    proc = ok(fastcap_cmd("caption", folder, pic, timeout=300))
+    assert "reading checkpoint.npz (it has no best.npz)" in proc.stderr
+
+
+def test_a_folder_with_bad_files_captions_the_rest_and_says_so(trained, tmp_path):
+    root, data, run, _ = trained
+    folder = tmp_path / "mixed"
+    good = draw_pictures(folder, 3, seed=3)
+    (folder / "notimage.jpg").write_bytes(b"abcdef")
+    (folder / "empty.png").write_bytes(b"")
+    proc = fastcap_cmd("caption", run / "checkpoint.npz", folder, "--json", timeout=300)
+    assert proc.returncode == 3 and "Traceback" not in proc.stderr, proc.stderr
+    assert [r["image"] for r in json.loads(proc.stdout)] == [str(folder / n) for n, _, _ in good]
+    skipped = [line for line in proc.stderr.splitlines() if line.startswith("fastcap: warning: skipped")]
+    assert len(skipped) == 2 and "empty.png" in skipped[0] and "notimage.jpg" in skipped[1]
+    assert "2 of 5 pictures skipped" in proc.stderr
+    lines = failed(fastcap_cmd("caption", run / "checkpoint.npz", folder / "notimage.jpg"))
+    assert "notimage.jpg" in lines[0] and "not an image" in lines[0]  # named: an error
+    only_bad = tmp_path / "bad"
+    only_bad.mkdir()
+    (only_bad / "x.jpg").write_bytes(b"zz")
+    proc = fastcap_cmd("caption", run / "checkpoint.npz", only_bad)
+    assert proc.returncode == 1 and "fastcap: error: none of the 1 pictures could be read" in proc.stderr
+
+
+class _Page(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.tags, self.texts = [], []
+
+    def handle_starttag(self, tag, attrs):
+        self.tags.append((tag, dict(attrs)))
+
+    def handle_data(self, data):
+        self.texts.append(data)
+
+
+def test_caption_html_page_is_self_contained_and_escaped(trained, tmp_path):
+    root, data, run, _ = trained
+    folder = tmp_path / "pics"
+    draw_pictures(folder, 3, seed=4)
+    shutil.copy(folder / "pic000.png", folder / "<b>a&b<i>.png")
+    (folder / "broken.jpg").write_bytes(b"nope")
+    page = tmp_path / "page.html"
+    proc = fastcap_cmd("caption", run / "checkpoint.npz", folder, "--html", page, "--json",
+                       timeout=300)
+    assert proc.returncode == 3, proc.stderr
+    text = page.read_text()
+    parsed = _Page()
+    parsed.feed(text)
+    images = [a["src"] for t, a in parsed.tags if t == "img"]
+    assert len(images) == 4
+    for src in images:  # embedded, and each a picture Pillow reads
+        assert src.startswith("data:image/jpeg;base64,")
+        with Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))) as im:
+            assert max(im.size) <= 320
+    assert not [t for t, _ in parsed.tags if t in ("script", "link", "iframe")]
+    assert not [v for _, a in parsed.tags for v in a.values()
+                if v and v.split(":", 1)[0] in ("http", "https", "file")]
+    assert "<b>a&b<i>" not in text and "&lt;b&gt;a&amp;b&lt;i&gt;.png" in text
+    for r in json.loads(proc.stdout):  # each caption is on the page
+        assert r["caption"] in "".join(parsed.texts)
+    assert "broken.jpg" in text and "skipped" in text
+    ok(fastcap_cmd("caption", run / "checkpoint.npz", folder / "pic001.png", "--html", page,
+                   timeout=300))  # its own page: replaced
+    assert text != page.read_text()
+    foreign = tmp_path / "notes.html"
+    foreign.write_text("my notes")
+    lines = failed(fastcap_cmd("caption", run / "checkpoint.npz", folder / "pic001.png", "--html",
+                               foreign))
+    assert "--overwrite" in lines[0] and foreign.read_text() == "my notes"
+
+
+def test_caption_weights_must_be_the_checkpoints_own(trained):
+    """--weights imagenet for features made by a random network is refused, not ignored."""
+    root, data, run, _ = trained
+    pic = root / "images" / "pic000.png"
+    lines = failed(fastcap_cmd("caption", run / "checkpoint.npz", pic, "--weights", "imagenet"))
+    assert "weights none, not imagenet" in lines[0]

@@ -153,7 +153,7 @@ def test_random_values_in_random_fields_load_or_name_the_field(good, tmp_path, d
     (lambda m: _delete(m, "config.train"), "field config.train is missing"),
     (lambda m: _delete(m, "config.eval"), "field config.eval is missing"),
     (lambda m: _set(m, "config", [1, 2]), "field config must be a JSON object, got list"),
-    (lambda m: _set(m, "version", "1"), "field version must be an integer in [1, 1], got str '1'"),
+    (lambda m: _set(m, "version", "1"), "field version must be an integer in [1, 2], got str '1'"),
     (lambda m: _set(m, "iteration", float("inf")), "field iteration must be an integer"),
     (lambda m: _set(m, "iteration", -5), "field iteration must be an integer in [0, "),
     (lambda m: _set(m, "config.model.hidden_dim", 8.0), "field config.model.hidden_dim must be an integer"),

@@ -191,7 +191,7 @@ def test_sample_greedy_and_beam(run_dir):
     assert proc.stdout.count("  generated: ") == 3 and proc.stdout.count("ground truth:") == 9
     assert "greedy" in proc.stdout
     greedy = json.loads(ok(fastcap_cmd("sample", ckpt, "-n", 5, "--json")).stdout)
-    beam1 = json.loads(ok(fastcap_cmd("sample", out, "-n", 5, "--json", "--beam-size", 1)).stdout)
+    beam1 = json.loads(ok(fastcap_cmd("sample", ckpt, "-n", 5, "--json", "--beam-size", 1)).stdout)
     assert greedy == beam1
     saved = json.loads((out / "samples.json").read_text())[:5]
     assert greedy == saved  # the samples file holds the same greedy captions
@@ -359,6 +359,42 @@ def test_usage_errors_exit_2(capsys):
             main(args)
         assert exc.value.code == 2, args
         assert "usage:" in capsys.readouterr().err
+
+
+def test_usage_errors_show_the_commands_usage_and_a_did_you_mean():
+    proc = fastcap_cmd("train", "--epocs", "3")
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: fastcap train ")
+    assert proc.stderr.rstrip().endswith("fastcap train: error: unrecognized arguments: --epocs 3; "
+                                         "did you mean --epochs?")
+    proc = fastcap_cmd("trian", "--epochs", "3")
+    assert proc.returncode == 2 and "unknown command 'trian'; did you mean train?" in proc.stderr
+    proc = fastcap_cmd("sample", "x.npz", "--bem-size", "2")
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: fastcap sample ")
+    assert "did you mean --beam-size?" in proc.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (["new0000.jpg"], "CHECKPOINT new0000.jpg is a picture, not a checkpoint"),
+    (["a.png", "b.png"], "CHECKPOINT a.png is a picture, not a checkpoint"),
+    (["run/best.npz"], "no IMAGE given"),
+])
+def test_caption_without_a_checkpoint_says_so(args, words):
+    proc = fastcap_cmd("caption", *args)
+    assert proc.returncode == 2 and proc.stderr.startswith("usage: fastcap caption ")
+    assert f"fastcap caption: error: {words}" in proc.stderr
+    assert "fastcap caption CHECKPOINT IMAGE..." in proc.stderr
+
+
+def test_inference_commands_read_a_run_folders_best_checkpoint_and_say_so(run_dir, tmp_path):
+    out, _ = run_dir
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "best.npz").write_bytes((out / "checkpoint.npz").read_bytes())
+    (folder / "checkpoint.npz").write_bytes(b"junk: reading it would fail")
+    for command in (["sample", "-n", "1"], ["evaluate", "--max-images", "2"]):
+        proc = ok(fastcap_cmd(command[0], folder, *command[1:]))
+        assert proc.stderr.startswith(f"fastcap: run folder {folder}: reading best.npz")
+        assert f"checkpoint {folder / 'best.npz'}:" in proc.stdout
 
 
 def test_info():

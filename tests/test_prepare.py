@@ -329,3 +329,44 @@ def test_prepare_checks_its_arguments_first(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
         P.prepare(tmp_path / "no-captions.json", tmp_path, tmp_path / "out", **kwargs)
     assert not (tmp_path / "out").exists()
+
+
+def test_prepare_says_when_the_pca_is_smaller_than_asked(tmp_path, monkeypatch):
+    """Fewer training images than --pca-dim: the PCA has as many dimensions as images, and
+    prepare says so instead of dropping them silently."""
+    from PIL import Image
+
+    class Fake(CountingExtractor):
+        dim = 6
+
+        def __init__(self, *args):
+            super().__init__()
+
+        def features(self, images):
+            return np.stack([np.resize(im.reshape(-1).astype(np.float32), 6) for im in images])
+
+    (tmp_path / "imgs").mkdir()
+    images, anns = [], []
+    for i in range(5):
+        Image.new("RGB", (4, 4), (40 * i, 7 * i * i % 255, 3)).save(tmp_path / "imgs" / f"{i}.png")
+        images.append({"id": i, "file_name": f"{i}.png"})
+        anns.append({"image_id": i, "caption": "a dog"})
+    path = _coco(tmp_path, images, anns)
+    monkeypatch.setattr(P, "Extractor", Fake)
+    said = []
+    s = P.prepare(path, tmp_path / "imgs", tmp_path / "out", min_count=1, val_fraction=0.2,
+                  pca_dim=512, progress=False, say=said.append)
+    assert s["pca_dim"] == 4
+    assert said == ["PCA: 4-d, not the 512 asked for (--pca-dim): a PCA has at most as many "
+                    "dimensions as there are training images (4) and features (6)"]
+
+
+def test_data_labels_name_the_network_that_made_the_features():
+    from fastcap.data.load import describe_data
+
+    spec = {"source": "dir", "path": "/d", "pca": True, "features": {"extractor": "resnet50"}}
+    assert describe_data(spec) == "/d (resnet50 PCA features)"
+    assert describe_data(dict(spec, pca=False)) == "/d (resnet50 features)"
+    spec.pop("features")  # the CS231n files: VGG-16 fc7 and its PCA
+    assert describe_data(spec) == "/d (PCA features)"
+    assert describe_data(dict(spec, pca=False)) == "/d (fc7 features)"

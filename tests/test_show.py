@@ -162,3 +162,33 @@ def test_show_usage_errors(run, capsys, tmp_path, monkeypatch):
             main(argv)
         assert info.value.code == 2
     assert main(["show", os.devnull + "-missing.npz"]) == 1
+
+
+def test_show_html_is_a_self_contained_page_of_images_and_references(run, tmp_path, capsys,
+                                                                     monkeypatch):
+    import base64
+    import html
+    import re
+
+    path, model, data = run
+    monkeypatch.chdir(tmp_path)
+    page = tmp_path / "val.html"
+    assert main(["show", path, "-n", "3", "--beam-size", "2", "--html", str(page)]) == 0
+    assert f"wrote {page}" in capsys.readouterr().out
+    assert not (tmp_path / "contact_sheet_val.png").exists()  # --html alone: the page alone
+    text = page.read_text()
+    srcs = re.findall(r'<img src="([^"]*)"', text)
+    assert len(srcs) == 3 and all(s.startswith("data:image/jpeg;base64,") for s in srcs)
+    for s in srcs:  # the generated scenes, drawn offline and embedded
+        Image.open(io.BytesIO(base64.b64decode(s.split(",", 1)[1]))).verify()
+    assert not re.search(r'(src|href)="(https?|file):', text)
+    ids, refs = references_by_image(data, "val", np.unique(data["val_image_idxs"])[:3])
+    for r in refs:
+        for caption in r:  # escaped: the references hold "<UNK>"
+            assert html.escape(caption) in text
+    assert "&lt;UNK&gt;" in text and "<UNK>" not in text
+    assert text.count(">GT<") == sum(len(r) for r in refs) and text.count(">beam 2<") == 3
+    # with --out too: both
+    sheet = tmp_path / "s.png"
+    assert main(["show", path, "-n", "2", "--html", str(page), "--out", str(sheet)]) == 0
+    assert sheet.exists() and page.read_text() != text

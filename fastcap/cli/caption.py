@@ -1,34 +1,82 @@
-"""``fastcap caption``: captions of new images (files, folders, URLs) by a checkpoint."""
+"""``fastcap caption``: captions of new images (files, folders, URLs) by a checkpoint: a thin layer
+over fastcap.inference.captioner (``load_captioner``, ``Captioner``)."""
 import json
+import os
+import sys
 
-from ..inference.caption import caption_files
+from ..inference.caption import caption_files, expand_images, looks_like_image
+from ..inference.captioner import load_captioner
+from ..inference.html_page import Item, check_page_path, render, thumbnail, write_page
+from ..train.checkpoint import CheckpointError
 from ..train.options import CAPTION_OPTIONS, add_options
-from .common import add_runtime_options, asked_precision, setup_runtime
+from .common import (EXIT_SKIPPED, PROG, add_runtime_options, asked_precision, checkpoint_file,
+                     checkpoint_inputs, setup_runtime)
+
+USAGE = "fastcap caption CHECKPOINT IMAGE... (the checkpoint, a .npz file or a run folder, first)"
 
 
 def add_parser(sub, parents):
     p = sub.add_parser("caption", parents=parents, help="caption new images with a checkpoint",
                        description="Print a caption for each image (files, folders, http(s) "
-                                   "URLs): IMAGE<TAB>caption, or JSON. The features are made "
-                                   "as the checkpoint's data was (fastcap prepare recorded the "
-                                   "CNN, its preprocessing and the PCA); needs the [vision] "
-                                   "extra. --threads also sets the CNN's threads (default: "
-                                   "every core).")
+                                   "URLs): IMAGE<TAB>caption, or JSON; --html FILE also writes "
+                                   "a page of the pictures with their captions. The features "
+                                   "are made as the checkpoint's data was (the CNN, its "
+                                   "preprocessing and the PCA the checkpoint carries); needs "
+                                   "the [vision] extra. A file of a folder that is not a "
+                                   "picture is skipped with a warning, and the exit status is "
+                                   f"then {EXIT_SKIPPED}. --threads also sets the CNN's threads "
+                                   "(default: every core).")
     add_options(p, CAPTION_OPTIONS)
     add_runtime_options(p)
     return p
 
 
+def check_args(args):
+    """What argparse cannot say of the arguments (a usage error), or None."""
+    if looks_like_image(args.checkpoint) and not os.path.isdir(args.checkpoint):
+        return f"CHECKPOINT {args.checkpoint} is a picture, not a checkpoint: {USAGE}"
+    if not args.images:
+        return f"no IMAGE given: {USAGE}"
+    return None
+
+
 def run(args):
     setup_runtime(args)
-    ckpt, results = caption_files(args.checkpoint, args.images, data_dir=args.data,
-                                  extractor=args.extractor, weights=args.weights,
-                                  beam_size=args.beam_size, max_length=args.max_length,
-                                  suppress=("<UNK>",) if args.no_unk else (),
-                                  threads=args.threads, precision=asked_precision(args))
+    sources = expand_images(args.images)
+    inputs = [*checkpoint_inputs(args.checkpoint), *sources]
+    if args.html is not None:  # before the work it would be lost after
+        check_page_path(args.html, args.overwrite, inputs)
+    path = checkpoint_file(args.checkpoint)
+    captioner = load_captioner(path, data_dir=args.data, extractor=args.extractor,
+                               weights=args.weights, precision=asked_precision(args),
+                               threads=args.threads)
+    if captioner.features is None:
+        raise CheckpointError(captioner.unavailable)
+    items = []
+
+    def keep(result, array):  # only the page's small JPEG of each picture is kept
+        items.append(Item(result["image"], thumbnail(array),
+                          lines=[("", result["caption"], "generated")]))
+
+    results, skipped = caption_files(captioner, sources, beam_size=args.beam_size,
+                                     max_length=args.max_length, no_unk=args.no_unk,
+                                     on_image=keep if args.html is not None else None)
+    if not results:
+        raise ValueError(f"none of the {len(sources)} pictures could be read (each is named "
+                         "above)")
     if args.json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
         for r in results:
             print(f"{r['image']}\t{r['caption']}")
+    if args.html is not None:
+        decoding = "greedy" if args.beam_size == 1 else f"beam search, beam {args.beam_size}"
+        items += [Item(src, missing=f"skipped: {why}") for src, why in skipped]
+        text = render(f"Captions by {path}", [captioner.describe(), f"{decoding} decoding"], items)
+        print(f"{PROG}: wrote {write_page(args.html, text, args.overwrite, inputs)}",
+              file=sys.stderr)
+    if skipped:
+        print(f"{PROG}: {len(skipped)} of {len(sources)} pictures skipped (not readable); exit "
+              f"status {EXIT_SKIPPED}", file=sys.stderr)
+        return EXIT_SKIPPED
     return 0

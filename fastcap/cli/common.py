@@ -7,14 +7,22 @@ import warnings
 from ..coco_utils import DATA_FILES
 from ..data.features import RandomWeightsWarning
 from ..data.load import DataError, describe_data, load_data
+from ..inference.caption import SkippedImageWarning
+from ..inference.captioner import CheckpointNote
 from ..runtime import backends, precision, threads
 from ..runtime.names import BACKEND_CHOICES
 from ..train.checkpoint import load_checkpoint
 from ..train.evaluation import suppressing
 from ..train.options import INFERENCE_OPTIONS, POSITIVE_INT, add_options
 from ..train.run_config import dir_spec
+from ..train.rundir import BEST_NAME, LAST_NAME, inference_checkpoint
 
 PROG = "fastcap"
+# The exit status of a command that did its work but left inputs out (fastcap caption: files of
+# a folder that are not pictures); 0, 1, 2, 130 and 143 are fastcap.cli.main's.
+EXIT_SKIPPED = 3
+# fastcap's own warnings, shown as one `fastcap: warning:` line each.
+ONE_LINE_WARNINGS = (RandomWeightsWarning, CheckpointNote, SkippedImageWarning)
 
 
 def one_line(text):
@@ -40,11 +48,12 @@ INFERENCE_COMMANDS = {
                  "Corpus BLEU-1..4 and CIDEr-D (COCO caption evaluation scorers) of a "
                  "checkpoint's captions against all reference captions of each image of a "
                  "split."),
-    "show": ("a contact sheet (PNG): images with ground-truth and generated captions",
+    "show": ("a contact sheet (PNG) or HTML page: images with ground-truth and generated "
+             "captions",
              "Draw the first N images of a split with their ground-truth captions and the "
-             "checkpoint's greedy (and, with --beam-size, beam-search) caption. Images that "
-             "cannot be downloaded get a placeholder tile; generated:// images are drawn "
-             "offline."),
+             "checkpoint's greedy (and, with --beam-size, beam-search) caption, as a contact "
+             "sheet (--out) or a self-contained HTML page (--html). Images that cannot be "
+             "downloaded get a placeholder tile; generated:// images are drawn offline."),
 }
 
 
@@ -87,9 +96,27 @@ def describe_ckpt(ckpt):
             f"iteration {ckpt.iteration}")
 
 
+def checkpoint_file(path):
+    """The checkpoint file a command that uses a model reads for ``path`` (a run folder: its
+    best.npz, else its checkpoint.npz; fastcap.train.rundir.inference_checkpoint), saying which
+    on stderr when ``path`` is a folder."""
+    file, note = inference_checkpoint(path)
+    if note is not None:
+        print(f"{PROG}: {note}", file=sys.stderr)
+    return file
+
+
+def checkpoint_inputs(path):
+    """The files a command given the checkpoint ``path`` must never replace: the file, or a run
+    folder's two checkpoints (whichever it reads)."""
+    if os.path.isdir(path):
+        return [path, *(os.path.join(path, name) for name in (LAST_NAME, BEST_NAME))]
+    return [path]
+
+
 def load_for_inference(args):
     """(checkpoint, model, data, data description) of a sample/evaluate/show command."""
-    ckpt = load_checkpoint(args.checkpoint)
+    ckpt = load_checkpoint(checkpoint_file(args.checkpoint))
     spec = ckpt.config["data"]
     if args.data is not None:
         spec = dir_spec(args.data, spec.get("pca", True))
@@ -109,7 +136,7 @@ def load_for_inference(args):
 def inputs(args, ckpt=None):
     """The files a sample/evaluate/show command reads: its checkpoint and data files
     (those of --data, or of the checkpoint's data directory once it is loaded)."""
-    paths = [args.checkpoint, *([ckpt.path] if ckpt is not None else [])]  # a directory names one
+    paths = [*checkpoint_inputs(args.checkpoint), *([ckpt.path] if ckpt is not None else [])]
     dirs = [args.data] if args.data is not None else []
     if ckpt is not None and ckpt.config["data"]["source"] == "dir":
         dirs.append(ckpt.config["data"]["path"])
@@ -117,12 +144,13 @@ def inputs(args, ckpt=None):
 
 
 def one_line_warnings():
-    """fastcap's own warnings (a random CNN) as one `fastcap: warning:` line, not Python's
-    file:line form; other warnings keep theirs."""
+    """fastcap's own warnings (ONE_LINE_WARNINGS: a random CNN, an old checkpoint, a skipped
+    file) as one `fastcap: warning:` line, not Python's file:line form; other warnings keep
+    theirs."""
     shown = warnings.showwarning
 
     def show(message, category, *rest, **kw):
-        if issubclass(category, RandomWeightsWarning):
+        if issubclass(category, ONE_LINE_WARNINGS):
             print(f"{PROG}: warning: {one_line(message)}", file=sys.stderr)
         else:
             shown(message, category, *rest, **kw)

@@ -3,15 +3,20 @@
 ``main(argv=None) -> int`` runs one command and returns its exit status:
 0 on success, 1 for bad data, checkpoints or other errors at run time (one
 line on stderr: ``fastcap: error: ...``; ``--debug`` adds the traceback),
-2 for usage errors (argparse and bad ``FASTCAP_*`` environment variables),
-130 when interrupted with Ctrl-C and 143 with SIGTERM (a training run saves a
+2 for usage errors (argparse and bad ``FASTCAP_*`` environment variables;
+shown with the command's own usage, and a "did you mean" for a mistyped
+option or command), 3 when a command did its work but skipped inputs it could
+not read (``fastcap caption`` on a folder: ``common.EXIT_SKIPPED``), 130 when
+interrupted with Ctrl-C and 143 with SIGTERM (a training run saves a
 checkpoint first and says where).
 
 Each command is a module of this package with ``add_parser(subparsers, parents)``
-and ``run(args) -> exit status``; ``COMMANDS`` lists them in the order ``--help``
-shows them.
+and ``run(args) -> exit status``, and optionally ``check_args(args)`` -> a usage
+error argparse cannot see, or None; ``COMMANDS`` lists them in the order
+``--help`` shows them.
 """
 import argparse
+import difflib
 import os
 import signal
 import sys
@@ -47,6 +52,38 @@ def build_parser():
     for command in COMMANDS:
         command.add_parser(sub, [debug]).set_defaults(func=command.run)
     return parser
+
+
+def _commands(parser):
+    """{command name: its subparser} of the parser build_parser made."""
+    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return action.choices
+
+
+def _did_you_mean(word, choices):
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def parse(parser, argv):
+    """The arguments of ``argv``; a usage error exits with status 2 and the usage of the command
+    it is about (not the top level's), with a "did you mean" for a mistyped name."""
+    commands = _commands(parser)
+    word = next((a for a in argv if not a.startswith("-")), None)
+    if word is not None and word not in commands:
+        parser.error(f"unknown command {word!r}{_did_you_mean(word, commands)} (commands: "
+                     f"{', '.join(commands)})")
+    args, extra = parser.parse_known_args(argv)
+    sub = commands[args.command]
+    if extra:
+        options = [s for a in sub._actions for s in a.option_strings]
+        hints = "".join(_did_you_mean(e.split("=")[0], options) for e in extra if e.startswith("-"))
+        sub.error(f"unrecognized arguments: {' '.join(extra)}{hints}")
+    module = next(c for c in COMMANDS if c.run is args.func)
+    problem = module.check_args(args) if hasattr(module, "check_args") else None
+    if problem is not None:
+        sub.error(problem)
+    return args
 
 
 def _report(exc, debug, internal=False):
@@ -99,7 +136,7 @@ def main(argv=None):
         return int(bench.main(argv[head + 1:]) or 0)
 
     parser = build_parser()
-    args = parser.parse_args(argv)  # exits with status 2 on usage errors
+    args = parse(parser, argv)  # exits with status 2 on usage errors
     debug = debug or getattr(args, "debug", False)
     shown = warnings.showwarning
     warnings.showwarning = one_line_warnings()

@@ -8,11 +8,17 @@ their published ImageNet weights through ``torch.hub``'s own download cache
 
 ``EXTRACTORS`` is the one list of networks. Each records what a data
 directory needs to reproduce its features (``Extractor.record``): the network,
-its weights (``imagenet`` or ``none``), the input preprocessing and the
-feature size. ``weights="none"`` builds the network with a fixed random
-initialisation (seed 0), so that offline data preparation, tests and
-``fastcap caption`` compute the same features again; it warns, because such
-features carry no learned visual knowledge.
+its weights, the input preprocessing and the feature size. The weights are
+``imagenet`` (the published file, downloaded once), ``none`` (a fixed random
+initialisation, seed 0, so that offline data preparation, tests and ``fastcap
+caption`` compute the same features again; it warns, because such features
+carry no learned visual knowledge) or the path of a local file of the
+network's weights (a ``torch.save`` state dict with torchvision's names: the
+published file copied by hand for a machine that is offline, or weights of
+one's own). A local file is recorded by its SHA-256 (``weights_sha256``): as
+``imagenet`` when it is the published file (its name's hash prefix, as
+torch.hub checks it), else as ``file`` with its path (``weights_file``), and
+features are only made again with a file of the same SHA-256.
 
 Shapes: an image is uint8 (H, W, 3) RGB; a batch of features is float32
 (N, Extractor.dim); with ``grid=True`` also the network's last spatial map, the grid
@@ -21,21 +27,26 @@ left of the centre crop the network saw.
 """
 import concurrent.futures
 import dataclasses
+import hashlib
 import os
+import re
 import warnings
 
 import numpy as np
 
 from ..runtime.install import install_hint
 
-__all__ = ["EXTRACTORS", "WEIGHTS", "Extractor", "RandomWeightsWarning", "VisionUnavailable",
-           "extractor_from_record", "preprocess", "describe_vision", "INSTALL_VISION"]
+__all__ = ["EXTRACTORS", "WEIGHTS", "RECORDED_WEIGHTS", "Extractor", "RandomWeightsWarning",
+           "VisionUnavailable", "WeightsUnavailable", "extractor_from_record", "preprocess",
+           "describe_vision", "describe_weights", "INSTALL_VISION"]
 
 # Where the [vision] extra comes from, said once for every message that needs it.
 INSTALL_VISION = f"{install_hint('vision')}; torch 2.13.0, the CPU build"
-WEIGHTS = ("imagenet", "none")
+WEIGHTS = ("imagenet", "none")  # the named weights; anything else given is a file's path
+RECORDED_WEIGHTS = (*WEIGHTS, "file")  # what a record's "weights" says: "file", a file of one's own
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
+MAX_WEIGHTS_BYTES = 2 << 30  # VGG-16's published file is 528 MB
 _RANDOM_SEED = 0  # the initialisation of --weights none (recorded, so it is reproduced)
 
 
@@ -45,6 +56,10 @@ class VisionUnavailable(ImportError):
 
 class RandomWeightsWarning(UserWarning):
     """Features from a randomly initialised CNN (``--weights none``)."""
+
+
+class WeightsUnavailable(OSError):
+    """The network's weights cannot be had: the download failed, or a file is missing."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,6 +196,58 @@ def _random_init(torch, net):
             torch.nn.init.zeros_(m.bias)
 
 
+def published_prefix(spec):
+    """The SHA-256 prefix in the published file's name (``resnet50-11ad3fa6.pth``), which
+    torch.hub checks a download against."""
+    m = re.search(r"-([0-9a-f]{8,})\.pth$", spec.url)
+    return m.group(1) if m else "\0"  # no prefix: no file is taken for the published one
+
+
+def _sha256(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _load_file(torch, net, path, name):
+    """Load a state dict file into ``net``, strictly; ValueError naming the file when it is not
+    one torch reads without running code, or not ``name``'s weights."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many kinds for a damaged or foreign file
+        first = (str(exc).splitlines() or [""])[0][:200]  # torch's messages run to pages
+        raise ValueError(f"--weights {path}: not a weights file torch can read "
+                         f"({type(exc).__name__}: {first})") from None
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise ValueError(f"--weights {path}: not a state dict (a mapping of parameter names to "
+                         f"tensors, as torch.save(model.state_dict()) writes), got "
+                         f"{type(state).__name__}")
+    want = net.state_dict()
+    missing = [k for k in want if k not in state]
+    extra = [k for k in state if k not in want]
+    shapes = [k for k in want if k in state and tuple(state[k].shape) != tuple(want[k].shape)]
+    if missing or extra or shapes:
+        what = "; ".join(f"{len(keys)} {why}, e.g. {keys[0]!r}" for keys, why in (
+            (missing, "of its tensors missing"), (extra, "unknown tensors"),
+            (shapes, "tensors of another shape")) if keys)
+        raise ValueError(f"--weights {path}: not {name} weights ({what})")
+    for k, v in state.items():
+        if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            raise ValueError(f"--weights {path}: tensor {k!r} holds NaN or infinite values")
+    net.load_state_dict(state)
+
+
+def describe_weights(record):
+    """A record's weights in a few words: ``imagenet``, ``none``, ``file w.pth (sha256 1a2b...)``."""
+    if record.get("weights") == "file":
+        return (f"file {record.get('weights_file')} (sha256 "
+                f"{str(record.get('weights_sha256'))[:12]}...)")
+    return str(record.get("weights"))
+
+
 def preprocess(image, spec):
     """uint8 (H, W, 3) RGB -> float32 (3, crop, crop), ImageNet-normalised, as ``spec`` says."""
     from PIL import Image
@@ -205,10 +272,20 @@ class Extractor:
     def __init__(self, name=DEFAULT_EXTRACTOR, weights="imagenet", threads=None):
         if name not in EXTRACTORS:
             raise ValueError(f"extractor must be one of {', '.join(EXTRACTORS)}, got {name!r}")
-        if weights not in WEIGHTS:
-            raise ValueError(f"weights must be one of {', '.join(WEIGHTS)}, got {weights!r}")
+        if not isinstance(weights, (str, os.PathLike)) or not os.fspath(weights):
+            raise ValueError(f"--weights must be one of {', '.join(WEIGHTS)} or the path of a "
+                             f"weights file, got {weights!r}")
+        weights = os.fspath(weights)
+        if weights not in WEIGHTS and not os.path.isfile(weights):
+            what = "not a regular file" if os.path.exists(weights) else "no such file"
+            raise ValueError(f"--weights {weights}: {what} (give {' or '.join(WEIGHTS)}, "
+                             f"or the path of a file of {name}'s weights)")
+        if weights not in WEIGHTS and os.path.getsize(weights) > MAX_WEIGHTS_BYTES:
+            raise ValueError(f"--weights {weights}: {os.path.getsize(weights):,} bytes, more than "
+                             f"the {MAX_WEIGHTS_BYTES:,} a network's weights file may be")
         torch = _torch()
-        self.spec, self.weights, self._torch = EXTRACTORS[name], weights, torch
+        self.spec, self._torch = EXTRACTORS[name], torch
+        self.weights, self.weights_file, self.weights_sha256 = weights, None, None
         net = _BUILDERS[name](torch)
         if weights == "none":
             warnings.warn(f"--weights none: {name} is randomly initialised (seed {_RANDOM_SEED}); "
@@ -216,14 +293,32 @@ class Extractor:
                           "will be poor (use it offline and for tests)", RandomWeightsWarning,
                           stacklevel=2)
             _random_init(torch, net)
+        elif weights == "imagenet":
+            net.load_state_dict(self._download())  # strict: torchvision's names, every tensor
         else:
-            from torch.hub import load_state_dict_from_url
-
-            state = load_state_dict_from_url(self.spec.url, progress=True, check_hash=True,
-                                             map_location="cpu")
-            net.load_state_dict(state)  # strict: torchvision's names, every tensor
+            self.weights_file = os.path.abspath(weights)
+            self.weights_sha256 = _sha256(self.weights_file)
+            _load_file(torch, net, self.weights_file, name)
+            # The published file, copied by hand, makes the published features.
+            self.weights = "imagenet" if self.weights_sha256.startswith(
+                published_prefix(self.spec)) else "file"
         self.net = net.eval()
         self.threads = threads or os.cpu_count() or 1
+
+    def _download(self):
+        """The published state dict, from torch.hub's cache or downloaded into it."""
+        from torch.hub import load_state_dict_from_url
+
+        try:
+            return load_state_dict_from_url(self.spec.url, progress=True, check_hash=True,
+                                            map_location="cpu")
+        except (OSError, RuntimeError, ValueError) as exc:  # URLError is an OSError
+            reason = getattr(exc, "reason", None) or exc
+            raise WeightsUnavailable(
+                f"cannot download the {self.spec.name} ImageNet weights ({self.spec.url}: "
+                f"{reason}); offline, pass --weights PATH (a copy of "
+                f"{os.path.basename(self.spec.url)}) or --weights none (random features, for "
+                "tests)") from None
 
     @property
     def dim(self):
@@ -232,14 +327,19 @@ class Extractor:
     def record(self):
         """What reproduces these features (stored in a data directory and its checkpoints)."""
         s = self.spec
-        return {"extractor": s.name, "weights": self.weights,
-                "weights_url": s.url if self.weights == "imagenet" else None,
-                "random_seed": _RANDOM_SEED if self.weights == "none" else None,
-                "dim": s.dim, "preprocessing": {"resize": s.resize, "crop": s.crop,
-                                                "interpolation": "bilinear",
-                                                "mean": list(_IMAGENET_MEAN),
-                                                "std": list(_IMAGENET_STD)},
-                "torch_version": self._torch.__version__}
+        record = {"extractor": s.name, "weights": self.weights,
+                  "weights_url": s.url if self.weights == "imagenet" else None,
+                  "random_seed": _RANDOM_SEED if self.weights == "none" else None,
+                  "dim": s.dim, "preprocessing": {"resize": s.resize, "crop": s.crop,
+                                                  "interpolation": "bilinear",
+                                                  "mean": list(_IMAGENET_MEAN),
+                                                  "std": list(_IMAGENET_STD)},
+                  "torch_version": self._torch.__version__}
+        if self.weights_sha256 is not None:
+            record["weights_sha256"] = self.weights_sha256
+        if self.weights == "file":
+            record["weights_file"] = self.weights_file
+        return record
 
     def features(self, images, grid=False):
         """uint8 (H, W, 3) images (any sizes) -> float32 (N, dim); with ``grid``, the pair
@@ -279,19 +379,49 @@ def describe_vision():
     return f"image features: torch {version}: {', '.join(EXTRACTORS)}"
 
 
-def extractor_from_record(record, source, threads=None):
+def _weights_for(record, source, given):
+    """What to build the record's network with: its named weights, or the file (``given``, else
+    the one the record names), after checking that it is the file the record's SHA-256 names."""
+    recorded = record.get("weights")
+    named = given if given in WEIGHTS else None
+    if given is not None and named is None:  # a file given: it must be the one recorded
+        if recorded == "none":
+            raise ValueError(f"{source}: the features were made by a randomly initialised "
+                             f"network (weights none), not from --weights {given}")
+        return given
+    if named is not None and named != recorded:
+        raise ValueError(f"{source}: the features were made with weights "
+                         f"{describe_weights(record)}, not {named}: --weights {named} would make "
+                         "other features")
+    if recorded != "file":
+        return recorded
+    path = record.get("weights_file")
+    if not isinstance(path, str) or not os.path.isfile(path):
+        raise WeightsUnavailable(
+            f"{source}: the features were made with the weights file {path} (sha256 "
+            f"{record.get('weights_sha256')}), which is not there; pass --weights PATH (that file)")
+    return path
+
+
+def extractor_from_record(record, source, threads=None, weights=None):
     """The Extractor a data directory's record names; ValueError when this fastcap cannot
-    reproduce it (another network or preprocessing)."""
-    name, weights = record.get("extractor"), record.get("weights")
-    if name not in EXTRACTORS or weights not in WEIGHTS:
-        raise ValueError(f"{source}: features were made by {name!r} with weights {weights!r}, "
+    reproduce it (another network, preprocessing or weights file). ``weights``: what the
+    user gave (--weights: a name, which must be the record's, or a file, which must be the
+    recorded one; None: the record's own)."""
+    name, recorded = record.get("extractor"), record.get("weights")
+    if name not in EXTRACTORS or recorded not in RECORDED_WEIGHTS:
+        raise ValueError(f"{source}: features were made by {name!r} with weights {recorded!r}, "
                          f"which this fastcap cannot reproduce (it has {', '.join(EXTRACTORS)})")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RandomWeightsWarning)  # the data said so already
-        ext = Extractor(name, weights, threads)
+        ext = Extractor(name, _weights_for(record, source, weights), threads)
     mine = ext.record()
-    for key in ("dim", "preprocessing", "random_seed"):
-        if record.get(key) != mine[key]:
+    keys = ["dim", "preprocessing", "random_seed", "weights"]
+    if ext.weights_file is not None:  # a file (a download is checked by torch.hub itself)
+        keys.append("weights_sha256")
+    for key in keys:
+        if record.get(key) != mine.get(key):
             raise ValueError(f"{source}: the features' {key} is {record.get(key)!r}, but "
-                             f"{name} here uses {mine[key]!r}")
+                             f"{name} here has {mine.get(key)!r}"
+                             + (f" (--weights {ext.weights_file})" if ext.weights_file else ""))
     return ext

@@ -23,10 +23,21 @@ class DataError(ValueError):
 
 
 def describe_data(spec):
+    """The data of a spec in a few words: ``DIR (resnet50 PCA features)``, the CS231n files'
+    ``DIR (PCA features)`` / ``DIR (fc7 features)``, ``DIR (resnet50 grid features)``, or the
+    generated data's size (and grid)."""
     grid = spec.get("grid")
-    if spec["source"] == "dir":
-        kind = "grid" if grid else "PCA" if spec.get("pca", True) else "fc7"
-        return f"{spec['path']} ({kind} features)"
+    if spec["source"] in ("dir", "none"):
+        record = spec.get("features") or {}
+        net = record.get("extractor")
+        if grid:
+            kind = f"{net} grid features" if net else "grid features"
+        elif spec.get("pca", True):
+            kind = f"{net} PCA features" if net else "PCA features"
+        else:
+            kind = f"{net} features" if net else "fc7 features"
+        where = spec["path"] if spec["source"] == "dir" else "data not recorded"
+        return f"{where} ({kind})"
     kind = f", {grid['grid_size']}x{grid['grid_size']}x{grid['grid_dim']} grids" if grid else ""
     return (f"generated data ({spec['num_train_images']} train / {spec['num_val_images']} val "
             f"images, {spec['captions_per_image']} captions each{kind}, seed {spec['seed']})")
@@ -64,6 +75,9 @@ def load_data(spec, dtype=None, stream=True):
         else:
             data = load_coco_data(path, max_train=None, pca_features=spec.get("pca", True))
         source = path
+    elif spec["source"] == "none":
+        raise DataError("the checkpoint does not record its data (a model saved from Python "
+                        "without its data directory): pass --data DIR")
     else:
         raise DataError(f"unknown data source {spec['source']!r}")
     try:

@@ -44,7 +44,8 @@ from .prepare_grid import (GRID_PCA_FILE, PCA_CELLS, grid_chunk_ok, grid_chunk_p
 # (the one import of this floor from the floor above: fastcap.train.options keeps every command's).
 from ..train.options import PREPARE_OPTIONS
 
-__all__ = ["prepare", "read_features_record", "check_record", "load_pca", "apply_pca", "build_vocab",
+__all__ = ["prepare", "read_features_record", "check_record", "load_pca", "apply_pca", "pca_digest",
+           "build_vocab",
            "encode_captions", "FEATURES_FILE", "PCA_FILE", "PARTIAL_DIR", "OUTPUT_FILES"]
 
 FEATURES_FILE = "fastcap_features.json"
@@ -94,7 +95,8 @@ def _assign_splits(corpus, names, val_fraction, seed):
 
 
 # ---------------------------------------------------------------- files
-def _pca_digest(mean, components):
+def pca_digest(mean, components):
+    """The SHA-256 of a PCA (shapes and float32 little-endian bytes): what a record names."""
     h = hashlib.sha256()
     for a in (mean, components):
         a = np.ascontiguousarray(a, dtype="<f4")
@@ -167,7 +169,7 @@ def load_pca(data_dir, record, grid=False):
     if comps.shape[0] != mean.shape[0] or not np.isfinite(comps).all() or \
             not np.isfinite(mean).all():
         raise ValueError(f"{path}: mean {mean.shape} and components {comps.shape} do not fit")
-    if _pca_digest(mean, comps) != record["pca_sha256"]:
+    if pca_digest(mean, comps) != record["pca_sha256"]:
         raise ValueError(f"{path} is not the PCA the features were made with (its SHA-256 "
                          "differs from the record's)")
     return mean, comps
@@ -300,8 +302,12 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
     n_train = len(names["train"])
     full_by = {"train": full[:n_train], "val": full[n_train:]}
     mean, comps = fit_pca(full_by["train"], pca_dim)
+    if comps.shape[1] < pca_dim:
+        say(f"PCA: {comps.shape[1]}-d, not the {pca_dim} asked for (--pca-dim): a PCA has at most "
+            f"as many dimensions as there are training images ({n_train}) and features "
+            f"({ext.dim})")
     record = {**ext.record(), "pca_dim": int(comps.shape[1]),
-              "pca_sha256": _pca_digest(mean, comps), "captions_file": os.path.abspath(
+              "pca_sha256": pca_digest(mean, comps), "captions_file": os.path.abspath(
                   captions_file), "captions_format": corpus.format, "images_dir": images_dir}
 
     # An old record would vouch for a directory half replaced: it goes first, comes back last.
@@ -346,7 +352,7 @@ def _write_grid(out_dir, partial, ext, n_train, n_total, pca_dim):
         most = min(PCA_CELLS, (512 << 20) // (8 * channels))
         mean, comps = fit_pca(sample_cells(partial, CHUNK, n_train, most), pca_dim)
         entry.update(dim=int(comps.shape[1]), pca_dim=int(comps.shape[1]),
-                     pca_sha256=_pca_digest(mean, comps))
+                     pca_sha256=pca_digest(mean, comps))
         _write_h5(os.path.join(out_dir, GRID_PCA_FILE), {"mean": mean, "components": comps})
         reduce = lambda block: apply_pca(block, mean, comps)  # noqa: E731
     write_grid_files(out_dir, partial, CHUNK, n_train, n_total, (rows, cols), entry["dim"], reduce)

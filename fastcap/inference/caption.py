@@ -1,113 +1,99 @@
-"""``fastcap caption``: captions of new images (files, folders, URLs) by a trained checkpoint.
+"""``fastcap caption``'s part below the command line: which pictures its arguments name, and
+their captions by a Captioner (fastcap.inference.captioner), a batch at a time.
 
-The features are computed as the checkpoint's training data was made: the
-network, weights and preprocessing of the record that ``fastcap prepare``
-wrote (carried in the checkpoint's config, ``config.data.features``; else read
-from its data directory), and that directory's PCA when the model was trained
-on PCA features. Data that fastcap did not prepare (the CS231n files, the
-generated data) has no record: such a checkpoint is refused unless an
-extractor is named (``extractor=``), and then only when the model reads that
-extractor's full (not PCA-reduced) features.
+A picture named on the command line that cannot be read is an error; one found in a folder
+is skipped with a ``SkippedImageWarning`` (one line each) and the rest are captioned.
 """
 import os
 import urllib.parse
+import warnings
 
-from ..data import features as F
-from ..data.prepare import apply_pca, check_record, load_pca, read_features_record
-from ..image_utils import fetch_image
-from ..runtime.precision import use_precision
-from ..train.checkpoint import CheckpointError, load_checkpoint
-from ..train.evaluation import generate, suppressing
-from ..train.metrics import decode_for_metrics
+from ..image_utils import ImageUnavailableError
+from .captioner import as_image
 
-__all__ = ["IMAGE_SUFFIXES", "expand_images", "caption_files"]
+__all__ = ["IMAGE_SUFFIXES", "Source", "expand_images", "caption_files", "SkippedImageWarning",
+           "looks_like_image"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
+class SkippedImageWarning(UserWarning):
+    """A file of a folder that could not be read as a picture, and was left out."""
+
+
+warnings.simplefilter("always", SkippedImageWarning, append=True)  # one line for each file
+
+
+def looks_like_image(path):
+    """Whether ``path``'s name ends in one of IMAGE_SUFFIXES."""
+    return os.fspath(path).lower().endswith(IMAGE_SUFFIXES)
+
+
+class Source(str):
+    """A picture's source (path or URL) and whether it was named (``named``) or found in a
+    folder (then a file that cannot be read is skipped)."""
+
+    named = True
+
+
+def _found(path):
+    s = Source(path)
+    s.named = False
+    return s
+
+
 def expand_images(items):
-    """Image sources in order: URLs as given, files as given, a folder's image files (by
-    IMAGE_SUFFIXES, sorted, not recursive). A path that does not exist raises."""
+    """Picture sources in order (Source strings): URLs as given, files as given, a folder's
+    image files (by IMAGE_SUFFIXES, sorted, not recursive). A path that does not exist, or a
+    folder without image files, raises."""
     out = []
     for item in items:
+        if not isinstance(item, (str, os.PathLike)):
+            raise TypeError(f"images: give paths, folders or URLs, got {type(item).__name__} "
+                            "(Captioner.caption takes PIL images and arrays)")
+        item = os.fspath(item)
         scheme = urllib.parse.urlsplit(item).scheme.lower()
         if scheme in ("http", "https", "file"):
-            out.append(item)
+            out.append(Source(item))
         elif os.path.isdir(item):
             found = sorted(os.path.join(item, n) for n in os.listdir(item)
-                           if n.lower().endswith(IMAGE_SUFFIXES)
-                           and os.path.isfile(os.path.join(item, n)))
+                           if looks_like_image(n) and os.path.isfile(os.path.join(item, n)))
             if not found:
                 raise ValueError(f"folder {item} holds no image files "
                                  f"({', '.join(IMAGE_SUFFIXES)})")
-            out.extend(found)
+            out.extend(_found(p) for p in found)
         elif os.path.isfile(item):
-            out.append(item)
+            out.append(Source(item))
         else:
             raise FileNotFoundError(f"image {item} does not exist (give image files, folders "
                                     "or http(s) URLs)")
     return out
 
 
-def _feature_maker(ckpt, data_dir, extractor, weights, threads=None):
-    """A function images -> model features, made as the checkpoint's data was."""
-    spec = ckpt.config["data"]
-    pca = spec.get("pca", True)
-    data_dir = data_dir or (spec.get("path") if spec["source"] == "dir" else None)
-    record = spec.get("features")
-    if record is not None:  # a checkpoint is untrusted input
-        check_record(record, f"checkpoint {ckpt.path}: config.data.features")
-    if record is None and data_dir is not None and os.path.isdir(data_dir):
-        record = read_features_record(data_dir)
-    if extractor is not None:
-        if record is not None and record["extractor"] != extractor:
-            raise CheckpointError(f"checkpoint {ckpt.path} was trained on {record['extractor']} "
-                                  f"features, not {extractor}")
-        if record is None:
-            if pca:
-                raise CheckpointError(
-                    f"checkpoint {ckpt.path} was trained on PCA-reduced features that fastcap "
-                    "did not make: their PCA is unknown, so no extractor can reproduce them")
-            # before the network is built (and its weights downloaded)
-            ckpt.check_input_dim(F.EXTRACTORS[extractor].dim, f"extractor {extractor}")
-            return F.Extractor(extractor, weights, threads).features
-    if record is None:
-        what = ("fastcap's generated data" if spec["source"] == "generated"
-                else f"{data_dir}, data fastcap did not prepare (such as the CS231n files)")
-        raise CheckpointError(
-            f"checkpoint {ckpt.path} was trained on features of {what}; fastcap cannot compute "
-            "them for a new image. Train on data made by `fastcap prepare`, or, for a model of "
-            "full (--no-pca) features of a known network, pass --extractor "
-            f"({', '.join(F.EXTRACTORS)})")
-    ext = F.extractor_from_record(record, f"checkpoint {ckpt.path}", threads)
-    if not pca:
-        return ext.features
-    if data_dir is None or not os.path.isdir(data_dir):
-        raise FileNotFoundError(f"checkpoint {ckpt.path} was trained on {data_dir}, which is not "
-                                "there any more (its PCA is needed); pass --data DIR")
-    mean, comps = load_pca(data_dir, record)
-    return lambda images: apply_pca(ext.features(images), mean, comps)
-
-
-def caption_files(checkpoint, images, *, data_dir=None, extractor=None, weights="imagenet",
-                  beam_size=1, max_length=30, batch_size=32, suppress=(), threads=None,
-                  precision=None):
-    """(checkpoint, [{"image", "caption"}]) for each image source (see expand_images);
-    ``suppress``: words never generated (fastcap.train.evaluation.suppressing); ``precision``:
-    of the model's products ('float32' or 'bfloat16'; None: the checkpoint's)."""
-    ckpt = load_checkpoint(checkpoint)
-    precision = precision or ckpt.config["train"].get("precision", "float32")
-    sources = expand_images(images)
-    make = _feature_maker(ckpt, data_dir, extractor, weights, threads)
-    model = suppressing(ckpt.build_model(), suppress)
-    idx_to_word = ckpt.idx_to_word
-    out = []
+def caption_files(captioner, sources, *, beam_size=1, max_length=30, no_unk=False,
+                  batch_size=32, on_image=None):
+    """([{"image", "caption"}], [(source, reason)] skipped) for Source strings (expand_images)
+    by ``captioner``. ``on_image(result, array)`` is called for each captioned picture
+    (its uint8 (H, W, 3) pixels), as the HTML page is made without keeping them all."""
+    results, skipped = [], []
     for a in range(0, len(sources), batch_size):
-        batch = sources[a:a + batch_size]
-        feats = make([fetch_image(s) for s in batch])
-        ckpt.check_input_dim(feats.shape[1], "the extracted features")
-        with use_precision(precision):
-            caps = generate(model, feats.astype(model.dtype), beam_size, max_length)
-        out += [{"image": src, "caption": text}
-                for src, text in zip(batch, decode_for_metrics(caps, idx_to_word))]
-    return ckpt, out
+        batch, arrays = [], []
+        for src in sources[a:a + batch_size]:
+            try:
+                arrays.append(as_image(str(src), str(src)))
+            except ImageUnavailableError as exc:
+                if getattr(src, "named", True):
+                    raise
+                skipped.append((str(src), exc.reason))
+                warnings.warn(SkippedImageWarning(f"skipped {src}: {exc.reason}"), stacklevel=2)
+                continue
+            batch.append(str(src))
+        if not batch:
+            continue
+        captions = captioner.caption_arrays(arrays, beam_size=beam_size, max_length=max_length,
+                                            no_unk=no_unk)
+        for src, array, text in zip(batch, arrays, captions):
+            results.append({"image": src, "caption": text})
+            if on_image is not None:
+                on_image(results[-1], array)
+    return results, skipped

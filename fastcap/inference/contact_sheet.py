@@ -20,7 +20,8 @@ from ..runtime.files import atomic_write, check_target
 from ..train.evaluation import caption_images, generate
 from ..train.metrics import decode_for_metrics
 
-__all__ = ["contact_sheet", "save_png", "check_out_path", "sheet_format", "SHEET_FORMATS",
+__all__ = ["contact_sheet", "sheet_entries", "save_png", "check_out_path", "sheet_format",
+           "SHEET_FORMATS",
            "SOFTWARE"]
 
 SOFTWARE = "fastcap show"  # the PNG's Software text: marks sheets that fastcap may replace
@@ -65,24 +66,16 @@ def _lines(label, text, colour):
     return [(label + wrapped[0], colour)] + [(" " * len(label) + w, colour) for w in wrapped[1:]]
 
 
-def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=None,
-                  max_length=30, columns=4, timeout=image_utils.DEFAULT_TIMEOUT, title=None):
-    """A Figure of ``n`` images of ``split`` with their captions.
-
-    ``model``: a CaptioningRNN over ``data``'s vocabulary; ``data``: a
-    ``load_coco_data``-style dict; the images are the first ``n`` images of the
-    split that have captions, or ``image_ids`` (rows of the split's features).
-    Each tile lists every ground-truth caption ("GT"), the greedy caption and,
-    when ``beam_size`` is given, the beam-search caption. Images that cannot be
-    had get a grey tile naming the reason, and an ``ImageUnavailableWarning`` each
-    (its ``url`` and ``reason``). The figure uses the Agg canvas (no display).
-    """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
+def sheet_entries(model, data, split="val", n=8, *, image_ids=None, beam_size=None,
+                  max_length=30, timeout=image_utils.DEFAULT_TIMEOUT):
+    """What a contact sheet (or ``fastcap show --html``'s page) shows of ``n`` images of
+    ``split``: (image_ids, urls, images, references, greedy, beam), where each image is a
+    uint8 (H, W, 3) array or the ImageUnavailableError that says why there is none (with an
+    ``ImageUnavailableWarning`` each: its ``url`` and ``reason``), references a list of
+    strings per image and beam None without ``beam_size``. Arguments as contact_sheet's."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
-    for name, value in (("n", n), ("columns", columns), ("max_length", max_length)):
+    for name, value in (("n", n), ("max_length", max_length)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if beam_size is not None and (isinstance(beam_size, bool) or
@@ -102,6 +95,37 @@ def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=No
         beam = decode_for_metrics(generate(model, features, beam_size, max_length), data["idx_to_word"])
     urls = [str(data[f"{split}_urls"][i]) for i in image_ids]
     images = _fetch_all(urls, timeout)
+    for img_id, url, image in zip(image_ids.tolist(), urls, images):
+        if isinstance(image, image_utils.ImageUnavailableError):
+            warnings.warn(image_utils.ImageUnavailableWarning(
+                f"{split} image {img_id}: {url} is unavailable ({image.reason}); drew a placeholder",
+                url, image.reason), stacklevel=3)
+    return image_ids, urls, images, refs, greedy, beam
+
+
+def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=None,
+                  max_length=30, columns=4, timeout=image_utils.DEFAULT_TIMEOUT, title=None,
+                  entries=None):
+    """A Figure of ``n`` images of ``split`` with their captions.
+
+    ``model``: a CaptioningRNN over ``data``'s vocabulary; ``data``: a
+    ``load_coco_data``-style dict; the images are the first ``n`` images of the
+    split that have captions, or ``image_ids`` (rows of the split's features).
+    Each tile lists every ground-truth caption ("GT"), the greedy caption and,
+    when ``beam_size`` is given, the beam-search caption. Images that cannot be
+    had get a grey tile naming the reason, and an ``ImageUnavailableWarning`` each
+    (its ``url`` and ``reason``). ``entries``: what ``sheet_entries`` made for these
+    arguments, when it was made already. The figure uses the Agg canvas (no display).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if isinstance(columns, bool) or not isinstance(columns, (int, np.integer)) or columns < 1:
+        raise ValueError(f"columns must be a positive integer, got {columns!r}")
+    if entries is None:
+        entries = sheet_entries(model, data, split, n, image_ids=image_ids, beam_size=beam_size,
+                                max_length=max_length, timeout=timeout)
+    image_ids, urls, images, refs, greedy, beam = entries
 
     texts = []
     for k in range(len(image_ids)):
@@ -137,9 +161,6 @@ def contact_sheet(model, data, split="val", n=8, *, image_ids=None, beam_size=No
         ax.set_xticks([])
         ax.set_yticks([])
         if isinstance(image, image_utils.ImageUnavailableError):
-            warnings.warn(image_utils.ImageUnavailableWarning(
-                f"{split} image {img_id}: {url} is unavailable ({image.reason}); drew a placeholder",
-                url, image.reason), stacklevel=2)
             ax.set_facecolor("#dddddd")
             msg = "image unavailable\n" + "\n".join(textwrap.wrap(image.reason, 40)[:4])
             ax.text(0.5, 0.55, msg, ha="center", va="center", fontsize=7.5, transform=ax.transAxes)

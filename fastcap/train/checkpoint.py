@@ -19,7 +19,18 @@ allow_pickle=False)`` reads it and a checkpoint can never run code):
                        (``m``, ``v`` for adam, ``velocity``, ``cache``)
 ``rng/keys``           uint32 (624,): the MT19937 key of the minibatch RNG
 ``loss_history``       float64: every training minibatch loss so far
+``pca/mean``           float32 (F,), and ``pca/components`` float32 (F, D):
+                       the PCA of the features (format 2, ``pca_embedded``
+                       in ``meta``; a model of PCA-reduced features that
+                       ``fastcap prepare`` made), checked against the
+                       features record's SHA-256 (``config.data.features``)
 =====================  =====================================================
+
+A checkpoint is self-contained for captioning: the vocabulary, the model
+(kind, sizes, dtype), the precision (``config.train.precision``), how the
+image features were made (``config.data.features``) and their PCA. A model
+saved without a training run (``save_model``) has no optimizer state: it
+starts new runs (``--init-from``) but does not resume.
 
 Files are written atomically: a temporary file in the same directory is
 written, flushed and fsync'ed, then renamed over the target with
@@ -38,11 +49,12 @@ import numpy as np
 from ..runtime import files as _atomic
 from ..runtime.names import VERSION as __version__
 from ..model.validate import REQUIRED_TOKENS
+from ..data.prepare import pca_digest
 from . import checkpoint_schema as schema
 from .checkpoint_schema import FORMAT, FORMAT_VERSION, LIMITS, PARAM_NAMES
 from .model_config import ModelConfig
 
-__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
+__all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "save_model", "load_checkpoint",
            "FORMAT", "FORMAT_VERSION"]
 
 
@@ -79,6 +91,7 @@ class Checkpoint:
     loss_history: list
     idx_to_word: list
     meta: dict
+    pca: tuple = None  # (mean float32 (F,), components float32 (F, D)) where it carries them
 
     @property
     def model_config(self):
@@ -112,8 +125,8 @@ class Checkpoint:
         if int(input_dim) != expected:
             raise CheckpointError(
                 f"checkpoint {self.path} expects {expected}-dimensional image features but "
-                f"{source} has {int(input_dim)}-dimensional ones (PCA features are 512-d, "
-                f"full fc7 features 4096-d: check --pca/--no-pca)")
+                f"{source} has {int(input_dim)}-dimensional ones (a model reads either the "
+                "data's PCA-reduced or its full features: check --pca/--no-pca)")
 
     def build_model(self):
         """A CaptioningRNN with this checkpoint's vocabulary, sizes and parameters."""
@@ -140,6 +153,10 @@ class Checkpoint:
 
     def restore_solver(self, solver):
         """Put the optimizer state, counters, loss history and RNG state into ``solver``."""
+        if not self.optim_configs:
+            raise CheckpointError(f"checkpoint {self.path} is a model without optimizer state "
+                                  "(saved by save_model or Captioner.save), which cannot be "
+                                  "resumed; start a new run from it with --init-from")
         if set(self.optim_configs) != set(solver.model.params):
             raise CheckpointError(f"checkpoint {self.path} has optimizer state for "
                                   f"{sorted(self.optim_configs)}, not for the model's parameters")
@@ -163,12 +180,14 @@ class Checkpoint:
         return solver
 
 
-def save_checkpoint(path, *, model, solver, config, epochs, idx_to_word, extra_meta=None):
+def save_checkpoint(path, *, model, solver, config, epochs, idx_to_word, extra_meta=None,
+                    pca=None):
     """Write a checkpoint of ``model`` and ``solver`` to ``path`` atomically.
 
     config: JSON-able dict with a ``model`` entry (``ModelConfig.as_dict()``) and the
     training and data settings; epochs: the per-epoch history (list of dicts);
-    idx_to_word: the vocabulary. The solver's ``rng`` must be a
+    idx_to_word: the vocabulary; pca: (mean (F,), components (F, D)) of the features the
+    model reads, or None. The solver's ``rng`` must be a
     ``np.random.RandomState`` (its MT19937 state is saved). Returns the path.
     """
     arrays = {}
@@ -206,8 +225,38 @@ def save_checkpoint(path, *, model, solver, config, epochs, idx_to_word, extra_m
                 "cached_gaussian": float(cached_gaussian)},
         **(extra_meta or {}),
     }
+    return _write(path, arrays, meta, idx_to_word, pca)
+
+
+def save_model(path, *, model, config, idx_to_word, pca=None, progress=None):
+    """Write ``model`` alone (no optimizer state) as a checkpoint at ``path``, atomically.
+
+    config, idx_to_word and pca as save_checkpoint's; progress: (iteration, epoch, epochs,
+    loss_history) of the run it comes from (default: none). It loads everywhere a
+    checkpoint does and starts runs (``--init-from``); it cannot be resumed."""
+    iteration, epoch, epochs, losses = progress or (0, 0, [], [])
+    kind, keys, pos, has_gauss, cached = np.random.RandomState(0).get_state()
+    arrays = {f"param/{name}": np.ascontiguousarray(v) for name, v in model.params.items()}
+    arrays["rng/keys"] = np.asarray(keys, dtype=np.uint32)
+    arrays["loss_history"] = np.asarray(losses, dtype=np.float64)
+    meta = {"format": FORMAT, "version": FORMAT_VERSION, "fastcap_version": __version__,
+            "iteration": int(iteration), "epoch": int(epoch), "config": config,
+            "epochs": list(epochs), "optim_scalars": {}, "optim_arrays": {},
+            "rng": {"kind": kind, "pos": int(pos), "has_gauss": int(has_gauss),
+                    "cached_gaussian": float(cached)}}
+    return _write(path, arrays, meta, idx_to_word, pca)
+
+
+def _write(path, arrays, meta, idx_to_word, pca):
+    """Add the PCA, the metadata and the vocabulary to ``arrays`` and write them atomically."""
+    if pca is not None:
+        mean, components = pca
+        arrays["pca/mean"] = np.ascontiguousarray(mean, dtype=np.float32)
+        arrays["pca/components"] = np.ascontiguousarray(components, dtype=np.float32)
+        meta["pca_embedded"] = True
     arrays["meta"] = np.array(_dumps(meta))
     arrays["vocab"] = np.array(json.dumps(list(idx_to_word)))
+
     def write(tmp):
         with open(tmp, "wb") as f:  # a file object: np.savez would add .npz to a name
             np.savez(f, **arrays)
@@ -350,6 +399,13 @@ def load_checkpoint(path):
     bad = [name for name, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
     if bad:
         raise CheckpointError(f"checkpoint {path}: {bad[0]} holds NaN or infinite values")
+    pca = None
+    if meta.get("pca_embedded"):
+        pca = arrays["pca/mean"], arrays["pca/components"]
+        if pca_digest(*pca) != meta["config"]["data"]["features"]["pca_sha256"]:
+            raise CheckpointError(f"checkpoint {path}: pca/mean and pca/components are not the "
+                                  "PCA its features record names (their SHA-256 is not "
+                                  "config.data.features.pca_sha256)")
     params = {name: arrays[f"param/{name}"] for name in PARAM_NAMES}
     optim_configs = {}
     for name, scalars in meta["optim_scalars"].items():
@@ -363,7 +419,7 @@ def load_checkpoint(path):
                       epoch=meta["epoch"], epochs=list(meta["epochs"]), params=params,
                       optim_configs=optim_configs, rng_state=rng_state,
                       loss_history=arrays["loss_history"].tolist(), idx_to_word=idx_to_word,
-                      meta=meta)
+                      meta=meta, pca=pca)
 
 
 def _check_vocab_list(path, idx_to_word):

@@ -205,7 +205,10 @@ _OPTIM_SCALARS = {"learning_rate": Float(0), "momentum": Float(0, 1),
 OPTIM_ARRAYS = ("velocity", "cache", "m", "v")  # the array entries of the update rules' configs
 PARAM_NAMES = tuple(PARAM_SHAPES)
 FORMAT = "fastcap-checkpoint"
-FORMAT_VERSION = 1  # what this fastcap writes; it reads 1 to FORMAT_VERSION
+# What this fastcap writes; it reads 1 to FORMAT_VERSION. 2: a model of PCA-reduced features that
+# fastcap prepare made carries the PCA (``pca_embedded``, members ``pca/mean`` and
+# ``pca/components``), so it captions new pictures without its data directory; 1 did not.
+FORMAT_VERSION = 2
 
 
 def _of_kind(kind):
@@ -226,6 +229,13 @@ def _of_option(option):
 ADDED_LATER = {"train": ("precision", "patience", "init_from"), "eval": ("best_metric",)}
 
 
+# How the features of a directory fastcap prepare wrote were made (its fastcap_features.json:
+# fastcap.data.features.Extractor.record and the PCA's SHA-256): what loading needs of it;
+# fastcap.data.features checks the rest when it makes the features again.
+FEATURES_RECORD = Dict({"extractor": Str(100), "weights": Str(100), "pca_sha256": Str(64),
+                        "dim": _DIM}, extra=True)
+
+
 def _config_spec(input_dim):
     """The config's schema, from the options' ranges; input_dim: the spec of model.input_dim."""
     sections = {"model": {"input_dim": input_dim}, "train": {}, "eval": {}}
@@ -240,8 +250,11 @@ def _config_spec(input_dim):
         "data": Union("source", {
             "generated": Dict({"source": Choice("generated"), **generated,
                                "pca": Choice(True, False)}, extra=True),
-            "dir": Dict({"source": Choice("dir"), "path": Str(), "pca": Choice(True, False)},
-                        extra=True),
+            "dir": Dict({"source": Choice("dir"), "path": Str(), "pca": Choice(True, False),
+                         "features": FEATURES_RECORD}, optional=("features",), extra=True),
+            # A model saved from Python (fastcap.inference.captioner) without its data.
+            "none": Dict({"source": Choice("none"), "pca": Choice(True, False),
+                          "features": FEATURES_RECORD}, optional=("features",), extra=True),
         }),
     }, extra=True)
 
@@ -267,7 +280,8 @@ META = Dict({
     "optim_arrays": Mapping(PARAM_NAMES, List(Choice(*OPTIM_ARRAYS), len(OPTIM_ARRAYS))),
     "rng": Dict({"kind": Choice("MT19937"), "pos": Int(0, 624), "has_gauss": Int(0, 1),
                  "cached_gaussian": Float()}),
-}, extra=True)  # a later fastcap may add keys: they are ignored
+    "pca_embedded": Choice(True, False),  # format 2: the members pca/mean, pca/components
+}, optional=("pca_embedded",), extra=True)  # a later fastcap may add keys: they are ignored
 
 
 def check_config(config, path="config"):
@@ -309,6 +323,10 @@ def check_meta(meta):
             raise SchemaError(f"epochs[{i}].epoch", f"must be {i}, got {e['epoch']}")
     if set(meta["optim_arrays"]) - set(meta["optim_scalars"]):
         raise SchemaError("optim_arrays", "names parameters that optim_scalars does not")
+    data = cfg["data"]
+    if meta.get("pca_embedded") and not ("features" in data and data["pca"]):
+        raise SchemaError("pca_embedded", "is true, but config.data is not PCA-reduced features "
+                                          "with a features record")
 
 
 def array_specs(meta, vocab_size):
@@ -322,6 +340,10 @@ def array_specs(meta, vocab_size):
     for name, keys in meta["optim_arrays"].items():
         for key in keys:
             specs[f"optim/{name}/{key}"] = (floats, shapes[name])
+    if meta.get("pca_embedded"):  # (full - mean) @ components: (F,) and (F, D)
+        full = meta["config"]["data"]["features"]["dim"]
+        specs["pca/mean"] = (("float32",), (full,))
+        specs["pca/components"] = (("float32",), (full, D))
     specs["rng/keys"] = (("uint32",), (624,))
     specs["loss_history"] = (("float64",), (meta["iteration"],))
     return specs

@@ -16,13 +16,15 @@ fills which key is ``fastcap.train.options.OPTION_KEYS``.)
 import json
 import os
 
-from ..data.prepare import read_features_record
+from ..captioning_solver import iterations_per_epoch
+from ..data.prepare import load_pca, read_features_record
 from . import checkpoint_schema as schema
 from .checkpoint import CheckpointError
 from .checkpoint_schema import ADDED_LATER
-from .options import DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS, LIMITS, RESUME_OVERRIDABLE, check_options, flag
+from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS, LIMITS,
+                      MIN_ITERATIONS, RESUME_OVERRIDABLE, check_options, flag)
 
-__all__ = ["resolve_config", "dir_spec", "check_fits"]
+__all__ = ["resolve_config", "dir_spec", "check_fits", "fit_schedule", "data_pca"]
 
 
 def dir_spec(path, pca):
@@ -100,6 +102,44 @@ def resolve_config(options, checkpoint=None):
                               + ": a resumed run continues the checkpoint's model and schedule")
     _check_loadable(config, checkpoint)
     return config
+
+
+def data_pca(spec):
+    """(mean, components) of the PCA a model of data ``spec`` reads, where fastcap prepare made
+    the data (its record names the PCA, and the checkpoints carry it); else None."""
+    if spec["source"] != "dir" or not spec.get("pca", True) or "features" not in spec:
+        return None
+    return load_pca(spec["path"], spec["features"])
+
+
+def fit_schedule(config, num_captions, given):
+    """Fit a new run's schedule to its ``num_captions`` training captions, in ``config``;
+    ``given``: the names of the options given. A batch larger than the data is lowered to
+    it. Without --epochs, the epochs are the default or enough for MIN_ITERATIONS iterations,
+    whichever is more, and then, without --lr-decay, the per-epoch decay is spread so that the
+    whole run decays the learning rate as much as the default run's epochs do (0.9 an epoch
+    over 125 epochs would leave 2e-6 of it). Returns the notes that say so (the run's first
+    lines)."""
+    t, notes = config["train"], []
+    if t["batch_size"] > num_captions:
+        notes.append(f"{flag('batch_size')} {t['batch_size']} is more than the {num_captions} "
+                     f"training captions: using {num_captions}, one iteration an epoch")
+        t["batch_size"] = num_captions
+    if "epochs" in given:
+        return notes
+    per, default = iterations_per_epoch(num_captions, t["batch_size"]), DEFAULTS["epochs"]
+    t["num_epochs"] = min(max(default, -(-MIN_ITERATIONS // per)), LIMITS["epochs"])
+    notes.append(f"{flag('epochs')} not given: {t['num_epochs']} epochs, at least {default} and "
+                 f"enough for {MIN_ITERATIONS} iterations of {t['batch_size']} of the "
+                 f"{num_captions} training captions ({per} an epoch); {flag('epochs')} N "
+                 f"chooses, {flag('patience')} N stops a run that has stopped improving")
+    if t["num_epochs"] > default and "lr_decay" not in given:
+        total = t["lr_decay"] ** default
+        t["lr_decay"] = total ** (1 / t["num_epochs"])
+        notes.append(f"{flag('lr_decay')} not given: {t['lr_decay']:.4g} an epoch, so that the "
+                     f"learning rate decays to {total:.2g} of itself over the run, as over "
+                     f"{default} epochs of the default {DEFAULTS['lr_decay']:g}")
+    return notes
 
 
 def check_fits(config, vocab_size, iterations):

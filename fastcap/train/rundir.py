@@ -28,11 +28,14 @@ import os
 from ..runtime import files
 from ..runtime.files import LOCK_NAME
 
-__all__ = ["OUTPUT_FILES", "RunDirError", "check_out_dir", "prepare_out_dir", "default_out_dir"]
+__all__ = ["OUTPUT_FILES", "LAST_NAME", "BEST_NAME", "RunDirError", "check_out_dir",
+           "prepare_out_dir", "default_out_dir", "inference_checkpoint"]
 
+LAST_NAME = "checkpoint.npz"  # the checkpoint of the last epoch (what --resume continues)
+BEST_NAME = "best.npz"  # the checkpoint of the best epoch by --best-metric
 # Every file a training run writes into its directory.
-OUTPUT_FILES = ("checkpoint.npz", "config.json", "history.json", "loss.png", "metrics.json",
-                "samples.txt", "samples.json", "best.npz")
+OUTPUT_FILES = (LAST_NAME, "config.json", "history.json", "loss.png", "metrics.json",
+                "samples.txt", "samples.json", BEST_NAME)
 
 
 class RunDirError(ValueError):
@@ -96,6 +99,23 @@ def prepare_out_dir(out_dir, resume_path=None, overwrite=False):
         except FileNotFoundError:  # pragma: no cover
             pass
     return removed
+
+
+def inference_checkpoint(path):
+    """(checkpoint file, note) of what a command that uses a model (caption, sample, evaluate,
+    show, fastcap.load_captioner) reads for ``path``: a file as it is (note None); a run
+    folder's BEST_NAME where there is one, else its LAST_NAME, with a note saying which.
+    A folder holding neither is returned as it is (the loader says what is missing)."""
+    path = os.fspath(path)
+    if not os.path.isdir(path):
+        return path, None
+    best, last = os.path.join(path, BEST_NAME), os.path.join(path, LAST_NAME)
+    if os.path.lexists(best):
+        return best, (f"run folder {path}: reading {BEST_NAME} (its best epoch by the run's "
+                      f"--best-metric; {LAST_NAME} is its last)")
+    if os.path.lexists(last):
+        return last, f"run folder {path}: reading {LAST_NAME} (it has no {BEST_NAME})"
+    return path, None
 
 
 def default_out_dir():

@@ -31,7 +31,7 @@ from . import metrics as _metrics, monitor
 from . import rundir
 from ..captioning_solver import CaptioningSolver, TrainingDivergedError, iterations_per_epoch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .run_config import check_fits, init_options, resolve_config
+from .run_config import check_fits, data_pca, fit_schedule, init_options, resolve_config
 from ..data.load import DataError, describe_data, load_data, subsample_train
 from ..data.grid import FeatureReadError
 from ..data.stream import StreamedFeatures, rows as feature_rows
@@ -45,7 +45,7 @@ from .run_outputs import plot_history, write_json, write_samples
 __all__ = ["DEFAULTS", "GENERATED_DEFAULTS", "DataError", "TrainingInterrupted",
            "resolve_config", "load_data", "Trainer", "evaluate_captions", "caption_loss"]
 
-BEST_NAME = "best.npz"  # the checkpoint of the best epoch by --best-metric
+BEST_NAME = rundir.BEST_NAME
 
 
 # ---------------------------------------------------------------- the run
@@ -77,6 +77,9 @@ class Trainer:
             self.init = load_checkpoint(options["init_from"])
             options = init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
+        # A new run without --epochs gets as many as its data needs (fit_schedule, in setup).
+        self._given = {k for k, v in options.items() if v is not None}
+        self.notes = []  # what setup chose for the run, said in its first lines
         if self.init is not None:
             self.config["train"]["init_from"] = os.path.abspath(self.init.path)
             if options.get("data") is None:  # fine-tuning on the data it was trained on
@@ -84,13 +87,13 @@ class Trainer:
         if out_dir is None:
             out_dir = os.path.dirname(self.ckpt.path) if self.ckpt else rundir.default_out_dir()
         self.out_dir = os.path.abspath(os.fspath(out_dir))
-        self.checkpoint_path = os.path.join(self.out_dir, "checkpoint.npz")
+        self.checkpoint_path = os.path.join(self.out_dir, rundir.LAST_NAME)
         self.overwrite = bool(overwrite)
         if self.root:  # rank 0 alone writes the run directory
             rundir.check_out_dir(self.out_dir, self._resume_path(), self.overwrite)
         # What setup() makes (the data, model and solver; the validation subset), then the
         # loop's bookkeeping: declared here, so nothing is looked up by hasattr/getattr.
-        self.data = self.model = self.solver = self.source = None
+        self.data = self.model = self.solver = self.source = self.pca = None
         self.epochs = []
         self.eval_ids = self.eval_captions = self.eval_features = None
         self._bar = None  # the progress bar while the loop runs
@@ -123,6 +126,9 @@ class Trainer:
         self.data = load_data(cfg["data"], cfg["model"]["dtype"])
         t = cfg["train"]
         self.data = subsample_train(self.data, t["max_train"], t["seed"])
+        if self.ckpt is None:
+            self.notes = fit_schedule(cfg, self.data["train_captions"].shape[0], self._given)
+        self.pca = data_pca(cfg["data"])  # carried by every checkpoint (captioning needs it)
         input_dim = int(self.data["train_features"].shape[1])
         m = cfg["model"]
         for ckpt in (self.ckpt, self.init):
@@ -272,7 +278,7 @@ class Trainer:
         if not self.root:
             return True
         kw = dict(model=self.model, solver=self.solver, config=self.config, epochs=self.epochs,
-                  idx_to_word=self.data["idx_to_word"])
+                  idx_to_word=self.data["idx_to_word"], pca=self.pca)
         best, since = self._best_epoch()
         if best is not None and since == 0 and self._best_at != best["epoch"]:
             save_checkpoint(os.path.join(self.out_dir, BEST_NAME), **kw)
@@ -376,6 +382,8 @@ class Trainer:
                  f"{'' if per == 1 else 's'} of batch {s.batch_size}, "
                  f"{t['update_rule']} lr {t['learning_rate']:g} decay {t['lr_decay']:g}; "
                  f"writing to {self.out_dir}")
+        for note in self.notes:
+            self.say(f"note: {note}")
         if self.ckpt is not None:
             self.say(f"resumed at iteration {s.iteration} (epoch {s.epoch}) from {self.ckpt.path}")
         if self.comm is not None:

@@ -13,8 +13,8 @@ marks a result that is backend-specific (``recurrent_pack``'s layout): it is
 checked through the rows that take packed weights (``Pack``).
 
 dims are N batch, T steps, H hidden, V vocabulary, W word vector (M = N*T
-rows), and for the attention model D channels, L cells (default 7) and A the
-attention size (default H). ``SHAPES`` are the test shapes: N = 1, T = 1, H not a multiple of 8,
+rows), and for the attention model D channels, L cells (default 49, ResNet's
+7x7 grid, for the benchmarks) and A the attention size (default H). ``SHAPES`` are the test shapes: N = 1, T = 1, H not a multiple of 8,
 the COCO vocabulary of 1004, masks with fully masked rows, sequences of
 length 0. The benchmarks build the same arguments at the workload's dims and
 pass ``captions`` ((N, T + 1) int, CS231n layout, ``<NULL>`` = 0): then the
@@ -250,7 +250,7 @@ def _sigmoid(x):
     return 1 / (1 + np.exp(-x))
 
 
-def attention_step_forward(rng, dtype, N, D, H, L=7, A=None, **_):
+def attention_step_forward(rng, dtype, N, D, H, L=49, A=None, **_):
     # enc at scale 2 saturates some of the tanh; w_att at scale 1 makes some softmax rows peaked
     A = H if A is None else A
     return [_f(rng, dtype, N, L, D), _f(rng, dtype, N, L, A, scale=2), _f(rng, dtype, N, A + D),
@@ -265,7 +265,7 @@ def _attention_state(rng, dtype, P, L, D):
     return [a.astype(dtype) for a in (alpha, beta * rng.standard_normal((P, D)), beta)]
 
 
-def attention_step_backward(rng, dtype, N, D, H, L=7, A=None, **_):
+def attention_step_backward(rng, dtype, N, D, H, L=49, A=None, **_):
     A = H if A is None else A
     alpha, z, beta = _attention_state(rng, dtype, N, L, D)
     return [_f(rng, dtype, N, D), _f(rng, dtype, N, L, scale=0.3), _f(rng, dtype, N, L, D),
@@ -273,7 +273,7 @@ def attention_step_backward(rng, dtype, N, D, H, L=7, A=None, **_):
             _empty(dtype, N, A + D), _empty(dtype, N, A), _f(rng, dtype, N, L, A)]
 
 
-def attention_pack(rng, dtype, D, H, L=7, A=None, **_):
+def attention_pack(rng, dtype, D, H, L=49, A=None, **_):
     return list(_attention_weights(rng, dtype, D, H, H if A is None else A, 4, True))[:5]
 
 
@@ -298,15 +298,15 @@ def _attention_recurrence(rng, dtype, N, T, D, H, L, A, gates, backward, caption
             _empty(dtype, P, A), _empty(dtype, N, L, A), _empty(dtype, N, H)]
 
 
-def attention_recurrence_forward(rng, dtype, N, T, D, H, L=7, A=None, captions=None, gates=4, **_):
+def attention_recurrence_forward(rng, dtype, N, T, D, H, L=49, A=None, captions=None, gates=4, **_):
     return _attention_recurrence(rng, dtype, N, T, D, H, L, A, gates, False, captions)
 
 
-def attention_recurrence_backward(rng, dtype, N, T, D, H, L=7, A=None, captions=None, gates=4, **_):
+def attention_recurrence_backward(rng, dtype, N, T, D, H, L=49, A=None, captions=None, gates=4, **_):
     return _attention_recurrence(rng, dtype, N, T, D, H, L, A, gates, True, captions)
 
 
-def attention_greedy_decode(rng, dtype, N, T, D, H, L=7, A=None, V=300, W=16, gates=4, **_):
+def attention_greedy_decode(rng, dtype, N, T, D, H, L=49, A=None, V=300, W=16, gates=4, **_):
     """greedy_decode's case (its words well separated: captions equal, not close) for the
     attention model, with its features and step weights; alpha_out garbage-filled."""
     A = H if A is None else A

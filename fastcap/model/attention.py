@@ -56,7 +56,7 @@ def encode(compute, params, a):
     pooled = a.mean(axis=1)
     h0 = sequence.affine(compute, pooled, params["W_proj"], params["b_proj"])
     enc = sequence.affine(compute, a.reshape(N * L, D), params["W_enc"], params["b_enc"])
-    return pooled, h0, enc.reshape(N, L, -1)
+    return pooled, h0, enc.reshape(N, L, params["W_enc"].shape[1])
 
 
 def split_wx(params):

@@ -24,6 +24,9 @@ from ..runtime.compute import resolve
 from .captioner import Captioner
 
 
+ATTENTION_REG = 1.0  # the penalty's weight unless one is given
+
+
 def _attention_reg(value):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
             or not math.isfinite(value) or value < 0:
@@ -49,7 +52,7 @@ class AttentionCaptioningRNN(Captioner):
     STATE = AttentionDecodeState
 
     def __init__(self, word_to_idx, input_dim=512, wordvec_dim=128, hidden_dim=128, attention_dim=None,
-                 cell_type="lstm", attention_reg=1.0, dtype=np.float32, rng=None):
+                 cell_type="lstm", attention_reg=ATTENTION_REG, dtype=np.float32, rng=None):
         attention_dim = hidden_dim if attention_dim is None else attention_dim
         self._setup(word_to_idx, cell_type, dtype, dict(input_dim=input_dim, wordvec_dim=wordvec_dim,
                                                         hidden_dim=hidden_dim, attention_dim=attention_dim))

@@ -39,8 +39,9 @@ from ..runtime import files as _atomic
 from ..runtime.names import VERSION as __version__
 from ..model.validate import REQUIRED_TOKENS
 from . import checkpoint_schema as schema
-from .checkpoint_schema import FORMAT, FORMAT_VERSION, LIMITS, PARAM_NAMES
+from .checkpoint_schema import FORMAT, FORMAT_VERSION, LIMITS
 from .model_config import ModelConfig
+from ..classifiers import MODELS, kind_of
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "load_checkpoint",
            "FORMAT", "FORMAT_VERSION"]
@@ -115,12 +116,25 @@ class Checkpoint:
                 f"{source} has {int(input_dim)}-dimensional ones (PCA features are 512-d, "
                 f"full fc7 features 4096-d: check --pca/--no-pca)")
 
+    def check_kind(self, kind, what):
+        """Raise CheckpointError unless the checkpoint holds a model of ``kind`` (a key of
+        fastcap.classifiers.MODELS), which ``what`` (the code it is given to) takes."""
+        mine = self.model
+        if mine.kind != kind:
+            raise CheckpointError(
+                f"checkpoint {self.path} holds {_a(mine)} ({mine.describe()}, "
+                f"{MODELS[mine.kind].__name__}), but {what} takes {_a(kind)} "
+                f"({MODELS[kind].__name__})")
+
     def build_model(self):
-        """A CaptioningRNN with this checkpoint's vocabulary, sizes and parameters."""
+        """The model (fastcap.classifiers.MODELS by its kind) with this checkpoint's vocabulary,
+        sizes and parameters."""
         return self.load_params_into(self.model.build(self.word_to_idx))
 
     def load_params_into(self, model):
-        """Copy the parameters into ``model`` after checking every name, shape and dtype."""
+        """Copy the parameters into ``model`` after checking its kind and every name, shape and
+        dtype."""
+        self.check_kind(kind_of(model), f"this {type(model).__name__}")
         for name, value in model.params.items():
             saved = self.params.get(name)
             if saved is None:
@@ -213,6 +227,12 @@ def save_checkpoint(path, *, model, solver, config, epochs, idx_to_word, extra_m
             np.savez(f, **arrays)
 
     return _atomic.atomic_write(path, write)
+
+
+def _a(kind_or_config):
+    """'an attention model' or 'a pooled-feature model', of a kind or a ModelConfig."""
+    kind = getattr(kind_or_config, "kind", kind_or_config)
+    return "an attention model" if kind == "attention" else "a pooled-feature model"
 
 
 def _not_a_checkpoint(path, why):
@@ -350,7 +370,7 @@ def load_checkpoint(path):
     bad = [name for name, a in arrays.items() if a.dtype.kind == "f" and not np.isfinite(a).all()]
     if bad:
         raise CheckpointError(f"checkpoint {path}: {bad[0]} holds NaN or infinite values")
-    params = {name: arrays[f"param/{name}"] for name in PARAM_NAMES}
+    params = {name: arrays[f"param/{name}"] for name in model.model_class.PARAM_SHAPES}
     optim_configs = {}
     for name, scalars in meta["optim_scalars"].items():
         cfg = dict(scalars)

@@ -17,7 +17,6 @@ from fastcap.gradient_check import rel_error
 from fastcap.model import attention_reference as R
 from fastcap.model.beam import beam_search
 from fastcap.model.sequence import CELL_TYPES
-from fastcap.runtime import precision as _precision
 from fastcap.runtime.compute import Compute
 
 from conftest import require_backend
@@ -91,14 +90,6 @@ def test_float32_within_tolerance_of_float64(backend, cell):
     for k in want_grads:
         assert grads[k].dtype == np.float32, k
         assert scaled_error(grads[k], want_grads[k]) <= MODEL_TOL32, k
-
-
-@pytest.fixture
-def bf16_anywhere(monkeypatch):
-    """bfloat16 mode, with the compiled bf16 kernels on whatever CPU this is."""
-    monkeypatch.setattr(_precision, "_emulate_anywhere", True)
-    with fastcap.use_precision("bfloat16"):
-        yield
 
 
 @pytest.mark.parametrize("cell", CELL_TYPES)

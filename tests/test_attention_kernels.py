@@ -74,3 +74,18 @@ def test_same_bits_for_any_thread_count(cython_module, case):
                 assert_same(other, results[0], 0.0, path=f"{case} {dims}")
     finally:
         cython_module.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("kernel, which, cut, match", [
+    ("attention_step_forward", 2, np.s_[:, :-1], r"hab must have shape \(4, 13\)"),  # A + D = 7 + 6
+    ("attention_step_forward", 6, np.s_[:-1], r"z_out must have shape \(4, 6\)"),
+    ("attention_step_backward", 4, np.s_[:, :-1], r"hd must have shape \(4, 7\)"),
+    ("attention_step_backward", 11, np.s_[:, :2], r"denc must have shape \(4, 5, 7\)"),
+])
+def test_cython_step_kernels_refuse_inconsistent_arguments(cython_module, kernel, which, cut, match):
+    """The compiled loops index with a's and enc's sizes: an argument of other sizes is refused
+    before they run, whoever calls them."""
+    args = CASES[kernel].build(np.random.default_rng(1), np.float32, **SHAPES[1])
+    args[which] = np.ascontiguousarray(args[which][cut])
+    with pytest.raises(ValueError, match=f"{kernel}: {match}"):
+        getattr(cython_module, kernel)(*args)

@@ -10,6 +10,16 @@
 from fastcap._kernels import attention_recurrence as _attention_recurrence
 
 
+cdef _sizes(str kernel, dict arrays, dict want):
+    """Raise ValueError unless every array has the shape `want` gives it (the loops below
+    index with a's and enc's sizes): O(1) checks, so a direct call with inconsistent
+    arguments is refused instead of reaching memory."""
+    for name, shape in want.items():
+        if tuple(arrays[name].shape[:len(shape)]) != shape:
+            raise ValueError(f"{kernel}: {name} must have shape {shape}, got "
+                             f"{tuple(arrays[name].shape[:len(shape)])}")
+
+
 def attention_step_forward(const floating_t[:, :, ::1] a,  # IN (N, L, D) features
                            const floating_t[:, :, ::1] enc,  # IN (N, L, A) a @ W_enc + b_enc
                            const floating_t[:, ::1] hab,  # IN (N, A + D) h @ [W_dec | W_beta]
@@ -20,6 +30,10 @@ def attention_step_forward(const floating_t[:, :, ::1] a,  # IN (N, L, D) featur
                            floating_t[:, ::1] beta_out):  # OUT (N, D) the gate
     cdef Py_ssize_t N = a.shape[0], L = a.shape[1], D = a.shape[2], A = enc.shape[2], n, l, j
     cdef floating_t s, mx, total, w, b
+    _sizes("attention_step_forward",
+           dict(enc=enc, hab=hab, b_beta=b_beta, w_att=w_att, alpha_out=alpha_out, z_out=z_out, beta_out=beta_out),
+           dict(enc=(N, L, A), hab=(N, A + D), b_beta=(D,), w_att=(A,), alpha_out=(N, L), z_out=(N, D),
+                beta_out=(N, D)))
     with nogil:
         for n in range(N):
             for l in range(L):
@@ -63,6 +77,11 @@ def attention_step_backward(const floating_t[:, ::1] dz,  # IN (N, D) gradient a
                             floating_t[:, :, ::1] denc):  # IN/OUT (N, L, A) += gradient at enc
     cdef Py_ssize_t N = a.shape[0], L = a.shape[1], D = a.shape[2], A = enc.shape[2], n, l, j
     cdef floating_t one = 1, s, weighted, de, ds
+    _sizes("attention_step_backward",
+           dict(dz=dz, dalpha=dalpha, enc=enc, hd=hd, w_att=w_att, alpha=alpha, z=z, beta=beta,
+                datt_out=datt_out, dwatt_out=dwatt_out, denc=denc),
+           dict(dz=(N, D), dalpha=(N, L), enc=(N, L, A), hd=(N, A), w_att=(A,), alpha=(N, L), z=(N, D),
+                beta=(N, D), datt_out=(N, A + D), dwatt_out=(N, A), denc=(N, L, A)))
     # the gradient at alpha of one row: scratch, written before it is read
     dal_buf = np.empty(L, dtype=np.float32 if floating_t is float else np.float64)
     cdef floating_t[::1] dal = dal_buf

@@ -13,7 +13,8 @@ marks a result that is backend-specific (``recurrent_pack``'s layout): it is
 checked through the rows that take packed weights (``Pack``).
 
 dims are N batch, T steps, H hidden, V vocabulary, W word vector (M = N*T
-rows). ``SHAPES`` are the test shapes: N = 1, T = 1, H not a multiple of 8,
+rows), and for the attention model D channels, L cells (default 49, ResNet's
+7x7 grid, for the benchmarks) and A the attention size (default H). ``SHAPES`` are the test shapes: N = 1, T = 1, H not a multiple of 8,
 the COCO vocabulary of 1004, masks with fully masked rows, sequences of
 length 0. The benchmarks build the same arguments at the workload's dims and
 pass ``captions`` ((N, T + 1) int, CS231n layout, ``<NULL>`` = 0): then the
@@ -28,9 +29,9 @@ from . import KERNELS
 
 # Dimension sets each kernel is tested at.
 SHAPES = [
-    dict(N=1, T=1, D=3, H=5, V=7, W=4),
-    dict(N=4, T=3, D=6, H=13, V=11, W=5),  # H not a multiple of 8
-    dict(N=17, T=5, D=10, H=32, V=1004, W=16),  # COCO vocabulary
+    dict(N=1, T=1, D=3, H=5, V=7, W=4, L=1, A=2),  # one attention cell: alpha is 1
+    dict(N=4, T=3, D=6, H=13, V=11, W=5, L=5, A=7),  # H not a multiple of 8
+    dict(N=17, T=5, D=10, H=32, V=1004, W=16, L=9, A=12),  # COCO vocabulary
 ]
 
 
@@ -221,6 +222,102 @@ def greedy_decode(rng, dtype, N, T, H, V=300, W=16, gates=4, **_):
             null, np.full((N, T), -7, dtype=np.int32)]
 
 
+class PackA(NamedTuple):
+    """The attention model's step weights packed by the backend under test
+    (``attention_pack``; ``bind`` packs them)."""
+
+    Wh: np.ndarray
+    Wz: np.ndarray
+    W_dec: np.ndarray
+    W_beta: np.ndarray
+    transpose: bool
+    bf16: bool = False
+
+
+def _attention_weights(rng, dtype, D, H, A, gates, transpose):
+    G = gates * H
+    return PackA(_f(rng, dtype, H, G, scale=1 / np.sqrt(H)), _f(rng, dtype, D, G, scale=1 / np.sqrt(D)),
+                 _f(rng, dtype, H, A, scale=1 / np.sqrt(H)), _f(rng, dtype, H, D, scale=1 / np.sqrt(H)),
+                 transpose)
+
+
+def _softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+def attention_step_forward(rng, dtype, N, D, H, L=49, A=None, **_):
+    # enc at scale 2 saturates some of the tanh; w_att at scale 1 makes some softmax rows peaked
+    A = H if A is None else A
+    return [_f(rng, dtype, N, L, D), _f(rng, dtype, N, L, A, scale=2), _f(rng, dtype, N, A + D),
+            _f(rng, dtype, D, scale=0.5), _f(rng, dtype, A), _empty(dtype, N, L), _empty(dtype, N, D),
+            _empty(dtype, N, D)]
+
+
+def _attention_state(rng, dtype, P, L, D):
+    """alpha (P, L), z (P, D), beta (P, D) as a forward pass leaves them."""
+    alpha = _softmax(rng.standard_normal((P, L)) * 2)
+    beta = _sigmoid(rng.standard_normal((P, D)))
+    return [a.astype(dtype) for a in (alpha, beta * rng.standard_normal((P, D)), beta)]
+
+
+def attention_step_backward(rng, dtype, N, D, H, L=49, A=None, **_):
+    A = H if A is None else A
+    alpha, z, beta = _attention_state(rng, dtype, N, L, D)
+    return [_f(rng, dtype, N, D), _f(rng, dtype, N, L, scale=0.3), _f(rng, dtype, N, L, D),
+            _f(rng, dtype, N, L, A, scale=2), _f(rng, dtype, N, A), _f(rng, dtype, A), alpha, z, beta,
+            _empty(dtype, N, A + D), _empty(dtype, N, A), _f(rng, dtype, N, L, A)]
+
+
+def attention_pack(rng, dtype, D, H, L=49, A=None, **_):
+    return list(_attention_weights(rng, dtype, D, H, H if A is None else A, 4, True))[:5]
+
+
+def _attention_recurrence(rng, dtype, N, T, D, H, L, A, gates, backward, captions):
+    A = H if A is None else A
+    bs = _batch_sizes(rng, N, T, captions)
+    P, G, lstm = int(bs.sum()), gates * H, gates == 4
+    Wp = _attention_weights(rng, dtype, D, H, A, gates, backward)
+    a, enc, w_att = _f(rng, dtype, N, L, D), _f(rng, dtype, N, L, A), _f(rng, dtype, A)
+    c0 = _f(rng, dtype, N, H) if lstm else None
+    if not backward:
+        return [_f(rng, dtype, P, G, scale=2), _f(rng, dtype, N, H), c0, a, enc, Wp,
+                _f(rng, dtype, D, scale=0.5), w_att, bs] + [
+                    _empty(dtype, P, G) if lstm else None, _empty(dtype, P, H) if lstm else None,
+                    _empty(dtype, P, H), _empty(dtype, P, L), _empty(dtype, P, D),
+                    _empty(dtype, P, D), _empty(dtype, P, A)]
+    ifog = lstm_cell_backward(rng, dtype, P, H)[2] if lstm else None
+    c = _f(rng, dtype, P, H) if lstm else None
+    return [_f(rng, dtype, P, H), _f(rng, dtype, P, L, scale=0.3), c0, a, enc, Wp, w_att, ifog, c,
+            np.tanh(_f(rng, dtype, P, H)), *_attention_state(rng, dtype, P, L, D),
+            _f(rng, dtype, P, A), bs, _empty(dtype, P, G), _empty(dtype, P, A + D),
+            _empty(dtype, P, A), _empty(dtype, N, L, A), _empty(dtype, N, H)]
+
+
+def attention_recurrence_forward(rng, dtype, N, T, D, H, L=49, A=None, captions=None, gates=4, **_):
+    return _attention_recurrence(rng, dtype, N, T, D, H, L, A, gates, False, captions)
+
+
+def attention_recurrence_backward(rng, dtype, N, T, D, H, L=49, A=None, captions=None, gates=4, **_):
+    return _attention_recurrence(rng, dtype, N, T, D, H, L, A, gates, True, captions)
+
+
+def attention_greedy_decode(rng, dtype, N, T, D, H, L=49, A=None, V=300, W=16, gates=4, **_):
+    """greedy_decode's case (its words well separated: captions equal, not close) for the
+    attention model, with its features and step weights; alpha_out garbage-filled."""
+    A = H if A is None else A
+    args = greedy_decode(rng, dtype, N, T, H, V=V, W=W, gates=gates)
+    h0, c0, W_embed, Wxp, b, _, W_vocabp, b_vocab, table, known, start, end, null, captions = args
+    Wp = _attention_weights(rng, dtype, D, H, A, gates, False)
+    return [h0, c0, _f(rng, dtype, N, L, D), _f(rng, dtype, N, L, A), W_embed, Wxp, b, Wp,
+            _f(rng, dtype, D, scale=0.5), _f(rng, dtype, A), W_vocabp, b_vocab, table, known, start,
+            end, null, captions, _empty(dtype, N, T, L)]
+
+
 # The update rules run on an (H, 4H) array: the LSTM's Wh, the largest recurrent parameter.
 def sgd_update(rng, dtype, H, **_):
     return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), 0.1]
@@ -269,6 +366,14 @@ CASES = {
     "argmax_words": _case("argmax_words", argmax_words, 0.0),
     "pack_matrix": _case("pack_matrix", pack_matrix, None),  # backend-specific: the greedy_decode row
     "greedy_decode": _case("greedy_decode", greedy_decode, 2e-6),  # captions exact, the table rows 2e-6
+    # the attention model: about 10x the float32 reference's worst error over 8 seeds (the step 3.8e-7
+    # and 2.7e-7, the recurrence 6e-7 and 2.6e-6, decoding 2.3e-7)
+    "attention_step_forward": _case("attention_step_forward", attention_step_forward, 3e-6),
+    "attention_step_backward": _case("attention_step_backward", attention_step_backward, 2.5e-6),
+    "attention_pack": _case("attention_pack", attention_pack, None),  # backend-specific: the rows below
+    "attention_recurrence_forward": _case("attention_recurrence_forward", attention_recurrence_forward, 6e-6),
+    "attention_recurrence_backward": _case("attention_recurrence_backward", attention_recurrence_backward, 2.5e-5),
+    "attention_greedy_decode": _case("attention_greedy_decode", attention_greedy_decode, 2e-6),  # captions exact
     "sgd_update": _case("sgd_update", sgd_update, 1e-6),
     "sgd_momentum_update": _case("sgd_momentum_update", sgd_momentum_update, 1e-6),
     "rmsprop_update": _case("rmsprop_update", rmsprop_update, 1e-6),
@@ -279,7 +384,7 @@ CASES = {
 def _bf16(build):
     """A recurrence case with its weights packed for the bfloat16 mode (float32)."""
     def bf16_build(rng, dtype, **dims):
-        return [a._replace(bf16=True) if isinstance(a, (Pack, PackM)) else a
+        return [a._replace(bf16=True) if isinstance(a, (Pack, PackM, PackA)) else a
                 for a in as_dtype(build(rng, np.float64, **dims), np.float32)]
     return bf16_build
 
@@ -304,11 +409,46 @@ def _packed_b(build):
 
 
 def _rnn(build):
-    """greedy_decode's case for a vanilla RNN."""
+    """A case of greedy_decode or of the attention model for a vanilla RNN."""
     def rnn_build(rng, dtype, **dims):
         return build(rng, dtype, gates=1, **dims)
     return rnn_build
 
+
+# The attention model's rows for a vanilla RNN (the table's are an LSTM's): tests/test_attention_kernels.py
+# runs them as the parity tests run CASES (tolerances: about 10x the float32 reference's worst error over
+# 8 seeds, 6.6e-7, 4.2e-7, 2.3e-7), and BF16_CASES in the bfloat16 mode.
+RNN_CASES = {
+    "attention_recurrence_forward rnn": _case("attention_recurrence_forward", _rnn(attention_recurrence_forward), 6e-6),
+    "attention_recurrence_backward rnn": _case("attention_recurrence_backward", _rnn(attention_recurrence_backward), 4e-6),
+    "attention_greedy_decode rnn": _case("attention_greedy_decode", _rnn(attention_greedy_decode), 2e-6),
+}
+
+
+def as_dtype(args, dtype):
+    """args with every float array (and packed weight) cast to dtype."""
+    def cast(a):
+        if isinstance(a, Pack):
+            return a._replace(Wh=a.Wh.astype(dtype))
+        if isinstance(a, PackM):
+            return a._replace(b=a.b.astype(dtype))
+        if isinstance(a, PackA):
+            return a._replace(**{k: getattr(a, k).astype(dtype) for k in ("Wh", "Wz", "W_dec", "W_beta")})
+        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
+            return a.astype(dtype)
+        return a
+    return [cast(a) for a in args]
+
+
+def bind(kernels, args):
+    """The arguments to call a kernel of `kernels` with: copies of the arrays,
+    every Pack packed by that backend's recurrent_pack, every PackB and PackM by its pack_bf16 or
+    pack_matrix, every PackA by its attention_pack."""
+    return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose, a.bf16) if isinstance(a, Pack)
+            else kernels.attention_pack(*(w.copy() for w in a[:4]), a.transpose, a.bf16) if isinstance(a, PackA)
+            else kernels.pack_bf16(a.b.copy()) if isinstance(a, PackB) or isinstance(a, PackM) and a.bf16
+            else kernels.pack_matrix(a.b.copy()) if isinstance(a, PackM)
+            else a.copy() if isinstance(a, np.ndarray) else a for a in args]
 
 # The bfloat16 mode's kernels (float32 only), against the NumPy backend's
 # emulation (fastcap._kernels.bf16), not against float64: bf16 rounding is
@@ -330,26 +470,13 @@ BF16_CASES = {
     # captions exact; the table rows as matmul_bf16
     "greedy_decode": _case("greedy_decode", _bf16(greedy_decode), 1.5e-6),
     "greedy_decode rnn": _case("greedy_decode", _bf16(_rnn(greedy_decode)), 1.5e-6),
+    # the attention model: about 10x the worst error over 8 seeds (LSTM forward 6e-7, backward 2.1e-6,
+    # decoding 4e-7; RNN 5e-7, 5e-6, 3.2e-7), its per-step attention in float32, whose exp and tanh
+    # differ by backend in the last bit: enough to round a product's operand to the other bf16 side
+    "attention_recurrence_forward": _case("attention_recurrence_forward", _bf16(attention_recurrence_forward), 6e-6),
+    "attention_recurrence_backward": _case("attention_recurrence_backward", _bf16(attention_recurrence_backward), 2e-5),
+    "attention_greedy_decode": _case("attention_greedy_decode", _bf16(attention_greedy_decode), 4e-6),
+    **{name: RNN_CASES[name]._replace(build=_bf16(RNN_CASES[name].build), tol32=tol) for name, tol in (
+        ("attention_recurrence_forward rnn", 5e-6), ("attention_recurrence_backward rnn", 5e-5),
+        ("attention_greedy_decode rnn", 3e-6))},
 }
-
-
-def as_dtype(args, dtype):
-    """args with every float array (and packed weight) cast to dtype."""
-    def cast(a):
-        if isinstance(a, Pack):
-            return a._replace(Wh=a.Wh.astype(dtype))
-        if isinstance(a, PackM):
-            return a._replace(b=a.b.astype(dtype))
-        if isinstance(a, np.ndarray) and a.dtype.kind == "f":
-            return a.astype(dtype)
-        return a
-    return [cast(a) for a in args]
-
-
-def bind(kernels, args):
-    """The arguments to call a kernel of `kernels` with: copies of the arrays,
-    every Pack packed by that backend's recurrent_pack, every PackB and PackM by its pack_bf16 or pack_matrix."""
-    return [kernels.recurrent_pack(a.Wh.copy(), a.gates, a.transpose, a.bf16) if isinstance(a, Pack)
-            else kernels.pack_bf16(a.b.copy()) if isinstance(a, PackB) or isinstance(a, PackM) and a.bf16
-            else kernels.pack_matrix(a.b.copy()) if isinstance(a, PackM)
-            else a.copy() if isinstance(a, np.ndarray) else a for a in args]

@@ -28,6 +28,9 @@
 #   weights packed once for it (``pack_matrix``, ``pack_bf16``,
 #   ``recurrent_pack``); float64 runs the reference loop (fastcap/_kernels/greedy.py)
 #   on this module's kernels.
+# * The attention model (attention.pxi): its per-step attention in C, forward and
+#   backward, inside the reference loops around BLAS (fastcap/_kernels/attention_recurrence.py,
+#   fastcap/_kernels/greedy.py), in every dtype and precision for now.
 # * Kernels trust their inputs (the public layers validated shapes, dtypes and
 #   index ranges). ``setup.py`` compiles with boundscheck, wraparound and
 #   initializedcheck off; ``FASTCAP_CYTHON_DEBUG=1`` at build time turns them
@@ -228,5 +231,6 @@ include "updates.pxi"
 
 include "recurrence_engine.pxi"
 include "decode_engine.pxi"
+include "attention.pxi"
 
 BUILD_INFO["isa"] = "native" if FASTCAP_NATIVE_BUILD else (FASTCAP_BUILD_ISA.decode() or ENGINE_INFO["isa"])

@@ -29,6 +29,9 @@ Design
 * GEMMs are not kernels: the shared orchestration runs them in NumPy/BLAS,
   as fast as calling BLAS from inside Numba, which would additionally need
   SciPy at run time.
+* The attention model's recurrence (``attention_recurrence_*``) is the reference
+  loop of ``fastcap/_kernels/attention_recurrence.py`` around this module's
+  per-step attention and cell kernels, for the same reason as greedy decoding.
 * Greedy decoding (``greedy_decode``) is the reference loop of
   ``fastcap/_kernels/greedy.py`` over this module's kernels, as the NumPy
   backend runs it: a step is three BLAS products, the recurrence's cell and an
@@ -48,7 +51,7 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from . import blas_recurrence, greedy
+from . import attention_recurrence, blas_recurrence, greedy
 from ..runtime import env
 from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
 
@@ -244,6 +247,79 @@ def lstm_cell_backward(dh, dc, ifog, c_prev, c, da_out, dc_prev_out):
 
 
 # ----------------------------------------------------------------------------
+# the attention model's step (fastcap._kernels.KERNELS): per row, the L scores (a tanh over
+# A values and their dot with w_att), the softmax over L, the context (a sum over L of
+# D-vectors) and the gate; the backward pass recomputes the tanh.
+
+
+@_jit
+def attention_step_forward(a, enc, hab, b_beta, w_att, alpha_out, z_out, beta_out):
+    # a (N, L, D), enc (N, L, A), hab (N, A+D) = h @ [W_dec | W_beta]; alpha_out (N, L), z_out, beta_out (N, D)
+    N, L, D = a.shape
+    A = enc.shape[2]
+    zero = a.dtype.type(0.0)
+    s_row = np.empty(A, dtype=a.dtype)  # tanh(enc + hd) of one cell
+    for n in range(N):
+        al, hd = alpha_out[n], hab[n]
+        for l in range(L):
+            e = enc[n, l]
+            for j in range(A):  # a loop of its own: it vectorizes, the sum below does not
+                s_row[j] = _tanh(e[j] + hd[j])
+            s = zero
+            for j in range(A):
+                s += s_row[j] * w_att[j]
+            al[l] = s
+        mx = _row_max(al)
+        for l in range(L):
+            al[l] = _exp(al[l] - mx)
+        total = _row_sum(al)
+        for l in range(L):
+            al[l] /= total
+        z, beta = z_out[n], beta_out[n]
+        z[:] = zero
+        for l in range(L):
+            w, row = al[l], a[n, l]
+            for d in range(D):
+                z[d] += w * row[d]
+        for d in range(D):
+            b = _sigmoid(hd[A + d] + b_beta[d])
+            beta[d] = b
+            z[d] *= b
+
+
+@_jit
+def attention_step_backward(dz, dalpha, a, enc, hd, w_att, alpha, z, beta, datt_out, dwatt_out, denc):
+    # dz (N, D), dalpha (N, L), hd (N, A); datt_out (N, A+D), dwatt_out (N, A); denc (N, L, A) += dS
+    N, L, D = a.shape
+    A = enc.shape[2]
+    zero, one = a.dtype.type(0.0), a.dtype.type(1.0)
+    dal = np.empty(L, dtype=a.dtype)  # the gradient at alpha of one row
+    for n in range(N):
+        dzn, bn, zn, dt, dw = dz[n], beta[n], z[n], datt_out[n], dwatt_out[n]
+        for d in range(D):  # the gate: z * (1 - beta) = context * beta * (1 - beta)
+            dt[A + d] = dzn[d] * zn[d] * (one - bn[d])
+        weighted = zero  # sum_l alpha * dal, for the softmax's backward
+        for l in range(L):
+            row, s = a[n, l], zero
+            for d in range(D):
+                s += dzn[d] * bn[d] * row[d]
+            dal[l] = s + dalpha[n, l]
+            weighted += alpha[n, l] * dal[l]
+        dt[:A] = zero
+        dw[:] = zero
+        hn = hd[n]
+        for l in range(L):
+            de = alpha[n, l] * (dal[l] - weighted)  # at the score of cell l
+            e, de_enc = enc[n, l], denc[n, l]
+            for j in range(A):
+                s = _tanh(e[j] + hn[j])
+                dw[j] += de * s
+                ds = de * w_att[j] * (one - s * s)
+                dt[j] += ds
+                de_enc[j] += ds
+
+
+# ----------------------------------------------------------------------------
 # word embedding backward
 
 
@@ -417,4 +493,6 @@ def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
 
 (recurrent_pack, rnn_recurrence_forward, rnn_recurrence_backward, lstm_recurrence_forward,
  lstm_recurrence_backward) = blas_recurrence.kernels(sys.modules[__name__])
-pack_matrix, greedy_decode = greedy.kernels(sys.modules[__name__])
+pack_matrix, greedy_decode, attention_greedy_decode = greedy.kernels(sys.modules[__name__])
+attention_pack, attention_recurrence_forward, attention_recurrence_backward = \
+    attention_recurrence.kernels(sys.modules[__name__])

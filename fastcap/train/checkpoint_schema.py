@@ -17,9 +17,9 @@ in ``tests/test_checkpoint_hostile.py`` writes each of them into a checkpoint).
 """
 import math
 
-from ..model.sequence import CELLS
-from ..classifiers.rnn import PARAM_SHAPES
+from ..classifiers import MODEL_KINDS, MODELS
 from .metrics import METRIC_NAMES
+from .model_config import ModelConfig
 from ..runtime.names import DTYPES
 from .options import DIM, GENERATED_KINDS, LIMITS, TRAIN_OPTIONS
 
@@ -203,7 +203,8 @@ _OPTIM_SCALARS = {"learning_rate": Float(0), "momentum": Float(0, 1),
                   "decay_rate": Float(0, 1), "epsilon": Float(0, 1), "beta1": Float(0, 1),
                   "beta2": Float(0, 1), "t": Int(0, LIMITS["iterations"])}
 OPTIM_ARRAYS = ("velocity", "cache", "m", "v")  # the array entries of the update rules' configs
-PARAM_NAMES = tuple(PARAM_SHAPES)
+# The parameters of every kind of model (the optimizer state's keys); a checkpoint holds its kind's.
+PARAM_NAMES = tuple(dict.fromkeys(name for cls in MODELS.values() for name in cls.PARAM_SHAPES))
 FORMAT = "fastcap-checkpoint"
 # What this fastcap writes; it reads 1 to FORMAT_VERSION. 2: a model of PCA-reduced features that
 # fastcap prepare made carries the PCA (``pca_embedded``, members ``pca/mean`` and
@@ -226,7 +227,11 @@ def _of_option(option):
 
 # Config keys of options added after checkpoints were first written: a checkpoint
 # without one means the option's default (fastcap.train.run_config fills them in on resume).
-ADDED_LATER = {"train": ("precision", "patience", "init_from"), "eval": ("best_metric",)}
+ADDED_LATER = {"train": ("precision", "patience", "init_from"), "eval": ("best_metric",),
+               "model": ("kind", "attention_dim", "attention_reg")}
+# The model kind's fields (fastcap.train.model_config; a config without them is a pooled model's).
+_MODEL_KIND = {"kind": Choice(*MODEL_KINDS), "attention_dim": Optional(_DIM),
+               "attention_reg": Optional(Float(0))}
 
 
 # How the features of a directory fastcap prepare wrote were made (its fastcap_features.json:
@@ -243,6 +248,7 @@ def _config_spec(input_dim):
         if option.config:
             section, key = option.config
             sections[section][key] = _of_option(option)
+    sections["model"].update(_MODEL_KIND)
     generated = {key: _of_kind(kind) for key, kind in GENERATED_KINDS.items()}
     return Dict({
         **{name: Dict(fields, optional=ADDED_LATER.get(name, ()), extra=True)
@@ -327,14 +333,16 @@ def check_meta(meta):
     if meta.get("pca_embedded") and not ("features" in data and data["pca"]):
         raise SchemaError("pca_embedded", "is true, but config.data is not PCA-reduced features "
                                           "with a features record")
+    kind = cfg["model"].get("kind", "pooled")
+    other = sorted(set(meta["optim_scalars"]) - set(MODELS[kind].PARAM_SHAPES))
+    if other:
+        raise SchemaError("optim_scalars", f"names {other[:3]}, not parameters of the "
+                                           f"config's {kind} model")
 
 
 def array_specs(meta, vocab_size):
     """member name -> (allowed dtypes as ``str``, exact shape) for every array the schema names."""
-    m = meta["config"]["model"]
-    D, W, H, V = m["input_dim"], m["wordvec_dim"], m["hidden_dim"], vocab_size
-    dims = {"V": V, "D": D, "W": W, "H": H, "G": H * CELLS[m["cell_type"]].gates}
-    shapes = {k: tuple(dims[d] for d in s) for k, s in PARAM_SHAPES.items()}
+    shapes = ModelConfig.from_dict(meta["config"]["model"]).param_shapes(vocab_size)
     floats = DTYPES
     specs = {f"param/{k}": (floats, s) for k, s in shapes.items()}
     for name, keys in meta["optim_arrays"].items():

@@ -2,7 +2,8 @@
 
 The config is a JSON-able dict, stored in config.json and in every checkpoint::
 
-    {"model": {"cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype"},
+    {"model": {"cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype", "kind",
+               "attention_dim", "attention_reg"},
      "train": {"update_rule", "learning_rate", "lr_decay", "batch_size",
                "num_epochs", "seed", "max_train", "precision"},
      "data":  {"source": "generated", "num_train_images", "num_val_images",
@@ -21,6 +22,7 @@ from ..data.prepare import load_pca, read_features_record
 from . import checkpoint_schema as schema
 from .checkpoint import CheckpointError
 from .checkpoint_schema import ADDED_LATER
+from .model_config import MODEL_DEFAULTS
 from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS, LIMITS,
                       MIN_ITERATIONS, RESUME_OVERRIDABLE, check_options, flag)
 
@@ -65,10 +67,14 @@ def resolve_config(options, checkpoint=None):
             config[section][key] = o[opt]
         config["data"] = _data_spec(o)
         config["model"]["input_dim"] = None  # known once the data is loaded
+        for key, value in MODEL_DEFAULTS.items():  # the model kind's keys no option sets
+            config["model"].setdefault(key, value)
         _check_loadable(config)
         return config
 
     config = json.loads(json.dumps(checkpoint.config))  # deep copy
+    for key, value in MODEL_DEFAULTS.items():  # a checkpoint from before the attention model
+        config["model"].setdefault(key, value)
     for opt, (section, key) in OPTION_KEYS.items():  # what checkpoints from before an option lack
         if key in ADDED_LATER.get(section, ()):
             config[section].setdefault(key, DEFAULTS[opt])
@@ -188,7 +194,7 @@ def init_options(options, ckpt):
     options = dict(options)
     for opt, (section, key) in OPTION_KEYS.items():
         if section == "model" and options.get(opt) is None:
-            options[opt] = ckpt.config["model"][key]
+            options[opt] = ckpt.config["model"].get(key, MODEL_DEFAULTS.get(key))
     if options.get("data") is None and options.get("pca") is None:
         options["pca"] = ckpt.config["data"].get("pca", True)
     return options

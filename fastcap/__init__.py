@@ -33,6 +33,7 @@ from .runtime.precision import (  # noqa: E402
     set_precision,
     use_precision,
 )
+from ._kernels import selfcheck as _selfcheck  # noqa: E402,F401 (checks each compiled build as it loads)
 from .captioning_solver import CaptioningSolver, TrainingDivergedError  # noqa: E402
 from .classifiers.attention import AttentionCaptioningRNN  # noqa: E402
 from .classifiers.rnn import CaptioningRNN

@@ -32,10 +32,10 @@ DATA_FILES = ("coco2014_captions.h5", "coco2014_vocab.json", "train2014_urls.txt
               *(f"{split}2014_vgg16_fc7{suffix}.h5" for split in ("train", "val") for suffix in ("", "_pca")))
 
 
-# Written by `fastcap make-data` before its first data file ({"complete": false}) and
-# again after its last ({"complete": true}): a directory whose manifest is not complete
-# was left by an interrupted make-data and may mix two datasets. Directories
-# without one (CS231n's, other tools') are read as they are.
+# Written by `fastcap make-data` and `fastcap prepare` (fastcap.data.directory) before their
+# first data file ({"complete": false}) and again after their last ({"complete": true}): a
+# directory whose manifest is not complete was left by an interrupted writer and may mix two
+# datasets. Directories without one (CS231n's, other tools') are read as they are.
 MANIFEST = "fastcap_data.json"
 
 
@@ -53,17 +53,22 @@ def read_manifest(base_dir):
         if not isinstance(manifest, dict) or not isinstance(manifest.get("complete"), bool):
             raise ValueError("no 'complete' flag")
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise ValueError(f"{path} is not a manifest `fastcap make-data` wrote ({exc}); remove it "
-                         "if the directory is not generated data") from None
+        raise ValueError(f"{path} is not a manifest fastcap wrote ({exc}); remove it if "
+                         "fastcap did not make the directory") from None
     return manifest
 
 
 def check_manifest(base_dir):
-    """Raise ValueError if ``base_dir`` was left half-written by an interrupted make-data."""
+    """Raise ValueError if ``base_dir`` was left half-written by an interrupted writer."""
     manifest = read_manifest(base_dir)
     if manifest is not None and not manifest["complete"]:
-        raise ValueError(f"{base_dir} was left half-written by an interrupted `fastcap make-data` "
-                         "(its files may mix two datasets); run make-data again with --overwrite")
+        writer = manifest.get("format")
+        writer = writer if isinstance(writer, str) and writer in _WRITERS else "fastcap make-data"
+        raise ValueError(f"{base_dir} was left half-written by an interrupted `{writer}` (its "
+                         f"files may mix two datasets); run `{writer}` again to finish it")
+
+
+_WRITERS = ("fastcap make-data", "fastcap prepare")  # what a manifest may name as its writer
 
 
 def _need(base_dir, name):

@@ -43,6 +43,7 @@ import numpy as np
 
 from .data.scenes import render_generated
 from .runtime.files import atomic_write
+from .runtime.memory import allocating
 from .runtime.names import VERSION as __version__
 
 __all__ = ["image_from_url", "fetch_image", "cache_dir", "ImageUnavailableError",
@@ -96,8 +97,14 @@ def _cache_path(url):
 
 
 # ---------------------------------------------------------------- decoding
+# Bytes a decoded pixel may take, at most: the decoder's own mode (4 for 32-bit modes), the
+# EXIF rotation's copy of it, and the uint8 RGB result.
+_DECODE_BYTES_PER_PIXEL = 4 + 4 + 3
+
+
 def _decode(data, url, content_type=None):
-    """uint8 (H, W, 3) RGB from encoded image bytes."""
+    """uint8 (H, W, 3) RGB from encoded image bytes. Before decoding, the size the picture
+    will take is checked against the memory available (OutOfMemory naming ``url``)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
@@ -106,8 +113,9 @@ def _decode(data, url, content_type=None):
             if w * h > MAX_PIXELS:
                 raise ImageUnavailableError(url, f"the image is {w} x {h} pixels, more than "
                                                  f"MAX_PIXELS = {MAX_PIXELS:,}")
-            im = ImageOps.exif_transpose(im)
-            return np.array(im.convert("RGB"), dtype=np.uint8)
+            with allocating(f"decoding image {url} ({w} x {h} pixels, mode {im.mode})", url,
+                            w * h * _DECODE_BYTES_PER_PIXEL):
+                return to_rgb8(ImageOps.exif_transpose(im))
     except UnidentifiedImageError:
         what = f"{len(data):,} bytes" + (f" of {content_type}" if content_type else "")
         raise ImageUnavailableError(url, f"not an image Pillow can read ({what})") from None
@@ -115,6 +123,31 @@ def _decode(data, url, content_type=None):
         if isinstance(exc, ImageUnavailableError):
             raise
         raise ImageUnavailableError(url, f"the image data is damaged or truncated ({exc})") from None
+
+
+def to_rgb8(im):
+    """A Pillow image as uint8 (H, W, 3) RGB. 8-bit modes convert as Pillow does; deeper ones
+    are scaled from their range, not clipped: 16-bit samples by 65535, 32-bit integers by
+    65535 when they hold 16-bit data (a 16-bit PNG in mode I) and by their own range
+    otherwise, floats from [0, 1] (or [0, 255], or their own range)."""
+    if im.mode.startswith("I;16"):
+        grey = np.asarray(im, dtype=np.float64) / 65535.0
+    elif im.mode in ("I", "F"):
+        grey = np.asarray(im, dtype=np.float64)
+        lo, hi = (float(grey.min()), float(grey.max())) if grey.size else (0.0, 0.0)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            grey = np.nan_to_num(grey, nan=0.0, posinf=0.0, neginf=0.0)
+            lo, hi = float(grey.min()), float(grey.max())
+        if im.mode == "F" and 0.0 <= lo and hi <= 1.0:
+            pass
+        elif 0.0 <= lo and hi <= (255.0 if im.mode == "F" else 65535.0):
+            grey = grey / (255.0 if im.mode == "F" else 65535.0)
+        else:
+            grey = (grey - lo) / (hi - lo) if hi > lo else np.zeros_like(grey)
+    else:
+        return np.array(im.convert("RGB"), dtype=np.uint8)
+    grey = np.rint(np.clip(grey, 0.0, 1.0) * 255.0).astype(np.uint8)
+    return np.repeat(grey[:, :, None], 3, axis=2)
 
 
 # ---------------------------------------------------------------- sources

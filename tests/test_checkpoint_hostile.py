@@ -172,6 +172,20 @@ def test_malformed_fields_name_the_field(good, tmp_path, change, words):
     assert str(p) in str(info.value) and words in str(info.value), str(info.value)
 
 
+@pytest.mark.parametrize("key, value", [("pca_dim", None), ("pca", False)])
+def test_a_generated_data_record_that_does_not_fit_the_model_is_named(good, tmp_path, key, value):
+    """The records against each other (issue 27): the generated data's feature size must be the
+    model's input size; each field alone is in range, together they cannot be."""
+    path, members, meta = good
+    data, input_dim = meta["config"]["data"], meta["config"]["model"]["input_dim"]
+    assert data["pca"] and data["pca_dim"] == input_dim != data["full_dim"]  # the fixture's
+    value = input_dim + 1 if value is None else value
+    p = _write(tmp_path / "c.npz", members, _set(meta, f"config.data.{key}", value))
+    with pytest.raises(CheckpointError, match=f"field config.model.input_dim is {input_dim}, but the "
+                       "model was trained on the generated data's (PCA|full) features, which are "):
+        load_checkpoint(p)
+
+
 def test_deeply_nested_metadata(good, tmp_path):
     path, members, meta = good
     p = tmp_path / "deep.npz"

@@ -13,7 +13,7 @@ from fastcap.train.checkpoint_schema import FORMAT_VERSION
 from fastcap.train.model_config import ModelConfig
 from fastcap.train.run_config import resolve_config
 
-FULL, DIM = 12, 5
+FULL, DIM = 2048, 5  # a record that names ResNet-50 claims its 2048-d features
 VOCAB = ["<NULL>", "<START>", "<END>", "<UNK>", "a", "red", "circle"]
 
 
@@ -72,9 +72,9 @@ def _bump(a):
 
 
 @pytest.mark.parametrize("member, value, words", [
-    ("pca/components", lambda a: a[:, :DIM - 1], "member 'pca/components' has shape (12, 4)"),
-    ("pca/components", lambda a: a.T, "member 'pca/components' has shape (5, 12)"),
-    ("pca/mean", lambda a: a[:-1], "member 'pca/mean' has shape (11,)"),
+    ("pca/components", lambda a: a[:, :DIM - 1], f"member 'pca/components' has shape ({FULL}, {DIM - 1})"),
+    ("pca/components", lambda a: a.T, f"member 'pca/components' has shape ({DIM}, {FULL})"),
+    ("pca/mean", lambda a: a[:-1], f"member 'pca/mean' has shape ({FULL - 1},)"),
     ("pca/mean", _nan, "pca/mean holds NaN or infinite values"),
     ("pca/components", _nan, "pca/components holds NaN or infinite values"),
     ("pca/components", lambda a: a.astype(np.float64), "member 'pca/components' must have dtype float32"),
@@ -92,9 +92,15 @@ def test_a_tampered_pca_is_refused_naming_it(good, tmp_path, member, value, word
 @pytest.mark.parametrize("change, words", [
     (lambda m: m["config"]["data"].pop("features"), "field pca_embedded is true"),
     (lambda m: m["config"]["data"].update(pca=False), "field pca_embedded is true"),
-    (lambda m: m["config"]["data"]["features"].update(dim="12"),
+    (lambda m: m["config"]["data"]["features"].update(dim=str(FULL)),
      "field config.data.features.dim must be an integer"),
-    (lambda m: m["config"]["data"]["features"].update(dim=13), "member 'pca/mean' has shape (12,)"),
+    # the record's size against its network (issue 27: records checked against each other)
+    (lambda m: m["config"]["data"]["features"].update(dim=4096),
+     "field config.data.features.dim is 4096, but resnet50 features are 2048-d"),
+    (lambda m: m["config"]["data"]["features"].update(extractor="vgg16"),
+     "field config.data.features.dim is 2048, but vgg16 features are 4096-d"),
+    (lambda m: m["config"]["model"].update(input_dim=DIM + 1),
+     f"field config.model.input_dim is {DIM + 1}, but the model was trained on resnet50 PCA"),
     (lambda m: m["config"]["data"]["features"].pop("pca_sha256"),
      "field config.data.features.pca_sha256 is missing"),
     (lambda m: m.update(pca_embedded="yes"), "field pca_embedded must be one of True, False"),

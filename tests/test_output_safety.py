@@ -214,7 +214,7 @@ def test_resuming_through_a_symlinked_alias_is_the_same_run(ckpt, tmp_path):
     # the same checkpoint under another name in --out: --overwrite refuses to remove it
     other = tmp_path / "other.npz"
     os.link(real / "checkpoint.npz", other)
-    with pytest.raises(rundir.RunDirError, match="the checkpoint this run resumes"):
+    with pytest.raises(rundir.RunDirError, match="the checkpoint it resumes; a run never removes"):
         rundir.prepare_out_dir(real, other, overwrite=True)
     assert (real / "checkpoint.npz").exists()
 

@@ -100,9 +100,10 @@ def _coco(tmp_path, images, annotations):
      "annotation id 5 is used twice"),
     ([{"id": 1, "file_name": "a.jpg"}], [{"id": 5, "image_id": 2, "caption": "x"}],
      "refers to image id 2"),
-    ([{"id": 1}], [], r"images\[0\] needs 'id' and 'file_name'"),
+    ([{"id": 1}], [], r"images\[0\].file_name is missing; it must be a non-empty file name"),
     ([{"id": 1, "file_name": ""}], [], "non-empty file name"),
-    ([{"id": 1, "file_name": "a.jpg"}], [{"image_id": 1, "caption": 3}], "must be a string"),
+    ([{"id": 1, "file_name": "a.jpg"}], [{"image_id": 1, "caption": 3}],
+     r"annotations\[0\].caption must be a string, got 3"),
 ])
 def test_coco_structural_errors_name_the_entry(tmp_path, images, annotations, message):
     with pytest.raises(ValueError, match=message):
@@ -223,7 +224,7 @@ class CountingExtractor:
     def record(self):
         return {"extractor": "mean-colour"}
 
-    def features(self, images):
+    def features(self, images, sources=None):
         if self.fail_after is not None and self.calls >= self.fail_after:
             raise KeyboardInterrupt
         self.calls += 1
@@ -342,7 +343,7 @@ def test_prepare_says_when_the_pca_is_smaller_than_asked(tmp_path, monkeypatch):
         def __init__(self, *args):
             super().__init__()
 
-        def features(self, images):
+        def features(self, images, sources=None):
             return np.stack([np.resize(im.reshape(-1).astype(np.float32), 6) for im in images])
 
     (tmp_path / "imgs").mkdir()

@@ -64,3 +64,7 @@ def run(args):
     if args.json not in (None, "-"):
         print(f"wrote {args.json}")
     return 0
+
+
+def prints_its_product(args):
+    return args.json in (None, "-")  # the metrics printed, unless written to a --json file

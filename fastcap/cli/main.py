@@ -11,13 +11,13 @@ interrupted with Ctrl-C and 143 with SIGTERM (a training run saves a
 checkpoint first and says where).
 
 Each command is a module of this package with ``add_parser(subparsers, parents)``
-and ``run(args) -> exit status``, and optionally ``check_args(args)`` -> a usage
-error argparse cannot see, or None; ``COMMANDS`` lists them in the order
-``--help`` shows them.
+and ``run(args) -> exit status``, optionally ``check_args(args)`` -> a usage error
+argparse cannot see, or None, and ``prints_its_product(args)`` where what it prints is
+its work (fastcap.cli.streams: a reader gone then means 141, not 0); ``COMMANDS`` lists
+them in the order ``--help`` shows them.
 """
 import argparse
 import difflib
-import os
 import signal
 import sys
 import traceback
@@ -32,6 +32,7 @@ from ..train.distributed import RankError
 from ..train.interrupts import SIGNALS, TrainingInterrupted
 from . import bench, caption, evaluate, info, make_data, prepare, sample, show, train
 from .common import PROG, one_line, one_line_warnings
+from .streams import SIGPIPE_STATUS, Tolerant
 
 __all__ = ["main", "build_parser", "COMMANDS"]
 
@@ -50,7 +51,7 @@ def build_parser():
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for command in COMMANDS:
-        command.add_parser(sub, [debug]).set_defaults(func=command.run)
+        command.add_parser(sub, [debug]).set_defaults(func=command.run, command_module=command)
     return parser
 
 
@@ -140,20 +141,22 @@ def main(argv=None):
     debug = debug or getattr(args, "debug", False)
     shown = warnings.showwarning
     warnings.showwarning = one_line_warnings()
+    streams = (sys.stdout, sys.stderr)
+    sys.stdout, sys.stderr = out, err = Tolerant(sys.stdout), Tolerant(sys.stderr)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        out.flush()  # what is still buffered: did it reach its reader?
+        err.flush()
+        product = getattr(args.command_module, "prints_its_product", lambda a: False)(args)
+        return SIGPIPE_STATUS if status == 0 and out.broken and product else status
     except TrainingInterrupted as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
         return _interrupted(argv_given, exc.signum)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted", file=sys.stderr)
         return _interrupted(argv_given)
-    except BrokenPipeError:  # e.g. `fastcap sample ... | head`
-        try:
-            sys.stdout = open(os.devnull, "w")
-        except OSError:  # pragma: no cover
-            pass
-        return 0
+    except BrokenPipeError:  # a pipe of the command's own (stdout and stderr survive theirs)
+        return SIGPIPE_STATUS
     except (CheckpointError, ValueError, OSError, ImportError, FloatingPointError,
             RankError, MemoryError) as exc:
         _report(exc, debug)
@@ -163,6 +166,7 @@ def main(argv=None):
         return 1
     finally:
         warnings.showwarning = shown
+        sys.stdout, sys.stderr = streams
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -13,9 +13,15 @@ from the content (``FORMATS`` lists them):
   split comes from ``split_lists`` ({"train": file, "val": file}, one image
   name a line, as ``Flickr_8k.trainImages.txt``), else none.
 
-Untrusted input: every structural problem raises ValueError naming the file
-and the entry. An image listed twice under conflicting names, or a caption id
-used twice, is an error; an exact repeat of an image entry is merged.
+Untrusted input: every field of the three formats is read through one checked
+schema (``COCO_IMAGE``, ``COCO_ANNOTATION``, ``KARPATHY_IMAGE``,
+``KARPATHY_SENTENCE``: ``Field`` declarations read by ``_record``), so a field
+that is missing or of the wrong type raises ValueError naming the file, the
+record and the field and what it should be. Image names must survive a line of
+a text file (the urls files fastcap writes are read back line by line): no line
+breaks of any kind (those ``str.splitlines`` splits on, U+2028 included) and
+no control characters. An image listed twice under conflicting names, or a
+caption id used twice, is an error; an exact repeat of an image entry is merged.
 Captions with no words after tokenization and images left without captions
 are dropped and counted in ``Corpus.dropped``.
 """
@@ -25,6 +31,7 @@ import json
 import os
 import re
 import unicodedata
+from typing import Callable
 
 __all__ = ["FORMATS", "Corpus", "read_captions", "tokenize"]
 
@@ -75,6 +82,70 @@ def _need(cond, path, what):
         raise ValueError(f"{path}: {what}")
 
 
+# ---------------------------------------------------------------- the records' schema
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One field of a record: what it must be (``expected``, as the error says it), the test
+    (``ok(value)``), and whether a record may leave it out."""
+
+    expected: str
+    ok: Callable
+    required: bool = True
+
+    def optional(self):
+        return dataclasses.replace(self, required=False)
+
+
+def is_image_name(value):
+    """A file name that survives a line of a text file: a non-empty string without line
+    breaks (any ``str.splitlines`` splits on) or control characters."""
+    return (isinstance(value, str) and value.strip() != "" and len(value.splitlines()) == 1
+            and not any(unicodedata.category(ch) == "Cc" for ch in value))
+
+
+NAME = Field("a non-empty file name on one line (no line breaks or control characters)",
+             is_image_name)
+ID = Field("an integer or a string", lambda v: isinstance(v, (int, str)) and not isinstance(v, bool))
+TEXT = Field("a string", lambda v: isinstance(v, str))
+TOKENS = Field("a list of strings", lambda v: isinstance(v, list) and all(isinstance(t, str) for t in v))
+RECORDS = Field("a list of records", lambda v: isinstance(v, list))
+COCO_IMAGE = {"id": ID, "file_name": NAME}
+COCO_ANNOTATION = {"image_id": ID, "caption": TEXT, "id": ID.optional()}
+KARPATHY_IMAGE = {"filename": NAME, "filepath": NAME.optional(), "sentences": RECORDS,
+                  "split": Field(f"one of {', '.join(_KARPATHY_SPLITS)}",
+                                 lambda v: isinstance(v, str) and v in _KARPATHY_SPLITS, False)}
+KARPATHY_SENTENCE = {"raw": TEXT.optional(), "tokens": TOKENS.optional()}
+
+
+def _short(value):
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _record(path, where, obj, spec):
+    """The fields of record ``obj`` (``where``: its place, e.g. ``images[3]``) by ``spec``:
+    {field: value, None where an optional field is absent}; ValueError naming the file, the
+    record, the field and what it should be otherwise."""
+    _need(isinstance(obj, dict), path, f"{where} must be a JSON object (a record), got {_short(obj)}")
+    out = {}
+    for name, field in spec.items():
+        if name not in obj:
+            _need(not field.required, path, f"{where}.{name} is missing; it must be {field.expected}")
+            out[name] = None
+            continue
+        _need(field.ok(obj[name]), path, f"{where}.{name} must be {field.expected}, got "
+                                         f"{_short(obj[name])}")
+        out[name] = obj[name]
+    return out
+
+
+def _records(path, doc, key):
+    """The list ``doc[key]``."""
+    _need(key in doc, path, f"'{key}' is missing; it must be {RECORDS.expected}")
+    _need(RECORDS.ok(doc[key]), path, f"'{key}' must be {RECORDS.expected}, got {_short(doc[key])}")
+    return doc[key]
+
+
 def _add(corpus, name, tokens):
     caps = corpus.images.setdefault(name, [])
     if tokens:
@@ -91,25 +162,13 @@ def _finish(corpus):
     return corpus
 
 
-def _name(value, path, where):
-    _need(isinstance(value, str) and value.strip() and "\0" not in value, path,
-          f"{where} must be a non-empty file name, got {str(value)[:60]!r}")
-    return value.strip()
-
-
 def _coco(doc, path):
-    images, anns = doc["images"], doc["annotations"]
-    _need(isinstance(images, list) and isinstance(anns, list), path,
-          "'images' and 'annotations' must be lists")
+    images, anns = _records(path, doc, "images"), _records(path, doc, "annotations")
     corpus = Corpus("coco", {}, {}, collections.Counter())
     by_id = {}
     for k, im in enumerate(images):
-        _need(isinstance(im, dict) and "id" in im and "file_name" in im, path,
-              f"images[{k}] needs 'id' and 'file_name'")
-        name = _name(im["file_name"], path, f"images[{k}].file_name")
-        iid = im["id"]
-        _need(isinstance(iid, (int, str)) and not isinstance(iid, bool), path,
-              f"images[{k}].id must be an integer or string, got {iid!r}")
+        im = _record(path, f"images[{k}]", im, COCO_IMAGE)
+        name, iid = im["file_name"].strip(), im["id"]
         if iid in by_id and by_id[iid] != name:
             raise ValueError(f"{path}: image id {iid!r} is listed twice, as {by_id[iid]!r} and "
                              f"{name!r}")
@@ -117,10 +176,8 @@ def _coco(doc, path):
         corpus.images.setdefault(name, [])
     seen = set()
     for k, a in enumerate(anns):
-        _need(isinstance(a, dict) and "image_id" in a and "caption" in a, path,
-              f"annotations[{k}] needs 'image_id' and 'caption'")
-        _need(isinstance(a["caption"], str), path, f"annotations[{k}].caption must be a string")
-        if "id" in a:
+        a = _record(path, f"annotations[{k}]", a, COCO_ANNOTATION)
+        if a["id"] is not None:
             if a["id"] in seen:
                 raise ValueError(f"{path}: annotation id {a['id']!r} is used twice "
                                  f"(annotations[{k}])")
@@ -134,16 +191,12 @@ def _coco(doc, path):
 
 def _karpathy(doc, path):
     corpus = Corpus("karpathy", {}, {}, collections.Counter())
-    _need(isinstance(doc["images"], list), path, "'images' must be a list")
-    for k, im in enumerate(doc["images"]):
-        _need(isinstance(im, dict) and "filename" in im and "sentences" in im, path,
-              f"images[{k}] needs 'filename' and 'sentences'")
-        name = _name(im["filename"], path, f"images[{k}].filename")
-        if im.get("filepath"):
-            name = os.path.join(_name(im["filepath"], path, f"images[{k}].filepath"), name)
-        split = im.get("split", "train")
-        _need(split in _KARPATHY_SPLITS, path, f"images[{k}].split must be one of "
-                                               f"{', '.join(_KARPATHY_SPLITS)}, got {split!r}")
+    for k, im in enumerate(_records(path, doc, "images")):
+        im = _record(path, f"images[{k}]", im, KARPATHY_IMAGE)
+        name = im["filename"].strip()
+        if im["filepath"] is not None:
+            name = os.path.join(im["filepath"].strip(), name)
+        split = im["split"] or "train"
         if name in corpus.images or name in corpus.split:
             raise ValueError(f"{path}: image {name!r} is listed twice (images[{k}])")
         if _KARPATHY_SPLITS[split] is None:
@@ -151,18 +204,23 @@ def _karpathy(doc, path):
             continue
         corpus.split[name] = _KARPATHY_SPLITS[split]
         corpus.images[name] = []
-        _need(isinstance(im["sentences"], list), path, f"images[{k}].sentences must be a list")
         for j, s in enumerate(im["sentences"]):
-            _need(isinstance(s, dict) and ("tokens" in s or "raw" in s), path,
-                  f"images[{k}].sentences[{j}] needs 'tokens' or 'raw'")
-            if isinstance(s.get("raw"), str):
-                tokens = tokenize(s["raw"])
-            else:
-                _need(isinstance(s["tokens"], list) and all(isinstance(t, str) for t in s["tokens"]),
-                      path, f"images[{k}].sentences[{j}].tokens must be a list of strings")
-                tokens = tokenize(" ".join(s["tokens"]))
-            _add(corpus, name, tokens)
+            s = _record(path, f"images[{k}].sentences[{j}]", s, KARPATHY_SENTENCE)
+            _need(s["raw"] is not None or s["tokens"] is not None, path,
+                  f"images[{k}].sentences[{j}] has neither 'raw' ({TEXT.expected}) nor "
+                  f"'tokens' ({TOKENS.expected})")
+            # the raw sentence when there is one, tokenized as a COCO caption is
+            _add(corpus, name, tokenize(s["raw"] if s["raw"] is not None else " ".join(s["tokens"])))
     return corpus
+
+
+def _lines(text):
+    """(line number, line) of the lines of ``text`` that hold something: split at newlines
+    only (a caption may hold U+2028 and other separators str.splitlines splits at)."""
+    for n, line in enumerate(text.split("\n"), start=1):
+        line = line.rstrip("\r")
+        if line.strip():
+            yield n, line
 
 
 _FLICKR_LINE = re.compile(r"^(?P<name>[^\t#]+)#(?P<k>\d+)\t(?P<caption>.*)$")
@@ -171,12 +229,12 @@ _FLICKR_LINE = re.compile(r"^(?P<name>[^\t#]+)#(?P<k>\d+)\t(?P<caption>.*)$")
 def _flickr8k(text, path, split_lists):
     corpus = Corpus("flickr8k", {}, {}, collections.Counter())
     seen = set()
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        m = _FLICKR_LINE.match(line.rstrip("\r"))
+    for n, line in _lines(text):
+        m = _FLICKR_LINE.match(line)
         if m is None:
             raise ValueError(f"{path}: line {n} is not IMAGE#K<TAB>caption: {line[:80]!r}")
+        _need(is_image_name(m["name"]), path, f"line {n}: the image name must be {NAME.expected}, "
+                                              f"got {_short(m['name'])}")
         key = (m["name"].strip(), int(m["k"]))
         if key in seen:
             raise ValueError(f"{path}: line {n} repeats caption {key[0]}#{key[1]}")
@@ -185,7 +243,10 @@ def _flickr8k(text, path, split_lists):
     if split_lists:
         for split, list_path in split_lists.items():
             _need(split in SPLITS, path, f"split lists are for {', '.join(SPLITS)}, got {split!r}")
-            for name in _read_text(list_path).split():
+            for n, name in _lines(_read_text(list_path)):
+                _need(is_image_name(name), list_path, f"line {n} must be {NAME.expected}, got "
+                                                      f"{_short(name)}")
+                name = name.strip()
                 if name in corpus.split and corpus.split[name] != split:
                     raise ValueError(f"{list_path}: image {name} is also in the "
                                      f"{corpus.split[name]} list")

@@ -35,6 +35,7 @@ import warnings
 import numpy as np
 
 from ..runtime.install import install_hint
+from ..runtime.memory import allocating
 
 __all__ = ["EXTRACTORS", "WEIGHTS", "RECORDED_WEIGHTS", "Extractor", "RandomWeightsWarning",
            "VisionUnavailable", "WeightsUnavailable", "extractor_from_record", "preprocess",
@@ -248,18 +249,30 @@ def describe_weights(record):
     return str(record.get("weights"))
 
 
+# Above this many pixels, the resized picture is not made whole: only the crop is resized out
+# of it (Pillow's box resize, the filter still reading the whole picture). A picture of an
+# extreme aspect ratio (100000 x 1, resized to 256 on its short side, is 25.6 M x 256 pixels,
+# 20 GB) costs then what a square one does; the pixels may differ from the whole picture's
+# by one level in rounding, so the usual pictures keep the plain path.
+_WHOLE_RESIZE_PIXELS = 1 << 24
+
+
 def preprocess(image, spec):
-    """uint8 (H, W, 3) RGB -> float32 (3, crop, crop), ImageNet-normalised, as ``spec`` says."""
+    """uint8 (H, W, 3) RGB -> float32 (3, crop, crop), ImageNet-normalised, as ``spec`` says:
+    the short side resized to ``spec.resize`` (bilinear), the centre ``spec.crop`` square."""
     from PIL import Image
 
     img = Image.fromarray(np.asarray(image, dtype=np.uint8))
     w, h = img.size
     scale = spec.resize / min(w, h)
-    img = img.resize((max(spec.crop, round(w * scale)), max(spec.crop, round(h * scale))),
-                     Image.BILINEAR)
-    w, h = img.size
-    left, top = (w - spec.crop) // 2, (h - spec.crop) // 2
-    img = img.crop((left, top, left + spec.crop, top + spec.crop))
+    W, H = max(spec.crop, round(w * scale)), max(spec.crop, round(h * scale))
+    left, top = (W - spec.crop) // 2, (H - spec.crop) // 2
+    if W * H <= _WHOLE_RESIZE_PIXELS:
+        img = img.resize((W, H), Image.BILINEAR).crop((left, top, left + spec.crop, top + spec.crop))
+    else:
+        sx, sy = W / w, H / h  # the crop's box in the source's coordinates
+        img = img.resize((spec.crop, spec.crop), Image.BILINEAR,
+                         box=(left / sx, top / sy, (left + spec.crop) / sx, (top + spec.crop) / sy))
     x = np.asarray(img, dtype=np.float32) / 255.0
     x = (x - np.float32(_IMAGENET_MEAN)) / np.float32(_IMAGENET_STD)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
@@ -341,21 +354,30 @@ class Extractor:
             record["weights_file"] = self.weights_file
         return record
 
-    def features(self, images, grid=False):
+    def features(self, images, sources=None, grid=False):
         """uint8 (H, W, 3) images (any sizes) -> float32 (N, dim); with ``grid``, the pair
-        (that, the grid features float32 (N, rows * cols, channels) of ``spec.grid``)."""
+        (that, the grid features float32 (N, rows * cols, channels) of ``spec.grid``).
+        ``sources``: the images' names (files, URLs), for the error when memory runs out."""
         torch = self._torch
         if not images:
             rows, cols, channels = self.spec.grid
             empty = np.zeros((0, self.dim), np.float32)
             return (empty, np.zeros((0, rows * cols, channels), np.float32)) if grid else empty
-        with concurrent.futures.ThreadPoolExecutor(self.threads) as pool:
+        what = (f"{self.spec.name} features of {len(images)} image{'s' if len(images) > 1 else ''}"
+                + (f" ({sources[0]}{' ...' if len(sources) > 1 else ''})" if sources else ""))
+        with concurrent.futures.ThreadPoolExecutor(self.threads) as pool, \
+                allocating(f"the {what}", "the images given"):
             x = np.stack(list(pool.map(lambda im: preprocess(im, self.spec), images)))
         previous = torch.get_num_threads()
         torch.set_num_threads(self.threads)
         try:
-            with torch.inference_mode():
-                out = self.net(torch.from_numpy(x), grid)
+            with torch.inference_mode(), allocating(f"the {what}", "the images given"):
+                try:
+                    out = self.net(torch.from_numpy(x), grid)
+                except RuntimeError as exc:  # PyTorch's allocators raise RuntimeError
+                    if "alloc" not in str(exc).lower() and "memory" not in str(exc).lower():
+                        raise
+                    raise MemoryError(" ".join(str(exc).split())[:200]) from None
                 if grid:  # (N, C, rows, cols) -> (N, rows * cols, C), cells row-major
                     out = (out[0].numpy(), out[1].flatten(2).transpose(1, 2).numpy())
                 else:

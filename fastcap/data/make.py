@@ -1,15 +1,16 @@
 """``fastcap make-data``: the generated dataset (fastcap.data.generated) written in the CS231n layout.
 
 Every file is written atomically, between a manifest saying "incomplete" and
-one saying "complete", under the run lock, so a directory is whole or refused.
+one saying "complete", under the directory's lock (fastcap.data.directory), so a
+directory is whole or refused.
 """
 import json
 import os
 import pathlib
 
-from ..coco_utils import DATA_FILES, MANIFEST
-from ..runtime.files import (DirectoryLock, atomic_write_h5 as _write_h5, atomic_write_text,
-                             check_special, real_path, temporaries)
+from ..coco_utils import DATA_FILES
+from ..runtime.files import atomic_write_h5 as _write_h5, atomic_write_text, real_path
+from .directory import check_outputs, writing
 from .generated import GRID_DEFAULTS, check_grid_args, generate_coco_data, generated_grid_blocks
 from .grid import grid_name, write_grid
 
@@ -29,36 +30,25 @@ def write_coco_data(out_dir, overwrite=False, grid_size=None, grid_dim=GRID_DEFA
     ``{train,val}2014_grid.h5``, the generated grid features (fastcap.data.grid: float16
     (num_images, grid_size**2, grid_dim)), written a block of images at a time. ``out_dir`` is created if
     needed; existing files of these names raise FileExistsError (listing them)
-    before anything is generated, unless ``overwrite``; what is not a regular
-    file is refused. Returns ``out_dir`` as a Path.
+    before anything is generated, unless ``overwrite`` or an interrupted make-data left
+    them; what is not a regular file is refused. Returns ``out_dir`` as a Path.
 
     Killed at any point, the directory holds the old data or the new, or is
     refused by ``load_coco_data`` as half-written: each file is written
     atomically, between a manifest saying "incomplete" and one saying "complete".
-    A directory is written by one make-data at a time (fastcap.runtime.files.DirectoryLock).
+    A directory is written by one writer at a time (fastcap.data.directory).
     """
     out = pathlib.Path(real_path(out_dir))
     grid = tuple(grid_name(s) for s in ("train", "val"))  # written, or stale ones removed
-    names = (*DATA_FILES, *grid, MANIFEST)
-    for name in names:
-        check_special(os.fspath(out / name), f"make-data {out}: {name}")
-    existing = [name for name in (*DATA_FILES, *grid) if os.path.lexists(out / name)]
-    if existing and not overwrite:
-        raise FileExistsError(f"{out} already holds {', '.join(existing)}, which make-data would "
-                              "replace; pass --overwrite to replace them, or choose another directory")
+    check_outputs(out, (*DATA_FILES, *grid), "make-data", overwrite)  # before the work
     kwargs["full_features"] = True  # the fc7 files need them
     if grid_size is not None:  # checked before anything is made
         grid_size, grid_dim = check_grid_args(grid_size, grid_dim)
     data = generate_coco_data(**kwargs)
-    out.mkdir(parents=True, exist_ok=True)
-    with DirectoryLock(out):
-        for tmp in temporaries(out, names):  # a killed make-data's
-            os.unlink(tmp)
-        manifest = {"format": "fastcap make-data", "complete": False,
-                    "generated": {k: v for k, v in kwargs.items() if k != "full_features"}}
-        if grid_size is not None:
-            manifest["generated"].update(grid_size=grid_size, grid_dim=grid_dim)
-        atomic_write_text(out / MANIFEST, json.dumps(manifest))
+    generated = {k: v for k, v in kwargs.items() if k != "full_features"}
+    if grid_size is not None:
+        generated.update(grid_size=grid_size, grid_dim=grid_dim)
+    with writing(out, (*DATA_FILES, *grid), "make-data", overwrite, generated=generated):
         _write_h5(out / "coco2014_captions.h5", {
             k: data[k] for k in ("train_captions", "val_captions",
                                  "train_image_idxs", "val_image_idxs")
@@ -79,5 +69,4 @@ def write_coco_data(out_dir, overwrite=False, grid_size=None, grid_dim=GRID_DEFA
                     (grid_size, grid_size), grid_dim)
         vocab = {"idx_to_word": data["idx_to_word"], "word_to_idx": data["word_to_idx"]}
         atomic_write_text(out / "coco2014_vocab.json", json.dumps(vocab))
-        atomic_write_text(out / MANIFEST, json.dumps({**manifest, "complete": True}))
     return out

@@ -34,7 +34,8 @@ from ..coco_utils import DATA_FILES, _read_h5
 from ..image_utils import fetch_image
 from ..runtime import progress as _progress
 from ..runtime.files import atomic_write, atomic_write_h5 as _write_h5, atomic_write_text
-from .captions import SPLITS, read_captions
+from .captions import SPLITS, is_image_name, read_captions
+from .directory import check_outputs, writing
 from .features import Extractor
 from .generated import CAPTION_LENGTH, MAX_WORDS, SPECIAL_TOKENS
 from .grid import grid_name
@@ -227,10 +228,10 @@ def _extract_all(paths, extractor, partial, progress, grid=False):
             if chunk is None:
                 images = [fetch_image(p) for p in paths[a:a + rows]]
                 if grid:  # the grid first: the pooled chunk marks the chunk done
-                    chunk, spatial = extractor.features(images, grid=True)
+                    chunk, spatial = extractor.features(images, paths[a:a + rows], grid=True)
                     atomic_write(gpath, lambda tmp, g=spatial: save_grid_chunk(tmp, g))
                 else:
-                    chunk = extractor.features(images)
+                    chunk = extractor.features(images, paths[a:a + rows])
                 atomic_write(cpath, lambda tmp, c=chunk: _save_npy(tmp, c))
             out[a:a + rows] = chunk
             bar.update(rows)
@@ -259,18 +260,19 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
             option.check(given[option.name])
     if not os.path.isdir(images_dir):
         raise FileNotFoundError(f"--images {images_dir} is not a directory")
+    if not is_image_name(os.path.abspath(images_dir)):  # its path starts every line of the urls files
+        raise ValueError(f"--images {os.fspath(images_dir)!r}: the urls files hold one image path a "
+                         "line, and this folder's path has a line break or control character")
     out_dir = os.path.abspath(os.fspath(out_dir))
-    existing = [n for n in OUTPUT_FILES if os.path.lexists(os.path.join(out_dir, n))]
-    if existing and not overwrite:
-        raise FileExistsError(f"{out_dir} already holds {', '.join(existing)}, which prepare "
-                              "would replace; pass --overwrite to replace them, or choose "
-                              "another directory")
+    check_outputs(out_dir, OUTPUT_FILES, "prepare", overwrite)  # before the work, not only after
     corpus = read_captions(captions_file, split_lists)
     images_dir = os.path.abspath(images_dir)
     dropped = collections.Counter(corpus.dropped)
+    # Each name resolved once: the path checked to be inside --images is the one opened and
+    # the one the urls files hold.
+    path_of = {name: os.path.normpath(os.path.join(images_dir, name)) for name in corpus.images}
     found, missing = [], []
-    for name in corpus.images:
-        path = os.path.normpath(os.path.join(images_dir, name))
+    for name, path in path_of.items():
         inside = os.path.commonpath([images_dir, path]) == images_dir
         (found if inside and os.path.isfile(path) else missing).append(name)
     if missing:
@@ -296,7 +298,24 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
     truncated = sum(len(t) > MAX_WORDS for s in SPLITS for t in caps[s])
 
     ext = Extractor(extractor, weights, threads)
-    order = [os.path.join(images_dir, n) for s in SPLITS for n in names[s]]
+    about = {"captions_file": os.path.abspath(captions_file), "captions_format": corpus.format,
+             "images_dir": images_dir}  # where the data came from, in the record and manifest
+    with writing(out_dir, OUTPUT_FILES, "prepare", overwrite, **about):
+        record = _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word,
+                                    pca_dim, about, progress, say, grid, grid_pca_dim)
+    shutil.rmtree(os.path.join(out_dir, PARTIAL_DIR), ignore_errors=True)
+    return {"out": out_dir, "format": corpus.format, "vocab": len(idx_to_word),
+            "images": {s: len(names[s]) for s in SPLITS},
+            "captions": {s: len(caps[s]) for s in SPLITS}, "truncated": truncated,
+            "dropped": dict(dropped), "feature_dim": ext.dim, "pca_dim": record["pca_dim"],
+            "split_from_file": bool(corpus.split), "grid": record.get("grid")}
+
+
+def _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word, pca_dim, about,
+                       progress, say, grid, grid_pca_dim):
+    """The features (chunked, resumable), their PCA and every file of the directory (with
+    ``grid``, the grid files too); returns the features record."""
+    order = [path_of[n] for s in SPLITS for n in names[s]]
     partial = os.path.join(out_dir, PARTIAL_DIR)
     full = _extract_all(order, ext, partial, progress, grid)
     n_train = len(names["train"])
@@ -306,9 +325,8 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
         say(f"PCA: {comps.shape[1]}-d, not the {pca_dim} asked for (--pca-dim): a PCA has at most "
             f"as many dimensions as there are training images ({n_train}) and features "
             f"({ext.dim})")
-    record = {**ext.record(), "pca_dim": int(comps.shape[1]),
-              "pca_sha256": pca_digest(mean, comps), "captions_file": os.path.abspath(
-                  captions_file), "captions_format": corpus.format, "images_dir": images_dir}
+    record = {**ext.record(), "pca_dim": int(comps.shape[1]), "pca_sha256": pca_digest(mean, comps),
+              **about}
 
     # An old record would vouch for a directory half replaced: it goes first, comes back last.
     if os.path.lexists(os.path.join(out_dir, FEATURES_FILE)):
@@ -327,17 +345,13 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
         _write_h5(os.path.join(out_dir, f"{s}2014_vgg16_fc7_pca.h5"),
                   {"features": apply_pca(full_by[s], mean, comps)})
         atomic_write_text(os.path.join(out_dir, f"{s}2014_urls.txt"),
-                          "".join(f"{os.path.join(images_dir, n)}\n" for n in names[s]))
+                          "".join(f"{path_of[n]}\n" for n in names[s]))
     atomic_write_text(os.path.join(out_dir, "coco2014_vocab.json"),
-                      json.dumps({"idx_to_word": idx_to_word, "word_to_idx": word_to_idx}))
+                      json.dumps({"idx_to_word": idx_to_word,
+                                  "word_to_idx": {w: i for i, w in enumerate(idx_to_word)}}))
     # Last: the record marks the directory complete (caption and train read it).
     atomic_write_text(os.path.join(out_dir, FEATURES_FILE), json.dumps(record, indent=2) + "\n")
-    shutil.rmtree(os.path.join(out_dir, PARTIAL_DIR), ignore_errors=True)
-    return {"out": out_dir, "format": corpus.format, "vocab": len(idx_to_word),
-            "images": {s: len(names[s]) for s in SPLITS},
-            "captions": {s: len(caps[s]) for s in SPLITS}, "truncated": truncated,
-            "dropped": dict(dropped), "feature_dim": ext.dim, "pca_dim": int(comps.shape[1]),
-            "split_from_file": bool(corpus.split), "grid": record.get("grid")}
+    return record
 
 
 def _write_grid(out_dir, partial, ext, n_train, n_total, pca_dim):

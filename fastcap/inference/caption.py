@@ -91,7 +91,7 @@ def caption_files(captioner, sources, *, beam_size=1, max_length=30, no_unk=Fals
         if not batch:
             continue
         captions = captioner.caption_arrays(arrays, beam_size=beam_size, max_length=max_length,
-                                            no_unk=no_unk)
+                                            no_unk=no_unk, sources=batch)
         for src, array, text in zip(batch, arrays, captions):
             results.append({"image": src, "caption": text})
             if on_image is not None:

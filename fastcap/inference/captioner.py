@@ -34,7 +34,7 @@ import numpy as np
 
 from ..data import features as F
 from ..data.prepare import apply_pca, load_pca, read_features_record
-from ..image_utils import MAX_PIXELS, fetch_image
+from ..image_utils import MAX_PIXELS, fetch_image, to_rgb8
 from ..runtime.files import check_target
 from ..runtime.names import PRECISIONS
 from ..runtime.precision import use_precision
@@ -70,8 +70,9 @@ class ImageFeatures:
         s = f"{self.extractor.spec.name} ({F.describe_weights(self.extractor.record())} weights)"
         return f"{s}{' PCA' if self.pca is not None else ''} {self.dim}-d features"
 
-    def __call__(self, images):
-        full = self.extractor.features(images)
+    def __call__(self, images, sources=None):
+        """``sources``: the pictures' names, for the error when memory runs out."""
+        full = self.extractor.features(images, sources)
         return full if self.pca is None else apply_pca(full, *self.pca)
 
 
@@ -93,7 +94,7 @@ def as_image(image, where="image"):
 
         if isinstance(image, Image.Image):
             _check_pixels(*image.size, where)
-            return np.asarray(image.convert("RGB"), dtype=np.uint8)
+            return to_rgb8(image)  # deep modes scaled, as a file's are
     raise TypeError(f"{where}: a picture is a path, a URL, a PIL image or a uint8 (H, W, 3) "
                     f"array, got {type(image).__name__}")
 
@@ -174,16 +175,19 @@ class Captioner:
         self._require_features()
         out = []
         for a in range(0, len(items), batch_size):
-            arrays = [as_image(im, "images" if single else f"images[{a + k}]")
-                      for k, im in enumerate(items[a:a + batch_size])]
+            where = ["images" if single else f"images[{a + k}]" for k in range(len(items[a:a + batch_size]))]
+            arrays = [as_image(im, w) for im, w in zip(items[a:a + batch_size], where)]
+            sources = [str(im) if isinstance(im, (str, os.PathLike)) else w
+                       for im, w in zip(items[a:a + batch_size], where)]
             out += self.caption_arrays(arrays, beam_size=beam_size, max_length=max_length,
-                                       no_unk=no_unk)
+                                       no_unk=no_unk, sources=sources)
         return out[0] if single else out
 
-    def caption_arrays(self, arrays, *, beam_size=1, max_length=30, no_unk=False):
-        """Captions of uint8 (H, W, 3) arrays (already checked: ``as_image``), one CNN pass."""
+    def caption_arrays(self, arrays, *, beam_size=1, max_length=30, no_unk=False, sources=None):
+        """Captions of uint8 (H, W, 3) arrays (already checked: ``as_image``), one CNN pass;
+        ``sources``: their names, for the error when memory runs out."""
         self._require_features()
-        return self.caption_features(self.features(arrays), beam_size=beam_size,
+        return self.caption_features(self.features(arrays, sources), beam_size=beam_size,
                                      max_length=max_length, no_unk=no_unk)
 
     def caption_features(self, features, *, beam_size=1, max_length=30, no_unk=False):

@@ -80,8 +80,12 @@ def load(name):
     check_kernels(name, module)
     kernels = types.SimpleNamespace(name=name, module=module,
                                     **{k: getattr(module, k) for k in KERNEL_NAMES})
-    for hook in _hooks:
-        hook(module)
+    try:
+        for hook in _hooks:
+            hook(module)
+    except BackendUnavailableError as exc:  # a hook's refusal (a build that computes wrong)
+        _why_not[name] = str(exc)
+        raise
     _loaded[name] = kernels
     _why_not.pop(name, None)  # an earlier failure (a module missing then) is no longer the case
     return kernels

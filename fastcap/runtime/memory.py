@@ -25,8 +25,15 @@ def format_bytes(n):
 
 
 def available_memory():
-    """Bytes of memory this process could still allocate (Linux MemAvailable, else free
-    physical pages), or None where the platform does not say."""
+    """Bytes of memory this process could still allocate, or None where nothing says: the
+    least of the machine's available memory (Linux MemAvailable, else free physical pages),
+    what the address-space limit (ulimit -v) leaves, and what the cgroup's memory limit
+    (a container's, systemd's) leaves."""
+    left = [n for n in (_machine_available(), _address_space_left(), _cgroup_left()) if n is not None]
+    return max(0, min(left)) if left else None
+
+
+def _machine_available():
     try:
         with open("/proc/meminfo", "rb") as f:
             for line in f:
@@ -37,6 +44,39 @@ def available_memory():
     try:
         return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
     except (AttributeError, OSError, ValueError):  # pragma: no cover
+        return None
+
+
+def _address_space_left():
+    """What RLIMIT_AS leaves beyond the address space in use (/proc/self/status VmSize)."""
+    try:
+        import resource  # POSIX only
+    except ImportError:  # pragma: no cover
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
+    if soft == resource.RLIM_INFINITY:
+        return None
+    try:
+        with open("/proc/self/status", "rb") as f:
+            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith(b"VmSize:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    return soft - used
+
+
+def _cgroup_left():
+    """What this process's cgroup v2 memory.max leaves beyond its memory.current."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            path = next(line.split(":", 2)[2].strip() for line in f if line.startswith("0::"))
+        base = os.path.join("/sys/fs/cgroup", path.lstrip("/"))
+        with open(os.path.join(base, "memory.max")) as f:
+            limit = f.read().strip()
+        if limit == "max":
+            return None
+        with open(os.path.join(base, "memory.current")) as f:
+            return int(limit) - int(f.read().strip())
+    except (OSError, StopIteration, ValueError, IndexError):
         return None
 
 

@@ -19,6 +19,7 @@ import math
 
 from ..classifiers import MODEL_KINDS, MODELS
 from .metrics import METRIC_NAMES
+from ..data.features import EXTRACTORS
 from .model_config import ModelConfig
 from ..runtime.names import DTYPES
 from .options import DIM, GENERATED_KINDS, LIMITS, TRAIN_OPTIONS
@@ -338,6 +339,37 @@ def check_meta(meta):
     if other:
         raise SchemaError("optim_scalars", f"names {other[:3]}, not parameters of the "
                                            f"config's {kind} model")
+    _check_records(cfg)
+
+
+def _check_records(cfg):
+    """The records against each other: the network a features record names, the feature size
+    it claims, its PCA, and the model's input size (each one field, checked alone, could be
+    right while together they cannot be: a 2048-d PCA beside a record claiming VGG-16)."""
+    data, input_dim = cfg["data"], cfg["model"]["input_dim"]
+    record = data.get("features")
+    if record is not None:
+        spec = EXTRACTORS.get(record["extractor"])
+        if spec is None:
+            raise SchemaError("config.data.features.extractor", f"names {record['extractor']!r}, "
+                              f"not a network fastcap knows ({', '.join(EXTRACTORS)})")
+        if record["dim"] != spec.dim:
+            raise SchemaError("config.data.features.dim", f"is {record['dim']}, but "
+                              f"{spec.name} features are {spec.dim}-d")
+        pca_dim = record.get("pca_dim")
+        if pca_dim is not None and not (isinstance(pca_dim, int) and 1 <= pca_dim <= spec.dim):
+            raise SchemaError("config.data.features.pca_dim", f"is {pca_dim!r}, not a PCA of "
+                              f"{spec.dim}-d {spec.name} features")
+        want = (pca_dim if data["pca"] else spec.dim) if input_dim is not None else None
+        what = f"{spec.name}{' PCA' if data['pca'] else ''} features"
+    elif data["source"] == "generated":
+        want = data["pca_dim"] if data["pca"] else data["full_dim"]
+        what = f"the generated data's {'PCA' if data['pca'] else 'full'} features"
+    else:  # the CS231n files, or a saved model without its data: nothing says the size
+        want = None
+    if want is not None and input_dim is not None and input_dim != want:
+        raise SchemaError("config.model.input_dim", f"is {input_dim}, but the model was trained "
+                          f"on {what}, which are {want}-d")
 
 
 def array_specs(meta, vocab_size):

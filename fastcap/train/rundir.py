@@ -56,12 +56,23 @@ def existing_outputs(out_dir):
     return [f for f in OUTPUT_FILES if os.path.lexists(os.path.join(out_dir, f))]
 
 
-def check_out_dir(out_dir, resume_path=None, overwrite=False):
-    """Raise RunDirError if a run on ``out_dir`` would replace files it does not own."""
+def check_out_dir(out_dir, resume_path=None, overwrite=False, inputs=()):
+    """Raise RunDirError if a run on ``out_dir`` would replace files it does not own, or any
+    file it reads (``inputs``: {what: path}, e.g. the --init-from checkpoint), --overwrite or
+    not. The one file a run may replace and read is the checkpoint.npz it resumes in its own
+    directory: it continues that run."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise RunDirError(f"--out {out_dir} is not a directory")
     for name in existing_outputs(out_dir):
-        files.check_special(os.path.join(out_dir, name), f"--out {out_dir}: {name}")
+        path = os.path.join(out_dir, name)
+        files.check_special(path, f"--out {out_dir}: {name}")
+        if name == "checkpoint.npz" and owns(out_dir, resume_path):
+            continue
+        for what, given in dict(inputs).items():
+            if given is not None and files.same_file(path, given):
+                raise RunDirError(f"--out {out_dir}: this run writes {name}, which is {given}, "
+                                  f"the {what}; a run never removes or replaces a file it "
+                                  "reads: choose another --out, or copy it elsewhere first")
     if overwrite or owns(out_dir, resume_path):
         return
     found = existing_outputs(out_dir)
@@ -76,20 +87,19 @@ def check_out_dir(out_dir, resume_path=None, overwrite=False):
                       f"replace; {how}or choose another --out")
 
 
-def prepare_out_dir(out_dir, resume_path=None, overwrite=False):
+def prepare_out_dir(out_dir, resume_path=None, overwrite=False, inputs=()):
     """With the lock held: check again, remove what --overwrite replaces and stale temporaries.
 
-    The checkpoint being resumed is never removed, whatever its name (a kill before
-    the first save would lose the run). Returns the names of the files removed.
+    No file the run reads (the checkpoint it resumes or starts from) is ever removed,
+    whatever its name (a kill before the first save would lose it). Returns the names of
+    the files removed.
     """
-    check_out_dir(out_dir, resume_path, overwrite)
+    inputs = {"checkpoint it resumes": resume_path, **dict(inputs)}
+    check_out_dir(out_dir, resume_path, overwrite, inputs)
     removed = []
     if overwrite and not owns(out_dir, resume_path):
         for name in existing_outputs(out_dir):
             path = os.path.join(out_dir, name)
-            if resume_path is not None and files.same_file(path, resume_path):
-                raise RunDirError(f"--overwrite would remove {path}, the checkpoint this run "
-                                  "resumes; copy it elsewhere first, or resume without --overwrite")
             os.unlink(path)
             removed.append(name)
     for path in files.temporaries(out_dir, OUTPUT_FILES):

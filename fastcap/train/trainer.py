@@ -90,7 +90,7 @@ class Trainer:
         self.checkpoint_path = os.path.join(self.out_dir, rundir.LAST_NAME)
         self.overwrite = bool(overwrite)
         if self.root:  # rank 0 alone writes the run directory
-            rundir.check_out_dir(self.out_dir, self._resume_path(), self.overwrite)
+            rundir.check_out_dir(self.out_dir, self._resume_path(), self.overwrite, self._inputs())
         # What setup() makes (the data, model and solver; the validation subset), then the
         # loop's bookkeeping: declared here, so nothing is looked up by hasattr/getattr.
         self.data = self.model = self.solver = self.source = self.pca = None
@@ -109,6 +109,11 @@ class Trainer:
 
     def _resume_path(self):
         return self.ckpt.path if self.ckpt is not None else None
+
+    def _inputs(self):
+        """The checkpoints this run reads, which it must never remove or replace."""
+        return {"checkpoint it resumes": self._resume_path(),
+                "--init-from checkpoint": self.init.path if self.init is not None else None}
 
     # -------------------------------------------------------------- output
     def say(self, msg):
@@ -311,7 +316,8 @@ class Trainer:
         if self.root:
             try:
                 lock = files.DirectoryLock(self.out_dir).acquire()
-                removed = rundir.prepare_out_dir(self.out_dir, self._resume_path(), self.overwrite)
+                removed = rundir.prepare_out_dir(self.out_dir, self._resume_path(), self.overwrite,
+                                                 self._inputs())
             except (files.LockError, rundir.RunDirError) as exc:
                 if lock is not None:
                     lock.release()

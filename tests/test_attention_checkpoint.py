@@ -36,8 +36,13 @@ def _save(path, model):
                            "m": rng.standard_normal(v.shape), "v": rng.random(v.shape)}
                        for k, v in model.params.items()},
         rng=np.random.RandomState(3), iteration=1, epoch=0, loss_history=[2.5])
-    config = resolve_config({})
+    config = resolve_config({"kind": kind_of(model)})
     config["model"] = ModelConfig.from_model(model).as_dict()
+    data = config["data"]  # the generated data of the model's 6-d features (grids or vectors)
+    if "grid" in data:
+        data["grid"]["grid_dim"] = 6
+    else:
+        data["pca_dim"] = 6
     return save_checkpoint(path, model=model, solver=solver, config=config, epochs=[],
                            idx_to_word=IDX_TO_WORD)
 

@@ -129,6 +129,16 @@ class Checkpoint:
                 f"{source} has {int(input_dim)}-dimensional ones (a model reads either the "
                 "data's PCA-reduced or its full features: check --pca/--no-pca)")
 
+    def check_grid_shape(self, grid_shape, source):
+        """Raise CheckpointError unless ``grid_shape`` (rows, cols) of ``source``'s grid
+        features is the one the model was trained on (where the checkpoint records it)."""
+        trained = self.config["data"].get("grid_shape")
+        if trained is not None and tuple(trained) != tuple(grid_shape):
+            raise CheckpointError(
+                f"checkpoint {self.path} was trained on grids of {trained[0]}x{trained[1]} cells "
+                f"but {source} has {grid_shape[0]}x{grid_shape[1]}: its attention learned those "
+                "cells' places (make the grid features with the checkpoint's network)")
+
     def check_kind(self, kind, what):
         """Raise CheckpointError unless the checkpoint holds a model of ``kind`` (a key of
         fastcap.classifiers.MODELS), which ``what`` (the code it is given to) takes."""

@@ -22,7 +22,7 @@ from .metrics import METRIC_NAMES
 from ..data.features import EXTRACTORS
 from .model_config import ModelConfig
 from ..runtime.names import DTYPES
-from .options import DIM, GENERATED_KINDS, LIMITS, TRAIN_OPTIONS
+from .options import DIM, GENERATED_KINDS, GRID_SIZE, LIMITS, TRAIN_OPTIONS
 
 __all__ = ["SchemaError", "META", "CONFIG", "LIMITS", "check_config", "check_meta", "array_specs",
            "walk"]
@@ -238,8 +238,16 @@ _MODEL_KIND = {"kind": Choice(*MODEL_KINDS), "attention_dim": Optional(_DIM),
 # How the features of a directory fastcap prepare wrote were made (its fastcap_features.json:
 # fastcap.data.features.Extractor.record and the PCA's SHA-256): what loading needs of it;
 # fastcap.data.features checks the rest when it makes the features again.
+# Its grid entry, where prepare --grid wrote grid features (fastcap.data.prepare): what a
+# checkpoint of an attention model embeds the grid PCA by.
+_GRID_SHAPE = List(Int(1, 1 << 10), 2)  # (rows, cols) of a grid
+_GRID_RECORD = Dict({"shape": _GRID_SHAPE, "channels": _DIM, "dim": _DIM,
+                     "pca_dim": Optional(_DIM), "pca_sha256": Optional(Str(64))}, extra=True)
 FEATURES_RECORD = Dict({"extractor": Str(100), "weights": Str(100), "pca_sha256": Str(64),
-                        "dim": _DIM}, extra=True)
+                        "dim": _DIM, "grid": _GRID_RECORD}, optional=("grid",), extra=True)
+# An attention model's data: the generated grids' size, or a directory's grid files; and
+# "grid_shape", the (rows, cols) it was trained on (set once the data is loaded).
+_GENERATED_GRID = Dict({"grid_size": _of_kind(GRID_SIZE), "grid_dim": _DIM})
 
 
 def _config_spec(input_dim):
@@ -256,12 +264,18 @@ def _config_spec(input_dim):
            for name, fields in sections.items()},
         "data": Union("source", {
             "generated": Dict({"source": Choice("generated"), **generated,
-                               "pca": Choice(True, False)}, extra=True),
+                               "pca": Choice(True, False), "grid": _GENERATED_GRID,
+                               "grid_shape": _GRID_SHAPE},
+                              optional=("grid", "grid_shape"), extra=True),
             "dir": Dict({"source": Choice("dir"), "path": Str(), "pca": Choice(True, False),
-                         "features": FEATURES_RECORD}, optional=("features",), extra=True),
+                         "features": FEATURES_RECORD, "grid": Choice(True),
+                         "grid_shape": _GRID_SHAPE},
+                        optional=("features", "grid", "grid_shape"), extra=True),
             # A model saved from Python (fastcap.inference.captioner) without its data.
             "none": Dict({"source": Choice("none"), "pca": Choice(True, False),
-                          "features": FEATURES_RECORD}, optional=("features",), extra=True),
+                          "features": FEATURES_RECORD, "grid": Choice(True),
+                          "grid_shape": _GRID_SHAPE},
+                         optional=("features", "grid", "grid_shape"), extra=True),
         }),
     }, extra=True)
 
@@ -344,10 +358,15 @@ def check_meta(meta):
 
 def _check_records(cfg):
     """The records against each other: the network a features record names, the feature size
-    it claims, its PCA, and the model's input size (each one field, checked alone, could be
-    right while together they cannot be: a 2048-d PCA beside a record claiming VGG-16)."""
+    it claims, its PCA, the model's kind and input size (each one field, checked alone, could
+    be right while together they cannot be: a 2048-d PCA beside a record claiming VGG-16)."""
     data, input_dim = cfg["data"], cfg["model"]["input_dim"]
     record = data.get("features")
+    kind = cfg["model"].get("kind", "pooled")
+    if bool(data.get("grid")) != (kind == "attention"):
+        raise SchemaError("config.data", f"{'names' if data.get('grid') else 'has no'} grid "
+                                         f"features, but config.model.kind is {kind!r}: an "
+                                         "attention model reads grids, a pooled one vectors")
     if record is not None:
         spec = EXTRACTORS.get(record["extractor"])
         if spec is None:
@@ -360,7 +379,12 @@ def _check_records(cfg):
         if pca_dim is not None and not (isinstance(pca_dim, int) and 1 <= pca_dim <= spec.dim):
             raise SchemaError("config.data.features.pca_dim", f"is {pca_dim!r}, not a PCA of "
                               f"{spec.dim}-d {spec.name} features")
-        want = (pca_dim if data["pca"] else spec.dim) if input_dim is not None else None
+    if "grid_shape" in data and (not data.get("grid") or len(data["grid_shape"]) != 2):
+        raise SchemaError("config.data.grid_shape", "must be the (rows, cols) of grid features")
+    if data.get("grid"):
+        want, what = _grid_dim(data, record)
+    elif record is not None:
+        want = pca_dim if data["pca"] else spec.dim
         what = f"{spec.name}{' PCA' if data['pca'] else ''} features"
     elif data["source"] == "generated":
         want = data["pca_dim"] if data["pca"] else data["full_dim"]
@@ -372,6 +396,23 @@ def _check_records(cfg):
                           f"on {what}, which are {want}-d")
 
 
+def _grid_dim(data, record):
+    """(channels a cell of the data's grid has, what it is called) for the size check."""
+    if data["source"] == "generated":
+        return data["grid"]["grid_dim"], "the generated data's grid features"
+    grid = (record or {}).get("grid")
+    if grid is None:  # grid files fastcap did not record (or a saved model without its data)
+        return None, None
+    spec = EXTRACTORS[record["extractor"]]
+    if grid["channels"] != spec.grid[2]:
+        raise SchemaError("config.data.features.grid.channels", f"is {grid['channels']}, but "
+                          f"{spec.name}'s grid cells have {spec.grid[2]} channels")
+    if grid["dim"] != (grid["pca_dim"] or grid["channels"]):
+        raise SchemaError("config.data.features.grid.dim", f"is {grid['dim']}, not its PCA's "
+                          "size or its channels")
+    return grid["dim"], f"{record['extractor']} grid features"
+
+
 def array_specs(meta, vocab_size):
     """member name -> (allowed dtypes as ``str``, exact shape) for every array the schema names."""
     shapes = ModelConfig.from_dict(meta["config"]["model"]).param_shapes(vocab_size)
@@ -381,7 +422,8 @@ def array_specs(meta, vocab_size):
         for key in keys:
             specs[f"optim/{name}/{key}"] = (floats, shapes[name])
     if meta.get("pca_embedded"):  # (full - mean) @ components: (F,) and (F, D)
-        full = meta["config"]["data"]["features"]["dim"]
+        data = meta["config"]["data"]
+        full = data["features"]["grid"]["channels"] if data.get("grid") else data["features"]["dim"]
         specs["pca/mean"] = (("float32",), (full,))
         specs["pca/components"] = (("float32",), (full, D))
     specs["rng/keys"] = (("uint32",), (624,))

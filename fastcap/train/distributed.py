@@ -37,7 +37,7 @@ import numpy as np
 
 from . import metrics as _metrics
 from .evaluation import caption_loss, generate
-from ..data.stream import rows
+from ..data.stream import StreamedFeatures, rows
 from ..runtime import env as _env, threads as _threads
 from ..runtime.install import install_hint
 
@@ -282,11 +282,12 @@ def agree(comm, facts):
     equal on every rank for data-parallel training; ranks given different data or options
     would otherwise exchange buffers of different sizes and hang in the collectives, or
     train different models in lockstep. The error names the first rank that differs from
-    rank 0, the other ranks that do, and what differs.
+    rank 0, the other ranks that do, and what differs. ``facts`` may be a function giving
+    them, called only when there are ranks (its digests read data: a grid file's images).
     """
     if comm is None:
         return
-    everyone = comm.allgather(facts)
+    everyone = comm.allgather(facts() if callable(facts) else facts)
     root = everyone[0]
     differ = {r: [k for k in sorted(set(f) | set(root), key=str) if f.get(k) != root.get(k)]
               for r, f in enumerate(everyone)}
@@ -390,6 +391,19 @@ def rank_threads(comm, threads=None):
         threads = max(1, threads)
     _threads.set_num_threads(threads)
     return threads
+
+
+def data_facts(data):
+    """Digests of a run's data dict for ``agree``; streamed grid features by their
+    fingerprint (reading every image would read the whole file)."""
+    facts = {}
+    for split in ("train", "val"):
+        for part in ("captions", "image_idxs", "features"):
+            x = data[f"{split}_{part}"]
+            facts[f"data {split}_{part}"] = (x.fingerprint() if isinstance(x, StreamedFeatures)
+                                             else digest(x))
+    facts["data vocabulary"] = digest(np.array(data["idx_to_word"]))
+    return facts
 
 
 def evaluate(comm, model, data, image_ids, captions, features, max_length):

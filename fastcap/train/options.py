@@ -19,6 +19,7 @@ from ..runtime.names import PRECISIONS
 from .metrics import METRIC_LABELS
 from ..model.sequence import CELL_TYPES
 from ..data.features import EXTRACTORS
+from ..classifiers import ATTENTION_REG
 from ..data.generated import GENERATED_DEFAULTS, GRID_DEFAULTS
 from ..runtime.names import DTYPES
 from ..optim import UPDATE_RULES
@@ -117,6 +118,7 @@ GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
                    "pca_dim": DIM, "full_dim": DIM, "seed": SEED}
 FRACTION = Kind(float, 0, 1, open_hi=True)  # a share: prepare's --val-fraction
 GRID_SIZE = Kind(int, 1, 64)  # cells per side of a generated grid
+ATTENTION_REG_KIND = Kind(float, 0, 1e6)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -225,6 +227,21 @@ TRAIN_OPTIONS = (
            group="model", config=("model", "wordvec_dim")),
     Option("dtype", help="(default {default})", choices=DTYPES, default="float32", group="model",
            config=("model", "dtype")),
+    Option("kind", help="the soft-attention model (Show, Attend and Tell): at each word it "
+                        "looks at a grid of image cells, the data's grid features (fastcap "
+                        "prepare --grid, make-data --grid; generated grids without --data)",
+           flag="--attention", action="store_const", const="attention", default="pooled",
+           group="model", config=("model", "kind")),
+    Option("attention_dim", DIM, "with --attention: size A of the attention layer (default: "
+                                 "--hidden-dim)", "A", group="model",
+           config=("model", "attention_dim")),
+    Option("attention_reg", ATTENTION_REG_KIND, "with --attention: weight of the penalty that "
+                                                "spreads each image's attention over its cells "
+                                                f"(default {ATTENTION_REG:g})", "F",
+           group="model", config=("model", "attention_reg")),
+    Option("grid_in_memory", help="with --attention --data DIR: read the grid features into "
+                                  "memory first instead of a minibatch at a time from disk",
+           action="store_true", group="data"),
     Option("precision", help="precision of the matrix products: bfloat16 rounds their operands "
                              "to bf16 and sums in float32, with float32 weights, gradients and "
                              "optimizer state (default {default}; fastest on CPUs with "
@@ -348,8 +365,12 @@ INFERENCE_OPTIONS = {
                            "is given)",
                metavar="FILE"),
         _html("the images with their ground-truth and generated captions"),
-        Option("overwrite", help="replace --out or --html even if fastcap did not write it",
-               action="store_true"),
+        Option("attention_map", help="an attention checkpoint's maps: also write "
+                                     "DIR/<image>.png for each image, a panel per word of its "
+                                     "greedy caption, lit where the word's attention lay",
+               metavar="DIR"),
+        Option("overwrite", help="replace --out, --html or the maps even if fastcap did not "
+                                 "write them", action="store_true"),
     ),
 }
 
@@ -433,8 +454,12 @@ CAPTION_OPTIONS = (
                         "a download or the file it names; with --extractor: imagenet)", None),
     Option("json", help="print JSON instead of text", action="store_true"),
     _html("each picture with its caption"),
-    Option("overwrite", help="replace --html FILE even if it is not a page fastcap wrote",
-           action="store_true"),
+    Option("attention_map", help="an attention checkpoint's maps: write DIR/<picture>.png for "
+                                 "each picture, the part the network sees and a panel per word "
+                                 "of its greedy caption, lit where the word's attention lay",
+           metavar="DIR"),
+    Option("overwrite", help="replace --html FILE or the maps even if fastcap did not write "
+                             "them", action="store_true"),
 )
 
 

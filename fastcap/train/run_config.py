@@ -18,6 +18,7 @@ import json
 import os
 
 from ..captioning_solver import iterations_per_epoch
+from ..data.generated import GRID_DEFAULTS
 from ..data.prepare import load_pca, read_features_record
 from . import checkpoint_schema as schema
 from .checkpoint import CheckpointError
@@ -26,7 +27,8 @@ from .model_config import MODEL_DEFAULTS
 from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS, LIMITS,
                       MIN_ITERATIONS, RESUME_OVERRIDABLE, check_options, flag)
 
-__all__ = ["resolve_config", "dir_spec", "check_fits", "fit_schedule", "data_pca"]
+__all__ = ["resolve_config", "dir_spec", "grid_dir_spec", "spec_like", "check_fits",
+           "fit_schedule", "data_pca"]
 
 
 def dir_spec(path, pca):
@@ -40,13 +42,32 @@ def dir_spec(path, pca):
     return spec
 
 
+def grid_dir_spec(path):
+    """The data spec of a directory's grid features (an attention model's): ``pca`` says
+    whether prepare --grid-pca-dim reduced their cells."""
+    spec = dir_spec(path, True)
+    grid = (spec.get("features") or {}).get("grid") or {}
+    return {**spec, "grid": True, "pca": grid.get("pca_dim") is not None}
+
+
+def spec_like(path, like):
+    """The data spec of directory ``path`` with the features the spec ``like`` reads (its grid
+    files, or the pooled features with or without PCA): other data for the same model."""
+    return grid_dir_spec(path) if like.get("grid") else dir_spec(path, like.get("pca", True))
+
+
 def _data_spec(o):
+    """A new run's data spec; an attention model's names the grid features it reads (a
+    directory's grid files, or the generated data's grids of GRID_DEFAULTS)."""
+    attention = o["kind"] == "attention"
     if o.get("data") is not None:
-        return dir_spec(o["data"], o["pca"])
+        return grid_dir_spec(o["data"]) if attention else dir_spec(o["data"], o["pca"])
     spec = {"source": "generated", **GENERATED_DEFAULTS}
     for opt, key in GENERATED_KEYS.items():
         spec[key] = int(o[opt])
     spec["pca"] = bool(o["pca"])
+    if attention:
+        spec["grid"] = dict(GRID_DEFAULTS)
     return spec
 
 
@@ -62,6 +83,11 @@ def resolve_config(options, checkpoint=None):
     if checkpoint is None:
         o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
         o["data"] = options.get("data")
+        if o["kind"] != "attention":
+            for opt in ("attention_dim", "attention_reg"):
+                if options.get(opt) is not None:
+                    raise ValueError(f"{flag(opt)} sizes the attention model: it goes with "
+                                     f"{flag('kind')}")
         config = {"model": {}, "train": {}, "eval": {}}
         for opt, (section, key) in OPTION_KEYS.items():
             config[section][key] = o[opt]
@@ -97,7 +123,7 @@ def resolve_config(options, checkpoint=None):
         conflicts.append(f"--{'' if options['pca'] else 'no-'}pca (the checkpoint was trained "
                          f"{'with' if data.get('pca', True) else 'without'} PCA features)")
     if options.get("data") is not None:
-        config["data"] = dir_spec(options["data"], data.get("pca", True))
+        config["data"] = spec_like(options["data"], data)
     elif data["source"] == "generated":
         for opt, key in GENERATED_KEYS.items():
             if options.get(opt) is not None and options[opt] != data[key]:
@@ -115,7 +141,7 @@ def data_pca(spec):
     the data (its record names the PCA, and the checkpoints carry it); else None."""
     if spec["source"] != "dir" or not spec.get("pca", True) or "features" not in spec:
         return None
-    return load_pca(spec["path"], spec["features"])
+    return load_pca(spec["path"], spec["features"], grid=bool(spec.get("grid")))
 
 
 def fit_schedule(config, num_captions, given):
@@ -192,6 +218,9 @@ def init_options(options, ckpt):
     """Options of a run started from ``ckpt``'s weights: the model options it does not give
     are the checkpoint's (a given one that differs fails when the weights are loaded)."""
     options = dict(options)
+    if options.get("kind") not in (None, ckpt.model.kind):  # before its features are loaded
+        ckpt.check_kind(options["kind"], f"a run with{'' if options['kind'] == 'attention' else 'out'} "
+                                         f"{flag('kind')}")
     for opt, (section, key) in OPTION_KEYS.items():
         if section == "model" and options.get(opt) is None:
             options[opt] = ckpt.config["model"].get(key, MODEL_DEFAULTS.get(key))

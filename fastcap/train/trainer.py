@@ -1,12 +1,9 @@
 """The training loop of ``fastcap train``: set up data, model and solver, step, evaluate each epoch, checkpoint, resume.
 
-Its parts live beside it: the run config (fastcap.train.run_config, from the options of
-fastcap.train.options), the data (fastcap.data.load), inference and metrics
-(fastcap.train.evaluation), Ctrl-C handling (fastcap.train.interrupts), the run directory
-(fastcap.train.rundir) and the files written into it (fastcap.train.run_outputs). The
-names tests and scripts import from here (``Trainer``, ``DEFAULTS``,
-``resolve_config``, ``DataError``, ``TrainingInterrupted``, ``load_data``,
-``caption_loss``, ``evaluate_captions``) are those modules' own.
+Its parts live beside it: the run config (fastcap.train.run_config, fastcap.train.options), the
+data (fastcap.data.load), metrics (fastcap.train.evaluation), Ctrl-C (fastcap.train.interrupts),
+the run directory (fastcap.train.rundir) and its files (fastcap.train.run_outputs); the names
+re-exported here (``__all__``) are those modules' own.
 
 Determinism: the model is initialised from ``np.random.default_rng(seed)``,
 minibatches come from the solver's ``np.random.RandomState(seed)``, a
@@ -32,9 +29,9 @@ from . import rundir
 from ..captioning_solver import CaptioningSolver, TrainingDivergedError, iterations_per_epoch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .run_config import check_fits, data_pca, fit_schedule, init_options, resolve_config
-from ..data.load import DataError, describe_data, load_data, subsample_train
+from ..data.load import DataError, describe_data, grid_shape_of, load_data, subsample_train
 from ..data.grid import FeatureReadError
-from ..data.stream import StreamedFeatures, rows as feature_rows
+from ..data.stream import rows as feature_rows
 from .evaluation import caption_loss, evaluate_captions, format_metrics
 from .interrupts import InterruptGuard, TrainingInterrupted
 from .model_config import ModelConfig
@@ -77,6 +74,7 @@ class Trainer:
             self.init = load_checkpoint(options["init_from"])
             options = init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
+        self._stream = not options.get("grid_in_memory")  # grid files: a minibatch at a time
         # A new run without --epochs gets as many as its data needs (fit_schedule, in setup).
         self._given = {k for k, v in options.items() if v is not None}
         self.notes = []  # what setup chose for the run, said in its first lines
@@ -128,18 +126,23 @@ class Trainer:
     def setup(self):
         cfg = self.config
         source = describe_data(cfg["data"])
-        self.data = load_data(cfg["data"], cfg["model"]["dtype"])
+        self.data = load_data(cfg["data"], cfg["model"]["dtype"], stream=self._stream)
         t = cfg["train"]
         self.data = subsample_train(self.data, t["max_train"], t["seed"])
         if self.ckpt is None:
             self.notes = fit_schedule(cfg, self.data["train_captions"].shape[0], self._given)
         self.pca = data_pca(cfg["data"])  # carried by every checkpoint (captioning needs it)
-        input_dim = int(self.data["train_features"].shape[1])
+        input_dim = int(self.data["train_features"].shape[-1])  # D of (N, D) or (N, L, D)
+        grid = grid_shape_of(self.data) if cfg["data"].get("grid") else None
         m = cfg["model"]
         for ckpt in (self.ckpt, self.init):
             if ckpt is not None:
                 ckpt.check_vocab(self.data["idx_to_word"], source)
                 ckpt.check_input_dim(input_dim, source)
+                if grid is not None:
+                    ckpt.check_grid_shape(grid, source)
+        if grid is not None:
+            cfg["data"]["grid_shape"] = list(grid)
         m["input_dim"] = input_dim
         # Before the model is allocated: what its checkpoints must hold has to fit them.
         check_fits(cfg, len(self.data["idx_to_word"]), t["num_epochs"] * iterations_per_epoch(
@@ -174,7 +177,7 @@ class Trainer:
         self.eval_features = feature_rows(self.data["val_features"],
                                           self.data["val_image_idxs"][rows])
         self.source = source
-        _distributed.agree(self.comm, self._rank_facts())
+        _distributed.agree(self.comm, self._rank_facts)
         return self
 
     def _rank_facts(self):
@@ -185,13 +188,7 @@ class Trainer:
         facts = {f"config.{section}.{key}": value for section, entries in self.config.items()
                  for key, value in entries.items() if (section, key) != ("data", "path")}
         facts["backend"] = backends.get_backend()
-        d = self.data
-        for split in ("train", "val"):
-            for part in ("captions", "image_idxs", "features"):
-                x = d[f"{split}_{part}"]
-                facts[f"data {split}_{part}"] = (x.fingerprint() if isinstance(x, StreamedFeatures)
-                                                 else _distributed.digest(x))
-        facts["data vocabulary"] = _distributed.digest(np.array(d["idx_to_word"]))
+        facts.update(_distributed.data_facts(self.data))
         if self.ckpt is not None:
             s = self.solver
             facts["resumed iteration"], facts["resumed epoch"] = s.iteration, s.epoch

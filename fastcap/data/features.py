@@ -39,6 +39,7 @@ from ..runtime.memory import allocating
 
 __all__ = ["EXTRACTORS", "WEIGHTS", "RECORDED_WEIGHTS", "Extractor", "RandomWeightsWarning",
            "VisionUnavailable", "WeightsUnavailable", "extractor_from_record", "preprocess",
+           "network_view",
            "describe_vision", "describe_weights", "INSTALL_VISION"]
 
 # Where the [vision] extra comes from, said once for every message that needs it.
@@ -257,9 +258,10 @@ def describe_weights(record):
 _WHOLE_RESIZE_PIXELS = 1 << 24
 
 
-def preprocess(image, spec):
-    """uint8 (H, W, 3) RGB -> float32 (3, crop, crop), ImageNet-normalised, as ``spec`` says:
-    the short side resized to ``spec.resize`` (bilinear), the centre ``spec.crop`` square."""
+def network_view(image, spec):
+    """uint8 (crop, crop, 3): the part of ``image`` (uint8 (H, W, 3) RGB) the network sees, as
+    ``spec`` says: the short side resized to ``spec.resize`` (bilinear), the centre
+    ``spec.crop`` square (what its grid of cells covers)."""
     from PIL import Image
 
     img = Image.fromarray(np.asarray(image, dtype=np.uint8))
@@ -273,7 +275,12 @@ def preprocess(image, spec):
         sx, sy = W / w, H / h  # the crop's box in the source's coordinates
         img = img.resize((spec.crop, spec.crop), Image.BILINEAR,
                          box=(left / sx, top / sy, (left + spec.crop) / sx, (top + spec.crop) / sy))
-    x = np.asarray(img, dtype=np.float32) / 255.0
+    return np.asarray(img, dtype=np.uint8)
+
+
+def preprocess(image, spec):
+    """uint8 (H, W, 3) RGB -> float32 (3, crop, crop): ``network_view``, ImageNet-normalised."""
+    x = network_view(image, spec).astype(np.float32) / 255.0
     x = (x - np.float32(_IMAGENET_MEAN)) / np.float32(_IMAGENET_STD)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 

@@ -17,13 +17,14 @@ show --attention-map DIR`` do.
 """
 import os
 import re
+import textwrap
 
 import numpy as np
 
 from .contact_sheet import check_out_path, save_png
 
 __all__ = ["attention_figure", "lit", "map_paths", "save_attention_map", "map_name", "PER_ROW",
-           "SOFTWARE"]
+           "SOFTWARE", "attended_words"]
 
 PER_ROW = 6  # panels a row (the picture's included)
 SOFTWARE = "fastcap attention map"  # the PNGs' Software tag: the files fastcap may replace
@@ -49,6 +50,17 @@ def lit(picture, weights):
     return (picture.astype(np.float32) * light[:, :, None]).round().clip(0, 255).astype(np.uint8)
 
 
+def attended_words(model, captions, alpha):
+    """[(words, weights float32 (len(words), L))] of an attention model's greedy captions
+    (N, T) int and their weights (N, T, L) (``sample(..., return_attention=True)``): each
+    caption's words up to its <END>, each with the weights it was written with."""
+    end, out = model.word_to_idx.get("<END>"), []
+    for row, weights in zip(np.asarray(captions).tolist(), alpha):
+        k = row.index(end) if end in row else len(row)
+        out.append(([model.idx_to_word[w] for w in row[:k]], np.asarray(weights[:k], np.float32)))
+    return out
+
+
 def attention_figure(picture, words, weights, grid_shape, title=None):
     """The Figure of one image: ``picture`` uint8 (H, W, 3), ``words`` (the caption's words, in
     order), ``weights`` float (len(words), L) (each word's attention over the L cells, as
@@ -67,6 +79,9 @@ def attention_figure(picture, words, weights, grid_shape, title=None):
     per_row = min(PER_ROW, panels)
     lines = -(-panels // per_row)
     aspect = picture.shape[0] / picture.shape[1]
+    if title:  # wrapped to the figure's width (about 11 characters an inch at its size)
+        title = "\n".join(textwrap.fill(line, int(per_row * _PANEL * 11))
+                          for line in str(title).splitlines())
     head = 0.1 + 0.17 * len(str(title).splitlines()) if title else 0.05
     height = lines * (_PANEL * aspect + 0.42) + head
     fig = Figure(figsize=(per_row * _PANEL, height), dpi=110)

@@ -335,6 +335,13 @@ def _html(what):
                   metavar="FILE")
 
 
+def _attention_map(what):
+    return Option("attention_map", help=f"an attention checkpoint's maps: also write "
+                                        f"DIR/<{what}>.png for each {what}, the part the network "
+                                        "sees and a panel per word of its greedy caption, lit "
+                                        "where the word's attention lay", metavar="DIR")
+
+
 # sample, evaluate and show: the checkpoint and data they read, and how they decode.
 INFERENCE_OPTIONS = {
     "sample": (
@@ -365,10 +372,7 @@ INFERENCE_OPTIONS = {
                            "is given)",
                metavar="FILE"),
         _html("the images with their ground-truth and generated captions"),
-        Option("attention_map", help="an attention checkpoint's maps: also write "
-                                     "DIR/<image>.png for each image, a panel per word of its "
-                                     "greedy caption, lit where the word's attention lay",
-               metavar="DIR"),
+        _attention_map("image"),
         Option("overwrite", help="replace --out, --html or the maps even if fastcap did not "
                                  "write them", action="store_true"),
     ),
@@ -454,10 +458,7 @@ CAPTION_OPTIONS = (
                         "a download or the file it names; with --extractor: imagenet)", None),
     Option("json", help="print JSON instead of text", action="store_true"),
     _html("each picture with its caption"),
-    Option("attention_map", help="an attention checkpoint's maps: write DIR/<picture>.png for "
-                                 "each picture, the part the network sees and a panel per word "
-                                 "of its greedy caption, lit where the word's attention lay",
-           metavar="DIR"),
+    _attention_map("picture"),
     Option("overwrite", help="replace --html FILE or the maps even if fastcap did not write "
                              "them", action="store_true"),
 )

@@ -7,7 +7,7 @@ for it, never in a bare MemoryError reported as a bug in fastcap.
 import contextlib
 import os
 
-__all__ = ["OutOfMemory", "available_memory", "reserve", "allocating", "format_bytes"]
+__all__ = ["OutOfMemory", "available_memory", "address_space_left", "reserve", "allocating", "format_bytes"]
 
 
 class OutOfMemory(MemoryError):
@@ -29,7 +29,7 @@ def available_memory():
     least of the machine's available memory (Linux MemAvailable, else free physical pages),
     what the address-space limit (ulimit -v) leaves, and what the cgroup's memory limit
     (a container's, systemd's) leaves."""
-    left = [n for n in (_machine_available(), _address_space_left(), _cgroup_left()) if n is not None]
+    left = [n for n in (_machine_available(), address_space_left(), _cgroup_left()) if n is not None]
     return max(0, min(left)) if left else None
 
 
@@ -47,7 +47,7 @@ def _machine_available():
         return None
 
 
-def _address_space_left():
+def address_space_left():
     """What RLIMIT_AS leaves beyond the address space in use (/proc/self/status VmSize)."""
     try:
         import resource  # POSIX only

@@ -33,6 +33,7 @@ import threading
 from threadpoolctl import ThreadpoolController, threadpool_info
 
 from . import backends, env
+from .memory import address_space_left
 
 __all__ = ["set_num_threads", "get_num_threads", "ENV_VAR", "ThreadStartError"]
 
@@ -65,21 +66,6 @@ class ThreadStartError(OSError):
 _THREAD_ADDRESS_SPACE = 52 << 20
 
 
-def _address_space_left():
-    """Bytes the address-space limit (ulimit -v) still allows, or None without a limit."""
-    import resource
-
-    soft = resource.getrlimit(resource.RLIMIT_AS)[0]
-    if soft == resource.RLIM_INFINITY:
-        return None
-    try:
-        with open("/proc/self/status", "rb") as f:
-            used = next(int(line.split()[1]) * 1024 for line in f if line.startswith(b"VmSize:"))
-    except (OSError, StopIteration, ValueError, IndexError):  # pragma: no cover - not Linux
-        return None
-    return soft - used
-
-
 def _thread_cost():
     import resource
 
@@ -93,7 +79,7 @@ def _check_runnable(n, what):
     """Raise ThreadStartError unless ``n`` threads can compute: checked before any BLAS
     library or pool is told to use them (raised too late, a BLAS call hands work to threads
     that never run, and spins forever)."""
-    left = _address_space_left()
+    left = address_space_left()
     if left is not None:
         # Every thread but the caller is new to BLAS's work (the pool's or OpenBLAS's own).
         cost = _thread_cost()

@@ -98,3 +98,33 @@ def test_grid_pca_dim_without_grid_is_a_usage_error(tmp_path):
     lines = failed(fastcap_cmd("prepare", captions, "--images", tmp_path / "images", "--out",
                                tmp_path / "d", "--weights", "none", "--grid-pca-dim", "4"))
     assert "--grid-pca-dim reduces grid features: it goes with --grid" in lines[0]
+
+
+def test_an_attention_model_of_prepared_grids_captions_pictures_with_their_maps(tmp_path):
+    """prepare --grid --grid-pca-dim -> train --attention -> caption --attention-map: the
+    checkpoint carries the grid's PCA, and the maps are the network's view with a panel a word."""
+    from PIL import Image
+
+    from fastcap.train.checkpoint import load_checkpoint
+
+    captions, pictures = _captions(tmp_path, n=12)
+    data, run = tmp_path / "data", tmp_path / "run"
+    ok(fastcap_cmd("prepare", captions, "--images", tmp_path / "images", "--out", data,
+                   "--weights", "none", "--min-count", "1", "--pca-dim", "8", "--quiet",
+                   "--grid", "--grid-pca-dim", "6", timeout=300))
+    ok(fastcap_cmd("train", "--attention", "--data", data, "--epochs", "2", "--batch-size", "5",
+                   "--hidden-dim", "8", "--wordvec-dim", "8", "--quiet", "--out", run))
+    ckpt = load_checkpoint(run / "checkpoint.npz")
+    assert ckpt.pca[1].shape == (2048, 6) and ckpt.config["data"]["grid_shape"] == [7, 7]
+    picture = tmp_path / "images" / pictures[0][0]
+    proc = ok(fastcap_cmd("caption", run, picture, "--attention-map", tmp_path / "maps",
+                          timeout=300))
+    assert proc.stdout.startswith(f"{picture}\t") and "wrote 1 attention map" in proc.stderr
+    with Image.open(tmp_path / "maps" / f"{picture.stem}.png") as im:
+        assert im.info.get("Software") == "fastcap attention map"
+    ok(fastcap_cmd("caption", run, picture, "--attention-map", tmp_path / "maps", timeout=300))
+    Image.new("RGB", (4, 4)).save(tmp_path / "maps" / f"{picture.stem}.png")  # not fastcap's
+    line, = failed(fastcap_cmd("caption", run / "checkpoint.npz", picture, "--attention-map",
+                               tmp_path / "maps"))
+    assert f"--attention-map {tmp_path / 'maps' / picture.stem}.png exists" in line
+    assert "--overwrite" in line

@@ -126,7 +126,7 @@ def map_paths(out_dir, sources, overwrite=False, inputs=()):
     taken = set()
     paths = [os.path.join(out_dir, map_name(s, taken)) for s in sources]
     for path in paths:
-        check_out_path(path, overwrite, inputs)
+        check_out_path(path, overwrite, inputs, what="--attention-map")
     return paths
 
 

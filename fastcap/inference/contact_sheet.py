@@ -208,12 +208,13 @@ def _written_by_fastcap(path):
         return False
 
 
-def check_out_path(path, overwrite=False, inputs=()):
+def check_out_path(path, overwrite=False, inputs=(), what="--out"):
     """``path``'s real path if a sheet may be written there (fastcap.runtime.files.check_target):
     a known image suffix (SHEET_FORMATS), new or a sheet fastcap wrote (else ``overwrite``),
-    a regular file, not one of ``inputs``. Raises ValueError / FileExistsError otherwise."""
+    a regular file, not one of ``inputs``. Raises ValueError / FileExistsError otherwise,
+    naming ``what`` (the option that named the file)."""
     sheet_format(path)
-    return check_target(path, what="--out", inputs=inputs, overwrite=overwrite,
+    return check_target(path, what=what, inputs=inputs, overwrite=overwrite,
                         ours=_written_by_fastcap)
 
 

@@ -432,10 +432,13 @@ def load_checkpoint(path):
     pca = None
     if meta.get("pca_embedded"):
         pca = arrays["pca/mean"], arrays["pca/components"]
-        if pca_digest(*pca) != meta["config"]["data"]["features"]["pca_sha256"]:
+        data = meta["config"]["data"]  # an attention model's: the PCA of its grid's cells
+        field = "features.grid" if data.get("grid") else "features"
+        record = data["features"]["grid"] if data.get("grid") else data["features"]
+        if pca_digest(*pca) != record["pca_sha256"]:
             raise CheckpointError(f"checkpoint {path}: pca/mean and pca/components are not the "
                                   "PCA its features record names (their SHA-256 is not "
-                                  "config.data.features.pca_sha256)")
+                                  f"config.data.{field}.pca_sha256)")
     params = {name: arrays[f"param/{name}"] for name in model.model_class.PARAM_SHAPES}
     optim_configs = {}
     for name, scalars in meta["optim_scalars"].items():

@@ -425,7 +425,7 @@ def array_specs(meta, vocab_size):
         data = meta["config"]["data"]
         full = data["features"]["grid"]["channels"] if data.get("grid") else data["features"]["dim"]
         specs["pca/mean"] = (("float32",), (full,))
-        specs["pca/components"] = (("float32",), (full, D))
+        specs["pca/components"] = (("float32",), (full, meta["config"]["model"]["input_dim"]))
     specs["rng/keys"] = (("uint32",), (624,))
     specs["loss_history"] = (("float64",), (meta["iteration"],))
     return specs

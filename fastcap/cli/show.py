@@ -38,6 +38,8 @@ def _draw_maps(args, ckpt, model, data, entries):
     picture; an image that could not be fetched has none."""
     image_ids, urls, images = entries[:3]
     keep = [k for k, im in enumerate(images) if not isinstance(im, ImageUnavailableError)]
+    if not keep:
+        return []
     paths = map_paths(args.attention_map, [urls[k] for k in keep], args.overwrite,
                       inputs(args, ckpt))
     features = data[f"{args.split}_features"][image_ids[keep]]

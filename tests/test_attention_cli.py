@@ -153,3 +153,11 @@ def test_a_damaged_image_stops_training_with_its_checkpoint_intact(grid_dir, tmp
     after = load_checkpoint(run / "checkpoint.npz")
     assert after.iteration == before.iteration == 6
     assert all(np.array_equal(after.params[k], v) for k, v in before.params.items())
+
+
+def test_generated_grids_count_in_what_a_run_may_allocate():
+    from fastcap.train.run_config import resolve_config
+
+    resolve_config({"kind": "attention", "num_train_images": 20000})  # 20,500 x 13,056 values
+    with pytest.raises(ValueError, match=r"could not be saved .*generated feature values"):
+        resolve_config({"kind": "attention", "num_train_images": 200000})

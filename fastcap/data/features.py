@@ -380,7 +380,8 @@ class Extractor:
         try:
             with torch.inference_mode(), allocating(f"the {what}", "the images given"):
                 try:
-                    out = self.net(torch.from_numpy(x), grid)
+                    x = torch.from_numpy(x)  # the grid output only when asked for
+                    out = self.net(x, grid) if grid else self.net(x)
                 except RuntimeError as exc:  # PyTorch's allocators raise RuntimeError
                     if "alloc" not in str(exc).lower() and "memory" not in str(exc).lower():
                         raise

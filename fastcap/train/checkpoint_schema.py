@@ -312,9 +312,12 @@ def check_config(config, path="config"):
     data = config["data"]
     if data["source"] == "generated":
         # What generate_coco_data allocates: the PCA features (and the fc7 ones without
-        # PCA), the (full_dim, pca_dim) reduction, and the captions.
+        # PCA), the (full_dim, pca_dim) reduction, the grids of an attention model's data,
+        # and the captions.
         images = data["num_train_images"] + data["num_val_images"]
         dim = data["pca_dim"] + (0 if data["pca"] else data["full_dim"])
+        if data.get("grid"):
+            dim += data["grid"]["grid_size"] ** 2 * data["grid"]["grid_dim"]
         floats = max(images * dim, data["full_dim"] * data["pca_dim"])
         if floats > LIMITS["feature_floats"]:
             raise SchemaError(f"{path}.data", f"asks for {floats:,} generated feature values, "

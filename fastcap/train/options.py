@@ -118,7 +118,7 @@ GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
                    "pca_dim": DIM, "full_dim": DIM, "seed": SEED}
 FRACTION = Kind(float, 0, 1, open_hi=True)  # a share: prepare's --val-fraction
 GRID_SIZE = Kind(int, 1, 64)  # cells per side of a generated grid
-ATTENTION_REG_KIND = Kind(float, 0, 1e6)
+ATTENTION_REG_KIND = Kind(float, 0)  # the attention penalty's weight
 
 
 @dataclasses.dataclass(frozen=True)

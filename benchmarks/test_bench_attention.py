@@ -47,3 +47,27 @@ def test_bench_attention_sample(benchmark, impl, n, cells):
         fn = lambda: model.sample(a, max_length=wl.SAMPLE_LENGTH)  # noqa: E731
     measure(benchmark, fn, kind="sample", impl=impl, group=f"attention sample N={n} L={cells}",
             warmup=1, cell="lstm", n=n, cells=cells)
+
+
+def test_attention_peers_agree():
+    """Same weights, same batch: fastcap's attention model and the PyTorch peer compute the
+    same loss and gradients (float32 tolerances) and pick the same greedy words, so the
+    benchmarks above time one model, not two."""
+    torch = pytest.importorskip("torch")
+    from peers import torch_attention
+
+    features, captions = wl.make_attention_batches(8, 49, count=1)[0]
+    model = wl.make_attention_model()
+    loss, grads = model.loss(features, captions)
+    peer = torch_attention.AttentionCaptioner(model.params)
+    ref = peer.loss(torch.from_numpy(features), torch.from_numpy(captions.astype(np.int64)))
+    ref.backward()
+    assert loss == pytest.approx(ref.item(), rel=1e-4)
+    assert set(grads) == set(peer.p)
+    for k, g in grads.items():
+        want = peer.p[k].grad.numpy()
+        np.testing.assert_allclose(g, want, atol=1e-3 * np.abs(want).max(), err_msg=k)
+    sampler = wl.make_attention_model(suppress_end=True)
+    ours = sampler.sample(features, max_length=wl.SAMPLE_LENGTH)
+    theirs = torch_attention.Sampler(sampler.params).sample(features, wl.SAMPLE_LENGTH)
+    assert ours.shape == theirs.shape and (ours == theirs).mean() >= 0.9

@@ -2,11 +2,11 @@
 #
 # The per-step attention, forward and backward, in C over fused float types: per row the
 # L scores (a tanh over A values and their dot with w_att), the softmax over L, the
-# context (a sum over L of D-vectors) and the gate. The recurrence and greedy decoding
-# are, for now, the reference loops (fastcap/_kernels/attention_recurrence.py,
-# fastcap/_kernels/greedy.py) around these and this module's cell kernels, in every
-# dtype and precision; the fused engine is to take float32 and bf16 over, as it does
-# for the LSTM (the contracts: fastcap/_kernels/__init__.py).
+# context (a sum over L of D-vectors) and the gate. float64 (and float32 with the engine
+# off) runs the reference loops (fastcap/_kernels/attention_recurrence.py,
+# fastcap/_kernels/greedy.py) around these and this module's cell kernels; float32 and the
+# bf16 mode run on the engine (attention_engine.pxi, the contracts:
+# fastcap/_kernels/__init__.py).
 from fastcap._kernels import attention_recurrence as _attention_recurrence
 
 
@@ -117,8 +117,9 @@ cdef extern from "engine/engine.h" nogil:
 _ATTENTION_KERNELS = _types.SimpleNamespace(
     attention_step_forward=attention_step_forward, attention_step_backward=attention_step_backward,
     **vars(_CELL_KERNELS))
-attention_pack, attention_recurrence_forward, attention_recurrence_backward = \
-    _attention_recurrence.kernels(_ATTENTION_KERNELS)
+# The reference loop's kernels (float64, or the engine off); attention_engine.pxi's take
+# float32 and the bf16 mode to the engine.
+_loop_pack, _loop_forward, _loop_backward = _attention_recurrence.kernels(_ATTENTION_KERNELS)
 
 
 def _panel_product(a, b, out):
@@ -140,17 +141,3 @@ def _panel_product(a, b, out):
         return
     with nogil:
         fc_gemm_f32(&a_[0, 0], a_.shape[1], M, &bp.p, &o_[0, 0], o_.shape[1], nth)
-
-
-# The kernels the reference decoding loop calls.
-_ATTENTION_DECODE_KERNELS = _types.SimpleNamespace(
-    attention_recurrence_forward=attention_recurrence_forward, argmax_words=argmax_words,
-    matmul_bf16=_panel_product)
-
-
-def attention_greedy_decode(h0, c0, a, enc, W_embed, Wxp, b, Wp, b_beta, w_att, W_vocabp, b_vocab,
-                            table, known, start, end, null, captions_out, alpha_out):
-    # IN/OUT as the table says (fastcap/_kernels/__init__.py): the reference loop here
-    _greedy.attention_greedy_decode(_ATTENTION_DECODE_KERNELS, h0, c0, a, enc, W_embed, Wxp, b, Wp,
-                                    b_beta, w_att, W_vocabp, b_vocab, table, known, start, end,
-                                    null, captions_out, alpha_out)

@@ -28,9 +28,11 @@
 #   weights packed once for it (``pack_matrix``, ``pack_bf16``,
 #   ``recurrent_pack``); float64 runs the reference loop (fastcap/_kernels/greedy.py)
 #   on this module's kernels.
-# * The attention model (attention.pxi): its per-step attention in C, forward and
-#   backward, inside the reference loops around BLAS (fastcap/_kernels/attention_recurrence.py,
-#   fastcap/_kernels/greedy.py), in every dtype and precision for now.
+# * The attention model: float32 and bf16 run its whole time loop, forward and backward,
+#   and its greedy decoding on the engine (attention_engine.pxi,
+#   fastcap/_kernels/engine/attention.h); float64 runs the reference loops
+#   (fastcap/_kernels/attention_recurrence.py, fastcap/_kernels/greedy.py) around the
+#   per-step attention kernels of attention.pxi.
 # * Kernels trust their inputs (the public layers validated shapes, dtypes and
 #   index ranges). ``setup.py`` compiles with boundscheck, wraparound and
 #   initializedcheck off; ``FASTCAP_CYTHON_DEBUG=1`` at build time turns them
@@ -232,5 +234,6 @@ include "updates.pxi"
 include "recurrence_engine.pxi"
 include "decode_engine.pxi"
 include "attention.pxi"
+include "attention_engine.pxi"
 
 BUILD_INFO["isa"] = "native" if FASTCAP_NATIVE_BUILD else (FASTCAP_BUILD_ISA.decode() or ENGINE_INFO["isa"])

@@ -202,3 +202,47 @@ def step_gemm_flops(cell, n):
         U = len(np.unique(np.concatenate([captions[i, :lengths[i]] for i in range(len(captions))])))
         total.append(4 * n * D * H + 6 * U * W * G + 6 * P * H * G + 6 * P * H * V)
     return float(np.mean(total))
+
+
+# ---------------------------------------------------------------- the attention model (issue 26)
+
+# Show, Attend and Tell at the workload's sizes: L cells of D channels per image (ResNet-50's
+# 7x7 grid and VGG-16's 14x14), attention size A; the same captions, H, W and V as above.
+ATTENTION_CELLS = (49, 196)
+A = 512
+
+
+def make_grid_features(n, cells, rng):
+    """(n, cells, D) float32 grid features (post-ReLU CNN maps: non-negative, about unit scale)."""
+    return np.abs(rng.standard_normal((n, cells, D))).astype(DTYPE)
+
+
+def make_attention_batches(n, cells, count=2, seed=0):
+    """`count` (grid features, captions) minibatches of size n."""
+    rng = np.random.default_rng(seed + n + cells)
+    return [(make_grid_features(n, cells, rng), make_captions(n, rng)) for _ in range(count)]
+
+
+def make_attention_model(seed=0, suppress_end=False):
+    """A fastcap AttentionCaptioningRNN (LSTM) at the workload sizes, float32; with
+    ``suppress_end`` greedy decoding never emits <END> (as make_params')."""
+    from fastcap import AttentionCaptioningRNN
+
+    model = AttentionCaptioningRNN(word_to_idx(), input_dim=D, wordvec_dim=W, hidden_dim=H, attention_dim=A,
+                                   cell_type="lstm", dtype=DTYPE, rng=np.random.default_rng(seed))
+    if suppress_end:
+        model.params["b_vocab"][END] = -30.0
+    return model
+
+
+class AttentionTrainer(FastcapTrainer):
+    """FastcapTrainer's step (model.loss, then Adam on every parameter) for the attention model."""
+
+    def __init__(self, n, cells, seed=0):
+        from fastcap import optim
+
+        self.model = make_attention_model(seed)
+        self.batches = make_attention_batches(n, cells, seed=seed)
+        self.configs = {p: {"learning_rate": LEARNING_RATE} for p in self.model.params}
+        self._adam = optim.adam
+        self._i = 0

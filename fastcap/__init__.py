@@ -35,6 +35,7 @@ from .runtime.precision import (  # noqa: E402
 )
 from ._kernels import selfcheck as _selfcheck  # noqa: E402,F401 (checks each compiled build as it loads)
 from .captioning_solver import CaptioningSolver, TrainingDivergedError  # noqa: E402
+from .classifiers.attention import AttentionCaptioningRNN  # noqa: E402
 from .classifiers.rnn import CaptioningRNN
 from .coco_utils import decode_captions, load_coco_data, sample_coco_minibatch
 from .gradient_check import eval_numerical_gradient, eval_numerical_gradient_array, rel_error
@@ -51,7 +52,7 @@ __all__ = [
     "set_backend", "get_backend", "use_backend", "available_backends", "BackendUnavailableError",
     "set_num_threads", "get_num_threads", "get_engine_threads",
     "set_precision", "get_precision", "use_precision", "PRECISIONS",
-    "CaptioningRNN", "CaptioningSolver", "TrainingDivergedError",
+    "CaptioningRNN", "AttentionCaptioningRNN", "CaptioningSolver", "TrainingDivergedError",
     "load_coco_data", "sample_coco_minibatch", "decode_captions", "Captioner", "load_captioner",
     "eval_numerical_gradient", "eval_numerical_gradient_array", "rel_error",
     *_optim.UPDATE_RULES, *_layer_names,

@@ -1,8 +1,13 @@
 """CaptioningSolver: minibatch training of a captioning model, as in CS231n."""
+import copy
 import math
+
+import numpy as np
 
 from . import optim
 from .coco_utils import sample_coco_minibatch
+from .data.grid import FeatureReadError
+from .data.stream import StreamedFeatures
 from .optim import UPDATE_RULES
 from .train.distributed import DataParallel
 
@@ -106,12 +111,44 @@ class CaptioningSolver:
     def _loss_and_grads(self):
         """The loss and gradients of the next minibatch (drawn from self.rng); under MPI,
         summed over the ranks' slices of it."""
-        captions, features, _ = sample_coco_minibatch(
-            self.data, batch_size=self.batch_size, split="train", rng=self.rng
-        )
+        before = self._random_state()
+        try:
+            captions, features, _ = sample_coco_minibatch(
+                self.data, batch_size=self.batch_size, split="train", rng=self.rng
+            )
+        except FeatureReadError:  # the draw is undone: a resumed run draws this minibatch again
+            self._random_state(before)
+            raise
+        self._prefetch_next()
         if self.data_parallel is None:
             return self.model.loss(features, captions)
         return self.data_parallel.loss_and_grads(self.model, features, captions, self.iteration + 1)
+
+    def _random_state(self, state=None):
+        """The minibatches' random state (a copy), or with ``state`` set it back to that."""
+        rng = self.rng if self.rng is not None else np.random
+        if isinstance(rng, np.random.Generator):
+            if state is not None:
+                rng.bit_generator.state = state
+            return copy.deepcopy(rng.bit_generator.state)
+        if state is not None:
+            rng.set_state(state)
+        return rng.get_state()
+
+    def _prefetch_next(self):
+        """Features read from disk (fastcap.data.stream): start reading the next minibatch's
+        images while this one trains. They are drawn from a copy of the random state, so the
+        state itself (and so a checkpoint's) is what it would be without reading ahead."""
+        features = self.data["train_features"]
+        if not isinstance(features, StreamedFeatures):
+            return
+        if isinstance(self.rng, np.random.Generator):
+            peek = np.random.Generator(copy.deepcopy(self.rng.bit_generator))
+        else:  # a RandomState, or NumPy's global one (as CS231n draws from it)
+            peek = np.random.RandomState()
+            peek.set_state(self._random_state())
+        choice = peek.choice(self.data["train_captions"].shape[0], self.batch_size)
+        features.prefetch(self.data["train_image_idxs"][choice])
 
     def end_epoch(self):
         """Count an epoch and decay every learning rate by lr_decay."""

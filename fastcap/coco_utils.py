@@ -9,7 +9,8 @@ from .runtime import env as _env
 from .runtime.memory import allocating, reserve
 
 __all__ = ["load_coco_data", "sample_coco_minibatch", "decode_captions", "LAYOUT", "DATA_FILES",
-           "MANIFEST", "read_manifest", "check_manifest"]
+           "MANIFEST", "read_manifest", "check_manifest", "check_stored", "load_coco_text",
+           "check_consistent"]
 
 DEFAULT_DIR = _env.read("FASTCAP_COCO_DIR")
 
@@ -100,9 +101,9 @@ def _dataset(f, path, name):
     return ds
 
 
-def _check_declared_size(ds, path, name):
-    """Raise before reading when ``ds`` declares more data than its file stores (a sparse or
-    never-written dataset, whose rest would be fill values) or than memory can hold."""
+def check_stored(ds, path, name):
+    """Raise ValueError when ``ds`` declares more data than its file stores (a sparse or
+    never-written dataset, whose rest would be fill values) or is made of other files."""
     import h5py
 
     nbytes = int(np.prod(ds.shape, dtype=object)) * ds.dtype.itemsize
@@ -120,7 +121,12 @@ def _check_declared_size(ds, path, name):
     elif layout not in (h5py.h5d.CHUNKED, h5py.h5d.CONTIGUOUS, h5py.h5d.COMPACT):
         raise ValueError(f"{what} is a virtual dataset (made of other files); the layout's "
                          "datasets are stored in their own file")
-    reserve(nbytes, f"reading {name!r}", path)
+    return nbytes
+
+
+def _check_declared_size(ds, path, name):
+    """check_stored, then raise before reading when the dataset would not fit in memory."""
+    reserve(check_stored(ds, path, name), f"reading {name!r}", path)
 
 
 def _read_h5(path, names):
@@ -217,19 +223,12 @@ def load_coco_data(base_dir=DEFAULT_DIR, max_train=None, pca_features=True):
     declares more than its file stores or than memory holds (checked before reading).
     """
     base_dir = os.fspath(base_dir)
-    check_manifest(base_dir)
-    data = _read_h5(_need(base_dir, "coco2014_captions.h5"),
-                    [(f"{s}_{k}", np.integer, nd) for s in ("train", "val")
-                     for k, nd in (("captions", 2), ("image_idxs", 1))])
+    data = load_coco_text(base_dir)
     suffix = "_pca" if pca_features else ""
     for split in ("train", "val"):
         path = _need(base_dir, f"{split}2014_vgg16_fc7{suffix}.h5")
         data[f"{split}_features"] = _read_h5(path, [("features", np.floating, 2)])["features"]
-    data["idx_to_word"], data["word_to_idx"] = _read_vocab(_need(base_dir, "coco2014_vocab.json"))
-    for split in ("train", "val"):
-        urls = _read_lines(_need(base_dir, f"{split}2014_urls.txt"))
-        data[f"{split}_urls"] = np.asarray([_resolve_url(u, base_dir) for u in urls])
-    _check_consistent(data, base_dir)
+    check_consistent(data, base_dir)
     if max_train is not None:
         num_train = data["train_captions"].shape[0]
         keep = np.random.randint(num_train, size=max_train)
@@ -238,7 +237,24 @@ def load_coco_data(base_dir=DEFAULT_DIR, max_train=None, pca_features=True):
     return data
 
 
-def _check_consistent(data, base_dir):
+def load_coco_text(base_dir):
+    """What ``load_coco_data`` returns but the features: the captions, image indices,
+    vocabulary and urls (for data whose features are read otherwise, such as grid features);
+    ``check_consistent`` checks them once the features are there."""
+    check_manifest(base_dir)
+    data = _read_h5(_need(base_dir, "coco2014_captions.h5"),
+                    [(f"{s}_{k}", np.integer, nd) for s in ("train", "val")
+                     for k, nd in (("captions", 2), ("image_idxs", 1))])
+    data["idx_to_word"], data["word_to_idx"] = _read_vocab(_need(base_dir, "coco2014_vocab.json"))
+    for split in ("train", "val"):
+        urls = _read_lines(_need(base_dir, f"{split}2014_urls.txt"))
+        data[f"{split}_urls"] = np.asarray([_resolve_url(u, base_dir) for u in urls])
+    return data
+
+
+def check_consistent(data, base_dir):
+    """Raise ValueError naming ``base_dir`` unless the vocabulary, captions, image indices,
+    features (anything with a ``shape``) and urls of ``data`` agree."""
     V = len(data["idx_to_word"])
     if len(data["word_to_idx"]) != V or any(data["idx_to_word"][i] != w for w, i in data["word_to_idx"].items()
                                             if 0 <= i < V) or any(not 0 <= i < V for i in data["word_to_idx"].values()):

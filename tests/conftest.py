@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fastcap
-from fastcap.runtime import backends as _backend, names
+from fastcap.runtime import backends as _backend, names, precision as _precision
 from fastcap.data.generated import generate_coco_data
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -57,6 +57,14 @@ def compiled(request):
     require_backend(request.param)
     with fastcap.use_backend(request.param):
         yield request.param
+
+
+@pytest.fixture
+def bf16_anywhere(monkeypatch):
+    """bfloat16 mode, with the compiled bf16 kernels on whatever CPU this is."""
+    monkeypatch.setattr(_precision, "_emulate_anywhere", True)
+    with fastcap.use_precision("bfloat16"):
+        yield
 
 
 @pytest.fixture

@@ -135,11 +135,33 @@ CASES = {
     "softmax_masked_nonfinite": lambda: _masked_nonfinite(),
     "embedding_width_0": lambda: (lambda out, c: L.word_embedding_backward(np.ones((1, 3, 0)), c))(
         *L.word_embedding_forward(np.array([[0, 1, 2]]), np.ones((4, 0)))),
+    # the attention model: decoding states handed back tampered, features without cells
+    "attention_state_enc_rows": lambda: _attention_step(enc=lambda s: s.enc[:1].copy()),
+    "attention_state_a_cells": lambda: _attention_step(a=lambda s: s.a[:, :1].copy()),
+    "attention_state_alpha_wider": lambda: _attention_step(alpha=lambda s: np.ones((2, 5))),
+    "attention_state_a_float32": lambda: _attention_step(a=lambda s: s.a.astype(np.float32)),
+    "attention_zero_cells": lambda: _attention_model().loss(np.ones((2, 0, 3)), np.ones((2, 4), int)),
+    "attention_pooled_features": lambda: _attention_model().sample(np.ones((2, 3))),
+    "attention_nonfinite_features": lambda: _attention_model().sample(np.full((2, 4, 3), np.nan)),
 }
 
 
 def _model():
     return CaptioningRNN(_vocab(), 3, 4, 5, "rnn", np.float64, rng=np.random.default_rng(0))
+
+
+def _attention_model():
+    return fastcap.AttentionCaptioningRNN(_vocab(), 3, 4, 5, 6, "lstm", 1.0, np.float64,
+                                          rng=np.random.default_rng(0))
+
+
+def _attention_step(**tamper):
+    """One step of the attention model from a state whose fields `tamper` replaces."""
+    model = _attention_model()
+    _, state = model.step(model.initial_hidden(np.ones((2, 4, 3))), np.array([3, 3]))
+    for field, value in tamper.items():
+        setattr(state, field, value(state))
+    return model.step(state, np.array([3, 3]))
 
 
 def _shrunk_vocab():
@@ -211,6 +233,13 @@ EXPECTED = {
     "sample_max_length_none": ("TypeError", ("max_length", "None")),
     "softmax_masked_nonfinite": "ok",
     "embedding_width_0": "ok",
+    "attention_state_enc_rows": ("ValueError", ("AttentionDecodeState.enc", "(2, 4, 6)")),
+    "attention_state_a_cells": ("ValueError", ("AttentionDecodeState.enc", "(2, 1, 6)")),
+    "attention_state_alpha_wider": ("ValueError", ("AttentionDecodeState.alpha", "(2, 4)")),
+    "attention_state_a_float32": ("ValueError", ("AttentionDecodeState", "float64")),
+    "attention_zero_cells": ("ValueError", ("features", "at least one cell")),
+    "attention_pooled_features": ("ValueError", ("features", "(N, L, D)", "pooled")),
+    "attention_nonfinite_features": "ok",
 }
 assert set(EXPECTED) == set(CASES)
 

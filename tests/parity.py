@@ -16,7 +16,14 @@ from fastcap.gradient_check import rel_error
 # it is checked through the recurrence rows, which take packed weights).
 COMPARED = [k for k, case in CASES.items() if case.tol32 is not None]
 # The recurrences, greedy decoding and sampling: what the compiled engine runs (tests/test_engine.py).
-ENGINE_KERNELS = [k for k in CASES if "_recurrence_" in k or k in ("greedy_decode", "sample_decode")]
+# The attention model's run on the engine too (tests/test_attention_kernels.py tests them: their
+# cases need the attention's sizes).
+ENGINE_KERNELS = [k for k in CASES if k.startswith(("rnn_recurrence_", "lstm_recurrence_"))
+                  or k in ("greedy_decode", "sample_decode")]
+# What computes float32 with the engine's FMA tiles, whose bits the builds with FMA share and the
+# baseline build (no FMA) does not: the engine's kernels, the attention model's included.
+FMA_KERNELS = ENGINE_KERNELS + ["attention_recurrence_forward", "attention_recurrence_backward",
+                                "attention_greedy_decode"]
 
 
 def scaled_error(a, b):

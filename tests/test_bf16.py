@@ -31,14 +31,6 @@ REF = _backend.load("numpy")
 DIMS_IDS = lambda d: "N{N}-T{T}-H{H}-V{V}".format(**d)  # noqa: E731
 
 
-@pytest.fixture
-def bf16_anywhere(monkeypatch):
-    """bfloat16 mode, with the compiled bf16 kernels on whatever CPU this is."""
-    monkeypatch.setattr(_precision, "_emulate_anywhere", True)
-    with fastcap.use_precision("bfloat16"):
-        yield
-
-
 @pytest.mark.parametrize("case", BF16_CASES)
 @pytest.mark.parametrize("dims", SHAPES, ids=DIMS_IDS)
 def test_bf16_kernels_match_the_emulation(backend, case, dims):

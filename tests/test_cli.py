@@ -80,7 +80,8 @@ def test_train_writes_every_promised_file(run_dir):
     assert text.count("  generated: ") == 8 and text.count("ground truth:") == 24
     config = json.loads((out / "config.json").read_text())
     assert config["model"] == {"cell_type": "lstm", "hidden_dim": 16, "wordvec_dim": 16,
-                               "dtype": "float64", "input_dim": 512}
+                               "dtype": "float64", "input_dim": 512, "kind": "pooled",
+                               "attention_dim": None, "attention_reg": None}
     with np.load(out / "checkpoint.npz", allow_pickle=False) as z:
         assert json.loads(str(z["meta"]))["iteration"] == 12
     # what the user sees

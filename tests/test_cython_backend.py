@@ -31,7 +31,7 @@ from fastcap.runtime.names import BUILDS, ISA_CHOICES
 from fastcap.gradient_check import rel_error
 
 from conftest import REQUIRE_ALL
-from parity import COMPARED, ENGINE_KERNELS, assert_same, run, scaled_error
+from parity import COMPARED, FMA_KERNELS, assert_same, run, scaled_error
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,8 +127,8 @@ def test_build_info(cy):
 
 def test_isa_builds_give_bitwise_equal_results(builds):
     """Every build computes every parity case, both dtypes, to the baseline's
-    bits (no fused multiply-adds), except the float32 recurrences: the engine's
-    tiles use FMA where the CPU has it, so there the AVX2 and AVX-512 builds (with or without BF16)
+    bits (no fused multiply-adds), except the float32 recurrences and decoding
+    (FMA_KERNELS): the engine's tiles use FMA where the CPU has it, so there the AVX2 and AVX-512 builds (with or without BF16)
     agree bit for bit (same order of every sum) and the baseline within the
     row's tolerance."""
     baseline = builds["baseline"]
@@ -139,7 +139,7 @@ def test_isa_builds_give_bitwise_equal_results(builds):
         for dims in SHAPES:
             for dtype in (np.float32, np.float64):
                 args = build(np.random.default_rng(3), dtype, **dims)
-                engine = kernel in ENGINE_KERNELS and dtype == np.float32
+                engine = kernel in FMA_KERNELS and dtype == np.float32
                 path = f"{kernel} {dims} {dtype.__name__}"
                 want = run(fma[0] if engine else baseline, kernel, args, written)
                 for other in (fma[1:] if engine else fma):

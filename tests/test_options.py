@@ -172,6 +172,8 @@ def test_extreme_option_values_round_trip_through_a_checkpoint(tiny_checkpoint, 
     naming the options: only what no single range can say (the generated data's size)."""
     chosen = data.draw(st.lists(st.sampled_from(RANGED), min_size=1, max_size=4, unique=True))
     options = {o.name: data.draw(_extreme(o)) for o in chosen}
+    if {"attention_dim", "attention_reg"} & set(options):  # they size the attention model
+        options["kind"] = "attention"
     try:
         config = resolve_config(options)
     except ValueError as exc:
@@ -179,7 +181,9 @@ def test_extreme_option_values_round_trip_through_a_checkpoint(tiny_checkpoint, 
         assert set(options) & generated, exc
         assert "generated" in str(exc) and "could not be saved" in str(exc)
         return
-    config["model"]["input_dim"] = tiny_checkpoint.config["model"]["input_dim"]
+    grid = config["data"].get("grid")  # an attention model reads its generated grids' cells
+    config["model"]["input_dim"] = (grid["grid_dim"] if grid
+                                    else tiny_checkpoint.config["model"]["input_dim"])
     # What load_checkpoint checks of a checkpoint of this run, at its start and at its end.
     epochs = config["train"]["num_epochs"]
     for epoch in {0, epochs}:

@@ -170,6 +170,71 @@ KERNELS = {
         'log(I) - log(max(1, df)), the candidate\'s entries clipped at the reference\'s, '
         'cosine per n, times exp(-(bigrams_c - bigrams_r)**2 / 72), averaged over n and '
         'references, times 10)'),
+    # --- the attention model (fastcap.model.attention; fastcap/_kernels/attention_recurrence.py
+    # is the reference of the whole-loop kernels). Per packed row: L cells, D channels, A the
+    # attention size, E = A + D. a (N,L,D) are the features and enc (N,L,A) = a @ W_enc + b_enc,
+    # sorted as the sequences are, so the n sequences running at a step are their first n rows.
+    # One step from h = h_{t-1}: hab = h @ [W_dec | W_beta] (n,E); S = tanh(enc + hab[:, :A]);
+    # alpha = softmax over L of S @ w_att; beta = sigmoid(hab[:, A:] + b_beta); z = beta *
+    # sum_l alpha[:, l] a[:, l]; the cell's gate pre-activations xw + [h, z] @ [[Wh], [Wz]]
+    # (Wz = Wx[W:], the context's rows). The bfloat16 mode rounds the operands of those two
+    # products only: the per-step attention (tanh, the dot with w_att, softmax, context, gate)
+    # computes in float32, as the cell math does.
+    "attention_step_forward": Kernel(
+        ('a', 'enc', 'hab', 'b_beta', 'w_att', 'alpha_out', 'z_out', 'beta_out'),
+        ('alpha_out', 'z_out', 'beta_out'),
+        '(a (N,L,D), enc (N,L,A), hab (N,A+D) = h @ [W_dec | W_beta], b_beta (D,), w_att (A,), '
+        'alpha_out (N,L), z_out (N,D), beta_out (N,D)): one step\'s attention: alpha = '
+        'softmax over L of tanh(enc + hab[:, None, :A]) @ w_att; beta = sigmoid(hab[:, A:] + '
+        'b_beta); z = beta * sum_l alpha[:, l, None] * a[:, l]'),
+    "attention_step_backward": Kernel(
+        ('dz', 'dalpha', 'a', 'enc', 'hd', 'w_att', 'alpha', 'z', 'beta', 'datt_out', 'dwatt_out',
+         'denc'), ('datt_out', 'dwatt_out', 'denc'),
+        '(dz (N,D) gradient at z, dalpha (N,L) gradient arriving at alpha from outside (the '
+        'penalty), a (N,L,D), enc (N,L,A), hd (N,A) = h @ W_dec, w_att (A,), alpha (N,L), z '
+        '(N,D), beta (N,D) of attention_step_forward, datt_out (N,A+D), dwatt_out (N,A), denc '
+        '(N,L,A) updated in place): S = tanh(enc + hd[:, None]) recomputed; datt = [gradient at '
+        'hd, gradient at the gate\'s pre-activation hab[:, A:] + b_beta]; dwatt[n] = sum_l '
+        'de[n,l] * S[n,l] (de: the gradient at the scores S @ w_att), each row\'s share of '
+        'dw_att; denc += the gradient at enc'),
+    "attention_pack": Kernel(
+        ('Wh', 'Wz', 'W_dec', 'W_beta', 'transpose', 'bf16'), (),
+        '(Wh (H,G), Wz (D,G) = Wx[W:], W_dec (H,A), W_beta (H,D), transpose bool, bf16 bool = '
+        "False) -> packed: the step's two products' weights, [W_dec | W_beta] and [[Wh], [Wz]], "
+        "in the layout this backend's attention kernels take (transpose: for the backward "
+        'products; bf16 as recurrent_pack); G = 4H is an LSTM, G = H a vanilla RNN'),
+    "attention_recurrence_forward": Kernel(
+        ('xw', 'h0', 'c0', 'a', 'enc', 'Wp', 'b_beta', 'w_att', 'batch_sizes', 'ifog_out', 'c_out',
+         'h_out', 'alpha_out', 'z_out', 'beta_out', 'hd_out'),
+        ('ifog_out', 'c_out', 'h_out', 'alpha_out', 'z_out', 'beta_out', 'hd_out'),
+        '(xw (P,G) = W_embed[words] @ Wx[:W] + b, h0 (N,H), c0 (N,H) (LSTM) or None (RNN), a '
+        '(N,L,D), enc (N,L,A), Wp = attention_pack(not transposed), b_beta (D,), w_att (A,), '
+        'batch_sizes, ifog_out (P,G) (LSTM; None: RNN), c_out (P,H) (LSTM; None: RNN), h_out '
+        '(P,H), alpha_out (P,L), z_out (P,D), beta_out (P,D), hd_out (P,A)): every step of the '
+        'packed batch: attention_step_forward from h_{t-1}, then the LSTM (or RNN) cell of '
+        'xw + [h_{t-1}, z] @ [[Wh], [Wz]]; hd = h_{t-1} @ W_dec, kept so that the backward '
+        'pass recomputes tanh(enc + hd) instead of storing (P,L,A) values'),
+    "attention_recurrence_backward": Kernel(
+        ('dh', 'dalpha', 'c0', 'a', 'enc', 'WTp', 'w_att', 'ifog', 'c', 'h', 'alpha', 'z', 'beta',
+         'hd', 'batch_sizes', 'da_out', 'datt_out', 'dwatt_out', 'denc_out', 'dh0_out'),
+        ('da_out', 'datt_out', 'dwatt_out', 'denc_out', 'dh0_out'),
+        '(dh (P,H) and dalpha (P,L): the gradients arriving at every h_t and alpha_t from '
+        'outside the recurrence (the scores, the penalty), c0 (N,H) or None (RNN), a, enc, WTp = '
+        'attention_pack(transposed), w_att, and the forward\'s ifog, c (None: RNN), h, alpha, '
+        'z, beta, hd; da_out (P,G) gradients at the gate pre-activations, datt_out (P,A+D) '
+        'at hab (attention_step_backward\'s datt), dwatt_out (P,A) each row\'s share of dw_att, '
+        'denc_out (N,L,A) the gradient at enc summed over the steps, dh0_out (N,H)): the weight '
+        'gradients are then GEMMs over all rows: [h_{t-1}, z]^T da, h_{t-1}^T datt'),
+    "attention_greedy_decode": Kernel(
+        ('h0', 'c0', 'a', 'enc', 'W_embed', 'Wxp', 'b', 'Wp', 'b_beta', 'w_att', 'W_vocabp',
+         'b_vocab', 'table', 'known', 'start', 'end', 'null', 'captions_out', 'alpha_out'),
+        ('table', 'known', 'captions_out', 'alpha_out'),
+        '(h0 (N,H), c0 (N,H) or None (RNN), a (N,L,D), enc (N,L,A), W_embed (V,W), Wxp = '
+        'pack_matrix(Wx[:W]) or pack_bf16(Wx[:W]), b (G,), Wp = attention_pack (not transposed, '
+        'bf16 as Wxp), b_vocab (V,), W_vocabp packed as Wxp, table (V,G), known (V,) bool, start, '
+        'end (-1: none), null, captions_out (N,T) int32, alpha_out (N,T,L)): greedy_decode\'s '
+        'loop with attention_recurrence_forward\'s step; alpha_out[n, t] = the attention of '
+        "caption n's word t, 0 after its end"),
     # --- update rules, in place on w and on the optimizer state ---
     "sgd_update": Kernel(
         ('w', 'dw', 'lr'), ('w',),

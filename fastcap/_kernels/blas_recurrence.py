@@ -21,7 +21,7 @@ def recurrent_pack(Wh, gates, transpose, bf16=False):
     return Bf16Weights(Wh) if bf16 else Wh
 
 
-def _dot(a, Whp, out, transpose=False):
+def dot(a, Whp, out, transpose=False):
     """out = a @ Wh (or a @ Wh.T), with both operands rounded to bf16 for bf16 weights."""
     if isinstance(Whp, Bf16Weights):
         a, W = round_bf16(a), Whp.W
@@ -44,7 +44,7 @@ def rnn_forward(cells, xw, h0, Wh, batch_sizes, h_out):
     hw = np.empty_like(h0)  # (N, H)
     prev = h0
     for _, n, rows in steps(batch_sizes):
-        _dot(prev[:n], Wh, hw[:n])
+        dot(prev[:n], Wh, hw[:n])
         cells.rnn_cell_forward(xw[rows], hw[:n], h_out[rows])
         prev = h_out[rows]
 
@@ -57,14 +57,14 @@ def rnn_backward(cells, dh, h0, Wh, h, batch_sizes, da_out, dh0_out):
     for _, n, rows in reversed(steps(batch_sizes)):
         np.add(dh[rows], dh0_out[:n], out=dsum[:n])
         cells.rnn_cell_backward(dsum[:n], h[rows], da_out[rows])
-        _dot(da_out[rows], Wh, dh0_out[:n], transpose=True)
+        dot(da_out[rows], Wh, dh0_out[:n], transpose=True)
 
 
 def lstm_forward(cells, xw, h0, c0, Wh, batch_sizes, ifog_out, c_out, h_out):
     hw = np.empty((h0.shape[0], 4 * h0.shape[1]), dtype=h0.dtype)  # (N, 4H)
     prev_h, prev_c = h0, c0
     for _, n, rows in steps(batch_sizes):
-        _dot(prev_h[:n], Wh, hw[:n])
+        dot(prev_h[:n], Wh, hw[:n])
         cells.lstm_cell_forward(xw[rows], hw[:n], prev_c[:n], ifog_out[rows], c_out[rows], h_out[rows])
         prev_h, prev_c = h_out[rows], c_out[rows]
 
@@ -80,7 +80,7 @@ def lstm_backward(cells, dh, c0, Wh, ifog, c, batch_sizes, da_out, dh0_out):
         np.add(dh[rows], dh0_out[:n], out=dsum[:n])
         c_prev = c0[:n] if t == 0 else c[all_steps[t - 1][2]][:n]
         cells.lstm_cell_backward(dsum[:n], dc_in[:n], ifog[rows], c_prev, c[rows], da_out[rows], dc_out[:n])
-        _dot(da_out[rows], Wh, dh0_out[:n], transpose=True)
+        dot(da_out[rows], Wh, dh0_out[:n], transpose=True)
         dc_in, dc_out = dc_out, dc_in
 
 

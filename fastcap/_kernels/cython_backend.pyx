@@ -30,6 +30,11 @@
 #   (fastcap/_kernels/greedy.py) on this module's kernels.
 # * CIDEr-D (cider.pxi): the document frequencies and the scores in C
 #   (fastcap/_kernels/engine/cider.c), candidates split over the pool.
+# * The attention model: float32 and bf16 run its whole time loop, forward and backward,
+#   and its greedy decoding on the engine (attention_engine.pxi,
+#   fastcap/_kernels/engine/attention.h); float64 runs the reference loops
+#   (fastcap/_kernels/attention_recurrence.py, fastcap/_kernels/greedy.py) around the
+#   per-step attention kernels of attention.pxi.
 # * Kernels trust their inputs (the public layers validated shapes, dtypes and
 #   index ranges). ``setup.py`` compiles with boundscheck, wraparound and
 #   initializedcheck off; ``FASTCAP_CYTHON_DEBUG=1`` at build time turns them
@@ -231,5 +236,7 @@ include "updates.pxi"
 
 include "recurrence_engine.pxi"
 include "decode_engine.pxi"
+include "attention.pxi"
+include "attention_engine.pxi"
 
 BUILD_INFO["isa"] = "native" if FASTCAP_NATIVE_BUILD else (FASTCAP_BUILD_ISA.decode() or ENGINE_INFO["isa"])

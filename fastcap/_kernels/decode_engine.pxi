@@ -18,6 +18,14 @@ _DECODE_KERNELS = _types.SimpleNamespace(
     argmax_words=argmax_words, sample_words=sample_words, matmul_bf16=matmul_bf16)
 
 cdef extern from "engine/engine.h" nogil:
+    ctypedef struct fc_attention:
+        int L, D, A, H, G, lstm, Nf
+        const float *a
+        const float *enc
+        const float *b_beta
+        const float *w_att
+        const fc_packed *att
+        const fc_packed *cell
     ctypedef struct fc_decode:
         int N, L, H, G, V, W
         int lstm
@@ -34,6 +42,8 @@ cdef extern from "engine/engine.h" nogil:
         Py_ssize_t start, end, null
         const double *uniforms
         int32_t *captions
+        const fc_attention *att
+        float *alpha
     int fc_greedy_decode(const fc_decode *d, int nthreads)
 
 
@@ -55,10 +65,10 @@ def pack_matrix(b):  # IN (K, N) -> PackedPanels of float32 panels (float32, eng
     return packed
 
 
-cdef _array(str name, a, int ndim, dtype):
+cdef _array(str name, a, int ndim, dtype, str kernel="greedy_decode"):
     """a if it is a C-contiguous ndim array of dtype, else ValueError naming it."""
     if not isinstance(a, np.ndarray) or a.ndim != ndim or a.dtype != dtype or not a.flags.c_contiguous:
-        raise ValueError(f"greedy_decode / sample_decode: {name} must be a C-contiguous {ndim}-d {np.dtype(dtype)} array, got "
+        raise ValueError(f"{kernel}: {name} must be a C-contiguous {ndim}-d {np.dtype(dtype)} array, got "
                          f"{type(a).__name__} {getattr(a, 'dtype', '')} {getattr(a, 'shape', '')}")
     return a
 
@@ -110,23 +120,46 @@ cdef _decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, star
                                      b_vocab, table, known, start, end, null, captions_out, uniforms)
     cdef PackedRecurrent Wh = Whp
     cdef PackedPanels Wx = Wxp, Wv = W_vocabp
-    cdef Py_ssize_t H = Wh.H, G = Wh.G, N, L, V, W
+    cdef Py_ssize_t H = Wh.H, G = Wh.G
+    cdef fc_decode d
     cdef bint lstm = G == 4 * H and c0 is not None
     if Wh.transpose or not (lstm or (G == H and c0 is None)):
         raise ValueError(f"greedy_decode: Whp (H = {H}, G = {G}, transpose = {Wh.transpose}) and c0 "
                          f"({'given' if c0 is not None else 'None'}) are neither an LSTM's (G = 4H, c0 "
                          "given) nor a vanilla RNN's (G = H, c0 None) forward weights")
-    if not (Wh.bf16 == Wx.p.bf16 == Wv.p.bf16):
-        raise ValueError("greedy_decode: Whp, Wxp and W_vocabp must be packed in one precision "
-                         f"(bf16: {Wh.bf16}, {bool(Wx.p.bf16)}, {bool(Wv.p.bf16)})")
-    _array("h0", h0, 2, np.float32)
-    _array("W_embed", W_embed, 2, np.float32)
-    _array("b", b, 1, np.float32)
-    _array("b_vocab", b_vocab, 1, np.float32)
-    _array("table", table, 2, np.float32)
-    _array("known", known, 1, np.bool_)
-    _array("captions_out", captions_out, 2, np.int32)
-    sampling = uniforms is not None
+    kernel = "greedy_decode" if uniforms is None else "sample_decode"
+    _decode_operands(&d, kernel, Wh.bf16, lstm, H, G, h0, c0, W_embed, Wx, b, Wv, b_vocab, table,
+                     known, start, end, null, captions_out)
+    cdef const double[:, ::1] u_
+    if uniforms is not None:
+        _check("uniforms", _array("uniforms", uniforms, 2, np.float64, kernel).shape, (d.N, d.L))
+        u_ = uniforms
+        d.uniforms = &u_[0, 0] if d.N and d.L else NULL
+    d.Wh, d.att, d.alpha = &Wh.p, NULL, NULL
+    cdef int rc, nth = _engine_threads
+    with nogil:
+        rc = fc_greedy_decode(&d, nth)
+    if rc != 0:
+        raise MemoryError(f"{kernel}: out of memory decoding {d.N} captions")
+
+
+cdef _decode_operands(fc_decode *d, str kernel, bint bf16, bint lstm, Py_ssize_t H, Py_ssize_t G, h0, c0,
+                      W_embed, PackedPanels Wx, b, PackedPanels Wv, b_vocab, table, known, start, end,
+                      null, captions_out):
+    """Check the operands both greedy decodings and sampling share (the recurrent weights,
+    packed in precision bf16, gave H and G) and point d at them (d.uniforms NULL: greedy);
+    ValueError naming the one that does not fit. The arrays must outlive d."""
+    cdef Py_ssize_t N, L, V, W
+    if not (bf16 == Wx.p.bf16 == Wv.p.bf16):
+        raise ValueError(f"{kernel}: Whp, Wxp and W_vocabp must be packed in one precision "
+                         f"(bf16: {bf16}, {bool(Wx.p.bf16)}, {bool(Wv.p.bf16)})")
+    _array("h0", h0, 2, np.float32, kernel)
+    _array("W_embed", W_embed, 2, np.float32, kernel)
+    _array("b", b, 1, np.float32, kernel)
+    _array("b_vocab", b_vocab, 1, np.float32, kernel)
+    _array("table", table, 2, np.float32, kernel)
+    _array("known", known, 1, np.bool_, kernel)
+    _array("captions_out", captions_out, 2, np.int32, kernel)
     # the packed weights give the dimensions (Whp: H and G), h0 the captions: the rest must fit
     W, V = Wx.shape[0], Wv.shape[1]
     N, L = h0.shape[0], captions_out.shape[1]
@@ -136,18 +169,16 @@ cdef _decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, star
     _check("h0", h0.shape, (N, H))
     _check("captions_out", captions_out.shape, (N, L))
     if lstm:
-        _check("c0", _array("c0", c0, 2, np.float32).shape, (N, H))
-    if sampling:
-        _check("uniforms", _array("uniforms", uniforms, 2, np.float64).shape, (N, L))
+        _check("c0", _array("c0", c0, 2, np.float32, kernel).shape, (N, H))
     _check("b", b.shape, (G,))
     _check("b_vocab", b_vocab.shape, (V,))
     _check("table", table.shape, (V, G))
     _check("known", known.shape, (V,))
     for name, word, lo in (("start", start, 0), ("end", end, -1), ("null", null, 0)):
         if not lo <= word < V:
-            raise ValueError(f"greedy_decode: {name} must be a word index in [{lo}, V = {V}), got {word}")
+            raise ValueError(f"{kernel}: {name} must be a word index in [{lo}, V = {V}), got {word}")
     if max(N, L, V, W, G) > _INT_MAX:
-        raise ValueError(f"greedy_decode: dimensions above {_INT_MAX}: {(N, L, V, W, G)}")
+        raise ValueError(f"{kernel}: dimensions above {_INT_MAX}: {(N, L, V, W, G)}")
     cdef const float[:, ::1] h0_ = h0
     cdef const float[:, ::1] c0_ = c0 if lstm else h0
     cdef const float[:, ::1] We_ = W_embed
@@ -156,22 +187,15 @@ cdef _decode(h0, c0, W_embed, Wxp, b, Whp, W_vocabp, b_vocab, table, known, star
     cdef float[:, ::1] table_ = table
     cdef uint8_t[::1] known_ = known.view(np.uint8)
     cdef int32_t[:, ::1] cap_ = captions_out
-    cdef const double[:, ::1] u_ = uniforms if sampling else np.zeros((0, 0))
-    cdef fc_decode d
     d.N, d.L, d.H, d.G, d.V, d.W, d.lstm = <int>N, <int>L, <int>H, <int>G, <int>V, <int>W, lstm
     d.h0 = _p(h0_)
     d.c0 = _p(c0_) if lstm else NULL
     d.W_embed = _p(We_)
-    d.Wx, d.Wh, d.Wv = &Wx.p, &Wh.p, &Wv.p
+    d.Wx, d.Wv = &Wx.p, &Wv.p
     d.b = &b_[0] if G else NULL
     d.b_vocab = &bv_[0] if V else NULL
     d.table = _w(table_)
     d.known = &known_[0] if V else NULL
     d.start, d.end, d.null = start, end, null
-    d.uniforms = &u_[0, 0] if sampling and N and L else NULL
+    d.uniforms = NULL
     d.captions = &cap_[0, 0] if N and L else NULL
-    cdef int rc, nth = _engine_threads
-    with nogil:
-        rc = fc_greedy_decode(&d, nth)
-    if rc != 0:
-        raise MemoryError(f"greedy_decode: out of memory decoding {N} captions")

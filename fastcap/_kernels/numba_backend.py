@@ -29,6 +29,9 @@ Design
 * GEMMs are not kernels: the shared orchestration runs them in NumPy/BLAS,
   as fast as calling BLAS from inside Numba, which would additionally need
   SciPy at run time.
+* The attention model's recurrence (``attention_recurrence_*``) is the reference
+  loop of ``fastcap/_kernels/attention_recurrence.py`` around this module's
+  per-step attention and cell kernels, for the same reason as greedy decoding.
 * Greedy decoding (``greedy_decode``) is the reference loop of
   ``fastcap/_kernels/greedy.py`` over this module's kernels, as the NumPy
   backend runs it: a step is three BLAS products, the recurrence's cell and an
@@ -48,9 +51,12 @@ import numpy as np
 from numba import types
 from numba.extending import overload
 
-from . import blas_recurrence, greedy
+from . import attention_recurrence, blas_recurrence, greedy
+from ..runtime import env
 from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
 from .numba_cider import cider_d, cider_df  # noqa: F401 (kernels: CIDEr-D)
+from .numba_updates import (  # noqa: F401 (kernels: the update rules)
+    adam_update, rmsprop_update, sgd_momentum_update, sgd_update)
 from .numba_jit import CACHE, OPTIONS as _OPTIONS, jit as _jit
 # The float32 exp polynomial may use FMA instructions (fastmath "contract" only:
 # no reassociation, no assumptions about NaN or infinities); it is about 20%
@@ -226,6 +232,79 @@ def lstm_cell_backward(dh, dc, ifog, c_prev, c, da_out, dc_prev_out):
 
 
 # ----------------------------------------------------------------------------
+# the attention model's step (fastcap._kernels.KERNELS): per row, the L scores (a tanh over
+# A values and their dot with w_att), the softmax over L, the context (a sum over L of
+# D-vectors) and the gate; the backward pass recomputes the tanh.
+
+
+@_jit
+def attention_step_forward(a, enc, hab, b_beta, w_att, alpha_out, z_out, beta_out):
+    # a (N, L, D), enc (N, L, A), hab (N, A+D) = h @ [W_dec | W_beta]; alpha_out (N, L), z_out, beta_out (N, D)
+    N, L, D = a.shape
+    A = enc.shape[2]
+    zero = a.dtype.type(0.0)
+    s_row = np.empty(A, dtype=a.dtype)  # tanh(enc + hd) of one cell
+    for n in range(N):
+        al, hd = alpha_out[n], hab[n]
+        for l in range(L):
+            e = enc[n, l]
+            for j in range(A):  # a loop of its own: it vectorizes, the sum below does not
+                s_row[j] = _tanh(e[j] + hd[j])
+            s = zero
+            for j in range(A):
+                s += s_row[j] * w_att[j]
+            al[l] = s
+        mx = _row_max(al)
+        for l in range(L):
+            al[l] = _exp(al[l] - mx)
+        total = _row_sum(al)
+        for l in range(L):
+            al[l] /= total
+        z, beta = z_out[n], beta_out[n]
+        z[:] = zero
+        for l in range(L):
+            w, row = al[l], a[n, l]
+            for d in range(D):
+                z[d] += w * row[d]
+        for d in range(D):
+            b = _sigmoid(hd[A + d] + b_beta[d])
+            beta[d] = b
+            z[d] *= b
+
+
+@_jit
+def attention_step_backward(dz, dalpha, a, enc, hd, w_att, alpha, z, beta, datt_out, dwatt_out, denc):
+    # dz (N, D), dalpha (N, L), hd (N, A); datt_out (N, A+D), dwatt_out (N, A); denc (N, L, A) += dS
+    N, L, D = a.shape
+    A = enc.shape[2]
+    zero, one = a.dtype.type(0.0), a.dtype.type(1.0)
+    dal = np.empty(L, dtype=a.dtype)  # the gradient at alpha of one row
+    for n in range(N):
+        dzn, bn, zn, dt, dw = dz[n], beta[n], z[n], datt_out[n], dwatt_out[n]
+        for d in range(D):  # the gate: z * (1 - beta) = context * beta * (1 - beta)
+            dt[A + d] = dzn[d] * zn[d] * (one - bn[d])
+        weighted = zero  # sum_l alpha * dal, for the softmax's backward
+        for l in range(L):
+            row, s = a[n, l], zero
+            for d in range(D):
+                s += dzn[d] * bn[d] * row[d]
+            dal[l] = s + dalpha[n, l]
+            weighted += alpha[n, l] * dal[l]
+        dt[:A] = zero
+        dw[:] = zero
+        hn = hd[n]
+        for l in range(L):
+            de = alpha[n, l] * (dal[l] - weighted)  # at the score of cell l
+            e, de_enc = enc[n, l], denc[n, l]
+            for j in range(A):
+                s = _tanh(e[j] + hn[j])
+                dw[j] += de * s
+                ds = de * w_att[j] * (one - s * s)
+                dt[j] += ds
+                de_enc[j] += ds
+
+
+# ----------------------------------------------------------------------------
 # word embedding backward
 
 
@@ -365,77 +444,11 @@ def sample_words(scores, b_vocab, uniforms, end, words_out):
 
 
 # ----------------------------------------------------------------------------
-# update rules: one in-place pass over the flattened parameter
-#
-# The wrappers flatten (a view: parameters are C-contiguous), so each rule
-# compiles once per dtype whatever the parameter's rank. Hyperparameters are
-# cast to the parameter's dtype, as NumPy does with Python floats.
-
-
-@_jit
-def _sgd(w, dw, lr):
-    lr = w.dtype.type(lr)
-    for k in range(w.shape[0]):
-        w[k] -= lr * dw[k]
-
-
-@_jit
-def _sgd_momentum(w, dw, velocity, lr, momentum):
-    lr, mu = w.dtype.type(lr), w.dtype.type(momentum)
-    for k in range(w.shape[0]):
-        v = mu * velocity[k] - lr * dw[k]
-        velocity[k] = v
-        w[k] += v
-
-
-@_jit
-def _rmsprop(w, dw, cache, lr, decay_rate, eps):
-    t = w.dtype.type
-    lr, rho, keep, eps = t(lr), t(decay_rate), t(1 - decay_rate), t(eps)
-    for k in range(w.shape[0]):
-        g = dw[k]
-        s = cache[k] * rho + keep * g * g
-        cache[k] = s
-        w[k] -= lr * g / (math.sqrt(s) + eps)
-
-
-@_jit
-def _adam(w, dw, m, v, alpha, beta1, beta2, eps):
-    t = w.dtype.type
-    alpha, b1, b2, eps = t(alpha), t(beta1), t(beta2), t(eps)
-    c1, c2 = t(1 - beta1), t(1 - beta2)
-    for k in range(w.shape[0]):
-        g = dw[k]
-        mk = m[k] * b1 + c1 * g
-        vk = v[k] * b2 + c2 * (g * g)
-        m[k], v[k] = mk, vk
-        w[k] -= alpha * (mk / (math.sqrt(vk) + eps))
-
-
-def _flat(a):
-    return a.reshape(-1)
-
-
-def sgd_update(w, dw, lr):
-    _sgd(_flat(w), _flat(dw), lr)
-
-
-def sgd_momentum_update(w, dw, velocity, lr, momentum):
-    _sgd_momentum(_flat(w), _flat(dw), _flat(velocity), lr, momentum)
-
-
-def rmsprop_update(w, dw, cache, lr, decay_rate, eps):
-    _rmsprop(_flat(w), _flat(dw), _flat(cache), lr, decay_rate, eps)
-
-
-def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
-    _adam(_flat(w), _flat(dw), _flat(m), _flat(v), alpha, beta1, beta2, eps)
-
-
-# ----------------------------------------------------------------------------
 # recurrences and greedy decoding: the shared Python loops (blas_recurrence, greedy)
 # around this module's cell, argmax and bf16 product kernels
 
 (recurrent_pack, rnn_recurrence_forward, rnn_recurrence_backward, lstm_recurrence_forward,
  lstm_recurrence_backward) = blas_recurrence.kernels(sys.modules[__name__])
-pack_matrix, greedy_decode, sample_decode = greedy.kernels(sys.modules[__name__])
+pack_matrix, greedy_decode, sample_decode, attention_greedy_decode = greedy.kernels(sys.modules[__name__])
+attention_pack, attention_recurrence_forward, attention_recurrence_backward = \
+    attention_recurrence.kernels(sys.modules[__name__])

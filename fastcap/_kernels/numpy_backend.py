@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from . import blas_recurrence, greedy
+from . import attention_recurrence, blas_recurrence, greedy
 from .bf16 import matmul_bf16, pack_bf16  # noqa: F401 (kernels: the bf16 mode's products, emulated)
 
 
@@ -62,6 +62,34 @@ def lstm_cell_backward(dh, dc, ifog, c_prev, c, da_out, dc_prev_out):
     da_out[:, 1 * H : 2 * H] = dc_total * c_prev * f * (1.0 - f)
     da_out[:, 2 * H : 3 * H] = dh * tanh_c * o * (1.0 - o)
     da_out[:, 3 * H : 4 * H] = dc_total * i * (1.0 - g * g)
+
+
+# ----------------------------------------------------------------------------
+# the attention model's step (fastcap._kernels.KERNELS)
+
+
+def attention_step_forward(a, enc, hab, b_beta, w_att, alpha_out, z_out, beta_out):
+    # a (N, L, D), enc (N, L, A), hab (N, A+D) = h @ [W_dec | W_beta]; alpha_out (N, L), z_out, beta_out (N, D)
+    A = enc.shape[2]
+    e = np.tanh(enc + hab[:, None, :A]) @ w_att  # (N, L) the scores
+    e -= e.max(axis=1, keepdims=True)
+    np.exp(e, out=alpha_out)
+    alpha_out /= alpha_out.sum(axis=1, keepdims=True)
+    _sigmoid(hab[:, A:] + b_beta, out=beta_out)
+    np.multiply(beta_out, np.einsum("nl,nld->nd", alpha_out, a), out=z_out)  # the gated context
+
+
+def attention_step_backward(dz, dalpha, a, enc, hd, w_att, alpha, z, beta, datt_out, dwatt_out, denc):
+    # dz (N, D), dalpha (N, L), hd (N, A); datt_out (N, A+D), dwatt_out (N, A); denc (N, L, A) += dS
+    A = enc.shape[2]
+    datt_out[:, A:] = dz * z * (1.0 - beta)  # z * (1 - beta) = context * beta * (1 - beta)
+    dal = np.einsum("nd,nld->nl", dz * beta, a) + dalpha  # gradient at alpha
+    de = alpha * (dal - (alpha * dal).sum(axis=1, keepdims=True))  # at the scores, through softmax
+    S = np.tanh(enc + hd[:, None, :])  # recomputed: never stored over the steps
+    np.einsum("nl,nla->na", de, S, out=dwatt_out)
+    dS = de[:, :, None] * w_att * (1.0 - S * S)  # at enc + hd
+    datt_out[:, :A] = dS.sum(axis=1)
+    denc += dS
 
 
 # ----------------------------------------------------------------------------
@@ -210,4 +238,6 @@ def adam_update(w, dw, m, v, alpha, beta1, beta2, eps):
 
 (recurrent_pack, rnn_recurrence_forward, rnn_recurrence_backward, lstm_recurrence_forward,
  lstm_recurrence_backward) = blas_recurrence.kernels(sys.modules[__name__])
-pack_matrix, greedy_decode, sample_decode = greedy.kernels(sys.modules[__name__])
+pack_matrix, greedy_decode, sample_decode, attention_greedy_decode = greedy.kernels(sys.modules[__name__])
+attention_pack, attention_recurrence_forward, attention_recurrence_backward = \
+    attention_recurrence.kernels(sys.modules[__name__])

@@ -5,6 +5,7 @@ import os
 import sys
 
 from ..inference.caption import caption_files, expand_images, looks_like_image
+from ..inference.attention_map import map_paths, save_attention_map
 from ..inference.captioner import load_captioner
 from ..inference.html_page import Item, check_page_path, render, thumbnail, write_page
 from ..train.checkpoint import CheckpointError
@@ -52,15 +53,19 @@ def run(args):
                                threads=args.threads)
     if captioner.features is None:
         raise CheckpointError(captioner.unavailable)
+    maps = _map_paths(args, captioner, path, sources, inputs)
     items = []
 
     def keep(result, array):  # only the page's small JPEG of each picture is kept
-        items.append(Item(result["image"], thumbnail(array),
-                          lines=[("", result["caption"], "generated")]))
+        if args.html is not None:
+            items.append(Item(result["image"], thumbnail(array),
+                              lines=[("", result["caption"], "generated")]))
+        if maps is not None:
+            _draw_map(args, captioner, maps[result["image"]], result["image"], array, inputs)
 
     results, skipped = caption_files(captioner, sources, beam_size=args.beam_size,
                                      max_length=args.max_length, no_unk=args.no_unk,
-                                     on_image=keep if args.html is not None else None)
+                                     on_image=keep if args.html or maps else None)
     if not results:
         raise ValueError(f"none of the {len(sources)} pictures could be read (each is named "
                          "above)")
@@ -75,11 +80,38 @@ def run(args):
         text = render(f"Captions by {path}", [captioner.describe(), f"{decoding} decoding"], items)
         print(f"{PROG}: wrote {write_page(args.html, text, args.overwrite, inputs)}",
               file=sys.stderr)
+    if maps is not None:
+        drawn = len(results)
+        print(f"{PROG}: wrote {drawn} attention map{'' if drawn == 1 else 's'} to "
+              f"{args.attention_map}", file=sys.stderr)
     if skipped:
         print(f"{PROG}: {len(skipped)} of {len(sources)} pictures skipped (not readable); exit "
               f"status {EXIT_SKIPPED}", file=sys.stderr)
         return EXIT_SKIPPED
     return 0
+
+
+def _map_paths(args, captioner, path, sources, inputs):
+    """{source: the PNG of its attention map} with --attention-map (each checked before any
+    work), else None; a checkpoint of a pooled-feature model has no maps to draw."""
+    if args.attention_map is None:
+        return None
+    if not captioner.model.GRID:
+        raise ValueError(f"--attention-map draws an attention model's maps, but {path} holds "
+                         f"{captioner.describe()}: train one with fastcap train --attention")
+    return dict(zip(map(str, sources), map_paths(args.attention_map, sources, args.overwrite,
+                                                 inputs)))
+
+
+def _draw_map(args, captioner, out, source, array, inputs):
+    """The attention map of one picture (its greedy caption: with --beam-size the printed
+    caption may differ, and the title says which the panels show)."""
+    (words, weights), = captioner.attend([array], max_length=args.max_length,
+                                         no_unk=args.no_unk, sources=[source])
+    title = f"{source}\n{' '.join(words)} (greedy)"
+    save_attention_map(out, captioner.features.view(array), words, weights,
+                       captioner.features.grid_shape, title, overwrite=args.overwrite,
+                       inputs=inputs)
 
 
 def prints_its_product(args):

@@ -6,7 +6,8 @@ import warnings
 
 from ..coco_utils import DATA_FILES
 from ..data.features import RandomWeightsWarning
-from ..data.load import DataError, describe_data, load_data
+from ..data.grid import grid_name
+from ..data.load import DataError, describe_data, grid_shape_of, load_data
 from ..inference.caption import SkippedImageWarning
 from ..inference.captioner import CheckpointNote
 from ..runtime import backends, precision, threads
@@ -14,7 +15,7 @@ from ..runtime.names import BACKEND_CHOICES
 from ..train.checkpoint import load_checkpoint
 from ..train.evaluation import suppressing
 from ..train.options import INFERENCE_OPTIONS, POSITIVE_INT, add_options
-from ..train.run_config import dir_spec
+from ..train.run_config import spec_like
 from ..train.rundir import BEST_NAME, LAST_NAME, inference_checkpoint
 
 PROG = "fastcap"
@@ -119,14 +120,16 @@ def load_for_inference(args):
     ckpt = load_checkpoint(checkpoint_file(args.checkpoint))
     spec = ckpt.config["data"]
     if args.data is not None:
-        spec = dir_spec(args.data, spec.get("pca", True))
+        spec = spec_like(args.data, spec)
     elif spec["source"] == "dir" and not os.path.isdir(spec["path"]):
         raise DataError(f"checkpoint {ckpt.path} was trained on {spec['path']}, which is not there "
                         "any more; pass --data DIR")
     source = describe_data(spec)
     data = load_data(spec, ckpt.config["model"]["dtype"])
     ckpt.check_vocab(data["idx_to_word"], source)
-    ckpt.check_input_dim(data[f"{args.split}_features"].shape[1], source)
+    ckpt.check_input_dim(data[f"{args.split}_features"].shape[-1], source)
+    if spec.get("grid"):
+        ckpt.check_grid_shape(grid_shape_of(data, args.split), source)
     model = ckpt.build_model()
     if args.no_unk:
         model = suppressing(model, ("<UNK>",))
@@ -140,7 +143,8 @@ def inputs(args, ckpt=None):
     dirs = [args.data] if args.data is not None else []
     if ckpt is not None and ckpt.config["data"]["source"] == "dir":
         dirs.append(ckpt.config["data"]["path"])
-    return paths + [os.path.join(d, name) for d in dirs for name in DATA_FILES]
+    names = (*DATA_FILES, grid_name("train"), grid_name("val"))
+    return paths + [os.path.join(d, name) for d in dirs for name in names]
 
 
 def one_line_warnings():

@@ -34,7 +34,8 @@ def run(args):
     s = prepare(args.captions_file, args.images, args.out, split_lists=lists,
                 extractor=args.extractor, weights=args.weights, min_count=args.min_count,
                 val_fraction=args.val_fraction, seed=args.seed, pca_dim=args.pca_dim,
-                overwrite=args.overwrite, progress=not args.quiet, threads=args.threads)
+                overwrite=args.overwrite, progress=not args.quiet, threads=args.threads,
+                grid=args.grid, grid_pca_dim=args.grid_pca_dim)
     split = "from the file" if s["split_from_file"] else f"random, seed {args.seed}"
     print(f"wrote {s['out']}: {s['format']} captions, split {split}")
     for name in ("train", "val"):
@@ -43,7 +44,12 @@ def run(args):
           f"{s['truncated']:,d} captions truncated to 15 words")
     print(f"  features {args.extractor} ({args.weights} weights) {s['feature_dim']}-d, "
           f"PCA {s['pca_dim']}-d")
+    if s["grid"]:
+        g = s["grid"]
+        print(f"  grid features {g['layer']} {g['shape'][0]}x{g['shape'][1]} cells x "
+              f"{g['channels']} channels" + (f", PCA {g['dim']} channels" if g["pca_dim"] else "")
+              + " (float16)")
     for why, n in sorted(s["dropped"].items()):
         print(f"  left out: {n:,d} {why}")
-    print(f"train on it: fastcap train --data {s['out']}")
+    print(f"train on it: fastcap train --data {s['out']}" + (" [--attention]" if s["grid"] else ""))
     return 0

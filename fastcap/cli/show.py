@@ -3,6 +3,9 @@ their captions."""
 import warnings
 
 from ..image_utils import ImageUnavailableError, ImageUnavailableWarning
+from ..data.features import EXTRACTORS, network_view
+from ..data.load import grid_shape_of
+from ..inference.attention_map import attended_words, map_paths, save_attention_map
 from ..inference.contact_sheet import check_out_path, contact_sheet, save_png, sheet_entries
 from ..inference.html_page import Item, check_page_path, render, thumbnail, write_page
 from ..runtime.precision import use_precision
@@ -29,6 +32,28 @@ def _page_items(split, entries, beam_size):
     return items
 
 
+def _draw_maps(args, ckpt, model, data, entries):
+    """The attention map of each image of the sheet (greedy decoding), over the part of the
+    picture its grid covers: the network's centre crop for prepared data, the whole generated
+    picture; an image that could not be fetched has none."""
+    image_ids, urls, images = entries[:3]
+    keep = [k for k, im in enumerate(images) if not isinstance(im, ImageUnavailableError)]
+    if not keep:
+        return []
+    paths = map_paths(args.attention_map, [urls[k] for k in keep], args.overwrite,
+                      inputs(args, ckpt))
+    features = data[f"{args.split}_features"][image_ids[keep]]
+    captions, alpha = model.sample(features, args.max_length, return_attention=True)
+    record = ckpt.config["data"].get("features")
+    spec = EXTRACTORS[record["extractor"]] if record is not None else None
+    for path, k, (words, weights) in zip(paths, keep, attended_words(model, captions, alpha)):
+        picture = network_view(images[k], spec) if spec is not None else images[k]
+        save_attention_map(path, picture, words, weights, grid_shape_of(data, args.split),
+                           f"{args.split} image {image_ids[k]}: {urls[k]}\n{' '.join(words)}",
+                           overwrite=args.overwrite, inputs=inputs(args, ckpt))
+    return paths
+
+
 def run(args):
     setup_runtime(args)
     sheet = args.out is not None or args.html is None  # --html alone writes the page alone
@@ -37,6 +62,9 @@ def run(args):
     if args.html is not None:
         check_page_path(args.html, args.overwrite, inputs(args))
     ckpt, model, data, source = load_for_inference(args)
+    if args.attention_map is not None and not model.GRID:
+        raise ValueError(f"--attention-map draws an attention model's maps, but {ckpt.path} "
+                         f"holds {ckpt.model.describe()}: train one with fastcap train --attention")
     decoding = "greedy" + (f" and beam search (beam {args.beam_size})" if args.beam_size else "")
     title = f"{describe_ckpt(ckpt)}\n{args.split} images of {source}; {decoding}"
     with warnings.catch_warnings(record=True) as caught, \
@@ -53,6 +81,10 @@ def run(args):
             warnings.showwarning(w.message, w.category, w.filename, w.lineno)
     if sheet:
         print(f"wrote {save_png(fig, out, args.overwrite, inputs(args, ckpt))}")
+    if args.attention_map is not None:
+        with use_precision(inference_precision(args, ckpt)):
+            paths = _draw_maps(args, ckpt, model, data, entries)
+        print(f"wrote {len(paths)} attention maps to {args.attention_map}")
     if args.html is not None:
         page = render(f"{args.split} images by {ckpt.path}", title.splitlines(),
                       _page_items(args.split, entries, args.beam_size))

@@ -34,7 +34,7 @@ def add_parser(sub, parents):
 
 
 def _options(args):
-    return {k: getattr(args, k, None) for k in list(DEFAULTS) + ["data", "scst_from_scratch"]}
+    return {k: getattr(args, k, None) for k in [*DEFAULTS, "data", "scst_from_scratch", "grid_in_memory"]}
 
 
 def _agreed_by_all_ranks(exc):

@@ -21,7 +21,9 @@ torch.hub checks it), else as ``file`` with its path (``weights_file``), and
 features are only made again with a file of the same SHA-256.
 
 Shapes: an image is uint8 (H, W, 3) RGB; a batch of features is float32
-(N, Extractor.dim).
+(N, Extractor.dim); with ``grid=True`` also the network's last spatial map, the grid
+features: float32 (N, L, C), L = rows * cols cells (``Spec.grid``), row-major from the top
+left of the centre crop the network saw.
 """
 import concurrent.futures
 import dataclasses
@@ -37,6 +39,7 @@ from ..runtime.memory import allocating
 
 __all__ = ["EXTRACTORS", "WEIGHTS", "RECORDED_WEIGHTS", "Extractor", "RandomWeightsWarning",
            "VisionUnavailable", "WeightsUnavailable", "extractor_from_record", "preprocess",
+           "network_view",
            "describe_vision", "describe_weights", "INSTALL_VISION"]
 
 # Where the [vision] extra comes from, said once for every message that needs it.
@@ -64,7 +67,8 @@ class WeightsUnavailable(OSError):
 @dataclasses.dataclass(frozen=True)
 class Spec:
     """A network: its feature size, the published weights' URL and the input transform
-    (shorter side resized to ``resize`` pixels, bilinear, then a centred ``crop`` square)."""
+    (shorter side resized to ``resize`` pixels, bilinear, then a centred ``crop`` square);
+    ``grid``: its grid features, (rows, cols, channels) of the map ``grid_layer``."""
 
     name: str
     dim: int
@@ -72,6 +76,8 @@ class Spec:
     resize: int
     crop: int
     about: str
+    grid: tuple
+    grid_layer: str
 
 
 # The networks fastcap can extract features with, declared once.
@@ -79,9 +85,10 @@ EXTRACTORS = {
     "resnet50": Spec("resnet50", 2048,
                      "https://download.pytorch.org/models/resnet50-11ad3fa6.pth", 232, 224,
                      "ResNet-50 (torchvision IMAGENET1K_V2 weights, 80.9% top-1), global "
-                     "average pool"),
+                     "average pool", (7, 7, 2048), "layer4"),
     "vgg16": Spec("vgg16", 4096, "https://download.pytorch.org/models/vgg16-397923af.pth",
-                  256, 224, "VGG-16 fc7 after its ReLU (as the CS231n features; 71.6% top-1)"),
+                  256, 224, "VGG-16 fc7 after its ReLU (as the CS231n features; 71.6% top-1)",
+                  (14, 14, 512), "conv5_3"),  # after its ReLU, before the last pool: the paper's
 }
 DEFAULT_EXTRACTOR = "resnet50"
 
@@ -114,9 +121,10 @@ def _vgg16(torch):
                 nn.Linear(512 * 7 * 7, 4096), nn.ReLU(True), nn.Dropout(),
                 nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000))
 
-        def forward(self, x):  # (N, 3, 224, 224) -> fc7 (N, 4096)
-            x = torch.flatten(self.avgpool(self.features(x)), 1)
-            return self.classifier[:5](x)
+        def forward(self, x, grid=False):  # (N, 3, 224, 224) -> fc7 (N, 4096)
+            conv = self.features[:-1](x)  # conv5_3 after its ReLU: (N, 512, 14, 14)
+            x = torch.flatten(self.avgpool(self.features[-1](conv)), 1)
+            return (self.classifier[:5](x), conv) if grid else self.classifier[:5](x)
 
     return VGG16()
 
@@ -164,10 +172,11 @@ def _resnet50(torch):
             self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
             self.fc = nn.Linear(2048, 1000)
 
-        def forward(self, x):  # (N, 3, 224, 224) -> pooled (N, 2048)
+        def forward(self, x, grid=False):  # (N, 3, 224, 224) -> pooled (N, 2048)
             x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-            return torch.flatten(self.avgpool(x), 1)
+            x = self.layer4(self.layer3(self.layer2(self.layer1(x))))  # (N, 2048, 7, 7)
+            pooled = torch.flatten(self.avgpool(x), 1)
+            return (pooled, x) if grid else pooled
 
     return ResNet50()
 
@@ -249,9 +258,10 @@ def describe_weights(record):
 _WHOLE_RESIZE_PIXELS = 1 << 24
 
 
-def preprocess(image, spec):
-    """uint8 (H, W, 3) RGB -> float32 (3, crop, crop), ImageNet-normalised, as ``spec`` says:
-    the short side resized to ``spec.resize`` (bilinear), the centre ``spec.crop`` square."""
+def network_view(image, spec):
+    """uint8 (crop, crop, 3): the part of ``image`` (uint8 (H, W, 3) RGB) the network sees, as
+    ``spec`` says: the short side resized to ``spec.resize`` (bilinear), the centre
+    ``spec.crop`` square (what its grid of cells covers)."""
     from PIL import Image
 
     img = Image.fromarray(np.asarray(image, dtype=np.uint8))
@@ -265,7 +275,12 @@ def preprocess(image, spec):
         sx, sy = W / w, H / h  # the crop's box in the source's coordinates
         img = img.resize((spec.crop, spec.crop), Image.BILINEAR,
                          box=(left / sx, top / sy, (left + spec.crop) / sx, (top + spec.crop) / sy))
-    x = np.asarray(img, dtype=np.float32) / 255.0
+    return np.asarray(img, dtype=np.uint8)
+
+
+def preprocess(image, spec):
+    """uint8 (H, W, 3) RGB -> float32 (3, crop, crop): ``network_view``, ImageNet-normalised."""
+    x = network_view(image, spec).astype(np.float32) / 255.0
     x = (x - np.float32(_IMAGENET_MEAN)) / np.float32(_IMAGENET_STD)
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
@@ -346,12 +361,15 @@ class Extractor:
             record["weights_file"] = self.weights_file
         return record
 
-    def features(self, images, sources=None):
-        """uint8 (H, W, 3) images (any sizes) -> float32 (N, dim). ``sources``: the images'
-        names (files, URLs), for the error when memory runs out."""
+    def features(self, images, sources=None, grid=False):
+        """uint8 (H, W, 3) images (any sizes) -> float32 (N, dim); with ``grid``, the pair
+        (that, the grid features float32 (N, rows * cols, channels) of ``spec.grid``).
+        ``sources``: the images' names (files, URLs), for the error when memory runs out."""
         torch = self._torch
         if not images:
-            return np.zeros((0, self.dim), np.float32)
+            rows, cols, channels = self.spec.grid
+            empty = np.zeros((0, self.dim), np.float32)
+            return (empty, np.zeros((0, rows * cols, channels), np.float32)) if grid else empty
         what = (f"{self.spec.name} features of {len(images)} image{'s' if len(images) > 1 else ''}"
                 + (f" ({sources[0]}{' ...' if len(sources) > 1 else ''})" if sources else ""))
         with concurrent.futures.ThreadPoolExecutor(self.threads) as pool, \
@@ -362,13 +380,20 @@ class Extractor:
         try:
             with torch.inference_mode(), allocating(f"the {what}", "the images given"):
                 try:
-                    out = self.net(torch.from_numpy(x)).numpy()
+                    x = torch.from_numpy(x)  # the grid output only when asked for
+                    out = self.net(x, grid) if grid else self.net(x)
                 except RuntimeError as exc:  # PyTorch's allocators raise RuntimeError
                     if "alloc" not in str(exc).lower() and "memory" not in str(exc).lower():
                         raise
                     raise MemoryError(" ".join(str(exc).split())[:200]) from None
+                if grid:  # (N, C, rows, cols) -> (N, rows * cols, C), cells row-major
+                    out = (out[0].numpy(), out[1].flatten(2).transpose(1, 2).numpy())
+                else:
+                    out = out.numpy()
         finally:
             torch.set_num_threads(previous)
+        if grid:
+            return tuple(np.ascontiguousarray(a, dtype=np.float32) for a in out)
         return np.ascontiguousarray(out, dtype=np.float32)
 
 

@@ -20,12 +20,14 @@ import numpy as np
 
 from ..model.validate import SPECIAL_TOKENS as MODEL_TOKENS
 from ..runtime.memory import reserve
+from .generated_grid import GRID_DEFAULTS, SIZES, grid_features, layout_boxes
 
 # The data `fastcap train` makes when no --data is given (and `fastcap make-data`'s defaults).
 GENERATED_DEFAULTS = {"num_train_images": 2000, "num_val_images": 500, "captions_per_image": 5,
                       "pca_dim": 512, "full_dim": 4096, "seed": 0}
 
-__all__ = ["generate_coco_data", "generated_url", "parse_generated_url", "image_scene"]
+__all__ = ["generate_coco_data", "generated_grid_blocks", "generated_url", "parse_generated_url",
+           "image_scene", "check_grid_args", "GRID_DEFAULTS"]
 
 NULL, START, END = MODEL_TOKENS  # the tokens the model feeds and compares
 UNK = "<UNK>"
@@ -129,7 +131,11 @@ _GROUPS = (
 # Independent RNG streams, so e.g. the train split does not change when
 # num_val_images does, and the PCA features do not depend on full_features.
 (_S_TABLES, _S_TRAIN_ATTRS, _S_VAL_ATTRS, _S_TRAIN_CAPS, _S_VAL_CAPS,
- _S_TRAIN_NOISE, _S_VAL_NOISE, _S_TRAIN_NOISE_FULL, _S_VAL_NOISE_FULL) = range(9)
+ _S_TRAIN_NOISE, _S_VAL_NOISE, _S_TRAIN_NOISE_FULL, _S_VAL_NOISE_FULL,
+ _S_GRID_TABLE, _S_TRAIN_GRID_NOISE, _S_VAL_GRID_NOISE) = range(12)
+# SeedSequence.spawn(n)'s first children do not depend on n: the streams added for the grid
+# leave every other array as it was.
+_STREAMS = 12
 
 
 # ---------------------------------------------------------------- helpers
@@ -268,7 +274,8 @@ def _features(table, rows, rng):
 
 # ---------------------------------------------------------------- public API
 def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_image=5,
-                       pca_dim=512, full_dim=4096, seed=0, full_features=False):
+                       pca_dim=512, full_dim=4096, seed=0, full_features=False, grid_size=None,
+                       grid_dim=GRID_DEFAULTS["grid_dim"]):
     """Generate a synthetic captioning dataset shaped like CS231n's ``load_coco_data``.
 
     Returns a dict with
@@ -281,6 +288,9 @@ def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_i
         "PCA" features.
       - with ``full_features=True`` also ``train_features_full`` /
         ``val_features_full``: float32 (num_images, full_dim), the "fc7" features.
+      - with ``grid_size`` (cells per side) also ``train_grid`` / ``val_grid``: float32
+        (num_images, grid_size**2, grid_dim), the spatial features (``generated_grid_blocks``),
+        and ``grid_shape``: (grid_size, grid_size).
       - ``idx_to_word``: list of str; ``word_to_idx``: dict str -> int. Indices 0-3
         are ``<NULL>``, ``<START>``, ``<END>``, ``<UNK>``.
       - ``train_urls`` / ``val_urls``: str arrays (num_images,), ``generated_url``s
@@ -299,14 +309,18 @@ def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_i
     if full_dim < pca_dim:
         raise ValueError(f"full_dim must be >= pca_dim ({pca_dim}), got {full_dim}")
     seed = _check_int("seed", seed, 0)
+    cells = 0
+    if grid_size is not None:
+        grid_size, grid_dim = check_grid_args(grid_size, grid_dim)
+        cells = grid_size ** 2
     # The features (and their noise, drawn at full size) dominate; checked before any is drawn.
     n_images = num_train_images + num_val_images
-    reserve(2 * 4 * n_images * (pca_dim + (full_dim if full_features else 0))
+    reserve(2 * 4 * n_images * (pca_dim + (full_dim if full_features else 0) + cells * grid_dim)
             + 2 * 4 * n_images * captions_per_image * CAPTION_LENGTH, "the generated data",
             f"num_train_images={num_train_images}, num_val_images={num_val_images}, "
             f"captions_per_image={captions_per_image}, pca_dim={pca_dim}, full_dim={full_dim}")
 
-    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(9)]
+    rngs = [np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(_STREAMS)]
     idx_to_word = list(_IDX_TO_WORD)
     word_to_idx = {w: i for i, w in enumerate(idx_to_word)}
     table_full, table_pca = _feature_tables(rngs[_S_TABLES], full_dim, pca_dim)
@@ -327,12 +341,51 @@ def generate_coco_data(num_train_images=1000, num_val_images=200, captions_per_i
         data[f"{split}_features"] = _features(table_pca, rows, rngs[s_noise])
         if full_features:
             data[f"{split}_features_full"] = _features(table_full, rows, rngs[s_noise_full])
+        if grid_size is not None:
+            data[f"{split}_grid"] = np.concatenate(list(generated_grid_blocks(
+                split, n_images, seed, grid_size, grid_dim, attrs=attrs)))
         data[f"{split}_urls"] = np.array(
             [generated_url(split, i, n_images, seed) for i in range(n_images)]
         )
     data["idx_to_word"] = idx_to_word
     data["word_to_idx"] = word_to_idx
+    if grid_size is not None:
+        data["grid_shape"] = (grid_size, grid_size)
     return data
+
+
+# ---------------------------------------------------------------- grid features
+_ADJ_SCALE = np.array([SIZES.get(w, 1.0) for w in _ADJECTIVES] + [1.0])  # [-1]: no adjective
+_GROUP_COLUMNS = {name: k for k, (name, _, _) in enumerate(_GROUPS)}
+_SUBJECT_PARTS = [_GROUP_COLUMNS[k] for k in ("subject", "count", "subject_adj", "action")]
+_OBJECT_PARTS = [_GROUP_COLUMNS[k] for k in ("object", "object_adj")]
+_GRID_NOISE = {"train": _S_TRAIN_GRID_NOISE, "val": _S_VAL_GRID_NOISE}
+
+
+def check_grid_args(grid_size, grid_dim):
+    """(grid_size, grid_dim) as ints; ValueError unless both are positive integers."""
+    return _check_int("grid_size", grid_size, 1), _check_int("grid_dim", grid_dim, 1)
+
+
+def generated_grid_blocks(split, num_images, seed, grid_size=GRID_DEFAULTS["grid_size"],
+                          grid_dim=GRID_DEFAULTS["grid_dim"], block=256, attrs=None):
+    """The grid features of a generated split (fastcap.data.generated_grid), ``block`` images
+    at a time: float32 (k, grid_size**2, grid_dim) arrays in image order, the same values
+    whatever ``block``. attrs: the split's attributes, when the caller has drawn them."""
+    streams = np.random.SeedSequence(seed).spawn(_STREAMS)
+    attrs = attrs if attrs is not None else _split_attributes(split, num_images, seed)
+    table = np.random.default_rng(streams[_S_GRID_TABLE]).standard_normal(
+        (sum(size + optional for _, size, optional in _GROUPS), grid_dim), dtype=np.float32)
+    table *= np.float32(1.0 / np.sqrt(len(_GROUPS)))  # as the pooled features' rows
+    rows = _feature_rows(attrs)
+    boxes = layout_boxes(_ADJ_SCALE[attrs["subject_adj"]], _ADJ_SCALE[attrs["object_adj"]],
+                         attrs["object"] >= 0)
+    noise = np.random.default_rng(streams[_GRID_NOISE[split]])
+    for a in range(0, num_images, block):
+        b = min(a + block, num_images)
+        yield grid_features(table, rows[a:b, _GROUP_COLUMNS["place"]], rows[a:b, _SUBJECT_PARTS],
+                            rows[a:b, _OBJECT_PARTS], (boxes[0][a:b], boxes[1][a:b]),
+                            (grid_size, grid_size), _NOISE_STD, noise)
 
 
 # ---------------------------------------------------------------- one image's scene
@@ -370,7 +423,7 @@ def parse_generated_url(url):
 @functools.lru_cache(maxsize=4)
 def _split_attributes(split, num_images, seed):
     # The same stream generate_coco_data draws the split's attributes from.
-    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(9)[_SPLIT_STREAMS[split]])
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(_STREAMS)[_SPLIT_STREAMS[split]])
     return _draw_attributes(rng, num_images)
 
 

@@ -14,6 +14,9 @@ The directory gets the CS231n file names (``coco_utils.DATA_FILES``: the
 them, ``FEATURES_FILE`` (how the features were made: the extractor record,
 the PCA size and the SHA-256 of the PCA arrays) and ``PCA_FILE`` (``mean``
 float32 (D,), ``components`` float32 (D, K): pca = (full - mean) @ components).
+With ``grid``, also ``{train,val}2014_grid.h5``, each image's spatial features
+(fastcap.data.grid, fastcap.data.prepare_grid), optionally reduced by a PCA of the cells
+(``GRID_PCA_FILE``); the record's ``grid`` entry says how they were made.
 Every file is written atomically. Features are computed in chunks saved under
 ``PARTIAL_DIR`` inside the output directory, so an interrupted run continues
 where it stopped when run again with the same inputs; the chunks are removed
@@ -35,6 +38,9 @@ from .captions import SPLITS, is_image_name, read_captions
 from .directory import check_outputs, writing
 from .features import Extractor
 from .generated import CAPTION_LENGTH, MAX_WORDS, SPECIAL_TOKENS
+from .grid import grid_name
+from .prepare_grid import (GRID_PCA_FILE, PCA_CELLS, grid_chunk_ok, grid_chunk_path, sample_cells,
+                           save_grid_chunk, write_grid_files)
 # The command line's declarations of prepare's options: its Python callers get the same checks
 # (the one import of this floor from the floor above: fastcap.train.options keeps every command's).
 from ..train.options import PREPARE_OPTIONS
@@ -50,7 +56,8 @@ CHUNK = 64  # images per saved chunk of features (the most an interruption loses
 
 
 def _output_files():
-    return (*DATA_FILES, FEATURES_FILE, PCA_FILE)
+    return (*DATA_FILES, FEATURES_FILE, PCA_FILE, GRID_PCA_FILE, grid_name("train"),
+            grid_name("val"))
 
 
 OUTPUT_FILES = _output_files()
@@ -148,9 +155,12 @@ def check_record(record, source):
     return record
 
 
-def load_pca(data_dir, record):
-    """(mean, components) of a prepared data directory, checked against ``record``."""
-    path = os.path.join(os.fspath(data_dir), PCA_FILE)
+def load_pca(data_dir, record, grid=False):
+    """(mean, components) of a prepared data directory, checked against ``record``; with
+    ``grid``, the PCA of its grid's cells (checked against ``record["grid"]``)."""
+    path = os.path.join(os.fspath(data_dir), GRID_PCA_FILE if grid else PCA_FILE)
+    if grid:
+        record = record["grid"]
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path} is missing: the PCA of the features is needed to "
                                 "caption new images")
@@ -182,11 +192,13 @@ def _save_npy(path, array):
         np.save(f, array, allow_pickle=False)
 
 
-def _extract_all(paths, extractor, partial, progress):
+def _extract_all(paths, extractor, partial, progress, grid=False):
     """float32 (len(paths), D), saving every CHUNK images under ``partial`` (a directory
-    whose manifest must match these inputs for its chunks to be reused)."""
+    whose manifest must match these inputs for its chunks to be reused); with ``grid``, each
+    chunk's grid features are saved there too (fastcap.data.prepare_grid)."""
     manifest = {"record": extractor.record(), "images": hashlib.sha256(
-        "\n".join(paths).encode("utf-8", "surrogatepass")).hexdigest(), "chunk": CHUNK}
+        "\n".join(paths).encode("utf-8", "surrogatepass")).hexdigest(), "chunk": CHUNK,
+        "grid": bool(grid)}
     mpath = os.path.join(partial, "manifest.json")
     old = None
     if os.path.isfile(mpath):
@@ -201,14 +213,25 @@ def _extract_all(paths, extractor, partial, progress):
         os.makedirs(partial)
         atomic_write_text(mpath, json.dumps(manifest))
     out = np.empty((len(paths), extractor.dim), np.float32)
+    if grid:
+        grid_rows, grid_cols, channels = extractor.spec.grid
+        cells = (grid_rows * grid_cols, channels)
     bar = _progress.bar(len(paths), unit="img", desc="features", disable=not progress)
     try:
         for a in range(0, len(paths), CHUNK):
             rows = min(CHUNK, len(paths) - a)
             cpath = os.path.join(partial, f"chunk-{a // CHUNK:06d}.npy")
             chunk = _load_chunk(cpath, rows, extractor.dim) if os.path.isfile(cpath) else None
+            gpath = grid_chunk_path(partial, a // CHUNK)
+            if grid and chunk is not None and not grid_chunk_ok(gpath, rows, *cells):
+                chunk = None
             if chunk is None:
-                chunk = extractor.features([fetch_image(p) for p in paths[a:a + rows]], paths[a:a + rows])
+                images = [fetch_image(p) for p in paths[a:a + rows]]
+                if grid:  # the grid first: the pooled chunk marks the chunk done
+                    chunk, spatial = extractor.features(images, paths[a:a + rows], grid=True)
+                    atomic_write(gpath, lambda tmp, g=spatial: save_grid_chunk(tmp, g))
+                else:
+                    chunk = extractor.features(images, paths[a:a + rows])
                 atomic_write(cpath, lambda tmp, c=chunk: _save_npy(tmp, c))
             out[a:a + rows] = chunk
             bar.update(rows)
@@ -220,11 +243,16 @@ def _extract_all(paths, extractor, partial, progress):
 # ---------------------------------------------------------------- the command
 def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="resnet50",
             weights="imagenet", min_count=5, val_fraction=0.1, seed=0, pca_dim=512,
-            overwrite=False, progress=True, threads=None, say=print):
+            overwrite=False, progress=True, threads=None, say=print, grid=False,
+            grid_pca_dim=None):
     """Write a data directory (see the module docstring); returns a summary dict.
-    ``threads``: for the CNN and image decoding (default: every core)."""
+    ``threads``: for the CNN and image decoding (default: every core); ``grid``: also the
+    grid features, their cells reduced to ``grid_pca_dim`` channels by a PCA when given."""
     given = {"extractor": extractor, "weights": weights, "min_count": min_count,
-             "val_fraction": val_fraction, "seed": seed, "pca_dim": pca_dim}
+             "val_fraction": val_fraction, "seed": seed, "pca_dim": pca_dim,
+             **({} if grid_pca_dim is None else {"grid_pca_dim": grid_pca_dim})}
+    if grid_pca_dim is not None and not grid:
+        raise ValueError("--grid-pca-dim reduces grid features: it goes with --grid")
     for option in PREPARE_OPTIONS:  # the command line's checks, for Python callers too
         if option.name in given:
             if given[option.name] is None:
@@ -274,21 +302,22 @@ def prepare(captions_file, images_dir, out_dir, *, split_lists=None, extractor="
              "images_dir": images_dir}  # where the data came from, in the record and manifest
     with writing(out_dir, OUTPUT_FILES, "prepare", overwrite, **about):
         record = _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word,
-                                    pca_dim, about, progress, say)
+                                    pca_dim, about, progress, say, grid, grid_pca_dim)
     shutil.rmtree(os.path.join(out_dir, PARTIAL_DIR), ignore_errors=True)
     return {"out": out_dir, "format": corpus.format, "vocab": len(idx_to_word),
             "images": {s: len(names[s]) for s in SPLITS},
             "captions": {s: len(caps[s]) for s in SPLITS}, "truncated": truncated,
             "dropped": dict(dropped), "feature_dim": ext.dim, "pca_dim": record["pca_dim"],
-            "split_from_file": bool(corpus.split)}
+            "split_from_file": bool(corpus.split), "grid": record.get("grid")}
 
 
 def _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word, pca_dim, about,
-                       progress, say):
-    """The features (chunked, resumable), their PCA and every file of the directory; returns
-    the features record."""
+                       progress, say, grid, grid_pca_dim):
+    """The features (chunked, resumable), their PCA and every file of the directory (with
+    ``grid``, the grid files too); returns the features record."""
     order = [path_of[n] for s in SPLITS for n in names[s]]
-    full = _extract_all(order, ext, os.path.join(out_dir, PARTIAL_DIR), progress)
+    partial = os.path.join(out_dir, PARTIAL_DIR)
+    full = _extract_all(order, ext, partial, progress, grid)
     n_train = len(names["train"])
     full_by = {"train": full[:n_train], "val": full[n_train:]}
     mean, comps = fit_pca(full_by["train"], pca_dim)
@@ -302,6 +331,11 @@ def _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word,
     # An old record would vouch for a directory half replaced: it goes first, comes back last.
     if os.path.lexists(os.path.join(out_dir, FEATURES_FILE)):
         os.unlink(os.path.join(out_dir, FEATURES_FILE))
+    if grid:
+        record["grid"] = _write_grid(out_dir, partial, ext, n_train, len(order), grid_pca_dim)
+    for name in () if grid else (GRID_PCA_FILE, grid_name("train"), grid_name("val")):
+        if os.path.lexists(os.path.join(out_dir, name)):  # another data set's (--overwrite)
+            os.unlink(os.path.join(out_dir, name))
     _write_h5(os.path.join(out_dir, PCA_FILE), {"mean": mean, "components": comps})
     _write_h5(os.path.join(out_dir, "coco2014_captions.h5"), {
         **{f"{s}_captions": encoded[s] for s in SPLITS},
@@ -318,3 +352,22 @@ def _extract_and_write(out_dir, ext, names, path_of, encoded, idxs, idx_to_word,
     # Last: the record marks the directory complete (caption and train read it).
     atomic_write_text(os.path.join(out_dir, FEATURES_FILE), json.dumps(record, indent=2) + "\n")
     return record
+
+
+def _write_grid(out_dir, partial, ext, n_train, n_total, pca_dim):
+    """The grid files (and the PCA of their cells, with ``pca_dim``) from the saved chunks;
+    returns the record's ``grid`` entry."""
+    rows, cols, channels = ext.spec.grid
+    entry = {"layer": ext.spec.grid_layer, "shape": [rows, cols], "channels": channels,
+             "dim": channels, "dtype": "float16", "pca_dim": None, "pca_sha256": None}
+    reduce = None
+    if pca_dim is not None:
+        # at most 512 MiB of float64 cells for the fit
+        most = min(PCA_CELLS, (512 << 20) // (8 * channels))
+        mean, comps = fit_pca(sample_cells(partial, CHUNK, n_train, most), pca_dim)
+        entry.update(dim=int(comps.shape[1]), pca_dim=int(comps.shape[1]),
+                     pca_sha256=pca_digest(mean, comps))
+        _write_h5(os.path.join(out_dir, GRID_PCA_FILE), {"mean": mean, "components": comps})
+        reduce = lambda block: apply_pca(block, mean, comps)  # noqa: E731
+    write_grid_files(out_dir, partial, CHUNK, n_train, n_total, (rows, cols), entry["dim"], reduce)
+    return entry

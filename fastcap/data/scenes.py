@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 
 from .generated import image_scene
+from .generated_grid import GROUND, HORIZON, OBJECT_X, SIZES, SUBJECT_LEFT, SUBJECT_RIGHT
 
 __all__ = ["render_generated", "WIDTH", "HEIGHT"]
 
@@ -25,7 +26,8 @@ _COLOURS = {  # the generator's colour adjectives
     "yellow": (245, 215, 40), "white": (248, 248, 248), "black": (25, 25, 25),
     "brown": (130, 80, 40), "orange": (245, 140, 30),
 }
-_SIZES = {"small": 0.7, "large": 1.3, "young": 0.75}  # the other adjectives ("old" greys)
+# The layout (where the subject and the object stand, the size adjectives) is
+# fastcap.data.generated_grid's, so the generated grid features match the pictures.
 _SKIN, _OUTLINE = (240, 200, 160), (40, 40, 40)
 
 _SKY = (150, 205, 240)
@@ -340,20 +342,20 @@ def render_generated(url):
     rng = np.random.default_rng(zlib.crc32(str(url).encode()))
     img = Image.new("RGB", (WIDTH, HEIGHT))
     d = ImageDraw.Draw(img)
-    horizon = int(HEIGHT * 0.45)
+    horizon = int(HEIGHT * HORIZON)
     _background(d, scene["place"], rng, horizon)
     font = _font(11)
 
     adj = scene["subject_adj"]
-    colour, size = _COLOURS.get(adj), _SIZES.get(adj, 1.0)
+    colour, size = _COLOURS.get(adj), SIZES.get(adj, 1.0)
     subject, count = scene["subject"], scene["count"]
     pose = _POSES.get(scene["action"], "stand")
     draw = _human if subject in _HUMANS else _bird if subject in _BIRDS else _animal
     width = 60 if subject in _HUMANS or subject in _BIRDS else 90
     has_obj = scene["object"] is not None
-    left = 20 + width * size / 2
-    span = (WIDTH * (0.62 if has_obj else 0.95)) - left - width * size / 2
-    ground = HEIGHT - 44 + rng.uniform(-6, 6)
+    left = WIDTH * SUBJECT_LEFT + width * size / 2
+    span = WIDTH * SUBJECT_RIGHT[has_obj] - left - width * size / 2
+    ground = HEIGHT * GROUND + rng.uniform(-6, 6)
     tops = []
     for k in range(count):
         x = left + (span * k / (count - 1) if count > 1 else span / 2) + rng.uniform(-5, 5)
@@ -370,8 +372,8 @@ def render_generated(url):
 
     if has_obj:
         o_adj = scene["object_adj"]
-        o_size = _SIZES.get(o_adj, 1.0)
-        ox = min(WIDTH * 0.8 + rng.uniform(-8, 8), WIDTH - 64 * o_size - 2)  # a truck fits
+        o_size = SIZES.get(o_adj, 1.0)
+        ox = min(WIDTH * OBJECT_X + rng.uniform(-8, 8), WIDTH - 64 * o_size - 2)  # a truck fits
         ly = _object(d, ox, ground + 2, o_size, scene["object"], _COLOURS.get(o_adj),
                      min(tops))
         _label(d, ox, ly + 6, f"{o_adj} {scene['object']}" if o_adj else scene["object"], font)

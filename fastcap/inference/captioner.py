@@ -35,6 +35,7 @@ import numpy as np
 from ..data import features as F
 from ..data.prepare import apply_pca, load_pca, read_features_record
 from ..image_utils import MAX_PIXELS, fetch_image, to_rgb8
+from .attention_map import attended_words
 from ..runtime.files import check_target
 from ..runtime.names import PRECISIONS
 from ..runtime.precision import use_precision
@@ -57,23 +58,35 @@ class ImageFeatures:
     """Pictures -> the features a model reads: ``extractor`` (a fastcap.data.features.Extractor)
     and, for a model of PCA-reduced features, ``pca`` (mean float32 (F,), components float32
     (F, D)). ``record``: the features record they reproduce. Calling it on uint8 (H, W, 3)
-    arrays gives float32 (N, dim)."""
+    arrays gives float32 (N, dim); with ``grid`` (an attention model's), the network's grid
+    of cells, float32 (N, L, dim), L = rows * cols of ``grid_shape``, the PCA per cell."""
 
-    def __init__(self, extractor, pca=None, record=None):
-        self.extractor, self.pca, self.record = extractor, pca, record
+    def __init__(self, extractor, pca=None, record=None, grid=False):
+        self.extractor, self.pca, self.record, self.grid = extractor, pca, record, grid
 
     @property
     def dim(self):
-        return self.extractor.dim if self.pca is None else int(self.pca[1].shape[1])
+        full = self.extractor.spec.grid[2] if self.grid else self.extractor.dim
+        return full if self.pca is None else int(self.pca[1].shape[1])
+
+    @property
+    def grid_shape(self):
+        return tuple(self.extractor.spec.grid[:2])
 
     def describe(self):
         s = f"{self.extractor.spec.name} ({F.describe_weights(self.extractor.record())} weights)"
-        return f"{s}{' PCA' if self.pca is not None else ''} {self.dim}-d features"
+        grid = "grid {}x{}x".format(*self.grid_shape) if self.grid else ""
+        return f"{s}{' PCA' if self.pca is not None else ''} {grid}{self.dim}-d features"
 
     def __call__(self, images, sources=None):
         """``sources``: the pictures' names, for the error when memory runs out."""
-        full = self.extractor.features(images, sources)
+        full = self.extractor.features(images, sources, grid=self.grid)
+        full = full[1] if self.grid else full
         return full if self.pca is None else apply_pca(full, *self.pca)
+
+    def view(self, image):
+        """uint8 (crop, crop, 3): the part of ``image`` the network (and its grid) sees."""
+        return F.network_view(image, self.extractor.spec)
 
 
 def as_image(image, where="image"):
@@ -125,15 +138,21 @@ class Captioner:
         self.precision = _precision(precision)
         record = read_features_record(self.data_dir) if self.data_dir is not None else None
         dim = ModelConfig.from_model(model).input_dim
-        pca = None
-        if record is not None and dim != record.get("dim"):  # a model of PCA features
+        pca, grid = None, bool(model.GRID)
+        if grid and record is not None:
+            if record.get("grid") is None:
+                raise ValueError(f"the model reads grid features, but {self.data_dir} has none "
+                                 "(fastcap prepare --grid writes them)")
+            if record["grid"].get("pca_dim") is not None:
+                pca = load_pca(self.data_dir, record, grid=True)
+        elif record is not None and dim != record.get("dim"):  # a model of PCA features
             pca = load_pca(self.data_dir, record)
             if pca[1].shape[1] != dim:
                 raise ValueError(f"the model reads {dim}-d features, but {self.data_dir} has "
                                  f"{record.get('dim')}-d features and a {pca[1].shape[1]}-d PCA")
         self.features, self.unavailable = _features(record, pca, extractor, weights, threads,
                                                     f"data_dir {self.data_dir}", dim,
-                                                    self.data_dir)
+                                                    self.data_dir, grid=grid)
 
     @classmethod
     def from_checkpoint(cls, ckpt, *, data_dir=None, extractor=None, weights=None,
@@ -147,16 +166,18 @@ class Captioner:
         record, where = spec.get("features"), f"checkpoint {ckpt.path}"  # schema-checked
         if record is None and self.data_dir is not None and os.path.isdir(self.data_dir):
             record, where = read_features_record(self.data_dir), f"data directory {self.data_dir}"
-        pca = ckpt.pca
+        pca, grid = ckpt.pca, bool(spec.get("grid"))
         if record is not None and spec.get("pca", True) and pca is None:
-            pca = _old_pca(ckpt, self.data_dir, record)
+            pca = _old_pca(ckpt, self.data_dir, record, grid)
         if record is None and extractor is not None and spec.get("pca", True):
             raise CheckpointError(
                 f"checkpoint {ckpt.path} was trained on PCA-reduced features that fastcap did not "
                 "make: their PCA is unknown, so no extractor can reproduce them")
         self.features, self.unavailable = _features(
             record, pca, extractor, weights, threads, where, ckpt.model_config["input_dim"],
-            self.data_dir, spec=spec, path=ckpt.path)
+            self.data_dir, spec=spec, path=ckpt.path, grid=grid)
+        if grid and self.features is not None:
+            ckpt.check_grid_shape(self.features.grid_shape, self.features.describe())
         return self
 
     # ------------------------------------------------------------ captions
@@ -191,21 +212,44 @@ class Captioner:
                                      max_length=max_length, no_unk=no_unk)
 
     def caption_features(self, features, *, beam_size=1, max_length=30, no_unk=False):
-        """Captions (a list of strings) of image features, float (N, D) in the model's D."""
+        """Captions (a list of strings) of image features, float (N, D) in the model's D; an
+        attention model's: grids, float (N, L, D)."""
         self._check_decoding(beam_size, max_length)
-        x = np.asarray(features)
-        dim = self.model.params["W_proj"].shape[0]
-        if x.ndim != 2 or x.shape[1] != dim or x.dtype.kind not in "fiu":
-            raise ValueError(f"features must be a float (N, {dim}) array (the model's input size), "
-                             f"got {x.dtype} {x.shape}")
-        with np.errstate(over="ignore"):
-            x = x.astype(self.model.dtype)
-        if not np.isfinite(x).all():
-            raise ValueError(f"features hold NaN or infinite values (as {self.model.dtype})")
+        x = self._checked(features)
         model = suppressing(self.model, ("<UNK>",) if no_unk else ())
         with use_precision(self.precision):
             words = generate(model, x, int(beam_size), int(max_length))
         return decode_for_metrics(words, self.model.idx_to_word)
+
+    def attend(self, arrays, *, max_length=30, no_unk=False, sources=None):
+        """An attention model's greedy captions of uint8 (H, W, 3) arrays (``as_image``) with
+        where it looked: [(words, weights float32 (len(words), L))], each word's attention over
+        the L cells of ``features.grid_shape`` (the grid covers ``features.view(array)``)."""
+        if not self.model.GRID:
+            raise ValueError(f"attention maps need an attention model; this is "
+                             f"{ModelConfig.from_model(self.model).describe()}")
+        self._check_decoding(1, max_length)
+        self._require_features()
+        x = self._checked(self.features(arrays, sources))
+        model = suppressing(self.model, ("<UNK>",) if no_unk else ())
+        with use_precision(self.precision):
+            captions, alpha = model.sample(x, int(max_length), return_attention=True)
+        return attended_words(self.model, captions, alpha)
+
+    def _checked(self, features):
+        """``features`` as the model's dtype, checked: (N, D), or (N, L, D) for a grid."""
+        x = np.asarray(features)
+        dim, grid = self.model.params["W_proj"].shape[0], bool(self.model.GRID)
+        want = f"(N, L, {dim}) grid" if grid else f"(N, {dim})"
+        if x.ndim != (3 if grid else 2) or x.shape[-1] != dim or x.dtype.kind not in "fiu" or \
+                (grid and x.shape[1] == 0):
+            raise ValueError(f"features must be a float {want} array (the model's input size"
+                             f"{', L >= 1 cells' if grid else ''}), got {x.dtype} {x.shape}")
+        with np.errstate(over="ignore"):
+            x = x.astype(self.model.dtype)
+        if not np.isfinite(x).all():
+            raise ValueError(f"features hold NaN or infinite values (as {self.model.dtype})")
+        return x
 
     def _check_decoding(self, beam_size, max_length):
         _count(beam_size, POSITIVE_INT, "beam_size")
@@ -240,6 +284,8 @@ class Captioner:
             config["data"] = ({"source": "dir", "path": self.data_dir} if self.data_dir
                               else {"source": "none"})
             config["data"]["pca"] = pca is not None or record is None
+            if self.model.GRID:
+                config["data"]["grid"] = True
             if record is not None:
                 config["data"]["features"] = record
         config["model"] = ModelConfig.from_model(self.model).as_dict()
@@ -268,14 +314,14 @@ def _copy(config):
     return json.loads(json.dumps(config))
 
 
-def _old_pca(ckpt, data_dir, record):
+def _old_pca(ckpt, data_dir, record, grid=False):
     """The PCA of a format-1 checkpoint, from its data directory, with a CheckpointNote."""
     if data_dir is None or not os.path.isdir(data_dir):
         raise FileNotFoundError(
             f"checkpoint {ckpt.path} was written before checkpoints carried their PCA, and its "
             f"data directory {data_dir} is not there any more; pass --data DIR (data_dir=) "
             "for the directory it was trained on")
-    pca = load_pca(data_dir, record)
+    pca = load_pca(data_dir, record, grid=grid)
     warnings.warn(CheckpointNote(
         f"checkpoint {ckpt.path} was written before checkpoints carried their PCA (format 1): "
         f"read it from {data_dir}; Captioner.save writes a copy that carries it"), stacklevel=3)
@@ -283,20 +329,25 @@ def _old_pca(ckpt, data_dir, record):
 
 
 def _features(record, pca, extractor, weights, threads, where, dim, data_dir, spec=None,
-              path=None):
-    """(ImageFeatures, None), or (None, why pictures cannot be captioned)."""
+              path=None, grid=False):
+    """(ImageFeatures, None), or (None, why pictures cannot be captioned); ``grid``: an
+    attention model's (the network's grid of cells)."""
+    if grid and record is not None and record.get("grid") is None:
+        raise CheckpointError(f"{where}: the model reads grid features, but the features record "
+                              "has none (fastcap prepare --grid writes them)")
     if record is not None:
         if extractor is not None and extractor != record.get("extractor"):
             raise CheckpointError(f"{where}: the model was trained on {record.get('extractor')} "
                                   f"features, not {extractor}")
         ext = F.extractor_from_record(record, where, threads, weights)
-        made = ImageFeatures(ext, pca, record)
+        made = ImageFeatures(ext, pca, record, grid)
     elif extractor is not None:
-        made = F.EXTRACTORS[extractor].dim if extractor in F.EXTRACTORS else dim
+        spec_of = F.EXTRACTORS.get(extractor)
+        made = dim if spec_of is None else spec_of.grid[2] if grid else spec_of.dim
         if made != dim:  # before the network is built (and its weights downloaded)
             raise CheckpointError(f"{where}: the model reads {dim}-dimensional features but "
                                   f"extractor {extractor} makes {made}-dimensional ones")
-        made = ImageFeatures(F.Extractor(extractor, weights or "imagenet", threads))
+        made = ImageFeatures(F.Extractor(extractor, weights or "imagenet", threads), grid=grid)
     elif spec is None and data_dir is None:  # a model made in Python, told nothing
         return None, ("this Captioner was given neither data_dir (a directory fastcap prepare "
                       "wrote) nor extractor, so it cannot make features of pictures; "

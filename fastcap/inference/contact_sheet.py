@@ -25,6 +25,8 @@ __all__ = ["contact_sheet", "sheet_entries", "save_png", "check_out_path", "shee
            "SOFTWARE"]
 
 SOFTWARE = "fastcap show"  # the PNG's Software text: marks sheets that fastcap may replace
+# Every Software text fastcap's pictures carry (the attention maps' too): those it may replace.
+SOFTWARES = (SOFTWARE, "fastcap attention map")
 _GT, _GREEDY, _BEAM = "#444444", "#1f4e9c", "#b34700"
 _WRAP = 44  # characters per caption line in a tile
 _TILE_W, _IMAGE_H, _LINE_H = 3.3, 2.4, 0.145  # inches
@@ -201,26 +203,27 @@ def _written_by_fastcap(path):
         from PIL import Image
 
         with Image.open(path) as im:
-            return SOFTWARE in (im.info.get("Software"), im.getexif().get(_EXIF_SOFTWARE))
+            return bool({im.info.get("Software"), im.getexif().get(_EXIF_SOFTWARE)} & set(SOFTWARES))
     except Exception:  # not an image, unreadable: not ours
         return False
 
 
-def check_out_path(path, overwrite=False, inputs=()):
+def check_out_path(path, overwrite=False, inputs=(), what="--out"):
     """``path``'s real path if a sheet may be written there (fastcap.runtime.files.check_target):
     a known image suffix (SHEET_FORMATS), new or a sheet fastcap wrote (else ``overwrite``),
-    a regular file, not one of ``inputs``. Raises ValueError / FileExistsError otherwise."""
+    a regular file, not one of ``inputs``. Raises ValueError / FileExistsError otherwise,
+    naming ``what`` (the option that named the file)."""
     sheet_format(path)
-    return check_target(path, what="--out", inputs=inputs, overwrite=overwrite,
+    return check_target(path, what=what, inputs=inputs, overwrite=overwrite,
                         ours=_written_by_fastcap)
 
 
-def save_png(fig, path, overwrite=False, inputs=()):
+def save_png(fig, path, overwrite=False, inputs=(), software=SOFTWARE):
     """Write ``fig`` to ``path``, atomically, in the format its suffix names (SHEET_FORMATS;
-    the name is historical); returns the absolute path.
+    the name is historical), tagged ``software``; returns the absolute path.
 
     An existing file is replaced only if fastcap wrote it (its EXIF or PNG
-    Software tag is SOFTWARE) or with ``overwrite``; never one of ``inputs``.
+    Software tag is one of SOFTWARES) or with ``overwrite``; never one of ``inputs``.
     """
     from PIL import Image
 
@@ -232,13 +235,13 @@ def save_png(fig, path, overwrite=False, inputs=()):
     with Image.open(buf) as im:
         image = im.convert("RGB")  # the figure is opaque; JPEG has no alpha
     exif = Image.Exif()
-    exif[_EXIF_SOFTWARE] = SOFTWARE
+    exif[_EXIF_SOFTWARE] = software
     extra = {}
     if fmt == "PNG":  # also the text chunk PNG readers show (and earlier sheets carry)
         from PIL.PngImagePlugin import PngInfo
 
         extra["pnginfo"] = PngInfo()
-        extra["pnginfo"].add_text("Software", SOFTWARE)
+        extra["pnginfo"].add_text("Software", software)
 
     def write(tmp):
         image.save(tmp, format=fmt, exif=exif, **extra)

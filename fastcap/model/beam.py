@@ -1,7 +1,7 @@
-"""Beam-search decoding for a trained CaptioningRNN.
+"""Beam-search decoding for a trained CaptioningRNN or AttentionCaptioningRNN.
 
 Built on the model's step API (``initial_hidden``, ``step`` and the state's
-``select``), so each step is one recurrent step of the active backend (the
+``select``: the attention model's state selects its rows' features too), so each step is one recurrent step of the active backend (the
 compiled engine in float32 under the Cython backend) with the recurrent
 weights packed once per call. All images and all beams of an image advance
 together as one (N*K, H) batch.
@@ -13,7 +13,7 @@ the lower beam, then the lower word index, as ``np.argmax`` does); a finished
 hypothesis (one that emitted ``<END>``) stays in the beam with its score
 unchanged. Decoding stops when every kept hypothesis has finished or after
 ``max_length`` words; each image's best-scoring hypothesis is returned. With
-``beam_size=1`` this is exactly greedy decoding (``CaptioningRNN.sample``).
+``beam_size=1`` this is exactly greedy decoding (the model's ``sample``).
 """
 import numpy as np
 
@@ -33,7 +33,8 @@ def _log_softmax(scores):
 
 @_threads.routed  # one install of the BLAS routing for the whole search
 def beam_search(model, features, beam_size=3, max_length=30):
-    """Captions of ``features`` (N, D) by beam search; int32 (N, max_length).
+    """Captions of ``features`` (N, D), or (N, L, D) for the attention model, by beam search;
+    int32 (N, max_length).
 
     The output has the layout of ``model.sample``: the first column is the
     first generated word, ``<END>`` is kept, and later positions are ``<NULL>``.

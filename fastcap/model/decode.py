@@ -15,7 +15,8 @@ import numpy as np
 from . import sequence
 from .sequence import CELLS
 
-__all__ = ["DecodeState", "DecodeWeights", "greedy_decode", "sample_decode", "counter_uniforms"]
+__all__ = ["DecodeState", "DecodeWeights", "greedy_decode", "sample_decode", "counter_uniforms",
+           "AttentionDecodeState", "attention_greedy_decode"]
 
 # Up to this many running captions, a decoding step projects its words
 # directly instead of through its per-word table (measured: the table's
@@ -26,7 +27,7 @@ _DIRECT_ROWS = 2
 class DecodeWeights(NamedTuple):
     """The weights of decoding, packed once by one backend in one precision."""
 
-    Wh: object  # Wh packed for the recurrence kernels (not transposed)
+    Wh: object  # Wh packed for the recurrence kernels (not transposed); the attention model's step weights
     W_vocab: sequence.Operand  # the scores' right-hand operand
     Wx: sequence.Operand  # the word inputs' right-hand operand
 
@@ -54,20 +55,24 @@ class DecodeState:
     def check(self):
         """Raise ValueError unless h, c and the word table fit the parameters (a
         state is handed back by the caller, so it is checked before kernels see it)."""
-        params = self.params
-        (V, _), (H, G) = params["W_embed"].shape, params["Wh"].shape
+        name, dtype = type(self).__name__, self.params["Wh"].dtype
+        arrays = self._arrays()
+        for k, (a, shape) in arrays.items():
+            if getattr(a, "shape", None) != shape:
+                raise ValueError(f"{name}.{k} must have shape {shape} (from the parameters), got "
+                                 f"{getattr(a, 'shape', None)}")
+        if any(not isinstance(a, np.ndarray) or a.dtype != (bool if k == "known" else dtype)
+               or not a.flags.c_contiguous for k, (a, _) in arrays.items()):
+            raise ValueError(f"{name} arrays must be C-contiguous {dtype} (and a bool mask)")
+
+    def _arrays(self):
+        """{name: (array, the shape the parameters give it)} of what check() checks."""
+        (V, _), (H, G) = self.params["W_embed"].shape, self.params["Wh"].shape
         table, known = self._table
-        want = {"h": (self.rows, H), "table": (V, G), "known": (V,)}
-        got = {"h": self.h.shape, "table": table.shape, "known": known.shape}
+        out = {"h": (self.h, (self.rows, H)), "table": (table, (V, G)), "known": (known, (V,))}
         if self.lstm:
-            want["c"], got["c"] = (self.rows, H), getattr(self.c, "shape", None)
-        for k, shape in want.items():
-            if got[k] != shape:
-                raise ValueError(f"DecodeState.{k} must have shape {shape} (from the parameters), got {got[k]}")
-        arrays = [self.h, table] + ([self.c] if self.lstm else [])
-        if any(not isinstance(a, np.ndarray) or a.dtype != params["Wh"].dtype or not a.flags.c_contiguous
-               for a in arrays) or known.dtype != bool:
-            raise ValueError(f"DecodeState arrays must be C-contiguous {params['Wh'].dtype} (and a bool mask)")
+            out["c"] = (self.c, (self.rows, H))
+        return out
 
     def select(self, rows):
         """The state of rows `rows` (an index array or boolean mask), e.g. the
@@ -111,11 +116,14 @@ class DecodeState:
         """The DecodeWeights, packed on first use and shared by every state derived from this one."""
         if self._weights is None:
             params, compute = self.params, self.compute
-            self._weights = DecodeWeights(
-                sequence.pack_recurrent(compute, params["Wh"], CELLS[self.cell_type].gates, False),
-                sequence.pack_operand(compute, params["W_vocab"]),
-                sequence.pack_operand(compute, params["Wx"]))
+            self._weights = DecodeWeights(self._pack_recurrent(),
+                                          sequence.pack_operand(compute, params["W_vocab"]),
+                                          sequence.pack_operand(compute, params["Wx"]))
         return self._weights
+
+    def _pack_recurrent(self):
+        """The recurrent weights packed for this model's step kernel."""
+        return sequence.pack_recurrent(self.compute, self.params["Wh"], CELLS[self.cell_type].gates, False)
 
     def greedy_operands(self):
         """(Whp, Wxp, W_vocabp): the packed weights of the greedy_decode kernel. The bfloat16
@@ -214,3 +222,66 @@ def counter_uniforms(seed, keys, samples, steps):
     z = _mix(z ^ np.arange(samples, dtype=np.uint64)[None, :, None])
     z = _mix(z ^ np.arange(steps, dtype=np.uint64)[None, None, :])
     return (z >> np.uint64(11)).astype(np.float64) * 2.0 ** -53
+
+
+class AttentionDecodeState(DecodeState):
+    """Where decoding of n captions of the attention model stands: a DecodeState (its h, c,
+    packed weights and word table) with the rows' features a (n, L, D) and enc = a @ W_enc +
+    b_enc (n, L, A), and alpha (n, L), the attention of the last word fed (None before the
+    first). Its ``params`` are the model's with "Wx" the word vector's rows Wx[:W] (the
+    word table's weights) and "Wz" the context's, Wx[W:]."""
+
+    def __init__(self, compute, cell_type, params, h, a, enc, c=None, alpha=None, weights=None,
+                 table=None):
+        super().__init__(compute, cell_type, params, h, c, weights, table)
+        self.a, self.enc, self.alpha = a, enc, alpha
+
+    def _arrays(self):
+        D, A = self.params["W_enc"].shape
+        shape = getattr(self.a, "shape", ())
+        L = shape[1] if len(shape) == 3 and shape[1] >= 1 else "L >= 1"  # the cells: a's own
+        out = super()._arrays()
+        out.update(a=(self.a, (self.rows, L, D)), enc=(self.enc, (self.rows, L, A)))
+        if self.alpha is not None:
+            out["alpha"] = (self.alpha, (self.rows, L))
+        return out
+
+    def select(self, rows):
+        alpha = None if self.alpha is None else self.alpha[rows]
+        return AttentionDecodeState(self.compute, self.cell_type, self.params, self.h[rows], self.a[rows],
+                                    self.enc[rows], None if self.c is None else self.c[rows], alpha,
+                                    self._weights, self._table)
+
+    def _pack_recurrent(self):
+        p = self.params
+        return sequence.pack_attention(self.compute, p["Wh"], p["Wz"], p["W_dec"], p["W_beta"], False)
+
+    def advance(self, words):
+        """The state after feeding words (n,) intp: one step of the attention recurrence."""
+        p, xw, n = self.params, self._inputs(words), words.shape[0]
+        (L, D), A, dtype = self.a.shape[1:], self.enc.shape[2], self.h.dtype
+        h, alpha = np.empty_like(self.h), np.empty((n, L), dtype)
+        c, ifog = (np.empty_like(self.c), np.empty_like(xw)) if self.lstm else (None, None)
+        self.compute.kernels.attention_recurrence_forward(
+            xw, self.h, self.c, self.a, self.enc, self.weights().Wh, p["b_beta"], p["w_att"],
+            np.array([n], dtype=np.intp), ifog, c, h, alpha, np.empty((n, D), dtype),
+            np.empty((n, D), dtype), np.empty((n, A), dtype))
+        return AttentionDecodeState(self.compute, self.cell_type, p, h, self.a, self.enc, c, alpha,
+                                    self._weights, self._table)
+
+
+def attention_greedy_decode(state, start, end, null, max_length):
+    """Greedy captions of max_length words from an AttentionDecodeState of N rows -> (captions
+    (N, max_length) int32, alpha (N, max_length, L): the attention of every word, 0 after a
+    caption's end), as greedy_decode; one kernel, attention_greedy_decode."""
+    params, (N, L) = state.params, state.a.shape[:2]
+    captions = np.empty((N, max_length), dtype=np.int32)
+    alpha = np.empty((N, max_length, L), dtype=state.h.dtype)
+    state.precompute_inputs(feeds=N * max_length)
+    Wp, Wxp, W_vocabp = state.greedy_operands()
+    table, known = state._table
+    state.compute.kernels.attention_greedy_decode(
+        state.h, state.c if state.lstm else None, state.a, state.enc, params["W_embed"], Wxp,
+        params["b"], Wp, params["b_beta"], params["w_att"], W_vocabp, params["b_vocab"], table, known,
+        start, end, null, captions, alpha)
+    return captions, alpha

@@ -71,6 +71,42 @@ class Dims:
         return self.size[sym]
 
 
+def features(a, dtype, D, grid):
+    """Image features as a C-contiguous array of the model's ``dtype``: one pooled D-vector per
+    image, (N, D), or (``grid``) a grid of L >= 1 cells of D channels, (N, L, D). Features are
+    data, not parameters: integers and either float dtype are cast. A pooled array handed to
+    a grid model, or a grid to a pooled one, is one error that names both."""
+    a = np.asarray(a)
+    if a.dtype.kind != "f" and not np.issubdtype(a.dtype, np.integer):
+        raise TypeError(f"features must be a float array, got dtype {a.dtype}")
+    want, ndim = ("(N, L, D): a grid of L cells", 3) if grid else ("(N, D): one pooled vector", 2)
+    if a.ndim != ndim:
+        given = {2: "one pooled vector per image (the CaptioningRNN's features)",
+                 3: f"a grid of {a.shape[1] if a.ndim == 3 else 0} cells per image (the "
+                    "AttentionCaptioningRNN's features)"}.get(a.ndim, f"{a.ndim} dimensions")
+        raise ValueError(f"features must have shape {want} of D = {D} channels per image, got shape "
+                         f"{a.shape}: {given}")
+    if a.shape[-1] != D:
+        raise ValueError(f"features must have shape {want[:want.index(':')]} with D = {D} (the "
+                         f"model's input_dim), got shape {a.shape}")
+    if grid and a.shape[1] == 0:
+        raise ValueError(f"features must have at least one cell (shape (N, L, D) with L >= 1), got "
+                         f"shape {a.shape}")
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def captions_of(captions, N, vocab_size):
+    """A model's training captions: (N, T) word indices in [0, vocab_size), one row per image,
+    T >= 2 (the model reads captions[:, :-1] and predicts captions[:, 1:])."""
+    captions = as_indices("captions", captions, 2, vocab_size)
+    if captions.shape[0] != N:
+        raise ValueError(f"captions must have one row per feature row (N = {N}), got shape {captions.shape}")
+    if captions.shape[1] < 2:
+        raise ValueError(f"captions must have at least 2 columns (<START> and a target), got shape "
+                         f"{captions.shape}")
+    return captions
+
+
 def as_indices(name, x, ndim, vocab_size):
     """`x` as a C-contiguous intp array of `ndim` dims with values in [0, vocab_size)."""
     x = np.asarray(x)

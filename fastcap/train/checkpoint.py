@@ -51,8 +51,9 @@ from ..runtime.names import VERSION as __version__
 from ..model.validate import REQUIRED_TOKENS
 from ..data.prepare import pca_digest
 from . import checkpoint_schema as schema
-from .checkpoint_schema import FORMAT, FORMAT_VERSION, LIMITS, PARAM_NAMES
+from .checkpoint_schema import FORMAT, FORMAT_VERSION, LIMITS
 from .model_config import ModelConfig
+from ..classifiers import MODELS, kind_of
 
 __all__ = ["CheckpointError", "Checkpoint", "save_checkpoint", "save_model", "load_checkpoint",
            "FORMAT", "FORMAT_VERSION"]
@@ -128,12 +129,35 @@ class Checkpoint:
                 f"{source} has {int(input_dim)}-dimensional ones (a model reads either the "
                 "data's PCA-reduced or its full features: check --pca/--no-pca)")
 
+    def check_grid_shape(self, grid_shape, source):
+        """Raise CheckpointError unless ``grid_shape`` (rows, cols) of ``source``'s grid
+        features is the one the model was trained on (where the checkpoint records it)."""
+        trained = self.config["data"].get("grid_shape")
+        if trained is not None and tuple(trained) != tuple(grid_shape):
+            raise CheckpointError(
+                f"checkpoint {self.path} was trained on grids of {trained[0]}x{trained[1]} cells "
+                f"but {source} has {grid_shape[0]}x{grid_shape[1]}: its attention learned those "
+                "cells' places (make the grid features with the checkpoint's network)")
+
+    def check_kind(self, kind, what):
+        """Raise CheckpointError unless the checkpoint holds a model of ``kind`` (a key of
+        fastcap.classifiers.MODELS), which ``what`` (the code it is given to) takes."""
+        mine = self.model
+        if mine.kind != kind:
+            raise CheckpointError(
+                f"checkpoint {self.path} holds {_a(mine)} ({mine.describe()}, "
+                f"{MODELS[mine.kind].__name__}), but {what} takes {_a(kind)} "
+                f"({MODELS[kind].__name__})")
+
     def build_model(self):
-        """A CaptioningRNN with this checkpoint's vocabulary, sizes and parameters."""
+        """The model (fastcap.classifiers.MODELS by its kind) with this checkpoint's vocabulary,
+        sizes and parameters."""
         return self.load_params_into(self.model.build(self.word_to_idx))
 
     def load_params_into(self, model):
-        """Copy the parameters into ``model`` after checking every name, shape and dtype."""
+        """Copy the parameters into ``model`` after checking its kind and every name, shape and
+        dtype."""
+        self.check_kind(kind_of(model), f"this {type(model).__name__}")
         for name, value in model.params.items():
             saved = self.params.get(name)
             if saved is None:
@@ -262,6 +286,12 @@ def _write(path, arrays, meta, idx_to_word, pca):
             np.savez(f, **arrays)
 
     return _atomic.atomic_write(path, write)
+
+
+def _a(kind_or_config):
+    """'an attention model' or 'a pooled-feature model', of a kind or a ModelConfig."""
+    kind = getattr(kind_or_config, "kind", kind_or_config)
+    return "an attention model" if kind == "attention" else "a pooled-feature model"
 
 
 def _not_a_checkpoint(path, why):
@@ -402,11 +432,14 @@ def load_checkpoint(path):
     pca = None
     if meta.get("pca_embedded"):
         pca = arrays["pca/mean"], arrays["pca/components"]
-        if pca_digest(*pca) != meta["config"]["data"]["features"]["pca_sha256"]:
+        data = meta["config"]["data"]  # an attention model's: the PCA of its grid's cells
+        field = "features.grid" if data.get("grid") else "features"
+        record = data["features"]["grid"] if data.get("grid") else data["features"]
+        if pca_digest(*pca) != record["pca_sha256"]:
             raise CheckpointError(f"checkpoint {path}: pca/mean and pca/components are not the "
                                   "PCA its features record names (their SHA-256 is not "
-                                  "config.data.features.pca_sha256)")
-    params = {name: arrays[f"param/{name}"] for name in PARAM_NAMES}
+                                  f"config.data.{field}.pca_sha256)")
+    params = {name: arrays[f"param/{name}"] for name in model.model_class.PARAM_SHAPES}
     optim_configs = {}
     for name, scalars in meta["optim_scalars"].items():
         cfg = dict(scalars)

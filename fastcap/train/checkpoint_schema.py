@@ -17,12 +17,12 @@ in ``tests/test_checkpoint_hostile.py`` writes each of them into a checkpoint).
 """
 import math
 
-from ..model.sequence import CELLS
-from ..classifiers.rnn import PARAM_SHAPES
+from ..classifiers import MODEL_KINDS, MODELS
 from .metrics import METRIC_NAMES
 from ..data.features import EXTRACTORS
+from .model_config import ModelConfig
 from ..runtime.names import DTYPES
-from .options import DIM, GENERATED_KINDS, LIMITS, TRAIN_OPTIONS
+from .options import DIM, GENERATED_KINDS, GRID_SIZE, LIMITS, TRAIN_OPTIONS
 
 __all__ = ["SchemaError", "META", "CONFIG", "LIMITS", "check_config", "check_meta", "array_specs",
            "walk"]
@@ -204,7 +204,8 @@ _OPTIM_SCALARS = {"learning_rate": Float(0), "momentum": Float(0, 1),
                   "decay_rate": Float(0, 1), "epsilon": Float(0, 1), "beta1": Float(0, 1),
                   "beta2": Float(0, 1), "t": Int(0, LIMITS["iterations"])}
 OPTIM_ARRAYS = ("velocity", "cache", "m", "v")  # the array entries of the update rules' configs
-PARAM_NAMES = tuple(PARAM_SHAPES)
+# The parameters of every kind of model (the optimizer state's keys); a checkpoint holds its kind's.
+PARAM_NAMES = tuple(dict.fromkeys(name for cls in MODELS.values() for name in cls.PARAM_SHAPES))
 FORMAT = "fastcap-checkpoint"
 # What this fastcap writes; it reads 1 to FORMAT_VERSION. 2: a model of PCA-reduced features that
 # fastcap prepare made carries the PCA (``pca_embedded``, members ``pca/mean`` and
@@ -230,14 +231,26 @@ def _of_option(option):
 # Config keys of options added after checkpoints were first written: a checkpoint
 # without one means the option's default (fastcap.train.run_config fills them in on resume).
 ADDED_LATER = {"train": ("precision", "patience", "init_from", "scst", "scst_samples", "scst_baseline",
-                         "scst_max_length"), "eval": ("best_metric",)}
+                         "scst_max_length"), "eval": ("best_metric",),
+               "model": ("kind", "attention_dim", "attention_reg")}
+# The model kind's fields (fastcap.train.model_config; a config without them is a pooled model's).
+_MODEL_KIND = {"kind": Choice(*MODEL_KINDS), "attention_dim": Optional(_DIM),
+               "attention_reg": Optional(Float(0))}
 
 
 # How the features of a directory fastcap prepare wrote were made (its fastcap_features.json:
 # fastcap.data.features.Extractor.record and the PCA's SHA-256): what loading needs of it;
 # fastcap.data.features checks the rest when it makes the features again.
+# Its grid entry, where prepare --grid wrote grid features (fastcap.data.prepare): what a
+# checkpoint of an attention model embeds the grid PCA by.
+_GRID_SHAPE = List(Int(1, 1 << 10), 2)  # (rows, cols) of a grid
+_GRID_RECORD = Dict({"shape": _GRID_SHAPE, "channels": _DIM, "dim": _DIM,
+                     "pca_dim": Optional(_DIM), "pca_sha256": Optional(Str(64))}, extra=True)
 FEATURES_RECORD = Dict({"extractor": Str(100), "weights": Str(100), "pca_sha256": Str(64),
-                        "dim": _DIM}, extra=True)
+                        "dim": _DIM, "grid": _GRID_RECORD}, optional=("grid",), extra=True)
+# An attention model's data: the generated grids' size, or a directory's grid files; and
+# "grid_shape", the (rows, cols) it was trained on (set once the data is loaded).
+_GENERATED_GRID = Dict({"grid_size": _of_kind(GRID_SIZE), "grid_dim": _DIM})
 
 
 def _config_spec(input_dim):
@@ -247,18 +260,25 @@ def _config_spec(input_dim):
         if option.config:
             section, key = option.config
             sections[section][key] = _of_option(option)
+    sections["model"].update(_MODEL_KIND)
     generated = {key: _of_kind(kind) for key, kind in GENERATED_KINDS.items()}
     return Dict({
         **{name: Dict(fields, optional=ADDED_LATER.get(name, ()), extra=True)
            for name, fields in sections.items()},
         "data": Union("source", {
             "generated": Dict({"source": Choice("generated"), **generated,
-                               "pca": Choice(True, False)}, extra=True),
+                               "pca": Choice(True, False), "grid": _GENERATED_GRID,
+                               "grid_shape": _GRID_SHAPE},
+                              optional=("grid", "grid_shape"), extra=True),
             "dir": Dict({"source": Choice("dir"), "path": Str(), "pca": Choice(True, False),
-                         "features": FEATURES_RECORD}, optional=("features",), extra=True),
+                         "features": FEATURES_RECORD, "grid": Choice(True),
+                         "grid_shape": _GRID_SHAPE},
+                        optional=("features", "grid", "grid_shape"), extra=True),
             # A model saved from Python (fastcap.inference.captioner) without its data.
             "none": Dict({"source": Choice("none"), "pca": Choice(True, False),
-                          "features": FEATURES_RECORD}, optional=("features",), extra=True),
+                          "features": FEATURES_RECORD, "grid": Choice(True),
+                          "grid_shape": _GRID_SHAPE},
+                         optional=("features", "grid", "grid_shape"), extra=True),
         }),
     }, extra=True)
 
@@ -295,9 +315,12 @@ def check_config(config, path="config"):
     data = config["data"]
     if data["source"] == "generated":
         # What generate_coco_data allocates: the PCA features (and the fc7 ones without
-        # PCA), the (full_dim, pca_dim) reduction, and the captions.
+        # PCA), the (full_dim, pca_dim) reduction, the grids of an attention model's data,
+        # and the captions.
         images = data["num_train_images"] + data["num_val_images"]
         dim = data["pca_dim"] + (0 if data["pca"] else data["full_dim"])
+        if data.get("grid"):
+            dim += data["grid"]["grid_size"] ** 2 * data["grid"]["grid_dim"]
         floats = max(images * dim, data["full_dim"] * data["pca_dim"])
         if floats > LIMITS["feature_floats"]:
             raise SchemaError(f"{path}.data", f"asks for {floats:,} generated feature values, "
@@ -331,15 +354,25 @@ def check_meta(meta):
     if meta.get("pca_embedded") and not ("features" in data and data["pca"]):
         raise SchemaError("pca_embedded", "is true, but config.data is not PCA-reduced features "
                                           "with a features record")
+    kind = cfg["model"].get("kind", "pooled")
+    other = sorted(set(meta["optim_scalars"]) - set(MODELS[kind].PARAM_SHAPES))
+    if other:
+        raise SchemaError("optim_scalars", f"names {other[:3]}, not parameters of the "
+                                           f"config's {kind} model")
     _check_records(cfg)
 
 
 def _check_records(cfg):
     """The records against each other: the network a features record names, the feature size
-    it claims, its PCA, and the model's input size (each one field, checked alone, could be
-    right while together they cannot be: a 2048-d PCA beside a record claiming VGG-16)."""
+    it claims, its PCA, the model's kind and input size (each one field, checked alone, could
+    be right while together they cannot be: a 2048-d PCA beside a record claiming VGG-16)."""
     data, input_dim = cfg["data"], cfg["model"]["input_dim"]
     record = data.get("features")
+    kind = cfg["model"].get("kind", "pooled")
+    if bool(data.get("grid")) != (kind == "attention"):
+        raise SchemaError("config.data", f"{'names' if data.get('grid') else 'has no'} grid "
+                                         f"features, but config.model.kind is {kind!r}: an "
+                                         "attention model reads grids, a pooled one vectors")
     if record is not None:
         spec = EXTRACTORS.get(record["extractor"])
         if spec is None:
@@ -352,7 +385,12 @@ def _check_records(cfg):
         if pca_dim is not None and not (isinstance(pca_dim, int) and 1 <= pca_dim <= spec.dim):
             raise SchemaError("config.data.features.pca_dim", f"is {pca_dim!r}, not a PCA of "
                               f"{spec.dim}-d {spec.name} features")
-        want = (pca_dim if data["pca"] else spec.dim) if input_dim is not None else None
+    if "grid_shape" in data and (not data.get("grid") or len(data["grid_shape"]) != 2):
+        raise SchemaError("config.data.grid_shape", "must be the (rows, cols) of grid features")
+    if data.get("grid"):
+        want, what = _grid_dim(data, record)
+    elif record is not None:
+        want = pca_dim if data["pca"] else spec.dim
         what = f"{spec.name}{' PCA' if data['pca'] else ''} features"
     elif data["source"] == "generated":
         want = data["pca_dim"] if data["pca"] else data["full_dim"]
@@ -364,21 +402,36 @@ def _check_records(cfg):
                           f"on {what}, which are {want}-d")
 
 
+def _grid_dim(data, record):
+    """(channels a cell of the data's grid has, what it is called) for the size check."""
+    if data["source"] == "generated":
+        return data["grid"]["grid_dim"], "the generated data's grid features"
+    grid = (record or {}).get("grid")
+    if grid is None:  # grid files fastcap did not record (or a saved model without its data)
+        return None, None
+    spec = EXTRACTORS[record["extractor"]]
+    if grid["channels"] != spec.grid[2]:
+        raise SchemaError("config.data.features.grid.channels", f"is {grid['channels']}, but "
+                          f"{spec.name}'s grid cells have {spec.grid[2]} channels")
+    if grid["dim"] != (grid["pca_dim"] or grid["channels"]):
+        raise SchemaError("config.data.features.grid.dim", f"is {grid['dim']}, not its PCA's "
+                          "size or its channels")
+    return grid["dim"], f"{record['extractor']} grid features"
+
+
 def array_specs(meta, vocab_size):
     """member name -> (allowed dtypes as ``str``, exact shape) for every array the schema names."""
-    m = meta["config"]["model"]
-    D, W, H, V = m["input_dim"], m["wordvec_dim"], m["hidden_dim"], vocab_size
-    dims = {"V": V, "D": D, "W": W, "H": H, "G": H * CELLS[m["cell_type"]].gates}
-    shapes = {k: tuple(dims[d] for d in s) for k, s in PARAM_SHAPES.items()}
+    shapes = ModelConfig.from_dict(meta["config"]["model"]).param_shapes(vocab_size)
     floats = DTYPES
     specs = {f"param/{k}": (floats, s) for k, s in shapes.items()}
     for name, keys in meta["optim_arrays"].items():
         for key in keys:
             specs[f"optim/{name}/{key}"] = (floats, shapes[name])
     if meta.get("pca_embedded"):  # (full - mean) @ components: (F,) and (F, D)
-        full = meta["config"]["data"]["features"]["dim"]
+        data = meta["config"]["data"]
+        full = data["features"]["grid"]["channels"] if data.get("grid") else data["features"]["dim"]
         specs["pca/mean"] = (("float32",), (full,))
-        specs["pca/components"] = (("float32",), (full, D))
+        specs["pca/components"] = (("float32",), (full, meta["config"]["model"]["input_dim"]))
     specs["rng/keys"] = (("uint32",), (624,))
     specs["loss_history"] = (("float64",), (meta["iteration"],))
     return specs

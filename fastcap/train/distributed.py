@@ -37,6 +37,7 @@ import numpy as np
 
 from . import metrics as _metrics
 from .evaluation import caption_loss, generate
+from ..data.stream import StreamedFeatures, rows
 from ..runtime import env as _env, threads as _threads
 from ..runtime.install import install_hint
 
@@ -288,11 +289,12 @@ def agree(comm, facts):
     equal on every rank for data-parallel training; ranks given different data or options
     would otherwise exchange buffers of different sizes and hang in the collectives, or
     train different models in lockstep. The error names the first rank that differs from
-    rank 0, the other ranks that do, and what differs.
+    rank 0, the other ranks that do, and what differs. ``facts`` may be a function giving
+    them, called only when there are ranks (its digests read data: a grid file's images).
     """
     if comm is None:
         return
-    everyone = comm.allgather(facts)
+    everyone = comm.allgather(facts() if callable(facts) else facts)
     root = everyone[0]
     differ = {r: [k for k in sorted(set(f) | set(root), key=str) if f.get(k) != root.get(k)]
               for r, f in enumerate(everyone)}
@@ -398,6 +400,19 @@ def rank_threads(comm, threads=None):
     return threads
 
 
+def data_facts(data):
+    """Digests of a run's data dict for ``agree``; streamed grid features by their
+    fingerprint (reading every image would read the whole file)."""
+    facts = {}
+    for split in ("train", "val"):
+        for part in ("captions", "image_idxs", "features"):
+            x = data[f"{split}_{part}"]
+            facts[f"data {split}_{part}"] = (x.fingerprint() if isinstance(x, StreamedFeatures)
+                                             else digest(x))
+    facts["data vocabulary"] = digest(np.array(data["idx_to_word"]))
+    return facts
+
+
 def evaluate(comm, model, data, image_ids, captions, features, max_length):
     """Validation loss and caption metrics, each rank decoding its share of the images.
 
@@ -410,12 +425,13 @@ def evaluate(comm, model, data, image_ids, captions, features, max_length):
     K, r = comm.Get_size(), comm.Get_rank()
     n = captions.shape[0]
     a, b = share(n, r, K)
-    local = caption_loss(model, captions[a:b], features[a:b]) * (b - a) if b > a else 0.0
+    local = caption_loss(model, captions[a:b], rows(features, np.arange(a, b))) * (b - a) \
+        if b > a else 0.0
     val_loss = comm.allreduce(local) / n
     _fault(comm, "eval")
     ids, references = _metrics.references_by_image(data, "val", image_ids)
     a, b = share(len(ids), r, K)
-    mine = generate(model, data["val_features"][ids[a:b]], 1, max_length)
+    mine = generate(model, rows(data["val_features"], ids[a:b]), 1, max_length)
     parts = comm.gather(mine, root=0)
     m = None
     if r == 0:

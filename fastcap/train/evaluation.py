@@ -8,6 +8,7 @@ import copy
 import numpy as np
 
 from . import metrics as _metrics
+from ..data.stream import chunk_rows, rows
 from ..model.beam import beam_search
 
 __all__ = ["caption_loss", "generate", "suppressing", "caption_images", "evaluate_captions", "sample_records",
@@ -20,8 +21,11 @@ def _forward_loss(model, features, captions):
 
 
 def caption_loss(model, captions, features, chunk=500):
-    """Mean per-caption loss (summed over time, as in training) over all ``captions``."""
+    """Mean per-caption loss (summed over time, as in training) over all ``captions``;
+    ``features`` (an array or a stream of grid features, fastcap.data.stream) a chunk of at
+    most ``chunk`` rows at a time."""
     total, n = 0.0, captions.shape[0]
+    chunk = chunk_rows(features, chunk)
     for a in range(0, n, chunk):
         total += _forward_loss(model, features[a:a + chunk], captions[a:a + chunk]) * min(chunk, n - a)
     return total / n
@@ -47,6 +51,7 @@ def suppressing(model, words):
 def generate(model, features, beam_size=1, max_length=30, chunk=512):
     """Captions (N, max_length) for features, greedy (beam_size 1) or by beam search."""
     out = []
+    chunk = chunk_rows(features, chunk)
     for a in range(0, features.shape[0], chunk):
         f = features[a:a + chunk]
         if beam_size == 1:
@@ -60,7 +65,7 @@ def caption_images(model, data, split, image_ids=None, beam_size=1, max_length=3
     """(image_ids, references, candidates) for images of a split (default: every image with
     captions): their ground-truth captions and ``model``'s, as strings (fastcap.train.metrics)."""
     image_ids, references = _metrics.references_by_image(data, split, image_ids)
-    captions = generate(model, data[f"{split}_features"][image_ids], beam_size, max_length)
+    captions = generate(model, rows(data[f"{split}_features"], image_ids), beam_size, max_length)
     return image_ids, references, _metrics.decode_for_metrics(captions, data["idx_to_word"])
 
 

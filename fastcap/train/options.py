@@ -12,14 +12,14 @@ a run with any accepted values writes checkpoints that load and resume.
 """
 import argparse
 import dataclasses
-import math
-import numbers
 
 from ..runtime.names import PRECISIONS
+from .option_kinds import Kind
 from .metrics import METRIC_LABELS
 from ..model.sequence import CELL_TYPES
 from ..data.features import EXTRACTORS
-from ..data.generated import GENERATED_DEFAULTS
+from ..classifiers import ATTENTION_REG
+from ..data.generated import GENERATED_DEFAULTS, GRID_DEFAULTS
 from ..runtime.names import DTYPES
 from ..optim import UPDATE_RULES
 
@@ -52,52 +52,6 @@ LIMITS = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Kind:
-    """A number type and its range: ``convert`` (int or float) parses the command line's text,
-    ``ok`` accepts a value in [lo, hi] (``open_lo``, ``open_hi``: that end excluded; hi None: unbounded;
-    floats must be finite), ``expected`` names what is accepted (in both the parser's and
-    check_options' errors). The checkpoint schema checks the same ranges."""
-
-    convert: type
-    lo: object
-    hi: object = None
-    open_lo: bool = False
-    open_hi: bool = False
-
-    @property
-    def expected(self):
-        what, show = ("an integer", str) if self.convert is int else ("a number", "{:g}".format)
-        if self.hi is None:
-            return f"{what} {'>' if self.open_lo else '>='} {show(self.lo)}"
-        return (f"{what} in {'(' if self.open_lo else '['}{show(self.lo)}, {show(self.hi)}"
-                f"{')' if self.open_hi else ']'}")
-
-    def ok(self, value):
-        if isinstance(value, bool):
-            return False
-        if self.convert is int:
-            if not isinstance(value, numbers.Integral):
-                return False
-        elif not isinstance(value, numbers.Real) or not math.isfinite(value):
-            return False
-        if value < self.lo or (self.open_lo and value == self.lo):
-            return False
-        return self.hi is None or value < self.hi or (value == self.hi and not self.open_hi)
-
-    def argtype(self):
-        def parse(text):
-            try:
-                value = self.convert(text)
-            except ValueError:
-                value = None
-            if value is None or not self.ok(value):
-                raise argparse.ArgumentTypeError(f"expected {self.expected}, got {text!r}")
-            return value
-
-        return parse
-
-
 POSITIVE_INT = Kind(int, 1)
 NONNEG_INT = Kind(int, 0)
 DIM = Kind(int, 1, LIMITS["dim"])
@@ -117,6 +71,8 @@ GENERATED_KINDS = {"num_train_images": IMAGES, "num_val_images": IMAGES,
                    "captions_per_image": Kind(int, 1, LIMITS["captions_per_image"]),
                    "pca_dim": DIM, "full_dim": DIM, "seed": SEED}
 FRACTION = Kind(float, 0, 1, open_hi=True)  # a share: prepare's --val-fraction
+GRID_SIZE = Kind(int, 1, 64)  # cells per side of a generated grid
+ATTENTION_REG_KIND = Kind(float, 0)  # the attention penalty's weight
 
 
 @dataclasses.dataclass(frozen=True)
@@ -229,6 +185,21 @@ TRAIN_OPTIONS = (
            group="model", config=("model", "wordvec_dim")),
     Option("dtype", help="(default {default})", choices=DTYPES, default="float32", group="model",
            config=("model", "dtype")),
+    Option("kind", help="the soft-attention model (Show, Attend and Tell): at each word it "
+                        "looks at a grid of image cells, the data's grid features (fastcap "
+                        "prepare --grid, make-data --grid; generated grids without --data)",
+           flag="--attention", action="store_const", const="attention", default="pooled",
+           group="model", config=("model", "kind")),
+    Option("attention_dim", DIM, "with --attention: size A of the attention layer (default: "
+                                 "--hidden-dim)", "A", group="model",
+           config=("model", "attention_dim")),
+    Option("attention_reg", ATTENTION_REG_KIND, "with --attention: weight of the penalty that "
+                                                "spreads each image's attention over its cells "
+                                                f"(default {ATTENTION_REG:g})", "F",
+           group="model", config=("model", "attention_reg")),
+    Option("grid_in_memory", help="with --attention --data DIR: read the grid features into "
+                                  "memory first instead of a minibatch at a time from disk",
+           action="store_true", group="data"),
     Option("precision", help="precision of the matrix products: bfloat16 rounds their operands "
                              "to bf16 and sums in float32, with float32 weights, gradients and "
                              "optimizer state (default {default}; fastest on CPUs with "
@@ -338,6 +309,13 @@ def _html(what):
                   metavar="FILE")
 
 
+def _attention_map(what):
+    return Option("attention_map", help=f"an attention checkpoint's maps: also write "
+                                        f"DIR/<{what}>.png for each {what}, the part the network "
+                                        "sees and a panel per word of its greedy caption, lit "
+                                        "where the word's attention lay", metavar="DIR")
+
+
 # sample, evaluate and show: the checkpoint and data they read, and how they decode.
 INFERENCE_OPTIONS = {
     "sample": (
@@ -368,8 +346,9 @@ INFERENCE_OPTIONS = {
                            "is given)",
                metavar="FILE"),
         _html("the images with their ground-truth and generated captions"),
-        Option("overwrite", help="replace --out or --html even if fastcap did not write it",
-               action="store_true"),
+        _attention_map("image"),
+        Option("overwrite", help="replace --out, --html or the maps even if fastcap did not "
+                                 "write them", action="store_true"),
     ),
 }
 
@@ -387,6 +366,13 @@ MAKE_DATA_OPTIONS = (
     _made("pca_dim", "pca_dim", "PCA feature size (default {default})", "D"),
     _made("full_dim", "full_dim", "fc7 feature size (default {default})", "D"),
     _made("seed", "seed", "(default {default})", None),
+    Option("grid", help="also write grid features ({{train,val}}2014_grid.h5: each image's "
+                        "subject and object at their places in a grid of cells), for `fastcap "
+                        "train --attention`", action="store_true"),
+    Option("grid_size", GRID_SIZE, "with --grid: cells per side of the grid (default "
+                                   f"{GRID_DEFAULTS['grid_size']})", "N"),
+    Option("grid_dim", DIM, f"with --grid: channels of a cell (default {GRID_DEFAULTS['grid_dim']})",
+           "D"),
     Option("overwrite", help="replace the data files OUT_DIR already holds", action="store_true"),
 )
 
@@ -418,6 +404,12 @@ PREPARE_OPTIONS = (
            parser_default=0.1),
     Option("seed", NONNEG_INT, "seed of that split (default 0)", "S", parser_default=0),
     Option("pca_dim", POSITIVE_INT, "PCA feature size (default 512)", "D", parser_default=512),
+    Option("grid", help="also write grid features, the CNN's last spatial map of each image "
+                        "(resnet50 7x7x2048, vgg16 14x14x512; float16), for `fastcap train "
+                        "--attention`", action="store_true"),
+    Option("grid_pca_dim", POSITIVE_INT, "with --grid: reduce each cell to D channels by a "
+                                         "PCA of the training images' cells (default: keep "
+                                         "them all)", "D"),
     Option("overwrite", help="replace the data files DATA_DIR already holds",
            action="store_true"),
     Option("quiet", help="no progress bar", action="store_true"),
@@ -440,8 +432,9 @@ CAPTION_OPTIONS = (
                         "a download or the file it names; with --extractor: imagenet)", None),
     Option("json", help="print JSON instead of text", action="store_true"),
     _html("each picture with its caption"),
-    Option("overwrite", help="replace --html FILE even if it is not a page fastcap wrote",
-           action="store_true"),
+    _attention_map("picture"),
+    Option("overwrite", help="replace --html FILE or the maps even if fastcap did not write "
+                             "them", action="store_true"),
 )
 
 

@@ -2,7 +2,8 @@
 
 The config is a JSON-able dict, stored in config.json and in every checkpoint::
 
-    {"model": {"cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype"},
+    {"model": {"cell_type", "input_dim", "wordvec_dim", "hidden_dim", "dtype", "kind",
+               "attention_dim", "attention_reg"},
      "train": {"update_rule", "learning_rate", "lr_decay", "batch_size",
                "num_epochs", "seed", "max_train", "precision"},
      "data":  {"source": "generated", "num_train_images", "num_val_images",
@@ -17,14 +18,18 @@ import json
 import os
 
 from ..captioning_solver import iterations_per_epoch
+from ..data.generated import GRID_DEFAULTS
+from ..data.load import grid_shape_of
 from ..data.prepare import load_pca, read_features_record
 from . import checkpoint_schema as schema
 from .checkpoint import CheckpointError
 from .checkpoint_schema import ADDED_LATER
+from .model_config import MODEL_DEFAULTS
 from .options import (DEFAULTS, GENERATED_DEFAULTS, GENERATED_KEYS, OPTION_KEYS, LIMITS,
                       MIN_ITERATIONS, RESUME_OVERRIDABLE, check_options, flag)
 
-__all__ = ["resolve_config", "dir_spec", "check_fits", "fit_schedule", "data_pca"]
+__all__ = ["resolve_config", "check_inputs", "dir_spec", "grid_dir_spec", "spec_like", "check_fits",
+           "fit_schedule", "data_pca"]
 
 
 def dir_spec(path, pca):
@@ -38,13 +43,32 @@ def dir_spec(path, pca):
     return spec
 
 
+def grid_dir_spec(path):
+    """The data spec of a directory's grid features (an attention model's): ``pca`` says
+    whether prepare --grid-pca-dim reduced their cells."""
+    spec = dir_spec(path, True)
+    grid = (spec.get("features") or {}).get("grid") or {}
+    return {**spec, "grid": True, "pca": grid.get("pca_dim") is not None}
+
+
+def spec_like(path, like):
+    """The data spec of directory ``path`` with the features the spec ``like`` reads (its grid
+    files, or the pooled features with or without PCA): other data for the same model."""
+    return grid_dir_spec(path) if like.get("grid") else dir_spec(path, like.get("pca", True))
+
+
 def _data_spec(o):
+    """A new run's data spec; an attention model's names the grid features it reads (a
+    directory's grid files, or the generated data's grids of GRID_DEFAULTS)."""
+    attention = o["kind"] == "attention"
     if o.get("data") is not None:
-        return dir_spec(o["data"], o["pca"])
+        return grid_dir_spec(o["data"]) if attention else dir_spec(o["data"], o["pca"])
     spec = {"source": "generated", **GENERATED_DEFAULTS}
     for opt, key in GENERATED_KEYS.items():
         spec[key] = int(o[opt])
     spec["pca"] = bool(o["pca"])
+    if attention:
+        spec["grid"] = dict(GRID_DEFAULTS)
     return spec
 
 
@@ -60,15 +84,24 @@ def resolve_config(options, checkpoint=None):
     if checkpoint is None:
         o = {k: (options.get(k) if options.get(k) is not None else v) for k, v in DEFAULTS.items()}
         o["data"] = options.get("data")
+        if o["kind"] != "attention":
+            for opt in ("attention_dim", "attention_reg"):
+                if options.get(opt) is not None:
+                    raise ValueError(f"{flag(opt)} sizes the attention model: it goes with "
+                                     f"{flag('kind')}")
         config = {"model": {}, "train": {}, "eval": {}}
         for opt, (section, key) in OPTION_KEYS.items():
             config[section][key] = o[opt]
         config["data"] = _data_spec(o)
         config["model"]["input_dim"] = None  # known once the data is loaded
+        for key, value in MODEL_DEFAULTS.items():  # the model kind's keys no option sets
+            config["model"].setdefault(key, value)
         _check_loadable(config)
         return config
 
     config = json.loads(json.dumps(checkpoint.config))  # deep copy
+    for key, value in MODEL_DEFAULTS.items():  # a checkpoint from before the attention model
+        config["model"].setdefault(key, value)
     for opt, (section, key) in OPTION_KEYS.items():  # what checkpoints from before an option lack
         if key in ADDED_LATER.get(section, ()):
             config[section].setdefault(key, DEFAULTS[opt])
@@ -91,7 +124,7 @@ def resolve_config(options, checkpoint=None):
         conflicts.append(f"--{'' if options['pca'] else 'no-'}pca (the checkpoint was trained "
                          f"{'with' if data.get('pca', True) else 'without'} PCA features)")
     if options.get("data") is not None:
-        config["data"] = dir_spec(options["data"], data.get("pca", True))
+        config["data"] = spec_like(options["data"], data)
     elif data["source"] == "generated":
         for opt, key in GENERATED_KEYS.items():
             if options.get(opt) is not None and options[opt] != data[key]:
@@ -109,7 +142,7 @@ def data_pca(spec):
     the data (its record names the PCA, and the checkpoints carry it); else None."""
     if spec["source"] != "dir" or not spec.get("pca", True) or "features" not in spec:
         return None
-    return load_pca(spec["path"], spec["features"])
+    return load_pca(spec["path"], spec["features"], grid=bool(spec.get("grid")))
 
 
 def fit_schedule(config, count, given, unit="training captions", min_iterations=MIN_ITERATIONS):
@@ -191,9 +224,30 @@ def init_options(options, ckpt):
     """Options of a run started from ``ckpt``'s weights: the model options it does not give
     are the checkpoint's (a given one that differs fails when the weights are loaded)."""
     options = dict(options)
+    if options.get("kind") not in (None, ckpt.model.kind):  # before its features are loaded
+        ckpt.check_kind(options["kind"], f"a run with{'' if options['kind'] == 'attention' else 'out'} "
+                                         f"{flag('kind')}")
     for opt, (section, key) in OPTION_KEYS.items():
         if section == "model" and options.get(opt) is None:
-            options[opt] = ckpt.config["model"][key]
+            options[opt] = ckpt.config["model"].get(key, MODEL_DEFAULTS.get(key))
     if options.get("data") is None and options.get("pca") is None:
         options["pca"] = ckpt.config["data"].get("pca", True)
     return options
+
+
+def check_inputs(cfg, data, checkpoints, source):
+    """The loaded ``data`` (described as ``source``) against the ``checkpoints`` a run starts
+    from (None entries skipped): the vocabulary, the feature size and (attention runs) the
+    grid's shape, recorded in ``cfg["data"]["grid_shape"]``. Returns the feature size D of the
+    (N, D) or (N, L, D) features."""
+    input_dim = int(data["train_features"].shape[-1])
+    grid = grid_shape_of(data) if cfg["data"].get("grid") else None
+    for ckpt in checkpoints:
+        if ckpt is not None:
+            ckpt.check_vocab(data["idx_to_word"], source)
+            ckpt.check_input_dim(input_dim, source)
+            if grid is not None:
+                ckpt.check_grid_shape(grid, source)
+    if grid is not None:
+        cfg["data"]["grid_shape"] = list(grid)
+    return input_dim

@@ -45,11 +45,15 @@ class ScstConfig(NamedTuple):
     seed: int
 
 
-def refuse_scratch(train, started, options):
-    """Raise ValueError when the run config ``train`` asks for --scst from random weights
-    (``started``: False without --init-from or --resume) unless --scst-from-scratch, or when
-    ``options`` (the command's, None = not given) set self-critical options of a run without
-    --scst (they would be ignored)."""
+def refuse_scratch(config, started, options):
+    """Raise ValueError when the run ``config`` asks for --scst from random weights
+    (``started``: False without --init-from or --resume) unless --scst-from-scratch, for the
+    attention model (it has no sampler yet), or when ``options`` (the command's, None = not
+    given) set self-critical options of a run without --scst (they would be ignored)."""
+    train = config["train"]
+    if train.get("scst") and config["model"].get("kind") == "attention":
+        raise ValueError(f"{flag('scst')} fine-tunes the pooled model (CaptioningRNN); the "
+                         "attention model (--attention) has no self-critical training yet")
     if not train.get("scst"):
         given = [flag(o.name) for o in TRAIN_OPTIONS if o.group == "self-critical training"
                  and o.name != "scst" and options.get(o.name) not in (None, False)]

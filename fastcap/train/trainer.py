@@ -1,12 +1,9 @@
 """The training loop of ``fastcap train``: set up data, model and solver, step, evaluate each epoch, checkpoint, resume.
 
-Its parts live beside it: the run config (fastcap.train.run_config, from the options of
-fastcap.train.options), the data (fastcap.data.load), inference and metrics
-(fastcap.train.evaluation), Ctrl-C handling (fastcap.train.interrupts), the run directory
-(fastcap.train.rundir) and the files written into it (fastcap.train.run_outputs). The
-names tests and scripts import from here (``Trainer``, ``DEFAULTS``,
-``resolve_config``, ``DataError``, ``TrainingInterrupted``, ``load_data``,
-``caption_loss``, ``evaluate_captions``) are those modules' own.
+Its parts live beside it: the run config (fastcap.train.run_config, fastcap.train.options), the
+data (fastcap.data.load), metrics (fastcap.train.evaluation), Ctrl-C (fastcap.train.interrupts),
+the run directory (fastcap.train.rundir) and its files (fastcap.train.run_outputs); the names
+re-exported here (``__all__``) are those modules' own.
 
 Determinism: the model is initialised from ``np.random.default_rng(seed)``,
 minibatches come from the solver's ``np.random.RandomState(seed)``, a
@@ -31,8 +28,11 @@ from . import monitor
 from . import rundir
 from ..captioning_solver import TrainingDivergedError, iterations_per_epoch
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from .run_config import check_fits, data_pca, fit_schedule, init_options, resolve_config
+from .run_config import (check_fits, check_inputs, data_pca, fit_schedule, init_options,
+                         resolve_config)
 from ..data.load import DataError, describe_data, load_data, subsample_train
+from ..data.grid import FeatureReadError
+from ..data.stream import rows as feature_rows
 from .evaluation import caption_loss, evaluate_captions, format_metrics
 from .interrupts import InterruptGuard, TrainingInterrupted
 from .model_config import ModelConfig
@@ -76,8 +76,9 @@ class Trainer:
             self.init = load_checkpoint(options["init_from"])
             options = init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
-        _scst.refuse_scratch(self.config["train"], self.init is not None or self.ckpt is not None,
+        _scst.refuse_scratch(self.config, self.init is not None or self.ckpt is not None,
                              options)
+        self._stream = not options.get("grid_in_memory")  # grid files: a minibatch at a time
         # A new run without --epochs gets as many as its data needs (fit_schedule, in setup).
         self._given = {k for k, v in options.items() if v is not None}
         self.notes = []  # what setup chose for the run, said in its first lines
@@ -130,14 +131,10 @@ class Trainer:
     def setup(self):
         cfg = self.config
         source = describe_data(cfg["data"])
-        self.data = load_data(cfg["data"], cfg["model"]["dtype"])
+        self.data = load_data(cfg["data"], cfg["model"]["dtype"], stream=self._stream)
         t = cfg["train"]
         self.data = subsample_train(self.data, t["max_train"], t["seed"])
-        input_dim = int(self.data["train_features"].shape[1])
-        for ckpt in (self.ckpt, self.init):
-            if ckpt is not None:
-                ckpt.check_vocab(self.data["idx_to_word"], source)
-                ckpt.check_input_dim(input_dim, source)
+        input_dim = check_inputs(cfg, self.data, (self.ckpt, self.init), source)
         # --scst: its rewards' references and document frequencies, once per run (else None)
         self.scst = _scst.of_run(self.data, t)
         solver, extra, per, unit, least = _scst.schedule(self.scst, self.data)
@@ -180,9 +177,10 @@ class Trainer:
         self.eval_ids = val_ids
         rows = np.flatnonzero(np.isin(self.data["val_image_idxs"], val_ids))
         self.eval_captions = self.data["val_captions"][rows]
-        self.eval_features = self.data["val_features"][self.data["val_image_idxs"][rows]]
+        self.eval_features = feature_rows(self.data["val_features"],
+                                          self.data["val_image_idxs"][rows])
         self.source = source
-        _distributed.agree(self.comm, self._rank_facts())
+        _distributed.agree(self.comm, self._rank_facts)
         return self
 
     def _rank_facts(self):
@@ -193,11 +191,7 @@ class Trainer:
         facts = {f"config.{section}.{key}": value for section, entries in self.config.items()
                  for key, value in entries.items() if (section, key) != ("data", "path")}
         facts["backend"] = backends.get_backend()
-        d = self.data
-        for split in ("train", "val"):
-            for part in ("captions", "image_idxs", "features"):
-                facts[f"data {split}_{part}"] = _distributed.digest(d[f"{split}_{part}"])
-        facts["data vocabulary"] = _distributed.digest(np.array(d["idx_to_word"]))
+        facts.update(_distributed.data_facts(self.data))
         if self.ckpt is not None:
             s = self.solver
             facts["resumed iteration"], facts["resumed epoch"] = s.iteration, s.epoch
@@ -368,6 +362,12 @@ class Trainer:
         except KeyboardInterrupt:
             self._close_bar()
             raise self._interrupted(guard, total) from None
+        except FeatureReadError as exc:  # read before a step changes anything: the state is whole
+            self._close_bar()
+            saved = (f"checkpoint saved to {self.checkpoint_path} at iteration {s.iteration}; once "
+                     "the file is mended, continue with --resume" if self.save()
+                     else self._good_checkpoint())
+            raise FeatureReadError(f"{exc}; training stopped: {saved}") from None
         finally:
             self._close_bar()
         if s.iteration < total:

@@ -39,6 +39,7 @@ typedef struct {
     uint16_t *ab;       /* (2N, H rounded up to even) the bf16 recurrence's A rows, zeroed */
     uint32_t *pairs;    /* (GEMV_ROWS, max(H, W) / 2 + 1) bf16 pairs of fc_gemv_bf16's rows */
     double *e;          /* (threads, V) each thread's exponentials of a row (sampling only) */
+    float *att;         /* the attention model: (N, cells + 2D + A) its step's alpha, z, beta, hd */
 } work;
 
 static void *alloc(size_t count, size_t size) { return calloc(count ? count : 1, size); }
@@ -59,6 +60,7 @@ static void free_work(work *w)
     free(w->ab);
     free(w->pairs);
     free(w->e);
+    free(w->att);
 }
 
 static int alloc_work(const fc_decode *d, work *w, int nthreads)
@@ -76,14 +78,15 @@ static int alloc_work(const fc_decode *d, work *w, int nthreads)
     w->words = alloc(N, sizeof(ptrdiff_t));
     w->alive = alloc(N, sizeof(ptrdiff_t));
     w->fresh = alloc(N, sizeof(ptrdiff_t));
-    w->ab = d->Wh->bf16 ? alloc(2 * N * ((H + 1) / 2 * 2), sizeof(uint16_t)) : NULL;
+    w->ab = !d->att && d->Wh->bf16 ? alloc(2 * N * ((H + 1) / 2 * 2), sizeof(uint16_t)) : NULL;
+    w->att = d->att ? alloc(N * (size_t)(d->att->L + 2 * d->att->D + d->att->A), sizeof(float)) : NULL;
     w->pairs = alloc(GEMV_ROWS * ((H > (size_t)d->W ? H : (size_t)d->W) / 2 + 1), sizeof(uint32_t));
     /* a task runs on at most that many threads (fc_pool_run clamps) */
     const size_t threads = nthreads < 1 ? 1 : nthreads > FC_MAX_THREADS ? FC_MAX_THREADS : (size_t)nthreads;
     w->e = d->uniforms ? alloc(threads * (size_t)d->V, sizeof(double)) : NULL;
     int ok = w->h[0] && w->h[1] && w->c[0] && w->c[1] && w->xw && w->ifog && w->scores && w->x
-             && w->words && w->alive && w->fresh && w->pairs && (w->ab || !d->Wh->bf16)
-             && (w->e || !d->uniforms);
+             && w->words && w->alive && w->fresh && w->pairs && (w->ab || d->att || !d->Wh->bf16)
+             && (w->e || !d->uniforms) && (w->att || !d->att);
     if (!ok) free_work(w);
     return ok ? 0 : -1;
 }
@@ -127,6 +130,25 @@ static int inputs(const fc_decode *d, work *w, int n, int nth)
     return 0;
 }
 
+/* The attention model's step on the n running rows (their features: rows alive of a and
+ * enc), from state cur into 1 - cur; each caption's weights into alpha[caption, t]. */
+static int attention_step(const fc_decode *d, work *w, int n, int cur, int t, int nth)
+{
+    const fc_attention *m = d->att;
+    const ptrdiff_t off[2] = {0, n}, cells = m->L;
+    float *alpha = w->att, *z = alpha + (ptrdiff_t)n * cells, *beta = z + (ptrdiff_t)n * m->D;
+    float *hd = beta + (ptrdiff_t)n * m->D;
+    if (fc_attention_forward(m, w->xw, w->h[cur], d->lstm ? w->c[cur] : NULL, off, 1, n, w->alive,
+                             w->ifog, d->lstm ? w->c[1 - cur] : NULL, w->h[1 - cur], alpha, z, beta,
+                             hd, nth))
+        return -1;
+    for (int r = 0; r < n; r++) {
+        FC_CHECK(w->alive[r] >= 0 && w->alive[r] < d->N);
+        memcpy(d->alpha + (w->alive[r] * d->L + t) * cells, alpha + r * cells, (size_t)cells * sizeof(float));
+    }
+    return 0;
+}
+
 /* Below this many scores, the argmax runs on the calling thread (a pool task costs
  * microseconds); above, rows are split over the threads (a row is one thread's). The
  * parity case at N = 17, V = 1004 takes the threaded path. */
@@ -163,8 +185,10 @@ int fc_greedy_decode(const fc_decode *d, int nthreads)
 {
     const int N = d->N, L = d->L, H = d->H, V = d->V;
     for (ptrdiff_t i = 0; i < (ptrdiff_t)N * L; i++) d->captions[i] = (int32_t)d->null;
+    if (d->att) memset(d->alpha, 0, (size_t)N * L * d->att->L * sizeof(float));
     if (N == 0 || L == 0) return 0;
-    FC_CHECK(V >= 1 && d->start >= 0 && d->start < V && d->Wh->units == H && d->Wh->cols == d->G);
+    FC_CHECK(V >= 1 && d->start >= 0 && d->start < V);
+    FC_CHECK(d->att ? d->att->Nf == N && d->att->H == H : d->Wh->units == H && d->Wh->cols == d->G);
     FC_CHECK(d->Wv->cols == V && d->Wv->K == H && d->Wx->cols == d->G && d->Wx->K == d->W);
     work w;
     if (alloc_work(d, &w, nthreads)) return -1;
@@ -178,7 +202,9 @@ int fc_greedy_decode(const fc_decode *d, int nthreads)
     for (int t = 0; t < L && n > 0; t++) {
         if ((rc = inputs(d, &w, n, nthreads))) break;
         const ptrdiff_t off[2] = {0, n};
-        if (d->lstm)
+        if (d->att) {
+            if ((rc = attention_step(d, &w, n, cur, t, nthreads))) break;
+        } else if (d->lstm)
             fc_lstm_forward(w.xw, w.h[cur], w.c[cur], d->Wh, off, 1, n, w.ifog, w.c[1 - cur],
                             w.h[1 - cur], w.ab, nthreads);
         else

@@ -18,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attention.h"
 #include "pack.h"
 
 typedef struct {
@@ -36,6 +37,11 @@ typedef struct {
     const double *uniforms;  /* (N, L) in [0, 1): sample caption n's word t at uniforms[n, t];
                                 NULL: greedy */
     int32_t *captions;       /* (N, L) OUT */
+    /* The attention model (NULL: CaptioningRNN): its step replaces the recurrent one (Wh
+     * unused, att->Nf = N rows of features), and alpha (N, L, att->L) OUT receives the
+     * attention of every word, 0 after a caption's end. */
+    const fc_attention *att;
+    float *alpha;
 } fc_decode;
 
 /* Greedy captions of d (every element of d->captions written): each step feeds every

@@ -163,6 +163,12 @@ int fc_pack(fc_packed *out, const float *Wh, int H, int G, int kind, int bf16, i
     return pack(out, Wh, G, 1, H, G, H, kind, bf16, nthreads);
 }
 
+int fc_pack_cell(fc_packed *out, const float *W, int K, int H, int G, int kind, int bf16,
+                 int nthreads)
+{
+    return pack(out, W, G, 1, K, G, H, kind, bf16, nthreads);
+}
+
 int fc_pack_matrix_bf16(fc_packed *out, const float *B, ptrdiff_t rs, ptrdiff_t cs, int K, int N,
                         int nthreads)
 {

@@ -39,6 +39,11 @@ int fc_pack_matrix_bf16(fc_packed *out, const float *B, ptrdiff_t rs, ptrdiff_t 
                         int nthreads);
 /* Pack B (K, N) row-major as float32 panels (FC_PACK_PLAIN, K rows), for fc_gemm_f32 (gemm.h). */
 int fc_pack_matrix_f32(fc_packed *out, const float *B, int K, int N, int nthreads);
+/* Pack W (K, G) row-major for a recurrence's forward tiles, `kind` FC_PACK_GATES (LSTM, G = 4H)
+ * or FC_PACK_PLAIN (RNN, G = H), over H units and K >= H rows (the attention model's cell
+ * reads [h, z]: K = H + D, attention.h). */
+int fc_pack_cell(fc_packed *out, const float *W, int K, int H, int G, int kind, int bf16,
+                 int nthreads);
 void fc_packed_free(fc_packed *p);
 
 #endif

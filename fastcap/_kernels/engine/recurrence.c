@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "bf16.h"
+#include "cells.h"
 #include "pool.h"
 #include "simd.h"
 #include "tiles.h"
@@ -44,22 +45,10 @@ FC_INLINE void lstm_fwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->units, G = 4 * H, nu = lanes(H, u0);
     const ptrdiff_t R = packed_row(j, t, r, u0);
-    const float *x = j->xw + R * G + u0;
-    vf i = vf_sigmoid(acc[0] + vf_load_n(x, nu));
-    vf f = vf_sigmoid(acc[1] + vf_load_n(x + H, nu));
-    vf o = vf_sigmoid(acc[2] + vf_load_n(x + 2 * H, nu));
-    vf g = vf_tanh(acc[3] + vf_load_n(x + 3 * H, nu));
     vf cp = t > 0 ? vf_load_n(j->c_out + (j->off[t - 1] + r) * H + u0, nu)
             : j->c0 ? vf_load_n(j->c0 + (ptrdiff_t)r * H + u0, nu) : vf_set1(0.0f);
-    vf c = f * cp + i * g;
-    vf h = o * vf_tanh(c);
-    float *q = j->ifog_out + R * G + u0;
-    vf_store_n(q, i, nu);
-    vf_store_n(q + H, f, nu);
-    vf_store_n(q + 2 * H, o, nu);
-    vf_store_n(q + 3 * H, g, nu);
-    vf_store_n(j->c_out + R * H + u0, c, nu);
-    vf_store_n(j->h_out + R * H + u0, h, nu);
+    vf h = fc_lstm_cell_forward(acc, j->xw + R * G + u0, H, nu, cp, j->ifog_out + R * G + u0,
+                                j->c_out + R * H + u0, j->h_out + R * H + u0);
     if (j->ab) vh_store_n(j->ab + (j->N + R) * j->ldb + u0, h, nu);
 }
 
@@ -238,33 +227,15 @@ FC_INLINE void lstm_bwd_row(const job *j, int t, int r, int u0, vf acc[4])
 {
     const int H = j->W->units, G = 4 * H;
     const ptrdiff_t R = packed_row(j, t, r, u0);
-    const float *q = j->ifog + R * G;
-    float *d = j->da_out + R * G;
     for (int v = 0; v < 4; v++) {
         int u = u0 + v * FC_VW, nu = lanes(H, u);
         if (!nu) continue;
         vf dh = vf_load_n(j->dh + R * H + u, nu) + acc[v];
-        vf i = vf_load_n(q + u, nu), f = vf_load_n(q + H + u, nu);
-        vf o = vf_load_n(q + 2 * H + u, nu), g = vf_load_n(q + 3 * H + u, nu);
-        vf tc = vf_tanh(vf_load_n(j->c + R * H + u, nu));
-        float *dc = j->dc + (ptrdiff_t)r * H + u;
-        vf dct = vf_load_n(dc, nu) + dh * o * (1.0f - tc * tc);
         vf cp = t > 0 ? vf_load_n(j->c + (j->off[t - 1] + r) * H + u, nu)
                 : j->c0 ? vf_load_n(j->c0 + (ptrdiff_t)r * H + u, nu) : vf_set1(0.0f);
-        vf di = dct * g * i * (1.0f - i), df = dct * cp * f * (1.0f - f);
-        vf dout = dh * tc * o * (1.0f - o), dg = dct * i * (1.0f - g * g);
-        vf_store_n(d + u, di, nu);
-        vf_store_n(d + H + u, df, nu);
-        vf_store_n(d + 2 * H + u, dout, nu);
-        vf_store_n(d + 3 * H + u, dg, nu);
-        vf_store_n(dc, dct * f, nu);
-        if (j->ab) {
-            uint16_t *b = j->ab + R * j->ldb + u;
-            vh_store_n(b, di, nu);
-            vh_store_n(b + H, df, nu);
-            vh_store_n(b + 2 * H, dout, nu);
-            vh_store_n(b + 3 * H, dg, nu);
-        }
+        fc_lstm_cell_backward(dh, j->ifog + R * G + u, H, nu, vf_load_n(j->c + R * H + u, nu), cp,
+                              j->dc + (ptrdiff_t)r * H + u, j->da_out + R * G + u,
+                              j->ab ? j->ab + R * j->ldb + u : NULL);
     }
 }
 

@@ -58,6 +58,21 @@ def test_generated_captions_score_as_pycocoevalcap(backend, n_images, seed):
     assert (scores > 0).sum() > n_images // 3  # n-grams really matched
 
 
+def test_the_same_scores_for_any_thread_count(backend):
+    """Large enough that the table's logs and the candidates are split over the pool: the
+    scores are the same bits at 1, 2 and 3 threads."""
+    gts, res = generated(1500, 5, words=40)
+    previous, scores = fastcap.get_num_threads(), []
+    try:
+        for threads in (1, 2, 3):
+            fastcap.set_num_threads(threads)
+            scores.append(Cider().compute_score(gts, res)[1])
+    finally:
+        fastcap.set_num_threads(previous)
+    assert all(np.array_equal(scores[0], s) for s in scores[1:])
+    assert (scores[0] > 0).sum() > 100
+
+
 def test_word_ids_score_as_the_same_words(backend):
     gts, res = generated(60, 4)
     ids = {f"w{i}": i for i in range(8)}

@@ -12,7 +12,7 @@ cdef extern from "engine/engine.h" nogil:
         size_t count
         Py_ssize_t images
     int fc_cider_df(fc_cider_table *t, const Py_ssize_t *tokens, const Py_ssize_t *starts,
-                    const Py_ssize_t *images, Py_ssize_t I)
+                    const Py_ssize_t *images, Py_ssize_t I, int nthreads)
     void fc_cider_free(fc_cider_table *t)
     int fc_cider_d(const fc_cider_table *t, const Py_ssize_t *cand_tokens,
                    const Py_ssize_t *cand_starts, Py_ssize_t K, const Py_ssize_t *ref_tokens,
@@ -63,9 +63,9 @@ def cider_df(const Py_ssize_t[::1] tokens,  # IN (T,) word ids of the reference 
     cdef CiderTable table = CiderTable.__new__(CiderTable)
     cdef Py_ssize_t I = im.shape[0] - 1
     cdef const Py_ssize_t *tok = &tokens[0] if tokens.shape[0] else NULL
-    cdef int rc
+    cdef int rc, nth = _engine_threads
     with nogil:
-        rc = fc_cider_df(&table.t, tok, &starts[0], &images[0], I)
+        rc = fc_cider_df(&table.t, tok, &starts[0], &images[0], I, nth)
     if rc != 0:
         raise MemoryError(f"cider_df: out of memory counting the n-grams of {C} captions")
     table.images = I

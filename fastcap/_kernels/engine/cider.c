@@ -178,8 +178,18 @@ static void clear(vector *v)
     v->d = 0;
 }
 
+/* Each counted slot's df -> log(df), this thread's share of the slots. */
+static void log_task(void *ctx, int tid, int nth)
+{
+    fc_cider_slot *slots = ((fc_cider_table *)ctx)->slots;
+    const size_t n = ((fc_cider_table *)ctx)->mask + 1, share = n / (size_t)nth;
+    const size_t end = tid == nth - 1 ? n : share * (size_t)(tid + 1);
+    for (size_t s = share * (size_t)tid; s < end; s++)
+        if (slots[s].lo) slots[s].log_df = log(slots[s].log_df);
+}
+
 int fc_cider_df(fc_cider_table *t, const ptrdiff_t *tokens, const ptrdiff_t *starts,
-                const ptrdiff_t *images, ptrdiff_t I)
+                const ptrdiff_t *images, ptrdiff_t I, int nthreads)
 {
     ptrdiff_t most = 0, words = 0; /* an image's references' words, at most; in all */
     for (ptrdiff_t i = 0; i < I; i++) {
@@ -219,8 +229,12 @@ int fc_cider_df(fc_cider_table *t, const ptrdiff_t *tokens, const ptrdiff_t *sta
         }
         clear(&v);
     }
-    for (size_t s = 0; !rc && s <= t->mask; s++) /* a log per n-gram here, not per use */
-        if (t->slots[s].lo) t->slots[s].log_df = log(t->slots[s].log_df);
+    /* a log per n-gram here, not per use; a slot's log is one thread's, so any count gives
+     * the same table */
+    const int threads = nthreads < 1 ? 1 : nthreads > FC_MAX_THREADS ? FC_MAX_THREADS : nthreads;
+    if (!rc && threads > 1 && t->mask + 1 >= (size_t)FIRST_SLOTS * threads)
+        fc_pool_run(log_task, t, threads);
+    else if (!rc) log_task(t, 0, 1);
     vector_free(&v);
     if (rc) fc_cider_free(t);
     return rc;

@@ -36,10 +36,10 @@ typedef struct {
 } fc_cider_table;
 
 /* The document frequencies of the n-grams (n = 1..4) of I images' references, image i's
- * being captions images[i] .. images[i + 1] - 1. 0 on success, -1 if out of memory (*t
- * is then empty). */
+ * being captions images[i] .. images[i + 1] - 1 (the counting on the calling thread, the
+ * table's logs over nthreads). 0 on success, -1 if out of memory (*t is then empty). */
 int fc_cider_df(fc_cider_table *t, const ptrdiff_t *tokens, const ptrdiff_t *starts,
-                const ptrdiff_t *images, ptrdiff_t I);
+                const ptrdiff_t *images, ptrdiff_t I, int nthreads);
 
 void fc_cider_free(fc_cider_table *t);
 

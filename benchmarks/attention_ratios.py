@@ -18,11 +18,11 @@ import os
 import platform
 import statistics
 import subprocess
-import time
 
 import numpy as np
 import workload as wl
 from host_probes import apply_threads, bench_threads
+from interleave import interleaved
 from peers import torch_attention, torch_peer
 
 import fastcap
@@ -78,13 +78,7 @@ def _time(impls, rounds, warmup=2):
         except Exception as e:  # torch.compile where it does not compile: said, not timed
             print(f"  {name}: skipped ({type(e).__name__}: {str(e).splitlines()[0][:120]})")
             del impls[name]
-    times = {name: [] for name in impls}
-    for _ in range(rounds):
-        for name, fn in impls.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return {name: statistics.median(t) for name, t in times.items()}
+    return {name: statistics.median(t) for name, t in interleaved(impls, rounds, warmup=0).items()}
 
 
 # fastcap's figure against each peer: (fastcap implementation, peer)

@@ -16,12 +16,12 @@ import collections
 import os
 import re
 import statistics
-import time
 
 import numpy as np
 import pytest
 import workload as wl
 from conftest import require_backend
+from interleave import interleaved
 from workload import find_flickr8k
 
 import fastcap
@@ -32,19 +32,6 @@ IMAGES, REFS = 5000, 5
 SCST = dict(images=50, samples=5, max_length=16)
 END_BIAS = 3.97  # p(<END>) about 0.05 a step: samples of about 11 words, as the workload's
 COMPILED = ("numba", "cython")
-
-
-def interleaved(fns, rounds):
-    """{name: [seconds]}: each fn once per round, in turn, after one untimed call each."""
-    for fn in fns.values():
-        fn()
-    times = {name: [] for name in fns}
-    for _ in range(rounds):
-        for name, fn in fns.items():
-            t0 = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - t0)
-    return times
 
 
 def paired(benchmark, fns, rounds, reference, *, group, impl, target, **extra):

@@ -30,7 +30,7 @@ from .evaluation import suppressing
 from .options import MIN_ITERATIONS, SCST_BASELINES, TRAIN_OPTIONS, flag
 
 __all__ = ["SUPPRESSED", "SelfCritical", "SelfCriticalSolver", "ScstConfig", "of_run",
-           "refuse_scratch", "schedule"]
+           "check_run", "schedule"]
 
 SUPPRESSED = ("<NULL>", "<START>")  # never sampled
 
@@ -45,7 +45,7 @@ class ScstConfig(NamedTuple):
     seed: int
 
 
-def refuse_scratch(config, started, options):
+def check_run(config, started, options):
     """Raise ValueError when the run ``config`` asks for --scst from random weights
     (``started``: False without --init-from or --resume) unless --scst-from-scratch, for the
     attention model (it has no sampler yet), or when ``options`` (the command's, None = not

@@ -76,7 +76,7 @@ class Trainer:
             self.init = load_checkpoint(options["init_from"])
             options = init_options(options, self.init)
         self.config = resolve_config(options, self.ckpt)
-        _scst.refuse_scratch(self.config, self.init is not None or self.ckpt is not None,
+        _scst.check_run(self.config, self.init is not None or self.ckpt is not None,
                              options)
         self._stream = not options.get("grid_in_memory")  # grid files: a minibatch at a time
         # A new run without --epochs gets as many as its data needs (fit_schedule, in setup).

@@ -43,7 +43,8 @@ def test_bench_attention_sample(benchmark, impl, n, cells):
     if peer:
         sampler = peer.Sampler(model.params, autocast=impl == "torch-bf16")
         fn = lambda: sampler.sample(a, wl.SAMPLE_LENGTH)  # noqa: E731
-    else:
+    else:  # frozen, as a served model is (load_captioner): packed once, as the peer's tensors are made once
+        model.freeze()
         fn = lambda: model.sample(a, max_length=wl.SAMPLE_LENGTH)  # noqa: E731
     measure(benchmark, fn, kind="sample", impl=impl, group=f"attention sample N={n} L={cells}",
             warmup=1, cell="lstm", n=n, cells=cells)

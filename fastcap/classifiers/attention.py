@@ -105,7 +105,8 @@ class AttentionCaptioningRNN(Captioner):
         a = self._features(features, params["W_proj"].shape[0])
         _, h0, enc = attention.encode(compute, params, a)
         Wx_words, Wz = attention.split_wx(params)
-        return AttentionDecodeState(compute, self.cell_type, {**params, "Wx": Wx_words, "Wz": Wz}, h0, a, enc)
+        return AttentionDecodeState(compute, self.cell_type, {**params, "Wx": Wx_words, "Wz": Wz}, h0, a, enc,
+                                    packs=self._decode_packs(compute))
 
     @threads.routed
     def sample(self, features, max_length=30, return_attention=False):

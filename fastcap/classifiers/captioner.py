@@ -9,6 +9,7 @@ class), and defines ``_initial_hidden(compute, features)``.
 import numpy as np
 
 from ..model import validate
+from ..model.decode import PackCache
 from ..model.sequence import CELLS
 from ..model.validate import Dims, FLOAT_DTYPES, as_float, as_indices
 from ..runtime.compute import resolve
@@ -57,6 +58,28 @@ class Captioner:
         validate.tokens_fit({"<NULL>": self._null, "<START>": self._start, "<END>": self._end}, dims["V"])
         self._check_dims(dims)
         return out
+
+    def freeze(self):
+        """Make every parameter a read-only array of its own, for a model that is only decoded
+        from now on: decoding then keeps its packed weights from one call to the next
+        (``fastcap.model.decode.PackCache``) instead of packing them per call. Training
+        it again works (the solver's first update replaces each parameter by a writable
+        copy) and decoding then packs per call again. Returns self."""
+        frozen = {}
+        for k, a in self.params.items():
+            a = np.array(a)  # a copy: nothing else can write to it
+            a.flags.writeable = False
+            frozen[k] = a
+        self.params = frozen
+        return self
+
+    def _decode_packs(self, compute):
+        """The dict decoding keeps its packed weights in: the PackCache's while the parameters
+        cannot change (see freeze), else None (a new one per decoding)."""
+        cache = self.__dict__.get("_pack_cache")
+        if cache is None:
+            cache = self._pack_cache = PackCache()
+        return cache.packs(compute, self.params)
 
     def _check_dims(self, dims):
         """What a model checks of its dims beyond PARAM_SHAPES (raise ValueError)."""

@@ -109,7 +109,7 @@ class CaptioningRNN(Captioner):
         params = self._check_params()
         features = self._features(features, params["W_proj"].shape[0])
         h0 = sequence.affine(compute, features, params["W_proj"], params["b_proj"])
-        return DecodeState(compute, self.cell_type, params, h0)
+        return DecodeState(compute, self.cell_type, params, h0, packs=self._decode_packs(compute))
 
     @threads.routed
     def sample(self, features, max_length=30):

@@ -159,7 +159,8 @@ class Captioner:
                         precision=None, threads=None):
         """The Captioner of a loaded checkpoint (fastcap.train.checkpoint.Checkpoint)."""
         self = cls.__new__(cls)
-        self.model, self.path, self.checkpoint = ckpt.build_model(), ckpt.path, ckpt
+        # frozen: only decoded from here, so its packed weights are kept between calls
+        self.model, self.path, self.checkpoint = ckpt.build_model().freeze(), ckpt.path, ckpt
         spec = ckpt.config["data"]
         self.data_dir = data_dir or (spec.get("path") if spec["source"] == "dir" else None)
         self.precision = _precision(precision or ckpt.config["train"].get("precision", "float32"))
@@ -216,7 +217,7 @@ class Captioner:
         attention model's: grids, float (N, L, D)."""
         self._check_decoding(beam_size, max_length)
         x = self._checked(features)
-        model = suppressing(self.model, ("<UNK>",) if no_unk else ())
+        model = self._decoder(no_unk)
         with use_precision(self.precision):
             words = generate(model, x, int(beam_size), int(max_length))
         return decode_for_metrics(words, self.model.idx_to_word)
@@ -231,10 +232,26 @@ class Captioner:
         self._check_decoding(1, max_length)
         self._require_features()
         x = self._checked(self.features(arrays, sources))
-        model = suppressing(self.model, ("<UNK>",) if no_unk else ())
+        model = self._decoder(no_unk)
         with use_precision(self.precision):
             captions, alpha = model.sample(x, int(max_length), return_attention=True)
         return attended_words(self.model, captions, alpha)
+
+    def _decoder(self, no_unk):
+        """The model that decodes: self.model, or with no_unk its copy that never says <UNK>.
+        The copy of a frozen model (read-only parameters) is made once and kept while the
+        model and its parameters are the same objects, so its packed weights are kept too."""
+        if not no_unk:
+            return self.model
+        arrays = tuple(self.model.params.items())
+        made = self.__dict__.get("_no_unk")
+        if made is not None and made[0] is self.model and len(made[1]) == len(arrays) and all(
+                k == j and a is b for (k, a), (j, b) in zip(made[1], arrays)):
+            return made[2]
+        made = (self.model, arrays, suppressing(self.model, ("<UNK>",)))
+        if not any(np.asarray(a).flags.writeable for _, a in arrays):
+            self._no_unk = made
+        return made[2]
 
     def _checked(self, features):
         """``features`` as the model's dtype, checked: (N, D), or (N, L, D) for a grid."""

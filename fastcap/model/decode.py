@@ -15,7 +15,7 @@ import numpy as np
 from . import sequence
 from .sequence import CELLS
 
-__all__ = ["DecodeState", "DecodeWeights", "greedy_decode", "sample_decode", "counter_uniforms",
+__all__ = ["DecodeState", "DecodeWeights", "PackCache", "greedy_decode", "sample_decode", "counter_uniforms",
            "AttentionDecodeState", "attention_greedy_decode"]
 
 # Up to this many running captions, a decoding step projects its words
@@ -32,17 +32,49 @@ class DecodeWeights(NamedTuple):
     Wx: sequence.Operand  # the word inputs' right-hand operand
 
 
+class PackCache:
+    """Decoding's packed weights kept from one call to the next, per backend and precision.
+
+    Packing reads every weight once (about 3 ms of a 13 ms caption at batch 1 for the
+    attention model of the benchmarks), so a model that is only decoded (a served model)
+    should not pack per call. The packs are kept only while they cannot go stale: while
+    every parameter is the same array as when they were packed, owns its memory and is
+    read-only (``Captioner.freeze`` makes them so). A parameter replaced (as the solver
+    does) or made writable again drops them, and decoding packs per call as before.
+    """
+
+    def __init__(self):
+        self._entries = {}  # (backend name, bf16) -> (kernels, params' arrays, packs dict)
+
+    def packs(self, compute, params):
+        """The packs dict of ``compute`` for ``params`` (name -> array), or None (pack per call)."""
+        arrays = tuple(params.values())
+        if not all(isinstance(a, np.ndarray) and a.flags.owndata and not a.flags.writeable for a in arrays):
+            self._entries.clear()  # a parameter can change: nothing kept may be used again
+            return None
+        key = (compute.kernels.name, compute.bf16)
+        kept = self._entries.get(key)
+        if (kept is None or kept[0] is not compute.kernels or len(kept[1]) != len(arrays)
+                or any(x is not y for x, y in zip(kept[1], arrays))):
+            kept = self._entries[key] = (compute.kernels, arrays, {})  # holding the arrays: ids stay theirs
+        return kept[2]
+
+
 class DecodeState:
     """Where decoding of n captions stands: h (n, H), c (n, H) for an LSTM, the
-    weights packed once (``DecodeWeights``), and a per-word table of input
+    weights packed once (``DecodeWeights``, in ``packs``), and a per-word table of input
     projections W_embed[w] @ Wx + b (V, G), filled as words are first fed;
-    the weights and the table are shared by every state derived from this one."""
+    the packs and the table are shared by every state derived from this one.
 
-    def __init__(self, compute, cell_type, params, h, c=None, weights=None, table=None):
+    packs: a dict of the packed weights, filled on first use: a new one per decoding,
+    or the model's ``PackCache`` entry, which outlives the decoding while the parameters
+    cannot change."""
+
+    def __init__(self, compute, cell_type, params, h, c=None, packs=None, table=None):
         self.compute, self.cell_type, self.params, self.h = compute, cell_type, params, h
         self.lstm = cell_type == "lstm"
         self.c = np.zeros_like(h) if self.lstm and c is None else c
-        self._weights = weights  # made on first use
+        self._packs = {} if packs is None else packs
         if table is None:
             V, G = params["W_embed"].shape[0], params["Wx"].shape[1]
             table = (np.empty((V, G), dtype=h.dtype), np.zeros(V, dtype=bool))
@@ -78,7 +110,7 @@ class DecodeState:
         """The state of rows `rows` (an index array or boolean mask), e.g. the
         captions still running, or the beams kept."""
         return DecodeState(self.compute, self.cell_type, self.params, self.h[rows],
-                           None if self.c is None else self.c[rows], self._weights, self._table)
+                           None if self.c is None else self.c[rows], self._packs, self._table)
 
     def precompute_inputs(self, feeds=None):
         """Fill the word table for every word at once: one (V, W) @ (W, G)
@@ -112,14 +144,18 @@ class DecodeState:
             known[new] = True
         return table[words]
 
+    def _packed(self, name, make):
+        """packs[name], made by make() on first use."""
+        if name not in self._packs:
+            self._packs[name] = make()
+        return self._packs[name]
+
     def weights(self):
         """The DecodeWeights, packed on first use and shared by every state derived from this one."""
-        if self._weights is None:
-            params, compute = self.params, self.compute
-            self._weights = DecodeWeights(self._pack_recurrent(),
-                                          sequence.pack_operand(compute, params["W_vocab"]),
-                                          sequence.pack_operand(compute, params["Wx"]))
-        return self._weights
+        params, compute = self.params, self.compute
+        return self._packed("weights", lambda: DecodeWeights(
+            self._pack_recurrent(), sequence.pack_operand(compute, params["W_vocab"]),
+            sequence.pack_operand(compute, params["Wx"])))
 
     def _pack_recurrent(self):
         """The recurrent weights packed for this model's step kernel."""
@@ -128,13 +164,14 @@ class DecodeState:
     def greedy_operands(self):
         """(Whp, Wxp, W_vocabp): the packed weights of the greedy_decode kernel. The bfloat16
         mode's are the ones weights() holds; float products take the backend's pack_matrix,
-        made here for one decoding (the step API and beam search use W_vocab and Wx as they
+        made on first use here (the step API and beam search use W_vocab and Wx as they
         are, through BLAS, so weights() does not make them)."""
         w = self.weights()
         if w.W_vocab.packed is not None:
             return w.Wh, w.Wx.packed, w.W_vocab.packed
         kernels = self.compute.kernels
-        return w.Wh, kernels.pack_matrix(w.Wx.b), kernels.pack_matrix(w.W_vocab.b)
+        return (w.Wh, *self._packed("greedy", lambda: (kernels.pack_matrix(w.Wx.b),
+                                                       kernels.pack_matrix(w.W_vocab.b))))
 
     def scores(self):
         """h @ W_vocab (n, V), without b_vocab."""
@@ -153,7 +190,7 @@ class DecodeState:
         else:
             c = None
             kernels.rnn_recurrence_forward(xw, self.h, Whp, batch, h)
-        return DecodeState(self.compute, self.cell_type, self.params, h, c, self._weights, self._table)
+        return DecodeState(self.compute, self.cell_type, self.params, h, c, self._packs, self._table)
 
 
 def greedy_decode(state, start, end, null, max_length):
@@ -231,9 +268,9 @@ class AttentionDecodeState(DecodeState):
     first). Its ``params`` are the model's with "Wx" the word vector's rows Wx[:W] (the
     word table's weights) and "Wz" the context's, Wx[W:]."""
 
-    def __init__(self, compute, cell_type, params, h, a, enc, c=None, alpha=None, weights=None,
+    def __init__(self, compute, cell_type, params, h, a, enc, c=None, alpha=None, packs=None,
                  table=None):
-        super().__init__(compute, cell_type, params, h, c, weights, table)
+        super().__init__(compute, cell_type, params, h, c, packs, table)
         self.a, self.enc, self.alpha = a, enc, alpha
 
     def _arrays(self):
@@ -250,7 +287,7 @@ class AttentionDecodeState(DecodeState):
         alpha = None if self.alpha is None else self.alpha[rows]
         return AttentionDecodeState(self.compute, self.cell_type, self.params, self.h[rows], self.a[rows],
                                     self.enc[rows], None if self.c is None else self.c[rows], alpha,
-                                    self._weights, self._table)
+                                    self._packs, self._table)
 
     def _pack_recurrent(self):
         p = self.params
@@ -267,7 +304,7 @@ class AttentionDecodeState(DecodeState):
             np.array([n], dtype=np.intp), ifog, c, h, alpha, np.empty((n, D), dtype),
             np.empty((n, D), dtype), np.empty((n, A), dtype))
         return AttentionDecodeState(self.compute, self.cell_type, p, h, self.a, self.enc, c, alpha,
-                                    self._weights, self._table)
+                                    self._packs, self._table)
 
 
 def attention_greedy_decode(state, start, end, null, max_length):

@@ -42,9 +42,11 @@ def suppressing(model, words):
             raise ValueError(f"cannot suppress {w!r}: the vocabulary has no such word")
         idx.append(model.word_to_idx[w])
     m = copy.copy(model)
+    m.__dict__.pop("_pack_cache", None)  # packs of its own, for its own b_vocab
     m.params = dict(model.params)
-    m.params["b_vocab"] = model.params["b_vocab"].copy()
-    m.params["b_vocab"][idx] = -np.inf
+    b = m.params["b_vocab"] = model.params["b_vocab"].copy()
+    b[idx] = -np.inf
+    b.flags.writeable = model.params["b_vocab"].flags.writeable  # a frozen model's copy is frozen
     return m
 
 

@@ -11,6 +11,7 @@ from fastcap import AttentionCaptioningRNN, CaptioningRNN
 from fastcap.captioning_solver import CaptioningSolver
 from fastcap.inference.captioner import Captioner
 from fastcap.model import sequence
+from fastcap.model.beam import beam_search
 from fastcap.runtime import precision as _precision
 
 V, D, W, H, L = 19, 6, 5, 8, 4
@@ -138,3 +139,23 @@ def test_no_unk_copy_of_a_frozen_model_is_kept_while_the_model_is(backend, kind,
     b.flags.writeable = False
     model.params["b_vocab"] = b  # the copy made before would now be stale
     assert all(c.split() == ["w5"] * 4 for c in captioner.caption_features(x, max_length=4, no_unk=True))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_kept_word_table_is_full_and_only_read(backend, kind):
+    """A frozen model's word table is made whole once and no decoding writes it (so decodings
+    on several threads may share it): greedy, beam search and the step API alike."""
+    model = _model(kind).freeze()
+    model.sample(_features(kind), max_length=6)
+    (entry,) = model._pack_cache._entries.values()
+    table, known = entry[2]["table"]
+    assert known.all()
+    before = table.copy()
+    for n in (1, 2, 7):
+        x = _features(kind, n=n, seed=n)
+        model.sample(x, max_length=8)
+        beam_search(model, x, beam_size=3, max_length=5)
+    np.testing.assert_array_equal(table, before)
+    p = model.params
+    Wx = p["Wx"][:W] if kind == "attention" else p["Wx"]
+    np.testing.assert_allclose(table, p["W_embed"] @ Wx + p["b"], rtol=1e-5, atol=1e-6)

@@ -56,7 +56,8 @@ class PackCache:
         kept = self._entries.get(key)
         if (kept is None or kept[0] is not compute.kernels or len(kept[1]) != len(arrays)
                 or any(x is not y for x, y in zip(kept[1], arrays))):
-            kept = self._entries[key] = (compute.kernels, arrays, {})  # holding the arrays: ids stay theirs
+            # holding the arrays keeps their ids theirs; "kept": the packs outlive the decoding
+            kept = self._entries[key] = (compute.kernels, arrays, {"kept": True})
         return kept[2]
 
 
@@ -75,10 +76,21 @@ class DecodeState:
         self.lstm = cell_type == "lstm"
         self.c = np.zeros_like(h) if self.lstm and c is None else c
         self._packs = {} if packs is None else packs
+        if table is None and self._packs.get("kept"):
+            # kept between decodings: every word's row made once, then only read (no
+            # decoding writes it, so decodings may share it from several threads)
+            table = self._packed("table", self._full_table)
         if table is None:
             V, G = params["W_embed"].shape[0], params["Wx"].shape[1]
             table = (np.empty((V, G), dtype=h.dtype), np.zeros(V, dtype=bool))
         self._table = table
+
+    def _full_table(self):
+        """(table (V, G) = W_embed @ Wx + b, known (V,) all True)."""
+        p = self.params
+        table = sequence.matmul(self.compute, p["W_embed"], p["Wx"])
+        table += p["b"]
+        return table, np.ones(table.shape[0], dtype=bool)
 
     @property
     def rows(self):
@@ -122,6 +134,8 @@ class DecodeState:
         least V and the state has more rows than are projected directly
         (None: fill it)."""
         params = self.params
+        if self._packs.get("kept"):  # its table is kept full, and never written again
+            return
         if feeds is not None and (self.rows <= _DIRECT_ROWS or feeds < params["W_embed"].shape[0]):
             return
         table, known = self._table

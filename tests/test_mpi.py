@@ -150,10 +150,11 @@ def test_solver_rejects_a_comm_that_is_not_a_communicator():
 
 # ---------------------------------------------------------------- 2 ranks = 1 rank
 @needs_mpi
+@pytest.mark.parametrize("model", [[], ["--attention", "--attention-dim", "6"]], ids=["pooled", "attention"])
 @pytest.mark.parametrize("cell", CELL_TYPES)
-def test_two_ranks_train_what_one_rank_trains_with_the_global_batch(tmp_path, cell):
-    ok(train(None, tmp_path / "one", "--cell", cell))
-    two = ok(train(2, tmp_path / "two", "--cell", cell))
+def test_two_ranks_train_what_one_rank_trains_with_the_global_batch(tmp_path, cell, model):
+    ok(train(None, tmp_path / "one", "--cell", cell, *model))
+    two = ok(train(2, tmp_path / "two", "--cell", cell, *model))
     # Each rank gets this host's cores over its 2 ranks as threads.
     threads = max(1, min((os.cpu_count() or 1) // 2, len(os.sched_getaffinity(0))))
     assert (f"data-parallel over 2 MPI ranks: global batch 7 = 4 or 3 captions per rank, "
@@ -161,6 +162,8 @@ def test_two_ranks_train_what_one_rank_trains_with_the_global_batch(tmp_path, ce
     # Rank 0 alone prints: each epoch line once.
     assert two.stdout.count("epoch 2/2:") == 1, two.stdout
     assert_same_run(tmp_path / "one", tmp_path / "two")
+    kind = load_checkpoint(os.path.join(tmp_path / "two", "checkpoint.npz")).model_config.get("kind")
+    assert (kind == "attention") == bool(model), kind
 
 
 @needs_mpi

@@ -1,6 +1,6 @@
 """The attention model (issue 26) against PyTorch, measured interleaved in one process.
 
-    python benchmarks/attention_ratios.py [--rounds 5] [--compile] [--only train|sample]
+    python benchmarks/attention_ratios.py [--rounds 5] [--compile] [--only train|sample] [--n N] [--cells L]
 
 Training step (model.loss + Adam on every parameter; PyTorch: loss, backward, Adam) at
 N in workload.BATCHES and L in workload.ATTENTION_CELLS; greedy decoding of
@@ -102,17 +102,20 @@ def main():
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--compile", action="store_true", help="also torch.compile the PyTorch loss")
     ap.add_argument("--only", choices=("train", "sample"))
+    ap.add_argument("--n", type=int, action="append", help="only this batch size (repeatable)")
+    ap.add_argument("--cells", type=int, action="append", help="only this L (repeatable)")
     args = ap.parse_args()
+    keep = lambda n, cells: (not args.n or n in args.n) and (not args.cells or cells in args.cells)  # noqa: E731
     threads = apply_threads(bench_threads())["threads"]
     torch_peer.set_threads(threads)
     print(f"CPU: {_cpu()}; {threads} threads; torch {torch_peer.version()}; load before {_load()}")
     if args.only != "sample":
         for n in wl.BATCHES:
-            for cells in wl.ATTENTION_CELLS:
+            for cells in filter(lambda c: keep(n, c), wl.ATTENTION_CELLS):
                 _report(f"train N={n} L={cells}", _time(_train_impls(n, cells, args.compile), args.rounds))
     if args.only != "train":
         for n in wl.SAMPLE_BATCHES:
-            for cells in wl.ATTENTION_CELLS:
+            for cells in filter(lambda c: keep(n, c), wl.ATTENTION_CELLS):
                 _report(f"sample N={n} L={cells}", _time(_sample_impls(n, cells, False), args.rounds))
     print(f"load after {_load()}")
 

@@ -159,3 +159,27 @@ def test_kept_word_table_is_full_and_only_read(backend, kind):
     p = model.params
     Wx = p["Wx"][:W] if kind == "attention" else p["Wx"]
     np.testing.assert_allclose(table, p["W_embed"] @ Wx + p["b"], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_frozen_model_packs_nothing_on_later_calls(backend, kind, monkeypatch):
+    """In the bfloat16 mode every right-hand operand is packed (the step's weights, W_vocab,
+    Wx, and the image's W_proj and W_enc): a frozen model's second decoding packs none."""
+    monkeypatch.setattr(_precision, "_emulate_anywhere", True)
+    kernels = fastcap.runtime.backends.load(backend)
+    packed = []  # pack calls, and products handed an array to pack (not a packed operand)
+    for name in ("pack_bf16", "recurrent_pack", "attention_pack", "matmul_bf16"):
+        real = getattr(kernels, name)
+
+        def spy(*a, _real=real, _name=name, **k):
+            if _name != "matmul_bf16" or isinstance(a[1], np.ndarray):
+                packed.append(_name)
+            return _real(*a, **k)
+        monkeypatch.setattr(kernels, name, spy)
+    model, x = _model(kind).freeze(), _features(kind)
+    with fastcap.use_precision("bfloat16"):
+        first = model.sample(x, max_length=6)
+        made = list(packed)
+        second = model.sample(x, max_length=6)
+    assert len(made) >= 3 and packed == made, packed[len(made):]
+    np.testing.assert_array_equal(first, second)

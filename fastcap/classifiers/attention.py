@@ -18,13 +18,14 @@ import numpy as np
 
 from ..model import attention, sequence
 from ..model.attention_reference import PARAM_SHAPES, init_params
-from ..model.decode import AttentionDecodeState, attention_greedy_decode
+from ..model.decode import AttentionDecodeState, attention_greedy_decode, image_operands
 from ..runtime import threads
 from ..runtime.compute import resolve
 from .captioner import Captioner
 
 
 ATTENTION_REG = 1.0  # the penalty's weight unless one is given
+IMAGE = ("W_proj", "W_enc")  # the right-hand operands of an image's products
 
 
 def _attention_reg(value):
@@ -103,10 +104,11 @@ class AttentionCaptioningRNN(Captioner):
         # features (N, L, D): h0 = mean_L(features) @ W_proj + b_proj, enc = features @ W_enc + b_enc
         params = self._check_params()
         a = self._features(features, params["W_proj"].shape[0])
-        _, h0, enc = attention.encode(compute, params, a)
+        packs = self._decode_packs(compute)
+        _, h0, enc = attention.encode(compute, {**params, **image_operands(compute, packs, params, IMAGE)}, a)
         Wx_words, Wz = attention.split_wx(params)
         return AttentionDecodeState(compute, self.cell_type, {**params, "Wx": Wx_words, "Wz": Wz}, h0, a, enc,
-                                    packs=self._decode_packs(compute))
+                                    packs=packs)
 
     @threads.routed
     def sample(self, features, max_length=30, return_attention=False):

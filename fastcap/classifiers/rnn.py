@@ -13,7 +13,7 @@ Decoding (the step API's state, greedy decoding) is ``fastcap.model.decode``.
 import numpy as np
 
 from ..model import sequence, validate
-from ..model.decode import DecodeState, counter_uniforms, greedy_decode, sample_decode
+from ..model.decode import DecodeState, counter_uniforms, greedy_decode, image_operands, sample_decode
 from ..model.sequence import CELLS
 from ..runtime import threads
 from ..runtime.compute import resolve
@@ -108,8 +108,10 @@ class CaptioningRNN(Captioner):
         # features (N, D): h0 = features @ W_proj + b_proj (and c0 = 0 for an LSTM)
         params = self._check_params()
         features = self._features(features, params["W_proj"].shape[0])
-        h0 = sequence.affine(compute, features, params["W_proj"], params["b_proj"])
-        return DecodeState(compute, self.cell_type, params, h0, packs=self._decode_packs(compute))
+        packs = self._decode_packs(compute)
+        W_proj = image_operands(compute, packs, params, ("W_proj",))["W_proj"]
+        h0 = sequence.affine(compute, features, W_proj, params["b_proj"])
+        return DecodeState(compute, self.cell_type, params, h0, packs=packs)
 
     @threads.routed
     def sample(self, features, max_length=30):

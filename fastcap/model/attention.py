@@ -51,12 +51,12 @@ def _steps(packing):
 
 def encode(compute, params, a):
     """features a (N, L, D) -> (pooled (N, D), h0 (N, H), enc (N, L, A)): the products of
-    an image, once per image, as GEMMs."""
+    an image, once per image, as GEMMs (W_proj and W_enc arrays or sequence.Operands)."""
     N, L, D = a.shape
     pooled = a.mean(axis=1)
     h0 = sequence.affine(compute, pooled, params["W_proj"], params["b_proj"])
     enc = sequence.affine(compute, a.reshape(N * L, D), params["W_enc"], params["b_enc"])
-    return pooled, h0, enc.reshape(N, L, params["W_enc"].shape[1])
+    return pooled, h0, enc.reshape(N, L, enc.shape[1])
 
 
 def split_wx(params):

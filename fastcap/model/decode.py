@@ -15,7 +15,7 @@ import numpy as np
 from . import sequence
 from .sequence import CELLS
 
-__all__ = ["DecodeState", "DecodeWeights", "PackCache", "greedy_decode", "sample_decode", "counter_uniforms",
+__all__ = ["DecodeState", "DecodeWeights", "PackCache", "image_operands", "greedy_decode", "sample_decode", "counter_uniforms",
            "AttentionDecodeState", "attention_greedy_decode"]
 
 # Up to this many running captions, a decoding step projects its words
@@ -59,6 +59,20 @@ class PackCache:
             # holding the arrays keeps their ids theirs; "kept": the packs outlive the decoding
             kept = self._entries[key] = (compute.kernels, arrays, {"kept": True})
         return kept[2]
+
+
+def image_operands(compute, packs, params, names):
+    """{name: params[name] as the right-hand operand of the image's products (h0, enc)}:
+    packed once and kept in ``packs`` when they are kept between decodings (PackCache),
+    else the arrays themselves (each product packs what it needs)."""
+    if packs is None or not packs.get("kept"):
+        return {k: params[k] for k in names}
+    out = {}
+    for k in names:
+        if f"image {k}" not in packs:
+            packs[f"image {k}"] = sequence.pack_operand(compute, params[k])
+        out[k] = packs[f"image {k}"]
+    return out
 
 
 class DecodeState:

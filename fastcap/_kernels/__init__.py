@@ -235,6 +235,12 @@ KERNELS = {
         'end (-1: none), null, captions_out (N,T) int32, alpha_out (N,T,L)): greedy_decode\'s '
         'loop with attention_recurrence_forward\'s step; alpha_out[n, t] = the attention of '
         "caption n's word t, 0 after its end"),
+    # --- data: grid features are stored as float16 (fastcap.data.grid) ---
+    "half_to_float": Kernel(
+        ('raw', 'out'), ('out',),
+        '(raw (N,M) uint16 IEEE half-precision bits, out (N,M)) -> int: out = the halves\' '
+        'values (exact: every half is a float32 and a float64); returns the first row holding an '
+        'infinity or a NaN, -1 if none'),
     # --- update rules, in place on w and on the optimizer state ---
     "sgd_update": Kernel(
         ('w', 'dw', 'lr'), ('w',),

@@ -368,6 +368,18 @@ def attention_greedy_decode(rng, dtype, N, T, D, H, L=49, A=None, V=300, W=16, g
 
 
 # The update rules run on an (H, 4H) array: the LSTM's Wh, the largest recurrent parameter.
+def half_to_float(rng, dtype, N, D, **_):
+    """Halves of every kind: normal, subnormal, zeros of both signs, the largest; row N // 2
+    holds an infinity (the kernel names the first such row) and the last row a NaN."""
+    raw = rng.integers(0, 1 << 16, (N, 3 * D), dtype=np.uint16)
+    raw[(raw & 0x7C00) == 0x7C00] &= 0xBFFF  # no infinities or NaNs but those below
+    raw[0, :6] = [0x0000, 0x8000, 0x0001, 0x83FF, 0x7BFF, 0x3C00]
+    if N > 1:
+        raw[N // 2, D] = 0xFC00  # -inf
+        raw[-1, 0] = 0x7E00  # NaN
+    return [raw, _empty(dtype, N, 3 * D)]
+
+
 def sgd_update(rng, dtype, H, **_):
     return [_f(rng, dtype, H, 4 * H), _f(rng, dtype, H, 4 * H), 0.1]
 

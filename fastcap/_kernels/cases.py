@@ -33,7 +33,7 @@ from .case_args import (  # noqa: F401 (the builders, re-exported for the tests)
     softmax_loss, argmax_words, sample_words, pack_matrix, greedy_decode, sample_decode, Table,
     cider_df, cider_d, PackA, attention_step_forward, attention_step_backward, attention_pack,
     attention_recurrence_forward, attention_recurrence_backward, attention_greedy_decode,
-    sgd_update, sgd_momentum_update, rmsprop_update, adam_update,
+    half_to_float, sgd_update, sgd_momentum_update, rmsprop_update, adam_update,
 )
 
 # Dimension sets each kernel is tested at.
@@ -86,6 +86,7 @@ CASES = {
     "attention_recurrence_forward": _case("attention_recurrence_forward", attention_recurrence_forward, 6e-6),
     "attention_recurrence_backward": _case("attention_recurrence_backward", attention_recurrence_backward, 2.5e-5),
     "attention_greedy_decode": _case("attention_greedy_decode", attention_greedy_decode, 2e-6),  # captions exact
+    "half_to_float": _case("half_to_float", half_to_float, 0.0),  # exact: a half is a float32
     "sgd_update": _case("sgd_update", sgd_update, 1e-6),
     "sgd_momentum_update": _case("sgd_momentum_update", sgd_momentum_update, 1e-6),
     "rmsprop_update": _case("rmsprop_update", rmsprop_update, 1e-6),

@@ -229,6 +229,7 @@ include "cells.pxi"
 include "vocab.pxi"
 include "cider.pxi"
 include "updates.pxi"
+include "halves.pxi"
 
 
 # ----------------------------------------------------------------------------

@@ -308,6 +308,28 @@ def attention_step_backward(dz, dalpha, a, enc, hd, w_att, alpha, z, beta, datt_
 # word embedding backward
 
 
+# A half of exponent bits e and mantissa m is (1024 + m) * 2**(e - 25), or m * 2**-24 below the
+# normals (e = 0): both exact in float32 and float64. e = 31: an infinity (m = 0) or a NaN.
+_HALF_SCALE = np.array([2.0 ** (max(e, 1) - 25) for e in range(31)])
+
+
+@_jit
+def half_to_float(raw, out):
+    first = -1
+    for i in range(raw.shape[0]):
+        for j in range(raw.shape[1]):
+            h = np.int64(raw[i, j])
+            e, m = (h >> 10) & 0x1F, h & 0x3FF
+            if e == 31:
+                v = math.inf if m == 0 else math.nan
+                if first < 0:
+                    first = i
+            else:
+                v = (m + (1024 if e else 0)) * _HALF_SCALE[e]
+            out[i, j] = -v if h & 0x8000 else v
+    return first
+
+
 @_jit
 def embedding_backward(dout, idx, dW_out):
     # dout: (M, W); idx: (M,) int64; dW_out: (V, W); scatter-add of rows, in order

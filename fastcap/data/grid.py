@@ -22,6 +22,7 @@ import re
 import numpy as np
 
 from ..coco_utils import _dataset, check_stored
+from ..runtime.compute import resolve
 from ..runtime.files import atomic_write
 
 __all__ = ["GRID_DTYPE", "DATASET", "FeatureReadError", "grid_name", "grid_path", "write_grid",
@@ -168,11 +169,18 @@ class GridFile:
                 raise FeatureReadError(
                     f"{self.path}: image {i}'s grid features cannot be read ({_reason(exc)}): "
                     "the file is damaged; write it again (fastcap prepare --grid)") from None
-        bad = ~np.isfinite(raw).all(axis=(1, 2))
-        if bad.any():
-            raise FeatureReadError(f"{self.path}: image {int(unique[np.argmax(bad)])}'s grid "
+        out = np.empty(raw.shape, dtype)
+        if raw.dtype == np.float16:  # fastcap's own files: native halves
+            # their values by the active backend's kernel (NumPy's cast was most of a read)
+            bad = resolve().kernels.half_to_float(raw.reshape(unique.size, -1).view(np.uint16),
+                                                  out.reshape(unique.size, -1))
+        else:
+            out[...] = raw
+            finite = np.isfinite(raw).all(axis=(1, 2))
+            bad = -1 if finite.all() else int(np.argmin(finite))
+        if bad >= 0:
+            raise FeatureReadError(f"{self.path}: image {int(unique[bad])}'s grid "
                                    "features hold NaN or infinite values")
-        out = raw.astype(dtype, copy=False)
         return out if unique.size == images.size and (np.diff(images) > 0).all() else out[inverse]
 
     def read_all(self, dtype=np.float32):

@@ -25,8 +25,10 @@ Why these defaults: with random weights, ResNet-50's 7 x 7 grid keeps colour but
 the shape (a ridge probe of 1520 training pictures' grids names the left shape 75-78% of the
 time, the right 68-69%, with or without the 128-d PCA), which bounds its attention model near
 45-50% in order even with 3000 pictures; random VGG-16, 13 layers shallower, keeps the shapes
-(91% in order from 1000 pictures). ``--attention-reg`` 1 with far more cells (196) than words
-(10) makes the penalty, whose floor is attention spread evenly, most of the loss: 0 by default.
+(91% in order from 1000 pictures). ``--attention-reg`` 0 by default: with far more cells (196)
+than words (10) the penalty's floor, attention spread evenly, is most of the loss at 1, which
+spreads the words between the shapes over the background; the figures barely move at 1 (90% in
+order, the colour words' share on their shape 0.72 instead of 0.64).
 """
 import argparse
 import json

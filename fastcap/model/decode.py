@@ -15,8 +15,8 @@ import numpy as np
 from . import sequence
 from .sequence import CELLS
 
-__all__ = ["DecodeState", "DecodeWeights", "PackCache", "image_operands", "greedy_decode", "sample_decode", "counter_uniforms",
-           "AttentionDecodeState", "attention_greedy_decode"]
+__all__ = ["DecodeState", "DecodeWeights", "PackCache", "image_operands", "greedy_decode", "sample_decode",
+           "counter_uniforms", "AttentionDecodeState", "attention_greedy_decode"]
 
 # Up to this many running captions, a decoding step projects its words
 # directly instead of through its per-word table (measured: the table's
@@ -61,18 +61,21 @@ class PackCache:
         return kept[2]
 
 
+def _made(packs, name, make):
+    """packs[name], made by make() on first use."""
+    if name not in packs:
+        packs[name] = make()
+    return packs[name]
+
+
 def image_operands(compute, packs, params, names):
     """{name: params[name] as the right-hand operand of the image's products (h0, enc)}:
     packed once and kept in ``packs`` when they are kept between decodings (PackCache),
     else the arrays themselves (each product packs what it needs)."""
     if packs is None or not packs.get("kept"):
         return {k: params[k] for k in names}
-    out = {}
-    for k in names:
-        if f"image {k}" not in packs:
-            packs[f"image {k}"] = sequence.pack_operand(compute, params[k])
-        out[k] = packs[f"image {k}"]
-    return out
+    return {k: _made(packs, f"image {k}", lambda k=k: sequence.pack_operand(compute, params[k]))
+            for k in names}
 
 
 class DecodeState:
@@ -93,18 +96,22 @@ class DecodeState:
         if table is None and self._packs.get("kept"):
             # kept between decodings: every word's row made once, then only read (no
             # decoding writes it, so decodings may share it from several threads)
-            table = self._packed("table", self._full_table)
-        if table is None:
-            V, G = params["W_embed"].shape[0], params["Wx"].shape[1]
-            table = (np.empty((V, G), dtype=h.dtype), np.zeros(V, dtype=bool))
-        self._table = table
+            table = self._packed("table", lambda: self._fill(self._new_table()))
+        self._table = self._new_table() if table is None else table
 
-    def _full_table(self):
-        """(table (V, G) = W_embed @ Wx + b, known (V,) all True)."""
-        p = self.params
-        table = sequence.matmul(self.compute, p["W_embed"], p["Wx"])
-        table += p["b"]
-        return table, np.ones(table.shape[0], dtype=bool)
+    def _new_table(self):
+        """(table (V, G), known (V,) all False): no row made yet."""
+        V, G = self.params["W_embed"].shape[0], self.params["Wx"].shape[1]
+        return np.empty((V, G), dtype=self.h.dtype), np.zeros(V, dtype=bool)
+
+    def _fill(self, table):
+        """Every row of table = (rows, known) made: W_embed @ Wx + b. Returns table."""
+        rows, known = table
+        # straight into the table: no 8 MB temporary
+        sequence.matmul(self.compute, self.params["W_embed"], self.params["Wx"], out=rows)
+        rows += self.params["b"]
+        known[...] = True
+        return table
 
     @property
     def rows(self):
@@ -152,11 +159,7 @@ class DecodeState:
             return
         if feeds is not None and (self.rows <= _DIRECT_ROWS or feeds < params["W_embed"].shape[0]):
             return
-        table, known = self._table
-        # straight into the table: no 8 MB temporary
-        sequence.matmul(self.compute, params["W_embed"], params["Wx"], out=table)
-        table += params["b"]
-        known[...] = True
+        self._fill(self._table)
 
     def _inputs(self, words):
         """xw (n, G) = W_embed[words] @ Wx + b."""
@@ -173,10 +176,7 @@ class DecodeState:
         return table[words]
 
     def _packed(self, name, make):
-        """packs[name], made by make() on first use."""
-        if name not in self._packs:
-            self._packs[name] = make()
-        return self._packs[name]
+        return _made(self._packs, name, make)
 
     def weights(self):
         """The DecodeWeights, packed on first use and shared by every state derived from this one."""

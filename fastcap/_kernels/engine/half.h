@@ -26,23 +26,17 @@ static inline float fc_half_value(uint32_t h)
     return out;
 }
 
-/* out[i] = the value of raw[i] for i < n; 1 if one of them is an infinity or a NaN. */
-static inline int fc_half_to_float(const uint16_t *raw, float *out, ptrdiff_t n)
+/* out[i] = the value of raw[i] for i < n (one loop: it vectorizes). */
+static inline void fc_half_to_float(const uint16_t *raw, float *out, ptrdiff_t n)
 {
-    uint32_t most = 0;
-    for (ptrdiff_t i = 0; i < n; i++) {
-        out[i] = fc_half_value(raw[i]);
-        const uint32_t em = raw[i] & 0x7fffu;
-        most = em > most ? em : most;
-    }
-    return most >= 0x7c00u;
+    for (ptrdiff_t i = 0; i < n; i++) out[i] = fc_half_value(raw[i]);
 }
 
-static inline int fc_half_to_double(const uint16_t *raw, double *out, ptrdiff_t n)
+/* 1 if one of raw[0..n) is an infinity or a NaN (every exponent bit set). */
+static inline int fc_half_special(const uint16_t *raw, ptrdiff_t n)
 {
     uint32_t most = 0;
     for (ptrdiff_t i = 0; i < n; i++) {
-        out[i] = (double)fc_half_value(raw[i]);
         const uint32_t em = raw[i] & 0x7fffu;
         most = em > most ? em : most;
     }
